@@ -1,0 +1,26 @@
+# The two commands of the README's Quick start: `make demo` and `make test`.
+# Each creates the virtual environment and installs the project on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[trainer,test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m trainer demo --workspace demo-workspace
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/trainer_throughput.py --quick
+
+clean:
+	rm -rf $(VENV) demo-workspace

@@ -1,0 +1,49 @@
+"""Crash-safe file writes shared by the trainer and the app (torch-free).
+
+A write either lands completely or not at all: the data goes to a temporary file in the
+same folder, is fsynced, and is renamed over the target. A crash mid-write leaves the old
+file intact and at worst a stray ``.tmp`` file that the next write replaces.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries to disk so that a rename inside it survives a power cut."""
+    if os.name == "nt":  # Windows cannot open a directory for fsync; NTFS journals renames.
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        # Leave no half-written temporary file behind, whatever interrupted us.
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path | str, text: str, encoding: str = "utf-8") -> None:
+    """Write ``text`` to ``path`` atomically; newlines are written as given (no translation)."""
+    atomic_write_bytes(path, text.encode(encoding))
