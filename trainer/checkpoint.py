@@ -1,0 +1,67 @@
+"""Crash-safe checkpoint folders: `step-N.tmp/` is written, fsynced, marked and renamed.
+
+A checkpoint counts only when its `COMPLETE` marker exists and it has its final name, so a
+crash while saving leaves the previous checkpoint as the newest valid one. Old checkpoints
+are pruned only after the new one is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+from trainer.fsutil import fsync_dir
+from trainer.rundir import CHECKPOINTS_DIR, checkpoint_name, list_checkpoints
+
+COMPLETE_MARKER = "COMPLETE"
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    fsync_dir(folder)
+
+
+def write_checkpoint(run_root: Path, step: int, write_files: Callable[[Path], None], keep_last_n: int) -> Path:
+    """Create the checkpoint of ``step`` with ``write_files(folder)``; returns its final folder.
+
+    ``keep_last_n`` > 0 prunes older complete checkpoints afterwards (0 keeps all).
+    """
+    parent = run_root / CHECKPOINTS_DIR
+    parent.mkdir(parents=True, exist_ok=True)
+    final = parent / checkpoint_name(step)
+    tmp = parent / (final.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)  # left by a crash during an earlier save of this step
+    tmp.mkdir()
+    write_files(tmp)
+    (tmp / COMPLETE_MARKER).write_text(json.dumps({"step": step, "time": time.time()}) + "\n", encoding="utf-8")
+    _fsync_tree(tmp)
+    if final.exists():
+        # Same step saved again (a resumed run): swap atomically, keeping the old one until then.
+        old = parent / (final.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    fsync_dir(parent)
+    if keep_last_n > 0:
+        prune_checkpoints(run_root, keep_last_n)
+    return final
+
+
+def prune_checkpoints(run_root: Path, keep_last_n: int) -> list[Path]:
+    """Delete all but the newest ``keep_last_n`` complete checkpoints; returns the deleted ones."""
+    complete = list_checkpoints(run_root, COMPLETE_MARKER)
+    doomed = complete[:-keep_last_n] if keep_last_n > 0 else []
+    for folder in doomed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return doomed

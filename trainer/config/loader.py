@@ -1,0 +1,390 @@
+"""Load and validate a training config (torch-free).
+
+Every problem is collected and reported together, each with the option it concerns, the
+line of the YAML file when known, and what to do. `python -m trainer validate` and the
+app's form both call `load_config` / `validate_mapping`, so they can never disagree.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import yaml
+
+from trainer.config.migrate import migrate
+from trainer.config.schema import OPTIONS, OPTIONS_BY_NAME, SCHEMA_VERSION, Option, defaults
+
+# Keys that are not options but may appear at the top of a config file.
+_META_KEYS = ("schema_version",)
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong with a config: where, what, and what to do about it."""
+
+    option: str
+    message: str
+    hint: str = ""
+    line: int | None = None
+    file: str | None = None
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        where = self.file or "config"
+        if self.line is not None:
+            where += f":{self.line}"
+        text = f"{where}: {self.option + ': ' if self.option else ''}{self.message}"
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+class ConfigError(Exception):
+    """Raised when a config has errors; carries all of them."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+class TrainConfig(Mapping[str, Any]):
+    """A validated config: every option present, paths absolute, values of the right type.
+
+    Options read as attributes (`config.learning_rate`) or as mapping items.
+    """
+
+    def __init__(self, values: dict[str, Any], source: Path | None = None, notes: list[str] | None = None) -> None:
+        self._values = values
+        self.source = source
+        self.migration_notes = notes or []
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with some values changed (not re-validated; for tests and launchers)."""
+        return TrainConfig({**self._values, **changes}, self.source, self.migration_notes)
+
+    @property
+    def lora_scale_alpha(self) -> float:
+        """LoRA alpha with the default applied (equal to the rank)."""
+        return float(self.lora_alpha if self.lora_alpha is not None else self.lora_rank)
+
+    @property
+    def resolved_output_name(self) -> str:
+        """The final LoRA's file name stem: `output_name`, else the output folder's name."""
+        return self.output_name or Path(self.output_dir).name or "lora"
+
+
+# ---------------------------------------------------------------------------------------
+# YAML parsing with line numbers
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Map each top-level key to its 1-based line (for messages); {} when unparsable."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+def _parse_yaml(text: str, file: str) -> tuple[Any, list[ConfigProblem]]:
+    try:
+        return yaml.safe_load(text), []
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        reason = getattr(exc, "problem", None) or str(exc)
+        return None, [ConfigProblem("", f"is not valid YAML: {reason}", "fix the syntax at that line "
+                                    "(indentation, a missing colon or an unclosed quote)", line, file)]
+
+
+# ---------------------------------------------------------------------------------------
+# Value checking
+
+
+def _describe_bounds(option: Option) -> str:
+    parts = []
+    if option.minimum is not None:
+        parts.append(f"{'>' if option.exclusive_minimum else '>='} {option.minimum:g}")
+    if option.maximum is not None:
+        parts.append(f"{'<' if option.exclusive_maximum else '<='} {option.maximum:g}")
+    return " and ".join(parts)
+
+
+def _coerce(option: Option, value: Any) -> tuple[Any, str | None]:
+    """Turn a YAML value into the option's type; returns (value, error message or None)."""
+    kind = option.type
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value, None
+        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "false", "no", "off"):
+            return value.strip().lower() in ("true", "yes", "on"), None
+        return None, f"must be true or false (got {value!r})"
+    if kind == "int":
+        if isinstance(value, bool):
+            return None, f"must be a whole number (got {value!r})"
+        if isinstance(value, int):
+            return value, None
+        if isinstance(value, float) and value.is_integer():
+            return int(value), None
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                pass
+            else:
+                if number.is_integer():
+                    return int(number), None
+        return None, f"must be a whole number (got {value!r})"
+    if kind == "float":
+        if isinstance(value, bool):
+            return None, f"must be a number (got {value!r})"
+        if isinstance(value, (int, float)):
+            number = float(value)
+        elif isinstance(value, str):
+            # YAML 1.1 reads `2e-4` (no dot) as a string; accept it as the number it means.
+            try:
+                number = float(value.strip())
+            except ValueError:
+                return None, f"must be a number such as 1e-4 (got {value!r})"
+        else:
+            return None, f"must be a number (got {value!r})"
+        if not math.isfinite(number):
+            return None, f"must be a finite number (got {value!r})"
+        return number, None
+    if kind in ("str", "path"):
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value), None
+        return None, f"must be a {'path' if kind == 'path' else 'text value'} (got {value!r})"
+    if kind == "choice":
+        text = str(value)
+        values = option.choice_values()
+        for allowed in values:
+            if text.lower() == allowed.lower():
+                return allowed, None
+        return None, f"{value!r} is not one of: {', '.join(values)}"
+    if kind == "str_list":
+        if isinstance(value, str):
+            return [value], None
+        if isinstance(value, list) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+            return [str(v) for v in value], None
+        return None, "must be a list of text lines"
+    raise AssertionError(f"unknown option type {kind}")
+
+
+def _check_bounds(option: Option, value: Any) -> str | None:
+    if option.type not in ("int", "float"):
+        return None
+    too_low = option.minimum is not None and (
+        value <= option.minimum if option.exclusive_minimum else value < option.minimum)
+    too_high = option.maximum is not None and (
+        value >= option.maximum if option.exclusive_maximum else value > option.maximum)
+    if too_low or too_high:
+        return f"must be {_describe_bounds(option)} (got {value:g})"
+    return None
+
+
+def _hint_for(option: Option) -> str:
+    if option.type == "choice":
+        return "use one of: " + "; ".join(f"{c.value} = {c.description.rstrip('.')}" for c in option.choices)
+    return option.help
+
+
+def _did_you_mean(key: str) -> str:
+    candidates = list(OPTIONS_BY_NAME) + list(_META_KEYS)
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean `{close[0]}`?"
+    return "remove it, or see `python -m trainer schema` for the options"
+
+
+def _resolve_path(value: str, base_dir: Path | None) -> Path:
+    path = Path(os.path.expanduser(value))
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return Path(os.path.normpath(path))
+
+
+def _check_path(option: Option, path: Path) -> str | None:
+    if not option.must_exist:
+        return None
+    if not path.exists():
+        return f"{path} does not exist"
+    if option.path_kind == "dir" and not path.is_dir():
+        return f"{path} is not a folder"
+    if option.path_kind == "file" and not path.is_file():
+        return f"{path} is not a file"
+    return None
+
+
+def _cross_checks(values: dict[str, Any]) -> Iterator[tuple[str, str, str, str]]:
+    """Rules that involve several options: (option, message, hint, severity)."""
+    if values["min_bucket_reso"] > values["max_bucket_reso"]:
+        yield ("min_bucket_reso", f"({values['min_bucket_reso']}) is larger than max_bucket_reso ({values['max_bucket_reso']})",
+               "make min_bucket_reso <= resolution <= max_bucket_reso", "error")
+    if values["enable_bucket"] and not values["min_bucket_reso"] <= values["resolution"] <= values["max_bucket_reso"]:
+        yield ("resolution", f"({values['resolution']}) is outside the bucket range "
+               f"{values['min_bucket_reso']}-{values['max_bucket_reso']}", "widen min/max_bucket_reso or change resolution", "error")
+    for name in ("resolution", "sample_width", "sample_height"):
+        if values[name] % 8:
+            yield (name, f"({values[name]}) is not a multiple of 8", "Stable Diffusion needs sides that are multiples of 8", "error")
+    if values["bucket_reso_steps"] % 8:
+        yield ("bucket_reso_steps", f"({values['bucket_reso_steps']}) is not a multiple of 8", "use 64 (or 8, 16, 32)", "error")
+    if values["sample_every_n_steps"] and not values["sample_prompts"]:
+        yield ("sample_every_n_steps", "is set but sample_prompts is empty, so no samples will be made",
+               "add sample_prompts or set sample_every_n_steps to 0", "warning")
+    if values["text_encoder_lr"] is not None and not values["train_text_encoder"]:
+        yield ("text_encoder_lr", "is set but train_text_encoder is off, so it has no effect",
+               "turn train_text_encoder on or clear text_encoder_lr", "warning")
+    if values["keep_tokens"] and not values["shuffle_caption"]:
+        yield ("keep_tokens", "only matters when shuffle_caption is on", "turn shuffle_caption on or set keep_tokens to 0", "warning")
+    if values["optimizer"] == "Prodigy" and values["learning_rate"] < 0.1:
+        yield ("learning_rate", f"({values['learning_rate']:g}) is very low for Prodigy, which expects about 1.0",
+               "set learning_rate to 1.0 with Prodigy", "warning")
+    elif values["optimizer"] != "Prodigy" and values["learning_rate"] > 0.01:
+        yield ("learning_rate", f"({values['learning_rate']:g}) is very high for {values['optimizer']} and will likely diverge",
+               "LoRA usually trains at 1e-4 to 5e-4", "warning")
+
+
+# ---------------------------------------------------------------------------------------
+# Public API
+
+
+def validate_mapping(raw: Any, base_dir: Path | None = None, *, file: str | None = None,
+                     key_lines: dict[str, int] | None = None,
+                     check_paths: bool = True) -> tuple[TrainConfig | None, list[ConfigProblem]]:
+    """Validate a parsed config mapping; returns the config (None on errors) and every problem.
+
+    Relative paths resolve against ``base_dir`` (the config file's folder). With
+    ``check_paths`` the paths that must exist are checked too.
+    """
+    lines = key_lines or {}
+    problems: list[ConfigProblem] = []
+
+    def problem(option: str, message: str, hint: str = "", severity: str = "error") -> None:
+        problems.append(ConfigProblem(option, message, hint, lines.get(option), file, severity))
+
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problem("", "must be a mapping of option: value lines", "see `python -m trainer schema` for the options")
+        return None, problems
+
+    raw = dict(raw)
+    version = raw.pop("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or version < 1 or version > SCHEMA_VERSION:
+        problem("schema_version", f"{version!r} is not a schema version this trainer knows (1 to {SCHEMA_VERSION})",
+                "update the trainer, or remove schema_version to use the current one")
+        version = SCHEMA_VERSION
+    notes = migrate(raw, version)
+
+    values = defaults()
+    for key, value in raw.items():
+        option = OPTIONS_BY_NAME.get(str(key))
+        if option is None:
+            problem(str(key), "is not a known option", _did_you_mean(str(key)))
+            continue
+        if value is None:
+            if option.nullable or not option.required and option.default is None:
+                values[option.name] = None
+            else:
+                problem(option.name, "is empty", _hint_for(option))
+            continue
+        coerced, error = _coerce(option, value)
+        if error is None:
+            error = _check_bounds(option, coerced)
+        if error is not None:
+            problem(option.name, error, _hint_for(option))
+            continue
+        if option.type == "path":
+            coerced = str(_resolve_path(coerced, base_dir))
+        values[option.name] = coerced
+
+    for option in OPTIONS:
+        if option.required and values[option.name] is None:
+            if option.name not in raw:
+                problem(option.name, "is missing", f"add `{option.name}:` — {option.help}")
+        elif check_paths and option.type == "path" and values[option.name] is not None and option.name in raw:
+            error = _check_path(option, Path(values[option.name]))
+            if error:
+                problem(option.name, error, f"check the path; relative paths start at the config file's folder ({base_dir})"
+                        if base_dir else "check the path")
+
+    if not any(p.severity == "error" for p in problems):
+        for option, message, hint, severity in _cross_checks(values):
+            problem(option, message, hint, severity)
+
+    if any(p.severity == "error" for p in problems):
+        return None, problems
+    return TrainConfig(values, None, notes), problems
+
+
+def load_config(path: str | Path, *, check_paths: bool = True) -> tuple[TrainConfig | None, list[ConfigProblem]]:
+    """Read and validate the YAML config at ``path``; returns (config or None, all problems)."""
+    path = Path(path)
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        return None, [ConfigProblem("", "does not exist", "check the path given to --config", None, file)]
+    except UnicodeDecodeError:
+        return None, [ConfigProblem("", "is not UTF-8 text", "save the file as UTF-8", None, file)]
+    except OSError as exc:
+        return None, [ConfigProblem("", f"cannot be read: {exc.strerror}", "check the file's permissions", None, file)]
+    raw, problems = _parse_yaml(text, file)
+    if problems:
+        return None, problems
+    lines = _key_lines(text)
+    config_dir = path.resolve().parent
+    config, problems = validate_mapping(raw, config_dir, file=file, key_lines=lines, check_paths=check_paths)
+    if check_paths and _only_missing_paths(problems) and Path.cwd() != config_dir:
+        # The seed's layout keeps configs in configs/ with paths relative to the project
+        # folder it is run from. Accept that when every path exists from there, and say so.
+        retry, retry_problems = validate_mapping(raw, Path.cwd(), file=file, key_lines=lines, check_paths=True)
+        if retry is not None:
+            config, problems = retry, retry_problems + [ConfigProblem(
+                "", f"relative paths were found from the current folder ({Path.cwd()}), not from the config's folder",
+                "write paths relative to the config file's folder (or absolute) so the config works from anywhere",
+                None, file, "warning")]
+    if config is not None:
+        config.source = path.resolve()
+    return config, problems
+
+
+def _only_missing_paths(problems: list[ConfigProblem]) -> bool:
+    errors = [p for p in problems if p.severity == "error"]
+    return bool(errors) and all(p.message.endswith("does not exist") for p in errors)
+
+
+def config_to_yaml(config: Mapping[str, Any], header: str = "") -> str:
+    """Every option written explicitly, grouped, each with its help as a comment."""
+    out = [f"# {line}" for line in header.splitlines()] + [f"schema_version: {SCHEMA_VERSION}"]
+    group = None
+    for option in OPTIONS:
+        if option.group != group:
+            group = option.group
+            out += ["", f"# --- {group} ---"]
+        out.append(f"# {option.help}")
+        dumped = yaml.safe_dump({option.name: config[option.name]}, sort_keys=False, allow_unicode=True,
+                                default_flow_style=False, width=10_000).rstrip("\n")
+        out.append(dumped)
+    return "\n".join(out) + "\n"

@@ -1,0 +1,245 @@
+"""The option schema: every training option declared once (torch-free).
+
+This table drives YAML validation (`trainer.config.validate`), `python -m trainer schema`,
+the CLI help, the docs and the app's settings form. An option's name, type, default,
+bounds, choices (each with a description), help text, group and `advanced` flag live here
+and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+# Option types. "path" values are resolved against the config file's folder.
+TYPES = ("int", "float", "bool", "str", "path", "choice", "str_list")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One allowed value of a `choice` option, with what it means for the user."""
+
+    value: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Option:
+    """One training option: everything a validator, a form or a help page needs."""
+
+    name: str
+    type: str
+    default: Any
+    help: str
+    group: str
+    advanced: bool = False
+    required: bool = False
+    nullable: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    # Whether the bounds themselves are allowed (learning_rate > 0, dropout < 1, ...).
+    exclusive_minimum: bool = False
+    exclusive_maximum: bool = False
+    choices: tuple[Choice, ...] = ()
+    path_kind: str | None = None  # "file", "dir" or "file_or_dir" for path options
+    must_exist: bool = False
+    # Keys older configs or other tools used for this option; read, then rewritten.
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+
+    def choice_values(self) -> list[str]:
+        """The allowed values of a `choice` option, in declaration order."""
+        return [choice.value for choice in self.choices]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready description of this option (for `trainer schema --json` and the app)."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "type": self.type,
+            "default": self.default,
+            "help": self.help,
+            "group": self.group,
+            "advanced": self.advanced,
+            "required": self.required,
+            "nullable": self.nullable,
+        }
+        if self.minimum is not None:
+            data["minimum"] = self.minimum
+            data["exclusive_minimum"] = self.exclusive_minimum
+        if self.maximum is not None:
+            data["maximum"] = self.maximum
+            data["exclusive_maximum"] = self.exclusive_maximum
+        if self.choices:
+            data["choices"] = [{"value": c.value, "description": c.description} for c in self.choices]
+        if self.path_kind:
+            data["path_kind"] = self.path_kind
+            data["must_exist"] = self.must_exist
+        if self.aliases:
+            data["aliases"] = list(self.aliases)
+        return data
+
+
+GROUPS = ("Data", "Model", "LoRA", "Training", "Optimizer", "Memory and speed", "Sampling", "Saving")
+
+_DATA, _MODEL, _LORA, _TRAIN, _OPTIM, _MEM, _SAMPLE, _SAVE = GROUPS
+
+OPTIONS: tuple[Option, ...] = (
+    # --- Data -------------------------------------------------------------------------
+    Option("train_data_dir", "path", None, "Folder with the training images (kohya repeat folders such as `10_style/` are allowed).",
+           _DATA, required=True, path_kind="dir", must_exist=True),
+    Option("metadata_path", "path", None, "Caption file: `metadata.csv` (filename,prompt) or `metadata.jsonl` (file_name,text). "
+           "Leave empty to detect: metadata.csv, then metadata.jsonl in the data folder, else `.txt` files beside the images.",
+           _DATA, nullable=True, path_kind="file", must_exist=True),
+    Option("caption_extension", "str", ".txt", "Extension of caption files beside the images when no metadata file is used.",
+           _DATA, advanced=True),
+    Option("resolution", "int", 512, "Training resolution in pixels (the side of a square of the same area as each bucket).",
+           _DATA, minimum=64, maximum=4096),
+    Option("enable_bucket", "bool", True, "Group images by aspect ratio (buckets) instead of cropping every image to a square.",
+           _DATA),
+    Option("min_bucket_reso", "int", 256, "Smallest bucket side in pixels.", _DATA, advanced=True, minimum=64, maximum=4096),
+    Option("max_bucket_reso", "int", 1024, "Largest bucket side in pixels.", _DATA, advanced=True, minimum=64, maximum=8192),
+    Option("bucket_reso_steps", "int", 64, "Bucket sides are multiples of this many pixels (64 suits SD; must be a multiple of 8).",
+           _DATA, advanced=True, minimum=8, maximum=512),
+    Option("random_flip", "bool", False, "Also train on mirrored images. Off for subjects whose left and right differ (text, logos).",
+           _DATA),
+    Option("shuffle_caption", "bool", False, "Shuffle comma-separated tags of each caption every step (tag-style captions).",
+           _DATA),
+    Option("keep_tokens", "int", 0, "Keep this many leading tags in place when shuffling (for a trigger word).", _DATA,
+           minimum=0, maximum=100),
+    Option("caption_dropout_rate", "float", 0.0, "Fraction of steps that train on an empty caption.", _DATA,
+           advanced=True, minimum=0.0, maximum=1.0, exclusive_maximum=True),
+    Option("max_image_pixels", "int", 178_956_970, "Images with more pixels than this are refused as possible decompression bombs.",
+           _DATA, advanced=True, minimum=1_000_000, maximum=10**12),
+    # --- Model ------------------------------------------------------------------------
+    Option("base_model", "path", None, "Stable Diffusion 1.x/2.x base model: a single `.safetensors` file or a diffusers folder.",
+           _MODEL, required=True, path_kind="file_or_dir", must_exist=True),
+    Option("prediction_type", "choice", "auto", "What the model predicts; only v-prediction SD 2.x 768 models need `v_prediction`.",
+           _MODEL, advanced=True, choices=(
+               Choice("auto", "Read it from the model (diffusers folder), else epsilon."),
+               Choice("epsilon", "Noise prediction: SD 1.x and SD 2.x 512 models."),
+               Choice("v_prediction", "Velocity prediction: SD 2.x 768-v models."))),
+    Option("clip_skip", "int", 1, "Use the text encoder's n-th layer from the end (2 for many anime models).", _MODEL,
+           minimum=1, maximum=12),
+    Option("allow_pickle", "bool", False, "Allow `.ckpt/.pt/.bin` base models. A pickle file can run any code when loaded: "
+           "only allow it for files you trust, or convert them to .safetensors.", _MODEL, advanced=True),
+    # --- LoRA -------------------------------------------------------------------------
+    Option("lora_rank", "int", 8, "LoRA rank (network dim): capacity of the adapter. 4-32 for styles and characters.", _LORA,
+           minimum=1, maximum=1024, aliases=("network_dim",)),
+    Option("lora_alpha", "float", None, "LoRA alpha: the adapter is scaled by alpha/rank. Empty means equal to the rank (scale 1).",
+           _LORA, nullable=True, minimum=0.0, exclusive_minimum=True, maximum=4096, aliases=("network_alpha",)),
+    Option("lora_dropout", "float", 0.0, "Dropout on the LoRA path during training.", _LORA, advanced=True,
+           minimum=0.0, maximum=1.0, exclusive_maximum=True),
+    Option("lora_target", "choice", "attention_ff", "Which layers get a LoRA adapter.", _LORA, choices=(
+        Choice("attention", "Attention projections only: smallest file, weakest effect."),
+        Choice("attention_ff", "Attention and feed-forward layers of the transformer blocks (kohya's default)."),
+        Choice("all", "All linear and convolution layers (LoCon-style): strongest, largest file."))),
+    Option("train_text_encoder", "bool", False, "Also train a LoRA on the text encoder (stronger prompt binding, uses more memory).",
+           _LORA),
+    Option("text_encoder_lr", "float", None, "Learning rate of the text encoder's LoRA. Empty means the same as learning_rate.",
+           _LORA, nullable=True, minimum=0.0, exclusive_minimum=True, maximum=1.0),
+    # --- Training ---------------------------------------------------------------------
+    Option("batch_size", "int", 1, "Images per step. Larger is faster per image but needs more GPU memory.", _TRAIN,
+           minimum=1, maximum=1024, aliases=("train_batch_size",)),
+    Option("epochs", "int", 10, "Passes over the data set (each image counted with its repeats).", _TRAIN,
+           minimum=1, maximum=100_000, aliases=("max_train_epochs",)),
+    Option("max_train_steps", "int", None, "Stop after this many optimizer steps; overrides epochs when set.", _TRAIN,
+           nullable=True, minimum=1, maximum=10_000_000),
+    Option("learning_rate", "float", 1e-4, "Learning rate of the UNet's LoRA (1e-4 to 5e-4 is typical; 1.0 for Prodigy).",
+           _TRAIN, minimum=0.0, exclusive_minimum=True, maximum=1.0),
+    Option("gradient_accumulation_steps", "int", 1, "Add up gradients of this many batches per optimizer step "
+           "(a larger effective batch without more memory).", _TRAIN, minimum=1, maximum=1024),
+    Option("max_grad_norm", "float", 1.0, "Clip the gradient norm to this value; 0 turns clipping off.", _TRAIN,
+           advanced=True, minimum=0.0, maximum=1000.0),
+    Option("noise_offset", "float", 0.0, "Noise offset (0.05-0.1 helps very dark or bright images).", _TRAIN,
+           advanced=True, minimum=0.0, maximum=1.0),
+    Option("min_snr_gamma", "float", None, "Min-SNR loss weighting gamma (5 is common); empty turns it off.", _TRAIN,
+           advanced=True, nullable=True, minimum=0.0, exclusive_minimum=True, maximum=100.0),
+    Option("seed", "int", 42, "Random seed: the same seed and data give the same LoRA.", _TRAIN, minimum=0, maximum=2**32 - 1),
+    # --- Optimizer --------------------------------------------------------------------
+    Option("optimizer", "choice", "AdamW", "Optimizer.", _OPTIM, choices=(
+        Choice("AdamW", "Adam with decoupled weight decay: the safe default."),
+        Choice("AdamW8bit", "AdamW with 8-bit state (needs bitsandbytes and a CUDA GPU): less memory."),
+        Choice("Adafactor", "Memory-light adaptive optimizer (transformers' Adafactor)."),
+        Choice("SGD", "Plain SGD with momentum 0.9."),
+        Choice("Prodigy", "Learning-rate-free Adam variant (needs the prodigyopt package); use learning_rate 1.0."))),
+    Option("weight_decay", "float", 0.01, "Weight decay of the optimizer.", _OPTIM, advanced=True, minimum=0.0, maximum=1.0),
+    Option("lr_scheduler", "choice", "constant", "How the learning rate changes over the run.", _OPTIM, choices=(
+        Choice("constant", "The same learning rate throughout."),
+        Choice("constant_with_warmup", "Rises linearly over lr_warmup_steps, then stays constant."),
+        Choice("linear", "Warm-up, then falls linearly to zero at the last step."),
+        Choice("cosine", "Warm-up, then falls along a cosine to zero."),
+        Choice("cosine_with_restarts", "Cosine decay restarted lr_scheduler_num_cycles times."),
+        Choice("polynomial", "Warm-up, then polynomial decay with power lr_scheduler_power."))),
+    Option("lr_warmup_steps", "int", 0, "Optimizer steps of linear warm-up at the start.", _OPTIM, minimum=0, maximum=10_000_000),
+    Option("lr_scheduler_num_cycles", "int", 1, "Restarts of cosine_with_restarts.", _OPTIM, advanced=True, minimum=1, maximum=1000),
+    Option("lr_scheduler_power", "float", 1.0, "Power of the polynomial scheduler.", _OPTIM, advanced=True, minimum=0.0, maximum=10.0),
+    # --- Memory and speed -------------------------------------------------------------
+    Option("mixed_precision", "choice", "auto", "Precision of the frozen model and the forward pass "
+           "(LoRA weights always train in fp32).", _MEM, choices=(
+               Choice("auto", "bf16 on GPUs that support it, else fp16 on CUDA, full precision on the CPU."),
+               Choice("no", "Full fp32 precision: most memory, slowest, most exact."),
+               Choice("fp16", "Half precision with loss scaling (any CUDA GPU)."),
+               Choice("bf16", "bfloat16 (RTX 30xx/A100 and newer): no loss scaling needed."))),
+    Option("gradient_checkpointing", "bool", False, "Recompute activations in the backward pass: much less memory, ~20% slower.",
+           _MEM),
+    Option("cache_latents", "choice", "disk", "Encode every image with the VAE once and reuse the result every epoch.", _MEM, choices=(
+        Choice("off", "Encode images every step (needed for nothing; slowest)."),
+        Choice("memory", "Keep the encoded images in RAM for this run."),
+        Choice("disk", "Also keep them on disk, keyed by image content, so later runs and resumes start fast."))),
+    Option("cache_dir", "path", None, "Folder of the latent cache on disk. Empty means `.lora_cache` inside the data folder "
+           "(or the run folder when the data folder is read-only).", _MEM, advanced=True, nullable=True, path_kind="dir"),
+    Option("cache_text_encoder_outputs", "bool", True, "Encode each caption once when the text encoder is frozen and captions "
+           "are not shuffled.", _MEM, advanced=True),
+    Option("num_workers", "int", 2, "Background processes that load images when latents are not cached.", _MEM,
+           advanced=True, minimum=0, maximum=64),
+    Option("device", "choice", "auto", "Where to train.", _MEM, advanced=True, choices=(
+        Choice("auto", "The first CUDA GPU when there is one, else the CPU."),
+        Choice("cuda", "The CUDA GPU (fails when none is visible)."),
+        Choice("cpu", "The CPU (very slow; for tests and tiny models)."))),
+    # --- Sampling ---------------------------------------------------------------------
+    Option("sample_prompts", "str_list", [], "Prompts for sample images made during training.", _SAMPLE),
+    Option("sample_every_n_steps", "int", 0, "Make sample images every this many steps; 0 turns sampling off.", _SAMPLE,
+           minimum=0, maximum=10_000_000),
+    Option("sample_steps", "int", 20, "Denoising steps of each sample image.", _SAMPLE, advanced=True, minimum=1, maximum=200),
+    Option("sample_guidance_scale", "float", 7.0, "Classifier-free guidance scale of sample images.", _SAMPLE, advanced=True,
+           minimum=0.0, maximum=50.0),
+    Option("sample_width", "int", 512, "Width of sample images in pixels (a multiple of 8).", _SAMPLE, advanced=True,
+           minimum=64, maximum=4096),
+    Option("sample_height", "int", 512, "Height of sample images in pixels (a multiple of 8).", _SAMPLE, advanced=True,
+           minimum=64, maximum=4096),
+    Option("sample_seed", "int", 1234, "Seed of the first sample prompt (prompt i uses seed + i), so samples compare across steps.",
+           _SAMPLE, advanced=True, minimum=0, maximum=2**32 - 1),
+    Option("sample_negative_prompt", "str", "", "Negative prompt of sample images.", _SAMPLE, advanced=True),
+    # --- Saving -----------------------------------------------------------------------
+    Option("output_dir", "path", None, "Run folder: checkpoints, logs, samples and the final LoRA go here.", _SAVE,
+           required=True, path_kind="dir"),
+    Option("output_name", "str", None, "File name of the final LoRA without extension. Empty means the output folder's name.",
+           _SAVE, nullable=True),
+    Option("save_steps", "int", 500, "Save a checkpoint every this many steps; 0 saves only at the end.", _SAVE,
+           minimum=0, maximum=10_000_000, aliases=("save_every_n_steps",)),
+    Option("save_every_n_epochs", "int", 0, "Also save a checkpoint every this many epochs; 0 turns it off.", _SAVE,
+           advanced=True, minimum=0, maximum=100_000),
+    Option("keep_last_n_checkpoints", "int", 3, "Keep only the newest checkpoints (older ones are deleted after a new one is "
+           "complete); 0 keeps all.", _SAVE, minimum=0, maximum=100_000),
+    Option("save_precision", "choice", "fp16", "Precision of the saved LoRA file.", _SAVE, choices=(
+        Choice("fp16", "Half precision: half the size, what everyone uses."),
+        Choice("bf16", "bfloat16."),
+        Choice("fp32", "Full precision."))),
+    Option("log_every_n_steps", "int", 1, "Write a line to metrics.jsonl every this many optimizer steps.", _SAVE,
+           advanced=True, minimum=1, maximum=100_000),
+    Option("tensorboard", "bool", True, "Also write TensorBoard event files to `tb/` in the run folder.", _SAVE, advanced=True),
+)
+
+OPTIONS_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
+ALIASES: dict[str, str] = {alias: option.name for option in OPTIONS for alias in option.aliases}
+
+
+def defaults() -> dict[str, Any]:
+    """Every option's default value (lists copied so callers may change them)."""
+    return {option.name: (list(option.default) if isinstance(option.default, list) else option.default) for option in OPTIONS}
+
+
+def schema_json() -> dict[str, Any]:
+    """The whole schema as JSON-ready data: version, groups and options."""
+    return {"schema_version": SCHEMA_VERSION, "groups": list(GROUPS), "options": [option.to_json() for option in OPTIONS]}

@@ -1,0 +1,118 @@
+"""Training data: the sample list, a resumable batch order, and image tensors.
+
+The batch order of an epoch is a pure function of (seed, epoch), so a resumed run can
+rebuild it and continue at the exact batch it stopped at: no data-loader state to save.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from trainer.buckets import Bucket, assign_bucket, cover_and_crop, make_buckets, square_bucket
+from trainer.images import image_size, open_rgb
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training image with its caption and bucket (repeats are expanded in batches)."""
+
+    image_path: Path
+    caption: str
+    bucket: Bucket
+    repeats: int
+    folder: str  # the dataset sub-folder it came from, for `ss_tag_frequency`
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    """One image of a batch: which sample, and whether it is mirrored this time."""
+
+    index: int
+    flip: bool
+
+
+def build_samples(items, config) -> list[Sample]:
+    """Samples from a dataset scan's items, each assigned to its bucket."""
+    buckets = (make_buckets(config.resolution, config.min_bucket_reso, config.max_bucket_reso, config.bucket_reso_steps)
+               if config.enable_bucket else [square_bucket(config.resolution)])
+    samples = []
+    for item in items:
+        width, height = image_size(item.image_path)
+        folder = item.rel_path.rsplit("/", 1)[0] if "/" in item.rel_path else ""
+        samples.append(Sample(Path(item.image_path), item.caption or "", assign_bucket(width, height, buckets),
+                              item.repeats, folder))
+    return samples
+
+
+def epoch_batches(samples: list[Sample], batch_size: int, seed: int, epoch: int, random_flip: bool) -> list[list[BatchEntry]]:
+    """The batches of ``epoch``: each image `repeats` times, batches never mix buckets.
+
+    Deterministic in (seed, epoch): shuffles inside each bucket, cuts batches, then
+    shuffles the order of the batches.
+    """
+    rng = random.Random(seed * 1_000_003 + epoch)
+    by_bucket: dict[Bucket, list[int]] = defaultdict(list)
+    for index, sample in enumerate(samples):
+        by_bucket[sample.bucket].extend([index] * sample.repeats)
+    batches: list[list[BatchEntry]] = []
+    for bucket in sorted(by_bucket):
+        indices = by_bucket[bucket]
+        rng.shuffle(indices)
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            batches.append([BatchEntry(i, random_flip and rng.random() < 0.5) for i in chunk])
+    rng.shuffle(batches)
+    return batches
+
+
+def batches_per_epoch(samples: list[Sample], batch_size: int) -> int:
+    """How many batches one epoch has (the same for every epoch)."""
+    per_bucket: dict[Bucket, int] = defaultdict(int)
+    for sample in samples:
+        per_bucket[sample.bucket] += sample.repeats
+    return sum(-(-count // batch_size) for count in per_bucket.values())
+
+
+def load_image_tensor(sample: Sample, flip: bool, max_pixels: int) -> torch.Tensor:
+    """The sample's image, resized to cover its bucket, centre-cropped, in [-1, 1], CHW."""
+    image = open_rgb(sample.image_path, max_pixels=max_pixels)
+    size, box = cover_and_crop(image.width, image.height, sample.bucket)
+    image = image.resize(size, Image.Resampling.LANCZOS).crop(box)
+    if flip:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def process_caption(caption: str, *, shuffle: bool, keep_tokens: int, dropout_rate: float, rng: random.Random) -> str:
+    """The caption as trained this step: maybe dropped, maybe with its tags shuffled."""
+    if dropout_rate and rng.random() < dropout_rate:
+        return ""
+    if not shuffle:
+        return caption
+    tags = [t.strip() for t in caption.split(",") if t.strip()]
+    head, tail = tags[:keep_tokens], tags[keep_tokens:]
+    rng.shuffle(tail)
+    return ", ".join(head + tail)
+
+
+class ImageBatchDataset(torch.utils.data.Dataset):
+    """Loads the images of whole batches in data-loader workers (used when latents are not cached)."""
+
+    def __init__(self, samples: list[Sample], batches: list[list[BatchEntry]], max_pixels: int) -> None:
+        self.samples = samples
+        self.batches = batches
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.stack([load_image_tensor(self.samples[e.index], e.flip, self.max_pixels) for e in self.batches[index]])

@@ -1,0 +1,128 @@
+"""LoRA adapters: which layers get one, adding them with peft, and the files we write.
+
+Two output layouts:
+- kohya (`lora_unet_*`, `lora_te_*`, `.lora_down.weight`, `.lora_up.weight`, `.alpha`) with
+  `ss_*` metadata: what AUTOMATIC1111/Forge, ComfyUI and diffusers' `load_lora_weights` read;
+- diffusers/peft (`unet.<module>.lora_A.weight`, ...) as `pytorch_lora_weights.safetensors`.
+"""
+
+from __future__ import annotations
+
+import torch
+from peft import LoraConfig, inject_adapter_in_model
+from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import save as safetensors_bytes
+
+from trainer.fsutil import atomic_write_bytes
+
+# Layer name patterns per `lora_target` choice. kohya's default trains every linear layer
+# (and 1x1 conv) inside the transformer blocks: attention, feed-forward and proj_in/out.
+_UNET_ATTENTION = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0",
+                   "attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0")
+_UNET_FEED_FORWARD = ("ff.net.0.proj", "ff.net.2", "proj_in", "proj_out")
+_TE_ATTENTION = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj")
+_TE_FEED_FORWARD = ("mlp.fc1", "mlp.fc2")
+
+UNET_PREFIX = "lora_unet"
+TEXT_ENCODER_PREFIX = "lora_te"
+
+
+def _matches(name: str, suffixes: tuple[str, ...]) -> bool:
+    return any(name == s or name.endswith("." + s) for s in suffixes)
+
+
+def unet_target_modules(unet: torch.nn.Module, target: str) -> list[str]:
+    """Full names of the UNet layers that get a LoRA for the `lora_target` choice ``target``."""
+    suffixes = _UNET_ATTENTION + (_UNET_FEED_FORWARD if target in ("attention_ff", "all") else ())
+    names = []
+    for name, module in unet.named_modules():
+        if not isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+            continue
+        if _matches(name, suffixes):
+            names.append(name)
+        elif target == "all" and ("resnets" in name or "samplers" in name or name.endswith("time_emb_proj")):
+            # LoCon-style: the ResNet convolutions, their time projections and the
+            # down/up-sampling convolutions as well.
+            names.append(name)
+    return names
+
+
+def text_encoder_target_modules(text_encoder: torch.nn.Module, target: str) -> list[str]:
+    """Full names of the text encoder layers that get a LoRA."""
+    suffixes = _TE_ATTENTION + (_TE_FEED_FORWARD if target in ("attention_ff", "all") else ())
+    return [name for name, module in text_encoder.named_modules()
+            if isinstance(module, torch.nn.Linear) and _matches(name, suffixes)]
+
+
+def add_lora(model: torch.nn.Module, targets: list[str], rank: int, alpha: float, dropout: float) -> list[torch.nn.Parameter]:
+    """Freeze ``model``, add LoRA layers to ``targets`` and return the new trainable parameters.
+
+    LoRA weights start as B = 0, so the adapted model equals the base model at step 0.
+    """
+    model.requires_grad_(False)
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
+                        init_lora_weights="gaussian")
+    inject_adapter_in_model(config, model)
+    params = [p for name, p in model.named_parameters() if "lora_" in name]
+    for param in params:
+        # Trainable weights stay in fp32 even when the frozen model runs in fp16/bf16.
+        param.data = param.data.float()
+        param.requires_grad_(True)
+    return params
+
+
+def lora_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The LoRA weights of ``model`` keyed `<module>.lora_A.weight` / `.lora_B.weight` (peft layout)."""
+    return {k: v.detach() for k, v in get_peft_model_state_dict(model).items()}
+
+
+def load_lora_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Put saved LoRA weights back into a model that has the same adapters (for resume)."""
+    result = set_peft_model_state_dict(model, state)
+    unexpected = getattr(result, "unexpected_keys", None)
+    if unexpected:
+        raise ValueError(f"checkpoint has LoRA weights this model does not: {unexpected[:3]}")
+
+
+def _pairs(state: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Group a peft state dict into module name -> (down = A, up = B)."""
+    pairs = {}
+    for key, tensor in state.items():
+        if key.endswith(".lora_A.weight"):
+            module = key[: -len(".lora_A.weight")]
+            pairs[module] = (tensor, state[module + ".lora_B.weight"])
+    return pairs
+
+
+def to_kohya(unet_state: dict[str, torch.Tensor], te_state: dict[str, torch.Tensor] | None,
+             alpha: float, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Rename peft LoRA weights to kohya's key layout (module path with `_` for `.`)."""
+    out: dict[str, torch.Tensor] = {}
+    for prefix, state in ((UNET_PREFIX, unet_state), (TEXT_ENCODER_PREFIX, te_state or {})):
+        for module, (down, up) in _pairs(state).items():
+            name = f"{prefix}_{module.replace('.', '_')}"
+            out[f"{name}.lora_down.weight"] = down.to(dtype).contiguous()
+            out[f"{name}.lora_up.weight"] = up.to(dtype).contiguous()
+            out[f"{name}.alpha"] = torch.tensor(float(alpha), dtype=dtype)
+    return out
+
+
+def to_diffusers(unet_state: dict[str, torch.Tensor], te_state: dict[str, torch.Tensor] | None,
+                 rank: int, alpha: float, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """peft-layout weights with `unet.`/`text_encoder.` prefixes, as diffusers saves them.
+
+    The alpha/rank scale is folded into the up weights, so every loader applies the LoRA at
+    the trained strength without needing the alpha value.
+    """
+    scale = alpha / rank
+    out: dict[str, torch.Tensor] = {}
+    for prefix, state in (("unet", unet_state), ("text_encoder", te_state or {})):
+        for key, tensor in state.items():
+            value = tensor * scale if ".lora_B." in key else tensor
+            out[f"{prefix}.{key}"] = value.to(dtype).contiguous()
+    return out
+
+
+def save_safetensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write a `.safetensors` file atomically (a crash never leaves a truncated LoRA)."""
+    atomic_write_bytes(path, safetensors_bytes({k: v.cpu() for k, v in tensors.items()}, metadata=metadata))

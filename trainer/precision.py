@@ -1,0 +1,45 @@
+"""Where and in which precision to train, from the config's `device` and `mixed_precision`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The training device and dtypes.
+
+    weight_dtype: the frozen UNet / text encoder weights; autocast_dtype: the forward pass
+    (None = no autocast); use_grad_scaler: fp16 needs loss scaling to avoid underflow.
+    LoRA weights are always fp32.
+    """
+
+    device: torch.device
+    weight_dtype: torch.dtype
+    autocast_dtype: torch.dtype | None
+    use_grad_scaler: bool
+    name: str  # "no", "fp16" or "bf16"
+
+
+class DeviceUnavailable(Exception):
+    """The config asks for a device this machine does not have."""
+
+
+def resolve_precision(device_choice: str, mixed_precision: str) -> Precision:
+    """Pick the device and dtypes; `auto` means the best this machine supports."""
+    if device_choice == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailable("device: cuda was asked for, but no CUDA GPU is visible")
+    use_cuda = device_choice == "cuda" or (device_choice == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if use_cuda else "cpu")
+    name = mixed_precision
+    if name == "auto":
+        if use_cuda:
+            name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            name = "no"
+    if name == "no":
+        return Precision(device, torch.float32, None, False, name)
+    dtype = torch.bfloat16 if name == "bf16" else torch.float16
+    return Precision(device, dtype, dtype, name == "fp16" and use_cuda, name)

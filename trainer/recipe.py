@@ -1,0 +1,470 @@
+"""The LoRA training recipe: setup -> (resume) -> train -> checkpoint -> export -> cleanup.
+
+One class, read top to bottom. The loop is the standard latent-diffusion objective: encode
+images to latents (cached), add noise at a random timestep, and train the LoRA layers of
+the UNet (and optionally of the text encoder) to predict that noise (or velocity).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from trainer import __version__
+from trainer.checkpoint import write_checkpoint
+from trainer.config import TrainConfig
+from trainer.data import (BatchEntry, ImageBatchDataset, Sample, batches_per_epoch, build_samples, epoch_batches,
+                          load_image_tensor, process_caption)
+from trainer.latent_cache import LatentCache, LatentStats
+from trainer.lora import (add_lora, lora_state_dict, save_safetensors, text_encoder_target_modules, to_diffusers,
+                          to_kohya, unet_target_modules)
+from trainer.lora_metadata import kohya_metadata, tag_frequency
+from trainer.models import build_pipeline, load_sd_model
+from trainer.optim import make_optimizer, make_scheduler
+from trainer.precision import resolve_precision
+from trainer.rundir import RunWriter
+from trainer.sampling import make_samples
+from trainer.text_encoding import PromptEncoder
+
+log = logging.getLogger("trainer")
+
+SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+class TrainingFailure(Exception):
+    """A failure we can explain: a message and what to do."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class StopRequested(Exception):
+    """Raised out of the loop after a graceful stop has saved its checkpoint."""
+
+
+class LoRATrainingRecipe:
+    """Trains one LoRA from a validated config and dataset into a run directory."""
+
+    def __init__(self, config: TrainConfig, run: RunWriter, dataset_items: list, *, stop_flag=None) -> None:
+        self.config = config
+        self.run = run
+        self.items = dataset_items
+        self.root = Path(config.output_dir)
+        # A callable returning True when a stop was asked for (signal handler or STOP file).
+        self.stop_flag = stop_flag or (lambda: False)
+        self.global_step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.started_at = time.time()
+
+    # ------------------------------------------------------------------------------------
+    # setup
+
+    def setup(self) -> None:
+        """Load the model, add LoRA layers, build data, optimizer and schedule, fill caches."""
+        cfg = self.config
+        self.run.set_state("preparing")
+        self.precision = resolve_precision(cfg.device, cfg.mixed_precision)
+        device = self.precision.device
+        log.info("device %s, precision %s", device, self.precision.name)
+        _seed_everything(cfg.seed)
+
+        prediction = None if cfg.prediction_type == "auto" else cfg.prediction_type
+        self.model = load_sd_model(cfg.base_model, allow_pickle=cfg.allow_pickle, prediction_type=prediction)
+        model = self.model
+        log.info("loaded %s (%s, %s prediction)", cfg.base_model, model.family, model.prediction_type)
+
+        # The VAE stays fp32: SD's VAE overflows in fp16, and it only runs to fill the cache.
+        model.vae.to(device, torch.float32).requires_grad_(False).eval()
+        model.unet.to(device, self.precision.weight_dtype)
+        model.text_encoder.to(device, self.precision.weight_dtype if not cfg.train_text_encoder else torch.float32)
+
+        alpha = cfg.lora_scale_alpha
+        self.unet_params = add_lora(model.unet, unet_target_modules(model.unet, cfg.lora_target),
+                                    cfg.lora_rank, alpha, cfg.lora_dropout)
+        self.te_params: list[torch.nn.Parameter] = []
+        if cfg.train_text_encoder:
+            self.te_params = add_lora(model.text_encoder, text_encoder_target_modules(model.text_encoder, cfg.lora_target),
+                                      cfg.lora_rank, alpha, cfg.lora_dropout)
+        else:
+            model.text_encoder.requires_grad_(False).eval()
+        if cfg.gradient_checkpointing:
+            model.unet.enable_gradient_checkpointing()
+            if cfg.train_text_encoder:
+                model.text_encoder.gradient_checkpointing_enable()
+        n_params = sum(p.numel() for p in self.unet_params + self.te_params)
+        log.info("LoRA rank %d alpha %g on %s layers: %d trainable parameters", cfg.lora_rank, alpha, cfg.lora_target, n_params)
+
+        self.samples = build_samples(self.items, cfg)
+        n_batches = batches_per_epoch(self.samples, cfg.batch_size)
+        self.steps_per_epoch = math.ceil(n_batches / cfg.gradient_accumulation_steps)
+        self.total_steps = cfg.max_train_steps or cfg.epochs * self.steps_per_epoch
+        self.total_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.run.update(total_steps=self.total_steps, total_epochs=self.total_epochs)
+        log.info("%d images, %d batches per epoch, %d steps per epoch, %d steps in %d epochs", len(self.samples),
+                 n_batches, self.steps_per_epoch, self.total_steps, self.total_epochs)
+
+        groups = [{"params": self.unet_params, "lr": cfg.learning_rate}]
+        if self.te_params:
+            groups.append({"params": self.te_params, "lr": cfg.text_encoder_lr or cfg.learning_rate})
+        self.optimizer = make_optimizer(cfg.optimizer, groups, cfg.learning_rate, cfg.weight_decay)
+        self.lr_scheduler = make_scheduler(cfg.lr_scheduler, self.optimizer, cfg.lr_warmup_steps, self.total_steps,
+                                           cfg.lr_scheduler_num_cycles, cfg.lr_scheduler_power)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision.use_grad_scaler)
+        # All noise and timesteps come from this generator: its state is part of a checkpoint.
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+
+        shuffled = cfg.shuffle_caption or cfg.caption_dropout_rate > 0
+        self.prompts = PromptEncoder(model.tokenizer, model.text_encoder, cfg.clip_skip, device,
+                                     cache=cfg.cache_text_encoder_outputs and not cfg.train_text_encoder and not cfg.shuffle_caption)
+        self._warn_long_captions()
+        self.latents = self._prepare_latent_cache() if cfg.cache_latents != "off" else None
+        if self.prompts.cache_enabled:
+            captions = [s.caption for s in self.samples] + ([""] if shuffled else [])
+            self.prompts.precompute(captions)
+        self.tb = _tensorboard_writer(self.root / "tb") if cfg.tensorboard else None
+        self.pipeline = None
+
+    def _warn_long_captions(self) -> None:
+        long = [s for s in self.samples if self.prompts.count_tokens(s.caption) > 75]
+        if long:
+            names = ", ".join(s.image_path.name for s in long[:5]) + (" ..." if len(long) > 5 else "")
+            message = f"{len(long)} caption(s) are longer than 75 CLIP tokens and will be cut off: {names}"
+            log.warning(message)
+            self.run.log_event("warning", message=message, hint="shorten those captions; words past 75 tokens are ignored")
+
+    def _prepare_latent_cache(self) -> LatentCache:
+        cfg = self.config
+        cache_dir = None
+        if cfg.cache_latents == "disk":
+            cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else _writable_cache_dir(Path(cfg.train_data_dir), self.root)
+        cache = LatentCache(self.model.vae_identity, cache_dir)
+        flips = (False, True) if cfg.random_flip else (False,)
+        entries = [(s, f) for s in self.samples for f in flips]
+        started = time.time()
+
+        def progress(done: int, total: int) -> None:
+            self.run.update(state="preparing", cache_progress=[done, total])
+
+        cache.prepare(entries, self._encode_latents, batch_size=max(1, cfg.batch_size), progress=progress)
+        log.info("latent cache: %d encoded, %d read from %s in %.1f s", cache.encoded, cache.loaded_from_disk,
+                 cache_dir or "memory", time.time() - started)
+        return cache
+
+    @torch.no_grad()
+    def _encode_latents(self, entries: list[tuple[Sample, bool]]) -> list[LatentStats]:
+        images = torch.stack([load_image_tensor(s, f, self.config.max_image_pixels) for s, f in entries])
+        dist = self.model.vae.encode(images.to(self.precision.device, torch.float32)).latent_dist
+        return [LatentStats(m.cpu(), s.cpu()) for m, s in zip(dist.mean, dist.std)]
+
+    # ------------------------------------------------------------------------------------
+    # training
+
+    def train(self) -> str:
+        """Run the loop until the last step (returns "completed") or a stop (returns "stopped")."""
+        cfg = self.config
+        self.run.set_state("training", step=self.global_step, epoch=self.epoch)
+        self.model.unet.train()
+        if self.te_params:
+            self.model.text_encoder.train()
+        loader_batches = None
+        window_start, window_samples = time.time(), 0
+        last_status = 0.0
+        accum_loss, accum_count = 0.0, 0
+
+        while self.global_step < self.total_steps:
+            batches = epoch_batches(self.samples, cfg.batch_size, cfg.seed, self.epoch, cfg.random_flip)
+            if self.latents is None:
+                loader_batches = _image_loader(self.samples, batches, self.batch_in_epoch, cfg)
+            for batch_index in range(self.batch_in_epoch, len(batches)):
+                batch = batches[batch_index]
+                images = next(loader_batches) if loader_batches is not None else None
+                loss = self._micro_step(batch, images)
+                accum_loss += loss
+                accum_count += 1
+                window_samples += len(batch)
+                self.batch_in_epoch = batch_index + 1
+                end_of_group = (batch_index + 1) % cfg.gradient_accumulation_steps == 0 or batch_index + 1 == len(batches)
+                if not end_of_group:
+                    continue
+                grad_norm = self._optimizer_step()
+                self.global_step += 1
+                mean_loss = accum_loss / accum_count
+                accum_loss, accum_count = 0.0, 0
+                if not math.isfinite(mean_loss):
+                    raise TrainingFailure(
+                        f"the loss became {mean_loss} at step {self.global_step}",
+                        "the learning rate is probably too high, or fp16 overflowed: lower learning_rate, "
+                        "or use mixed_precision: bf16 (or no)")
+                now = time.time()
+                if self.global_step % cfg.log_every_n_steps == 0:
+                    rate = window_samples / max(now - window_start, 1e-9)
+                    self._log_step(mean_loss, grad_norm, rate, now)
+                    window_start, window_samples = now, 0
+                if now - last_status >= 1.0 or self.global_step == self.total_steps:
+                    self._update_progress(now)
+                    last_status = now
+                if cfg.sample_every_n_steps and cfg.sample_prompts and self.global_step % cfg.sample_every_n_steps == 0:
+                    self.sample()
+                if cfg.save_steps and self.global_step % cfg.save_steps == 0 and self.global_step < self.total_steps:
+                    self.save_checkpoint()
+                if self.global_step >= self.total_steps:
+                    break
+                if self.stop_flag():
+                    log.info("stop requested: saving a checkpoint at step %d", self.global_step)
+                    self.save_checkpoint()
+                    return "stopped"
+            else:
+                # The epoch ran to its end (no break): the next one starts at its first batch.
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                if cfg.save_every_n_epochs and self.epoch % cfg.save_every_n_epochs == 0 and self.global_step < self.total_steps:
+                    self.save_checkpoint()
+                continue
+            break
+        return "completed"
+
+    def _micro_step(self, batch: list[BatchEntry], images: torch.Tensor | None) -> float:
+        """Forward and backward of one batch; returns its loss."""
+        cfg = self.config
+        device = self.precision.device
+        model = self.model
+        if self.latents is not None:
+            stats = [self.latents.get(self.samples[e.index], e.flip) for e in batch]
+            mean = torch.stack([s.mean for s in stats])
+            std = torch.stack([s.std for s in stats])
+            latents = mean + std * torch.randn(mean.shape, generator=self.generator)
+        else:
+            with torch.no_grad():
+                dist = model.vae.encode(images.to(device, torch.float32)).latent_dist
+            mean, std = dist.mean.cpu(), dist.std.cpu()
+            latents = mean + std * torch.randn(mean.shape, generator=self.generator)
+        latents = (latents * model.vae.config.scaling_factor).to(device)
+
+        noise = torch.randn(latents.shape, generator=self.generator)
+        if cfg.noise_offset:
+            noise += cfg.noise_offset * torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=self.generator)
+        noise = noise.to(device)
+        timesteps = torch.randint(0, model.noise_scheduler.config.num_train_timesteps, (latents.shape[0],),
+                                  generator=self.generator).to(device)
+        noisy = model.noise_scheduler.add_noise(latents, noise, timesteps)
+        target = noise if model.prediction_type == "epsilon" else model.noise_scheduler.get_velocity(latents, noise, timesteps)
+
+        caption_rng = random.Random(hash((cfg.seed, self.global_step, self.batch_in_epoch)))
+        captions = [process_caption(self.samples[e.index].caption, shuffle=cfg.shuffle_caption, keep_tokens=cfg.keep_tokens,
+                                    dropout_rate=cfg.caption_dropout_rate, rng=caption_rng) for e in batch]
+        with _autocast(self.precision):
+            hidden = self.prompts(captions)
+            prediction = model.unet(noisy.to(self.precision.weight_dtype), timesteps, hidden.to(self.precision.weight_dtype)).sample
+        loss = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+        if cfg.min_snr_gamma:
+            loss = loss * _min_snr_weights(model.noise_scheduler, timesteps, cfg.min_snr_gamma, model.prediction_type)
+        loss = loss.mean()
+        self.scaler.scale(loss / cfg.gradient_accumulation_steps).backward()
+        return float(loss.detach())
+
+    def _optimizer_step(self) -> float | None:
+        params = self.unet_params + self.te_params
+        grad_norm = None
+        self.scaler.unscale_(self.optimizer)
+        if self.config.max_grad_norm:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm
+
+    def _log_step(self, loss: float, grad_norm: float | None, rate: float, now: float) -> None:
+        record: dict[str, Any] = {"step": self.global_step, "epoch": self.epoch, "loss": loss,
+                                  "lr": self.lr_scheduler.get_last_lr()[0], "time": now, "samples_per_s": rate}
+        if grad_norm is not None:
+            record["grad_norm"] = grad_norm
+        if self.precision.device.type == "cuda":
+            record["mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+        self.run.log_metrics(record)
+        if self.tb is not None:
+            self.tb.add_scalar("loss", loss, self.global_step)
+            self.tb.add_scalar("lr", record["lr"], self.global_step)
+
+    def _update_progress(self, now: float) -> None:
+        done = self.global_step - getattr(self, "resumed_from_step", 0)
+        elapsed = now - self.train_started_at if hasattr(self, "train_started_at") else 0
+        eta = (self.total_steps - self.global_step) * elapsed / done if done and elapsed else None
+        self.run.update(state="training", step=self.global_step, epoch=self.epoch, eta_s=eta)
+
+    # ------------------------------------------------------------------------------------
+    # samples, checkpoints, export
+
+    def sample(self) -> None:
+        """Render the sample prompts with the LoRA as trained so far."""
+        self.run.set_state("sampling")
+        if self.pipeline is None:
+            self.pipeline = build_pipeline(self.model)
+        self.model.unet.eval()
+        self.model.text_encoder.eval()
+        try:
+            with _autocast(self.precision):
+                records = make_samples(self.pipeline, self.config, self.global_step, self.root / "samples",
+                                       self.precision.device)
+        finally:
+            self.model.unet.train()
+            if self.te_params:
+                self.model.text_encoder.train()
+        for record in records:
+            self.run.log_event("sample", **record)
+        self.run.set_state("training")
+
+    def save_checkpoint(self) -> Path:
+        """Save LoRA weights and the full training state at the current step."""
+        self.run.set_state("saving")
+        cfg = self.config
+        step = self.global_step
+
+        def write(folder: Path) -> None:
+            unet_state = lora_state_dict(self.model.unet)
+            te_state = lora_state_dict(self.model.text_encoder) if self.te_params else None
+            adapter = {f"unet.{k}": v for k, v in unet_state.items()}
+            adapter.update({f"text_encoder.{k}": v for k, v in (te_state or {}).items()})
+            save_safetensors(folder / "adapter.safetensors", adapter)
+            # A ready-to-use LoRA of this step, so users can try checkpoints in ComfyUI/A1111.
+            save_safetensors(folder / f"{cfg.resolved_output_name}-step{step:08d}.safetensors",
+                             to_kohya(unet_state, te_state, cfg.lora_scale_alpha, SAVE_DTYPES[cfg.save_precision]),
+                             self._metadata(finished_at=time.time()))
+            torch.save({
+                "optimizer": self.optimizer.state_dict(),
+                "lr_scheduler": self.lr_scheduler.state_dict(),
+                "grad_scaler": self.scaler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "generator": self.generator.get_state(),
+            }, folder / "training_state.pt")
+            np_state = np.random.get_state()
+            (folder / "trainer_state.json").write_text(json.dumps({
+                "step": step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "total_steps": self.total_steps, "trainer_version": __version__, "time": time.time(),
+                "python_rng": _jsonable(random.getstate()),
+                "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+            }) + "\n", encoding="utf-8")
+
+        folder = write_checkpoint(self.root, step, write, cfg.keep_last_n_checkpoints)
+        relative = str(folder.relative_to(self.root))
+        self.run.log_event("checkpoint", step=step, epoch=self.epoch, path=relative)
+        self.run.update(last_checkpoint=relative, state="training")
+        log.info("checkpoint saved: %s", relative)
+        return folder
+
+    def _metadata(self, finished_at: float) -> dict[str, str]:
+        cfg = self.config
+        by_folder: dict[str, list[str]] = {}
+        for sample in self.samples:
+            by_folder.setdefault(sample.folder or Path(cfg.train_data_dir).name, []).append(sample.caption)
+        return kohya_metadata(config=cfg, base_model_version=self.model.base_model_version,
+                              architecture=self.model.modelspec_architecture, num_images=len(self.samples),
+                              steps=self.global_step, epoch=self.epoch, started_at=self.started_at,
+                              finished_at=finished_at, tag_freq=tag_frequency(by_folder),
+                              base_model_name=Path(cfg.base_model).name, resolution=(cfg.resolution, cfg.resolution))
+
+    def export(self) -> Path:
+        """Write the final LoRA (kohya layout with metadata) and the diffusers-layout file."""
+        cfg = self.config
+        self.run.set_state("saving")
+        dtype = SAVE_DTYPES[cfg.save_precision]
+        unet_state = lora_state_dict(self.model.unet)
+        te_state = lora_state_dict(self.model.text_encoder) if self.te_params else None
+        path = self.root / f"{cfg.resolved_output_name}.safetensors"
+        save_safetensors(path, to_kohya(unet_state, te_state, cfg.lora_scale_alpha, dtype), self._metadata(time.time()))
+        save_safetensors(self.root / "diffusers" / "pytorch_lora_weights.safetensors",
+                         to_diffusers(unet_state, te_state, cfg.lora_rank, cfg.lora_scale_alpha, dtype), {"format": "pt"})
+        self.run.log_event("export", path=path.name, step=self.global_step)
+        log.info("saved %s", path)
+        return path
+
+    def cleanup(self) -> None:
+        """Flush TensorBoard; the caller closes the run writer."""
+        if getattr(self, "tb", None) is not None:
+            self.tb.close()
+
+    def run_all(self) -> str:
+        """setup -> train -> export; returns the final state ("completed" or "stopped")."""
+        self.setup()
+        self.train_started_at = time.time()
+        self.resumed_from_step = self.global_step
+        self.run.log_event("start", step=self.global_step, total_steps=self.total_steps)
+        outcome = self.train()
+        if outcome == "completed":
+            self.export()
+        return outcome
+
+
+# ----------------------------------------------------------------------------------------
+# helpers
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _autocast(precision):
+    if precision.autocast_dtype is None:
+        return torch.autocast(precision.device.type, enabled=False)
+    return torch.autocast(precision.device.type, dtype=precision.autocast_dtype)
+
+
+def _min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
+    """Min-SNR-gamma loss weights (Hang et al. 2023): min(SNR, gamma) / SNR (or SNR + 1 for v)."""
+    alphas_cumprod = scheduler.alphas_cumprod.to(timesteps.device)[timesteps].float()
+    snr = alphas_cumprod / (1 - alphas_cumprod)
+    clipped = torch.clamp(snr, max=gamma)
+    return clipped / (snr + 1) if prediction_type == "v_prediction" else clipped / snr
+
+
+def _image_loader(samples: list[Sample], batches: list[list[BatchEntry]], start: int, cfg):
+    """Iterator over image batches from `start`, loaded by background workers."""
+    dataset = ImageBatchDataset(samples, batches[start:], cfg.max_image_pixels)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False, num_workers=cfg.num_workers,
+                                         persistent_workers=False)
+    return iter(loader)
+
+
+def _writable_cache_dir(data_dir: Path, run_root: Path) -> Path:
+    """`.lora_cache` in the data folder (shared by later runs), else inside the run folder."""
+    preferred = data_dir / ".lora_cache"
+    try:
+        preferred.mkdir(exist_ok=True)
+        probe = preferred / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return preferred
+    except OSError:
+        fallback = run_root / "cache"
+        fallback.mkdir(parents=True, exist_ok=True)
+        return fallback
+
+
+def _tensorboard_writer(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional on training machines
+        log.warning("tensorboard is not installed: no tb/ event files")
+        return None
+    return SummaryWriter(log_dir=str(folder))

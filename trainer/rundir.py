@@ -1,0 +1,289 @@
+"""The run directory contract (DESIGN.md section 3): writer for the trainer, reader for the app.
+
+Torch-free: the app tails these files to show progress, curves and events. Everything
+here follows the contract's rules: `status.json` is replaced atomically; `.jsonl` files
+are appended one flushed line at a time; readers skip a half-written last line and read
+only new bytes; after a resume, the newest line for a step supersedes older ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from trainer.fsutil import atomic_write_text
+
+STATUS_FILE = "status.json"
+METRICS_FILE = "metrics.jsonl"
+EVENTS_FILE = "events.jsonl"
+LOG_FILE = "train.log"
+CONFIG_FILE = "config.yaml"
+RUN_FILE = "run.json"
+STOP_FILE = "STOP"
+CHECKPOINTS_DIR = "checkpoints"
+SAMPLES_DIR = "samples"
+TENSORBOARD_DIR = "tb"
+
+STATES = ("starting", "preparing", "training", "sampling", "saving", "completed", "stopped", "failed")
+FINAL_STATES = ("completed", "stopped", "failed")
+ACTIVE_STATES = ("starting", "preparing", "training", "sampling", "saving")
+# A run that has not written a heartbeat for this long (and whose process is gone) is lost.
+HEARTBEAT_INTERVAL_S = 5.0
+STALE_AFTER_S = 60.0
+
+
+def checkpoint_name(step: int) -> str:
+    """Folder name of the checkpoint at ``step``: sorts by step as text."""
+    return f"step-{step:08d}"
+
+
+@dataclass
+class RunPaths:
+    """Where each file of a run directory lives."""
+
+    root: Path
+
+    @property
+    def status(self) -> Path:
+        return self.root / STATUS_FILE
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / METRICS_FILE
+
+    @property
+    def events(self) -> Path:
+        return self.root / EVENTS_FILE
+
+    @property
+    def log(self) -> Path:
+        return self.root / LOG_FILE
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def stop(self) -> Path:
+        return self.root / STOP_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / CHECKPOINTS_DIR
+
+    @property
+    def samples(self) -> Path:
+        return self.root / SAMPLES_DIR
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / TENSORBOARD_DIR
+
+
+class RunWriter:
+    """The trainer's side: keeps `status.json` current and appends metrics and events.
+
+    A background thread rewrites the status with a fresh heartbeat every few seconds, so a
+    reader can tell a long step (model loading, sampling) from a dead process.
+    """
+
+    def __init__(self, root: Path | str, trainer_version: str, heartbeat_s: float = HEARTBEAT_INTERVAL_S) -> None:
+        self.paths = RunPaths(Path(root))
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._status: dict[str, Any] = {
+            "state": "starting", "step": 0, "total_steps": None, "epoch": 0, "total_epochs": None,
+            "heartbeat": time.time(), "eta_s": None, "pid": os.getpid(), "host": socket.gethostname(),
+            "last_checkpoint": None, "error": None, "trainer_version": trainer_version,
+            "started_at": time.time(),
+        }
+        self._heartbeat_s = heartbeat_s
+        self._stop_heartbeat = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._metrics = open(self.paths.metrics, "a", encoding="utf-8")
+        self._events = open(self.paths.events, "a", encoding="utf-8")
+        self._write_status_locked()
+
+    # -- status ------------------------------------------------------------------------
+    def update(self, **fields: Any) -> None:
+        """Change status fields and write `status.json` atomically."""
+        with self._lock:
+            self._status.update(fields)
+            self._write_status_locked()
+
+    def set_state(self, state: str, **fields: Any) -> None:
+        """Move to a new state (one of `STATES`)."""
+        if state not in STATES:
+            raise ValueError(f"unknown run state {state!r}")
+        self.update(state=state, **fields)
+
+    @property
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._status)
+
+    def _write_status_locked(self) -> None:
+        self._status["heartbeat"] = time.time()
+        atomic_write_text(self.paths.status, json.dumps(self._status, indent=1) + "\n")
+
+    def start_heartbeat(self) -> None:
+        """Start the thread that refreshes the heartbeat while the trainer is busy."""
+        def beat() -> None:
+            while not self._stop_heartbeat.wait(self._heartbeat_s):
+                with self._lock:
+                    try:
+                        self._write_status_locked()
+                    except OSError:
+                        pass  # shared storage hiccup: the next beat tries again
+        self._thread = threading.Thread(target=beat, name="run-heartbeat", daemon=True)
+        self._thread.start()
+
+    # -- jsonl -------------------------------------------------------------------------
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        """Append one metrics line (flushed, so a reader sees it at once)."""
+        self._append(self._metrics, record)
+
+    def log_event(self, kind: str, **fields: Any) -> None:
+        """Append a milestone to `events.jsonl` (checkpoint, sample, resume, warning, error)."""
+        self._append(self._events, {"time": time.time(), "kind": kind, **fields})
+
+    def _append(self, handle: Any, record: dict[str, Any]) -> None:
+        with self._lock:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+
+    def stop_requested(self) -> bool:
+        """True when the user (or the app) created the STOP file."""
+        return self.paths.stop.exists()
+
+    def close(self) -> None:
+        """Stop the heartbeat, write the final status and close the files."""
+        self._stop_heartbeat.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._lock:
+            self._write_status_locked()
+            for handle in (self._metrics, self._events):
+                try:
+                    os.fsync(handle.fileno())
+                except OSError:
+                    pass
+                handle.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Reading
+
+
+def read_status(root: Path | str) -> dict[str, Any] | None:
+    """The run's `status.json`, or None when it is missing or unreadable right now."""
+    try:
+        return json.loads((Path(root) / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def is_stale(status: dict[str, Any], now: float | None = None, stale_after_s: float = STALE_AFTER_S) -> bool:
+    """True when an active run's heartbeat is older than ``stale_after_s``.
+
+    A stale run whose process is also gone is `lost` (the launcher checks the process).
+    """
+    if status.get("state") not in ACTIVE_STATES:
+        return False
+    heartbeat = status.get("heartbeat") or 0
+    return (now if now is not None else time.time()) - heartbeat > stale_after_s
+
+
+@dataclass
+class JsonlTail:
+    """Incremental reader of a `.jsonl` file: each `read_new()` returns only new complete lines.
+
+    A last line without its newline is left for the next call (the writer may be
+    mid-line); a line that is not valid JSON is skipped and counted in `bad_lines`.
+    """
+
+    path: Path
+    offset: int = 0
+    bad_lines: int = 0
+    _inode: int | None = field(default=None, repr=False)
+
+    def read_new(self) -> list[dict[str, Any]]:
+        """New complete records since the last call ([] when nothing new or no file)."""
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return []
+        if self._inode is not None and (stat.st_ino != self._inode or stat.st_size < self.offset):
+            self.offset = 0  # replaced or truncated: read it again from the start
+        self._inode = stat.st_ino
+        if stat.st_size == self.offset:
+            return []
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read()
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        records = []
+        for raw in chunk[: end + 1].splitlines():
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                self.bad_lines += 1
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+
+class MetricsSeries:
+    """The loss curve of a run: newest record per step wins (a resumed run rewrites steps)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._tail = JsonlTail(Path(path))
+        self._by_step: dict[int, dict[str, Any]] = {}
+
+    def refresh(self) -> int:
+        """Read new lines; returns how many records arrived."""
+        records = self._tail.read_new()
+        for record in records:
+            step = record.get("step")
+            if isinstance(step, int):
+                self._by_step[step] = record
+        return len(records)
+
+    def records(self) -> list[dict[str, Any]]:
+        """All records, one per step, in step order."""
+        return [self._by_step[s] for s in sorted(self._by_step)]
+
+    def column(self, name: str) -> list[Any]:
+        """One field of every record (None where a record lacks it), in step order."""
+        return [r.get(name) for r in self.records()]
+
+
+def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
+    """Every complete record of a `.jsonl` file (a convenience for tests and tools)."""
+    return JsonlTail(Path(path)).read_new()
+
+
+def list_checkpoints(root: Path | str, marker: str = "COMPLETE") -> list[Path]:
+    """Complete checkpoint folders of a run, oldest first (incomplete ones are ignored)."""
+    folder = Path(root) / CHECKPOINTS_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-")
+                  and not p.name.endswith(".tmp") and (p / marker).exists())
+
+
+def iter_records(records: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """Events of one kind."""
+    return [r for r in records if r.get("kind") == kind]

@@ -1,0 +1,200 @@
+"""`train` and `validate`: check everything first, then run the recipe inside a run directory.
+
+Nothing is written to `output_dir` until the config, the data set and the base model have
+passed every check, so a typo never leaves a half-made run folder behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+from trainer import __version__
+from trainer.config import ConfigProblem, TrainConfig, config_to_yaml, load_config
+from trainer.fsutil import atomic_write_text
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+log = logging.getLogger("trainer")
+
+
+def _dataset_problems(config: TrainConfig, check_images: bool):
+    from trainer.dataset_scan import scan_dataset
+    metadata = Path(config.metadata_path) if config.metadata_path else None
+    scan = scan_dataset(Path(config.train_data_dir), metadata_path=metadata, caption_extension=config.caption_extension,
+                        check_images=check_images, max_image_pixels=config.max_image_pixels)
+    return scan
+
+
+def check_all(config_path: Path, check_images: bool = True):
+    """Config, base model and data set checks: (config or None, scan or None, problems as text lines, ok)."""
+    config, problems = load_config(config_path)
+    lines = [str(p) if p.severity == "error" else f"warning: {p}" for p in problems]
+    if config is None:
+        return None, None, lines, False
+    from trainer.model_check import check_base_model
+    model_problems = check_base_model(Path(config.base_model), config.allow_pickle)
+    lines += [str(ConfigProblem(p.option, p.message, p.hint, None, str(config_path))) for p in model_problems]
+    scan = _dataset_problems(config, check_images)
+    lines += [str(p) if p.severity == "error" else f"warning: {p}" for p in scan.problems]
+    ok = not model_problems and not any(p.severity == "error" for p in scan.problems)
+    return config, scan, lines, ok
+
+
+def validate_command(config_path: Path, as_json: bool = False, check_images: bool = True) -> int:
+    """`python -m trainer validate`: print every problem; exit 2 when there is an error."""
+    config, problems = load_config(config_path)
+    records = [asdict(p) for p in problems]
+    scan = None
+    if config is not None:
+        from trainer.model_check import check_base_model
+        records += [asdict(p) | {"file": str(config_path)} for p in check_base_model(Path(config.base_model), config.allow_pickle)]
+        scan = _dataset_problems(config, check_images)
+        records += [{"option": "", "file": p.path, "line": p.line, "message": p.message, "hint": p.hint,
+                     "severity": p.severity} for p in scan.problems]
+    ok = config is not None and not any(r["severity"] == "error" for r in records)
+    if as_json:
+        summary = {"ok": ok, "problems": records}
+        if scan is not None:
+            summary["images"] = len(scan.items)
+        print(json.dumps(summary, indent=1))
+    else:
+        for record in records:
+            print(_format_record(record), file=sys.stderr if record["severity"] == "error" else sys.stdout)
+        if ok:
+            print(f"{config_path}: valid ({len(scan.items)} images)")
+        else:
+            errors = sum(r["severity"] == "error" for r in records)
+            print(f"{config_path}: {errors} problem(s) must be fixed before training", file=sys.stderr)
+    return EXIT_OK if ok else EXIT_INVALID
+
+
+def _format_record(record: dict) -> str:
+    where = record.get("file") or ""
+    if record.get("line"):
+        where += f":{record['line']}"
+    text = f"{where}: {record['option'] + ': ' if record.get('option') else ''}"
+    text += record["message"]
+    if record.get("hint"):
+        text += f" ({record['hint']})"
+    return ("warning: " if record["severity"] == "warning" else "") + text
+
+
+class StopSignals:
+    """SIGTERM/SIGINT ask for a graceful stop; a second SIGINT stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self._interrupts = 0
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._graceful)
+        signal.signal(signal.SIGINT, self._interrupt)
+
+    def _graceful(self, signum, frame) -> None:
+        self.requested.set()
+
+    def _interrupt(self, signum, frame) -> None:
+        self._interrupts += 1
+        self.requested.set()
+        if self._interrupts > 1:
+            raise KeyboardInterrupt  # the last complete checkpoint stays valid
+        print("stopping after this step (press Ctrl+C again to stop at once)", file=sys.stderr)
+
+
+def _setup_logging(log_file: Path) -> logging.Handler:
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [handler, console]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return handler
+
+
+def _failure_hint(exc: BaseException) -> tuple[str, str]:
+    """A human message and what to do, for the failures people actually hit."""
+    import torch
+    from trainer.models.errors import ModelLoadError
+    from trainer.optim import OptimizerUnavailable
+    from trainer.precision import DeviceUnavailable
+    from trainer.recipe import TrainingFailure
+
+    if isinstance(exc, (TrainingFailure, OptimizerUnavailable, ModelLoadError)):
+        return exc.message, exc.hint
+    if isinstance(exc, DeviceUnavailable):
+        return str(exc), "set device: auto (or cpu), or check the GPU driver with `python -m trainer doctor`"
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return ("the GPU ran out of memory", "lower batch_size, turn on gradient_checkpointing, lower resolution or "
+                "lora_rank, or use mixed_precision: fp16/bf16")
+    if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
+        return ("the disk is full", "free space in the output folder; the last complete checkpoint is still valid")
+    return f"{type(exc).__name__}: {exc}", "see train.log in the run folder for the details"
+
+
+def run_training(config_path: Path) -> int:
+    """`python -m trainer train --config F`."""
+    from trainer.models.offline import enable_offline_mode
+    enable_offline_mode()
+    process_started = time.time()
+
+    config, scan, lines, ok = check_all(config_path)
+    for line in lines:
+        print(line, file=sys.stderr)
+    if config is None or not ok:
+        print(f"{config_path}: not starting; fix the problems above and run again", file=sys.stderr)
+        return EXIT_INVALID
+
+    from trainer.recipe import LoRATrainingRecipe
+    from trainer.rundir import RunWriter
+
+    root = Path(config.output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    run = RunWriter(root, __version__)
+    handler = _setup_logging(run.paths.log)
+    header = f"Resolved config of a LoRA Studio run. Run it again with:\n  python -m trainer train --config {run.paths.config}"
+    atomic_write_text(run.paths.config, config_to_yaml(config, header))
+    for note in config.migration_notes:
+        run.log_event("warning", message=f"config: {note}")
+    for line in lines:
+        if line.startswith("warning: "):
+            run.log_event("warning", message=line[len("warning: "):])
+
+    signals = StopSignals()
+    signals.install()
+    recipe = LoRATrainingRecipe(config, run, scan.items,
+                                stop_flag=lambda: signals.requested.is_set() or run.stop_requested())
+    run.update(process_started_at=process_started)
+    run.start_heartbeat()
+    try:
+        outcome = recipe.run_all()
+        run.set_state(outcome, eta_s=0 if outcome == "completed" else None)
+        log.info("run %s at step %d", outcome, recipe.global_step)
+        return EXIT_OK
+    except KeyboardInterrupt:
+        run.set_state("stopped", error={"message": "stopped at once by a second Ctrl+C", "hint": "the last checkpoint is intact"})
+        return EXIT_FAILED
+    except Exception as exc:  # report every failure in status.json, with the traceback in train.log
+        message, hint = _failure_hint(exc)
+        log.error("training failed: %s\n%s", message, traceback.format_exc())
+        run.log_event("error", message=message, hint=hint, step=recipe.global_step)
+        run.set_state("failed", error={"message": message, "hint": hint})
+        print(f"error: {message} ({hint})", file=sys.stderr)
+        return EXIT_INVALID if _is_input_error(exc) else EXIT_FAILED
+    finally:
+        recipe.cleanup()
+        run.close()
+        handler.close()
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    from trainer.models.errors import ModelLoadError
+    from trainer.optim import OptimizerUnavailable
+    return isinstance(exc, (ModelLoadError, OptimizerUnavailable))
