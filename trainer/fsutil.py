@@ -29,6 +29,9 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); on shared storage the other machines of the
+        # studio must read it, so give it the mode a plain open() would (or the old file's).
+        os.chmod(tmp_name, _target_mode(path))
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -42,6 +45,15 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
             pass
         raise
     fsync_dir(path.parent)
+
+
+def _target_mode(path: Path) -> int:
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_text(path: Path | str, text: str, encoding: str = "utf-8") -> None:

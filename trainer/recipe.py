@@ -198,7 +198,7 @@ class LoRATrainingRecipe:
                 end_of_group = (batch_index + 1) % cfg.gradient_accumulation_steps == 0 or batch_index + 1 == len(batches)
                 if not end_of_group:
                     continue
-                grad_norm = self._optimizer_step()
+                grad_norm = self.optimizer_step()
                 self.global_step += 1
                 mean_loss = accum_loss / accum_count
                 accum_loss, accum_count = 0.0, 0
@@ -237,21 +237,32 @@ class LoRATrainingRecipe:
 
     def _micro_step(self, batch: list[BatchEntry], images: torch.Tensor | None) -> float:
         """Forward and backward of one batch; returns its loss."""
+        latents, captions = self.batch_inputs(batch, images)
+        return self.loss_and_backward(latents, captions)
+
+    def batch_inputs(self, batch: list[BatchEntry], images: torch.Tensor | None) -> tuple[torch.Tensor, list[str]]:
+        """The data path: scaled latents (on the device) and this step's captions for a batch."""
         cfg = self.config
-        device = self.precision.device
-        model = self.model
         if self.latents is not None:
             stats = [self.latents.get(self.samples[e.index], e.flip) for e in batch]
             mean = torch.stack([s.mean for s in stats])
             std = torch.stack([s.std for s in stats])
-            latents = mean + std * torch.randn(mean.shape, generator=self.generator)
         else:
             with torch.no_grad():
-                dist = model.vae.encode(images.to(device, torch.float32)).latent_dist
+                dist = self.model.vae.encode(images.to(self.precision.device, torch.float32)).latent_dist
             mean, std = dist.mean.cpu(), dist.std.cpu()
-            latents = mean + std * torch.randn(mean.shape, generator=self.generator)
-        latents = (latents * model.vae.config.scaling_factor).to(device)
+        latents = mean + std * torch.randn(mean.shape, generator=self.generator)
+        latents = (latents * self.model.vae.config.scaling_factor).to(self.precision.device)
+        caption_rng = random.Random(hash((cfg.seed, self.global_step, self.batch_in_epoch)))
+        captions = [process_caption(self.samples[e.index].caption, shuffle=cfg.shuffle_caption, keep_tokens=cfg.keep_tokens,
+                                    dropout_rate=cfg.caption_dropout_rate, rng=caption_rng) for e in batch]
+        return latents, captions
 
+    def loss_and_backward(self, latents: torch.Tensor, captions: list[str]) -> float:
+        """The diffusion loss of one batch and its backward pass; returns the loss."""
+        cfg = self.config
+        device = self.precision.device
+        model = self.model
         noise = torch.randn(latents.shape, generator=self.generator)
         if cfg.noise_offset:
             noise += cfg.noise_offset * torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=self.generator)
@@ -260,10 +271,6 @@ class LoRATrainingRecipe:
                                   generator=self.generator).to(device)
         noisy = model.noise_scheduler.add_noise(latents, noise, timesteps)
         target = noise if model.prediction_type == "epsilon" else model.noise_scheduler.get_velocity(latents, noise, timesteps)
-
-        caption_rng = random.Random(hash((cfg.seed, self.global_step, self.batch_in_epoch)))
-        captions = [process_caption(self.samples[e.index].caption, shuffle=cfg.shuffle_caption, keep_tokens=cfg.keep_tokens,
-                                    dropout_rate=cfg.caption_dropout_rate, rng=caption_rng) for e in batch]
         with _autocast(self.precision):
             hidden = self.prompts(captions)
             prediction = model.unet(noisy.to(self.precision.weight_dtype), timesteps, hidden.to(self.precision.weight_dtype)).sample
@@ -274,7 +281,8 @@ class LoRATrainingRecipe:
         self.scaler.scale(loss / cfg.gradient_accumulation_steps).backward()
         return float(loss.detach())
 
-    def _optimizer_step(self) -> float | None:
+    def optimizer_step(self) -> float | None:
+        """Clip, step the optimizer and the schedule, clear gradients; returns the gradient norm."""
         params = self.unet_params + self.te_params
         grad_norm = None
         self.scaler.unscale_(self.optimizer)
