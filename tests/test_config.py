@@ -141,3 +141,12 @@ def test_cli_schema_and_validate(tmp_path):
     assert result.returncode == 2
     assert "lora_rank: must be >= 1 and <= 1024 (got -1)" in result.stderr and "epochs: must be >= 1 and <= 100000 (got 0)" in result.stderr
     assert "train_data_dir: is missing" in result.stderr
+
+
+def test_unquoted_yaml_off_and_no_mean_the_choices(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"train_data_dir: {tmp_path}\nbase_model: {tmp_path}\noutput_dir: out\n"
+                    "cache_latents: off\nmixed_precision: no\n", encoding="utf-8")
+    config, problems = load_config(path)
+    assert config is not None, problems
+    assert config.cache_latents == "off" and config.mixed_precision == "no"

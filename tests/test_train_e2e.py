@@ -4,14 +4,12 @@ format, its run directory, and the LoRA file loaded by diffusers into the same t
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.cli_helpers import trainer_cli
 CAPTIONS = {
     "red_square.png": "a red square, flat style",
     "blue_circle.png": "a blue circle, flat style",
@@ -23,11 +21,6 @@ SIZES = {"red_square.png": (64, 64), "blue_circle.png": (72, 72), "green_wide.pn
 KOHYA_METADATA = ("ss_network_module", "ss_network_dim", "ss_network_alpha", "ss_base_model_version", "ss_output_name",
                   "ss_num_train_images", "ss_steps", "ss_epoch", "ss_learning_rate", "ss_resolution", "ss_tag_frequency",
                   "ss_training_started_at", "ss_training_finished_at", "modelspec.architecture", "modelspec.title")
-
-
-def trainer_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "trainer", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 @pytest.fixture(scope="session")

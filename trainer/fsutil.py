@@ -23,8 +23,13 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+def atomic_write_bytes(path: Path | str, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename).
+
+    ``durable=False`` skips the fsyncs: the file is still never seen half-written, but a
+    power cut may lose it. For caches, where a lost file only costs recomputing it and an
+    fsync per file would dominate the time on network storage.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -34,8 +39,9 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
         os.chmod(tmp_name, _target_mode(path))
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         # Leave no half-written temporary file behind, whatever interrupted us.
@@ -44,7 +50,8 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def _target_mode(path: Path) -> int:

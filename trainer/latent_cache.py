@@ -140,6 +140,7 @@ def _read(path: Path) -> LatentStats | None:
 
 def _write(path: Path, stats: LatentStats) -> None:
     try:
-        atomic_write_bytes(path, safetensors_bytes({"mean": stats.mean.contiguous(), "std": stats.std.contiguous()}))
+        atomic_write_bytes(path, safetensors_bytes({"mean": stats.mean.contiguous(), "std": stats.std.contiguous()}),
+                           durable=False)
     except OSError:
         pass  # a full or read-only cache folder only costs speed next time

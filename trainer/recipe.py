@@ -86,9 +86,9 @@ class LoRATrainingRecipe:
         log.info("loaded %s (%s, %s prediction)", cfg.base_model, model.family, model.prediction_type)
 
         # The VAE stays fp32: SD's VAE overflows in fp16, and it only runs to fill the cache.
-        model.vae.to(device, torch.float32).requires_grad_(False).eval()
-        model.unet.to(device, self.precision.weight_dtype)
-        model.text_encoder.to(device, self.precision.weight_dtype if not cfg.train_text_encoder else torch.float32)
+        _move(model.vae, device, torch.float32).requires_grad_(False).eval()
+        _move(model.unet, device, self.precision.weight_dtype)
+        _move(model.text_encoder, device, self.precision.weight_dtype if not cfg.train_text_encoder else torch.float32)
 
         alpha = cfg.lora_scale_alpha
         self.unet_params = add_lora(model.unet, unet_target_modules(model.unet, cfg.lora_target),
@@ -158,6 +158,7 @@ class LoRATrainingRecipe:
             self.run.update(state="preparing", cache_progress=[done, total])
 
         cache.prepare(entries, self._encode_latents, batch_size=max(1, cfg.batch_size), progress=progress)
+        self.cache_fill_s = time.time() - started
         log.info("latent cache: %d encoded, %d read from %s in %.1f s", cache.encoded, cache.loaded_from_disk,
                  cache_dir or "memory", time.time() - started)
         return cache
@@ -418,6 +419,14 @@ class LoRATrainingRecipe:
 
 # ----------------------------------------------------------------------------------------
 # helpers
+
+
+def _move(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """Move a model, casting only when the dtype changes (a no-op cast makes diffusers warn)."""
+    module.to(device)
+    if next(module.parameters()).dtype != dtype:
+        module.to(dtype=dtype)
+    return module
 
 
 def _seed_everything(seed: int) -> None:

@@ -176,6 +176,10 @@ def _coerce(option: Option, value: Any) -> tuple[Any, str | None]:
             return str(value), None
         return None, f"must be a {'path' if kind == 'path' else 'text value'} (got {value!r})"
     if kind == "choice":
+        if isinstance(value, bool):
+            # YAML 1.1 reads an unquoted `off`/`no` as false and `on`/`yes` as true.
+            spellings = ("on", "yes", "true") if value else ("off", "no", "false")
+            value = next((v for v in option.choice_values() if v in spellings), value)
         text = str(value)
         values = option.choice_values()
         for allowed in values:

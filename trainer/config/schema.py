@@ -184,7 +184,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("gradient_checkpointing", "bool", False, "Recompute activations in the backward pass: much less memory, ~20% slower.",
            _MEM),
     Option("cache_latents", "choice", "disk", "Encode every image with the VAE once and reuse the result every epoch.", _MEM, choices=(
-        Choice("off", "Encode images every step (needed for nothing; slowest)."),
+        Choice("off", "Encode images every step: slowest, uses no cache space."),
         Choice("memory", "Keep the encoded images in RAM for this run."),
         Choice("disk", "Also keep them on disk, keyed by image content, so later runs and resumes start fast."))),
     Option("cache_dir", "path", None, "Folder of the latent cache on disk. Empty means `.lora_cache` inside the data folder "

@@ -1,0 +1,171 @@
+"""Trainer throughput: is the data path making the model wait?
+
+Measures, on the tiny model at batch 4 with latent caching on, in one run:
+- real_steps_per_s: optimizer steps/s through the real data path (latent cache lookup,
+  latent sampling, caption processing, text embeddings) — warm (cache full);
+- in_memory_steps_per_s: the same steps on one batch already in memory (no data path);
+- data_stall_ratio: real / in-memory (1.0 means the data path costs nothing; target >= 0.95);
+- cold_epoch_steps_per_s: the first epoch with an empty disk cache, the encoding included;
+- uncached_steps_per_s: cache_latents off (images decoded and VAE-encoded every step);
+- time_to_first_step_s: process start to the first optimizer step of `python -m trainer train`
+  (cold: empty latent cache; warm: a second run that reads the disk cache).
+
+Usage: python bench/trainer_throughput.py [--quick] ; the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def make_dataset(folder: Path, count: int, size: int) -> None:
+    """``count`` images with varied colours and captions (metadata.csv)."""
+    from PIL import Image, ImageDraw
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["filename,prompt"]
+    for i in range(count):
+        image = Image.new("RGB", (size, size), ((i * 37) % 255, (i * 91) % 255, (i * 53) % 255))
+        ImageDraw.Draw(image).ellipse([size // 4, size // 4, 3 * size // 4, 3 * size // 4], fill=(255 - i % 255, 20, 40))
+        image.save(folder / f"img_{i:04d}.png")
+        rows.append(f"img_{i:04d}.png,a shape number {i % 7} in flat style")
+    (folder / "metadata.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def write_config(path: Path, model: Path, data: Path, out: Path, steps: int, cache: str) -> Path:
+    path.write_text("\n".join([
+        f"train_data_dir: {data}", f"base_model: {model}", f"output_dir: {out}", "resolution: 64",
+        "enable_bucket: false", "batch_size: 4", f"max_train_steps: {steps}", "save_steps: 0",
+        f"cache_latents: {cache}", "tensorboard: false", "learning_rate: 1e-4", "num_workers: 0",
+    ]) + "\n", encoding="utf-8")
+    return path
+
+
+def build_recipe(config_path: Path):
+    from trainer.config import load_config
+    from trainer.dataset_scan import scan_dataset
+    from trainer.recipe import LoRATrainingRecipe
+    from trainer.rundir import RunWriter
+    config, problems = load_config(config_path)
+    assert config is not None, problems
+    scan = scan_dataset(Path(config.train_data_dir), check_images=False)
+    run = RunWriter(config.output_dir, "bench")
+    return LoRATrainingRecipe(config, run, scan.items), run
+
+
+def time_real_steps(recipe, steps: int) -> float:
+    """Seconds for ``steps`` optimizer steps through the real data path."""
+    from trainer.data import epoch_batches
+    cfg = recipe.config
+    batches = epoch_batches(recipe.samples, cfg.batch_size, cfg.seed, 0, cfg.random_flip)
+    loader = None
+    if recipe.latents is None:
+        from trainer.recipe import _image_loader
+        loader = _image_loader(recipe.samples, batches * (steps // len(batches) + 1), 0, cfg)
+    start = time.perf_counter()
+    for i in range(steps):
+        images = next(loader) if loader is not None else None
+        latents, captions = recipe.batch_inputs(batches[i % len(batches)], images)
+        recipe.loss_and_backward(latents, captions)
+        recipe.optimizer_step()
+    return time.perf_counter() - start
+
+
+def time_in_memory_steps(recipe, steps: int) -> float:
+    """Seconds for ``steps`` optimizer steps on one batch that is already in memory."""
+    from trainer.data import epoch_batches
+    cfg = recipe.config
+    batch = epoch_batches(recipe.samples, cfg.batch_size, cfg.seed, 0, cfg.random_flip)[0]
+    latents, captions = recipe.batch_inputs(batch, None)
+    start = time.perf_counter()
+    for _ in range(steps):
+        recipe.loss_and_backward(latents, captions)
+        recipe.optimizer_step()
+    return time.perf_counter() - start
+
+
+def time_to_first_step(config_path: Path, out: Path) -> float:
+    """Process start to the first metrics line of a real `python -m trainer train` run."""
+    started = time.time()
+    result = subprocess.run([sys.executable, "-m", "trainer", "train", "--config", str(config_path)], cwd=ROOT,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(result.stderr)
+    first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    return first["time"] - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (under a minute)")
+    args = parser.parse_args()
+    images, steps, rounds = (32, 12, 2) if args.quick else (128, 64, 5)
+
+    import torch
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    from trainer.models.offline import enable_offline_mode
+    enable_offline_mode()
+    from trainer.models.tiny import make_tiny_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = make_tiny_model(tmp / "model").single_file
+        make_dataset(tmp / "data", images, 64)
+        per_epoch = images // 4
+
+        # Cold: the first epoch with an empty disk cache, cache filling included.
+        cfg = write_config(tmp / "disk.yaml", model, tmp / "data", tmp / "run-disk", per_epoch, "disk")
+        recipe, run = build_recipe(cfg)
+        recipe.setup()
+        cold_epoch = recipe.cache_fill_s + time_real_steps(recipe, per_epoch)
+
+        # Warm: alternate real and in-memory rounds so machine noise hits both alike.
+        time_real_steps(recipe, 4)
+        real, memory = [], []
+        for _ in range(rounds):
+            real.append(time_real_steps(recipe, steps))
+            memory.append(time_in_memory_steps(recipe, steps))
+        run.close()
+
+        cfg_off = write_config(tmp / "off.yaml", model, tmp / "data", tmp / "run-off", per_epoch, "off")
+        recipe_off, run_off = build_recipe(cfg_off)
+        recipe_off.setup()
+        time_real_steps(recipe_off, 2)
+        uncached = time_real_steps(recipe_off, steps)
+        run_off.close()
+
+        cli_cold = write_config(tmp / "cli1.yaml", model, tmp / "data", tmp / "cli1", 2, "disk")
+        (tmp / "data" / ".lora_cache").exists() and __import__("shutil").rmtree(tmp / "data" / ".lora_cache")
+        first_cold = time_to_first_step(cli_cold, tmp / "cli1")
+        cli_warm = write_config(tmp / "cli2.yaml", model, tmp / "data", tmp / "cli2", 2, "disk")
+        first_warm = time_to_first_step(cli_warm, tmp / "cli2")
+
+    real_rate = steps / min(real)
+    memory_rate = steps / min(memory)
+    result = {
+        "device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(0),
+        "model": "tiny SD 1.x (make-tiny-model)", "batch_size": 4, "resolution": 64, "images": images,
+        "real_steps_per_s": round(real_rate, 2),
+        "in_memory_steps_per_s": round(memory_rate, 2),
+        "data_stall_ratio": round(real_rate / memory_rate, 3),
+        "cold_epoch_steps_per_s": round(per_epoch / cold_epoch, 2),
+        "uncached_steps_per_s": round(steps / uncached, 2),
+        "time_to_first_step_cold_s": round(first_cold, 2),
+        "time_to_first_step_warm_s": round(first_warm, 2),
+    }
+    print(f"real data path {real_rate:.1f} steps/s, batch in memory {memory_rate:.1f} steps/s "
+          f"(ratio {real_rate / memory_rate:.3f}); first epoch cold {per_epoch / cold_epoch:.1f} steps/s; "
+          f"no latent cache {steps / uncached:.1f} steps/s; first step after {first_cold:.1f} s cold, {first_warm:.1f} s warm")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

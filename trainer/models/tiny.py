@@ -1,0 +1,195 @@
+"""A tiny random SD-1.x-shaped model, for tests, demos and benchmarks.
+
+It has the real structure (a UNet with cross-attention, a VAE, a CLIP text encoder with
+the real 49408-token vocabulary, the real tokenizer) at a size that trains on a CPU at
+several steps per second on 64x64 images. Its weights are random, so its images are
+noise; what it proves is that the plumbing works.
+
+:func:`make_tiny_model` writes it twice: as a diffusers folder and as an original
+LDM-layout single file. Both load into the same model (the single-file inference rules
+in :mod:`trainer.models.ldm_single_file` reproduce the tiny configs exactly), which the
+tests use to prove the LDM conversion in both directions.
+"""
+
+from __future__ import annotations
+
+from .offline import enable_offline_mode
+
+enable_offline_mode()  # before diffusers/transformers are imported: they read it at import
+
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+from diffusers import AutoencoderKL, UNet2DConditionModel  # noqa: E402
+from transformers import CLIPTextModel  # noqa: E402
+
+from ..fsutil import atomic_write_bytes, fsync_dir  # noqa: E402
+from .ldm_export import export_ldm_checkpoint  # noqa: E402
+from .ldm_single_file import (  # noqa: E402
+    CLIP_VOCAB_SIZE,
+    LDM_VAE_SCALING_FACTOR,
+    clip_text_config,
+    unet_attention_head_dim,
+)
+from .sd import load_bundled_tokenizer, make_noise_scheduler  # noqa: E402
+
+TINY_IMAGE_SIZE = 64  # pixels; the VAE halves it twice, so latents are 16x16
+TINY_VAE_CHANNELS = (32, 64, 64)  # three levels: 4x down-sampling keeps attention cheap
+TINY_UNET_CHANNELS = (32, 64)
+
+
+@dataclass(frozen=True)
+class TinyModelPaths:
+    """Where :func:`make_tiny_model` wrote the two forms of the same tiny model."""
+
+    diffusers_dir: Path
+    single_file: Path
+
+
+def tiny_unet_config(family: str = "sd1") -> dict[str, Any]:
+    """The tiny UNet's config: SD's block structure, 32/64 channels, heads per the SD rules."""
+    width = 64 if family == "sd2" else 32
+    return {
+        "sample_size": TINY_IMAGE_SIZE // 2 ** (len(TINY_VAE_CHANNELS) - 1),
+        "in_channels": 4,
+        "out_channels": 4,
+        # Attention at the high-resolution level first, as in SD (whose last level has none).
+        "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+        "block_out_channels": list(TINY_UNET_CHANNELS),
+        "layers_per_block": 2,
+        "cross_attention_dim": width,
+        "attention_head_dim": unet_attention_head_dim(family, TINY_UNET_CHANNELS),
+        "transformer_layers_per_block": 1,
+        "use_linear_projection": family == "sd2",
+        "upcast_attention": family == "sd2",
+    }
+
+
+def tiny_vae_config() -> dict[str, Any]:
+    """The tiny VAE's config: 3 levels (4x down-sampling), 4 latent channels, SD's scaling."""
+    levels = len(TINY_VAE_CHANNELS)
+    return {
+        "sample_size": TINY_IMAGE_SIZE,
+        "in_channels": 3,
+        "out_channels": 3,
+        "down_block_types": ["DownEncoderBlock2D"] * levels,
+        "up_block_types": ["UpDecoderBlock2D"] * levels,
+        "block_out_channels": list(TINY_VAE_CHANNELS),
+        "layers_per_block": 1,
+        "latent_channels": 4,
+        "scaling_factor": LDM_VAE_SCALING_FACTOR,
+        "mid_block_add_attention": True,
+        "use_quant_conv": True,
+        "use_post_quant_conv": True,
+    }
+
+
+def build_tiny_models(seed: int = 0, family: str = "sd1") -> tuple[UNet2DConditionModel, AutoencoderKL, CLIPTextModel]:
+    """Build the tiny UNet, VAE and text encoder with seeded random weights.
+
+    The global RNG is left as it was. Every 1-D weight (norms, biases) is perturbed so
+    that no two tensors are alike: a conversion that swaps two same-shaped weights
+    (norm1 for norm2, say) then shows up as a difference instead of passing unnoticed.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(**tiny_unet_config(family))
+        vae = AutoencoderKL(**tiny_vae_config())
+        text_encoder = CLIPTextModel(
+            clip_text_config(
+                family=family,
+                vocab_size=CLIP_VOCAB_SIZE,  # the real tokenizer's vocabulary
+                hidden_size=64 if family == "sd2" else 32,
+                intermediate_size=37,
+                num_hidden_layers=3,
+                max_position_embeddings=77,
+            )
+        )
+        with torch.no_grad():
+            for model in (unet, vae, text_encoder):
+                for param in model.parameters():
+                    if param.ndim == 1:
+                        param.add_(torch.randn_like(param) * 0.02)
+    for model in (unet, vae, text_encoder):
+        model.eval()
+    return unet, vae, text_encoder
+
+
+def _model_index(family: str) -> dict[str, Any]:
+    import diffusers
+
+    return {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "feature_extractor": [None, None],
+        "image_encoder": [None, None],
+        "requires_safety_checker": False,
+        "safety_checker": [None, None],
+        "scheduler": ["diffusers", "DDPMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+
+
+def _single_file_metadata(family: str) -> dict[str, str]:
+    # SAI model spec keys, as kohya and ComfyUI write them: the loader reads the
+    # resolution and prediction type back, so the tiny file needs no extra arguments.
+    return {
+        "format": "pt",
+        "modelspec.sai_model_spec": "1.0.0",
+        "modelspec.architecture": "stable-diffusion-v2-512" if family == "sd2" else "stable-diffusion-v1",
+        "modelspec.implementation": "https://github.com/Stability-AI/generative-models",
+        "modelspec.title": f"LoRA Studio tiny {family} test model (random weights)",
+        "modelspec.resolution": f"{TINY_IMAGE_SIZE}x{TINY_IMAGE_SIZE}",
+        "modelspec.prediction_type": "epsilon",
+    }
+
+
+def make_tiny_model(out_dir: Path | str, seed: int = 0, *, family: str = "sd1") -> TinyModelPaths:
+    """Write a tiny random SD model to ``out_dir`` in both layouts, deterministically.
+
+    ``out_dir/diffusers/`` is a diffusers ``StableDiffusionPipeline`` folder (safetensors);
+    ``out_dir/tiny-sd-v1.safetensors`` (``-v2`` for ``family="sd2"``) is the same model in
+    the original LDM single-file layout. Existing outputs are replaced; each appears
+    complete or not at all.
+    """
+    if family not in ("sd1", "sd2"):
+        raise ValueError(f"family must be 'sd1' or 'sd2', not {family!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    unet, vae, text_encoder = build_tiny_models(seed, family)
+
+    # The folder is written under a temporary name and renamed, so that an interrupted
+    # run never leaves a half-written model that looks complete.
+    final = out_dir / "diffusers"
+    staging = out_dir / f".diffusers.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    unet.save_pretrained(staging / "unet", safe_serialization=True)
+    vae.save_pretrained(staging / "vae", safe_serialization=True)
+    text_encoder.save_pretrained(staging / "text_encoder")
+    load_bundled_tokenizer(family).save_pretrained(str(staging / "tokenizer"))
+    make_noise_scheduler("epsilon").save_pretrained(staging / "scheduler")
+    (staging / "model_index.json").write_text(json.dumps(_model_index(family), indent=2) + "\n", encoding="utf-8")
+    if final.exists():
+        old = out_dir / f".diffusers.old-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, final)
+    fsync_dir(out_dir)
+
+    from safetensors.torch import save as save_safetensors
+
+    single_file = out_dir / f"tiny-sd-{'v2' if family == 'sd2' else 'v1'}.safetensors"
+    state = export_ldm_checkpoint(unet, vae, text_encoder, family)
+    atomic_write_bytes(single_file, save_safetensors(state, metadata=_single_file_metadata(family)))
+    return TinyModelPaths(diffusers_dir=final, single_file=single_file)
