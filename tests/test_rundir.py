@@ -78,7 +78,7 @@ def test_checkpoint_only_counts_when_complete_and_prunes_after(tmp_path):
         write_checkpoint(tmp_path, 40, crash, keep_last_n=2)
     except OSError:
         pass
-    # The failed save left only an incomplete .tmp folder; the older checkpoints are intact.
+    # The failed save cleaned up after itself; the older checkpoints are intact.
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000020", "step-00000030"]
-    assert (tmp_path / "checkpoints" / "step-00000040.tmp").exists()
+    assert not (tmp_path / "checkpoints" / "step-00000040.tmp").exists()
     assert os.path.exists(tmp_path / "checkpoints" / "step-00000030" / "COMPLETE")

@@ -40,9 +40,15 @@ def write_checkpoint(run_root: Path, step: int, write_files: Callable[[Path], No
     if tmp.exists():
         shutil.rmtree(tmp)  # left by a crash during an earlier save of this step
     tmp.mkdir()
-    write_files(tmp)
-    (tmp / COMPLETE_MARKER).write_text(json.dumps({"step": step, "time": time.time()}) + "\n", encoding="utf-8")
-    _fsync_tree(tmp)
+    try:
+        write_files(tmp)
+        (tmp / COMPLETE_MARKER).write_text(json.dumps({"step": step, "time": time.time()}) + "\n", encoding="utf-8")
+        _fsync_tree(tmp)
+    except BaseException:
+        # Disk full or an error while writing: free the space the partial copy took; the
+        # previous checkpoints were not touched and stay valid.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():
         # Same step saved again (a resumed run): swap atomically, keeping the old one until then.
         old = parent / (final.name + ".old")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from trainer.lora_metadata import kohya_metadata, tag_frequency
 from trainer.models import build_pipeline, load_sd_model
 from trainer.optim import make_optimizer, make_scheduler
 from trainer.precision import resolve_precision
+from trainer.resume import ADAPTER_FILE, TRAINER_STATE_FILE, TRAINING_STATE_FILE
 from trainer.rundir import RunWriter
 from trainer.sampling import make_samples
 from trainer.text_encoding import PromptEncoder
@@ -156,6 +159,8 @@ class LoRATrainingRecipe:
 
         def progress(done: int, total: int) -> None:
             self.run.update(state="preparing", cache_progress=[done, total])
+            if self.stop_flag():
+                raise StopRequested()
 
         cache.prepare(entries, self._encode_latents, batch_size=max(1, cfg.batch_size), progress=progress)
         self.cache_fill_s = time.time() - started
@@ -170,12 +175,67 @@ class LoRATrainingRecipe:
         return [LatentStats(m.cpu(), s.cpu()) for m, s in zip(dist.mean, dist.std)]
 
     # ------------------------------------------------------------------------------------
+    # resume
+
+    def _structure(self) -> dict[str, Any]:
+        """Options that shape the LoRA's tensors: a checkpoint only fits a run with the same ones."""
+        cfg = self.config
+        return {"lora_rank": cfg.lora_rank, "lora_target": cfg.lora_target, "train_text_encoder": cfg.train_text_encoder}
+
+    def _data_order(self) -> dict[str, Any]:
+        """Options that decide which batch comes when: changing them breaks exactness, not resume."""
+        cfg = self.config
+        return {"seed": cfg.seed, "batch_size": cfg.batch_size, "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+                "images": len(self.samples), "total_steps": self.total_steps}
+
+    def resume_from(self, folder: Path) -> None:
+        """Restore weights, optimizer, schedule, scaler, every RNG and the data position."""
+        from safetensors.torch import load_file
+        from trainer.lora import load_lora_state_dict
+
+        state = json.loads((folder / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
+        if state.get("structure") != self._structure():
+            raise TrainingFailure(
+                f"checkpoint {folder.name} was trained with {state.get('structure')}, but the config now says "
+                f"{self._structure()}", "put those options back, or start a new run in a new output_dir")
+        if state.get("data_order") != self._data_order():
+            message = (f"the data order changed since {folder.name} ({state.get('data_order')} -> {self._data_order()}): "
+                       "the run continues, but it will not match an uninterrupted one exactly")
+            log.warning(message)
+            self.run.log_event("warning", message=message)
+        adapter = load_file(folder / ADAPTER_FILE)
+        load_lora_state_dict(self.model.unet, {k[5:]: v for k, v in adapter.items() if k.startswith("unet.")})
+        if self.te_params:
+            load_lora_state_dict(self.model.text_encoder,
+                                 {k[13:]: v for k, v in adapter.items() if k.startswith("text_encoder.")})
+        training = torch.load(folder / TRAINING_STATE_FILE, map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(training["optimizer"])
+        self.lr_scheduler.load_state_dict(training["lr_scheduler"])
+        self.scaler.load_state_dict(training["grad_scaler"])
+        torch.set_rng_state(training["torch_rng"])
+        if training["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(training["cuda_rng"])
+        self.generator.set_state(training["generator"])
+        random.setstate(_tupled(state["python_rng"]))
+        kind, keys, *rest = state["numpy_rng"]
+        np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+        self.global_step = int(state["step"])
+        self.epoch = int(state["epoch"])
+        self.batch_in_epoch = int(state["batch_in_epoch"])
+        self.resumed_from_step = self.global_step
+        self.run.update(step=self.global_step, epoch=self.epoch + 1, last_checkpoint=str(folder.relative_to(self.root))
+                        if folder.is_relative_to(self.root) else str(folder))
+        self.run.log_event("resume", checkpoint=folder.name, step=self.global_step, epoch=self.epoch + 1)
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", folder.name, self.global_step, self.epoch + 1,
+                 self.batch_in_epoch)
+
+    # ------------------------------------------------------------------------------------
     # training
 
     def train(self) -> str:
         """Run the loop until the last step (returns "completed") or a stop (returns "stopped")."""
         cfg = self.config
-        self.run.set_state("training", step=self.global_step, epoch=self.epoch)
+        self.run.set_state("training", step=self.global_step, epoch=self.epoch + 1)
         self.model.unet.train()
         if self.te_params:
             self.model.text_encoder.train()
@@ -199,15 +259,14 @@ class LoRATrainingRecipe:
                 end_of_group = (batch_index + 1) % cfg.gradient_accumulation_steps == 0 or batch_index + 1 == len(batches)
                 if not end_of_group:
                     continue
-                grad_norm = self.optimizer_step()
-                self.global_step += 1
                 mean_loss = accum_loss / accum_count
                 accum_loss, accum_count = 0.0, 0
-                if not math.isfinite(mean_loss):
-                    raise TrainingFailure(
-                        f"the loss became {mean_loss} at step {self.global_step}",
-                        "the learning rate is probably too high, or fp16 overflowed: lower learning_rate, "
-                        "or use mixed_precision: bf16 (or no)")
+                if math.isfinite(mean_loss):
+                    grad_norm = self.optimizer_step()
+                else:
+                    grad_norm = self._non_finite_loss(mean_loss)
+                self.global_step += 1
+                _test_hook_kill("step", self.global_step)
                 now = time.time()
                 if self.global_step % cfg.log_every_n_steps == 0:
                     rate = window_samples / max(now - window_start, 1e-9)
@@ -282,6 +341,20 @@ class LoRATrainingRecipe:
         self.scaler.scale(loss / cfg.gradient_accumulation_steps).backward()
         return float(loss.detach())
 
+    def _non_finite_loss(self, loss: float) -> None:
+        """Stop with an explanation, or (nan_policy: skip) drop this step's update."""
+        step = self.global_step + 1
+        hint = ("the learning rate is probably too high, or fp16 overflowed: lower learning_rate, "
+                "or use mixed_precision: bf16 (or no)")
+        if self.config.nan_policy == "stop":
+            raise TrainingFailure(f"the loss became {loss} at step {step}", hint)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.lr_scheduler.step()  # keep the schedule aligned with the step count
+        message = f"the loss became {loss} at step {step}; its update was skipped (nan_policy: skip)"
+        log.warning(message)
+        self.run.log_event("warning", message=message, hint=hint, step=step)
+        return None
+
     def optimizer_step(self) -> float | None:
         """Clip, step the optimizer and the schedule, clear gradients; returns the gradient norm."""
         params = self.unet_params + self.te_params
@@ -296,7 +369,7 @@ class LoRATrainingRecipe:
         return grad_norm
 
     def _log_step(self, loss: float, grad_norm: float | None, rate: float, now: float) -> None:
-        record: dict[str, Any] = {"step": self.global_step, "epoch": self.epoch, "loss": loss,
+        record: dict[str, Any] = {"step": self.global_step, "epoch": self.epoch + 1, "loss": loss,
                                   "lr": self.lr_scheduler.get_last_lr()[0], "time": now, "samples_per_s": rate}
         if grad_norm is not None:
             record["grad_norm"] = grad_norm
@@ -311,7 +384,7 @@ class LoRATrainingRecipe:
         done = self.global_step - getattr(self, "resumed_from_step", 0)
         elapsed = now - self.train_started_at if hasattr(self, "train_started_at") else 0
         eta = (self.total_steps - self.global_step) * elapsed / done if done and elapsed else None
-        self.run.update(state="training", step=self.global_step, epoch=self.epoch, eta_s=eta)
+        self.run.update(state="training", step=self.global_step, epoch=self.epoch + 1, eta_s=eta)
 
     # ------------------------------------------------------------------------------------
     # samples, checkpoints, export
@@ -346,7 +419,7 @@ class LoRATrainingRecipe:
             te_state = lora_state_dict(self.model.text_encoder) if self.te_params else None
             adapter = {f"unet.{k}": v for k, v in unet_state.items()}
             adapter.update({f"text_encoder.{k}": v for k, v in (te_state or {}).items()})
-            save_safetensors(folder / "adapter.safetensors", adapter)
+            save_safetensors(folder / ADAPTER_FILE, adapter)
             # A ready-to-use LoRA of this step, so users can try checkpoints in ComfyUI/A1111.
             save_safetensors(folder / f"{cfg.resolved_output_name}-step{step:08d}.safetensors",
                              to_kohya(unet_state, te_state, cfg.lora_scale_alpha, SAVE_DTYPES[cfg.save_precision]),
@@ -358,19 +431,21 @@ class LoRATrainingRecipe:
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 "generator": self.generator.get_state(),
-            }, folder / "training_state.pt")
+            }, folder / TRAINING_STATE_FILE)
             np_state = np.random.get_state()
-            (folder / "trainer_state.json").write_text(json.dumps({
+            (folder / TRAINER_STATE_FILE).write_text(json.dumps({
                 "step": step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                 "total_steps": self.total_steps, "trainer_version": __version__, "time": time.time(),
+                "structure": self._structure(), "data_order": self._data_order(),
                 "python_rng": _jsonable(random.getstate()),
                 "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
             }) + "\n", encoding="utf-8")
+            _test_hook_kill("checkpoint", step)
 
         folder = write_checkpoint(self.root, step, write, cfg.keep_last_n_checkpoints)
         relative = str(folder.relative_to(self.root))
-        self.run.log_event("checkpoint", step=step, epoch=self.epoch, path=relative)
-        self.run.update(last_checkpoint=relative, state="training")
+        self.run.log_event("checkpoint", step=step, epoch=self.epoch + 1, path=relative)
+        self.run.update(last_checkpoint=relative, state="training", step=step, epoch=self.epoch + 1)
         log.info("checkpoint saved: %s", relative)
         return folder
 
@@ -381,7 +456,7 @@ class LoRATrainingRecipe:
             by_folder.setdefault(sample.folder or Path(cfg.train_data_dir).name, []).append(sample.caption)
         return kohya_metadata(config=cfg, base_model_version=self.model.base_model_version,
                               architecture=self.model.modelspec_architecture, num_images=len(self.samples),
-                              steps=self.global_step, epoch=self.epoch, started_at=self.started_at,
+                              steps=self.global_step, epoch=self.epoch + 1, started_at=self.started_at,
                               finished_at=finished_at, tag_freq=tag_frequency(by_folder),
                               base_model_name=Path(cfg.base_model).name, resolution=(cfg.resolution, cfg.resolution))
 
@@ -405,9 +480,11 @@ class LoRATrainingRecipe:
         if getattr(self, "tb", None) is not None:
             self.tb.close()
 
-    def run_all(self) -> str:
-        """setup -> train -> export; returns the final state ("completed" or "stopped")."""
+    def run_all(self, resume_from: Path | None = None) -> str:
+        """setup -> (resume) -> train -> export; returns the final state ("completed" or "stopped")."""
         self.setup()
+        if resume_from is not None:
+            self.resume_from(resume_from)
         self.train_started_at = time.time()
         self.resumed_from_step = self.global_step
         self.run.log_event("start", step=self.global_step, total_steps=self.total_steps)
@@ -427,6 +504,18 @@ def _move(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> 
     if next(module.parameters()).dtype != dtype:
         module.to(dtype=dtype)
     return module
+
+
+def _test_hook_kill(point: str, step: int) -> None:
+    """Fault injection for the resume tests: `LORA_TRAINER_KILL_AT=checkpoint:4` makes the
+    process SIGKILL itself at that point, as a power cut would. Unset in normal use."""
+    target = os.environ.get("LORA_TRAINER_KILL_AT")
+    if target and target == f"{point}:{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _tupled(value: Any) -> Any:
+    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
 
 def _seed_everything(seed: int) -> None:

@@ -152,11 +152,20 @@ def run_training(config_path: Path) -> int:
         print(f"{config_path}: not starting; fix the problems above and run again", file=sys.stderr)
         return EXIT_INVALID
 
-    from trainer.recipe import LoRATrainingRecipe
+    from trainer.recipe import LoRATrainingRecipe, StopRequested
+    from trainer.resume import ResumeRefused, plan_resume
     from trainer.rundir import RunWriter
 
+    try:
+        plan = plan_resume(config)
+    except ResumeRefused as exc:
+        print(f"{config_path}: resume: {exc.message} ({exc.hint})", file=sys.stderr)
+        return EXIT_INVALID
     root = Path(config.output_dir)
     root.mkdir(parents=True, exist_ok=True)
+    stop_file = root / "STOP"
+    if stop_file.exists():
+        stop_file.unlink()  # it asked the previous process to stop, and it did
     run = RunWriter(root, __version__)
     handler = _setup_logging(run.paths.log)
     header = f"Resolved config of a LoRA Studio run. Run it again with:\n  python -m trainer train --config {run.paths.config}"
@@ -166,6 +175,9 @@ def run_training(config_path: Path) -> int:
     for line in lines:
         if line.startswith("warning: "):
             run.log_event("warning", message=line[len("warning: "):])
+    for message in plan.skipped:
+        log.warning(message)
+        run.log_event("warning", message=message)
 
     signals = StopSignals()
     signals.install()
@@ -174,9 +186,13 @@ def run_training(config_path: Path) -> int:
     run.update(process_started_at=process_started)
     run.start_heartbeat()
     try:
-        outcome = recipe.run_all()
-        run.set_state(outcome, eta_s=0 if outcome == "completed" else None)
+        outcome = recipe.run_all(plan.checkpoint)
+        run.set_state(outcome, step=recipe.global_step, eta_s=0 if outcome == "completed" else None)
         log.info("run %s at step %d", outcome, recipe.global_step)
+        return EXIT_OK
+    except StopRequested:
+        run.set_state("stopped")
+        log.info("stopped before training started")
         return EXIT_OK
     except KeyboardInterrupt:
         run.set_state("stopped", error={"message": "stopped at once by a second Ctrl+C", "hint": "the last checkpoint is intact"})

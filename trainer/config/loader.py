@@ -333,6 +333,14 @@ def validate_mapping(raw: Any, base_dir: Path | None = None, *, file: str | None
                 problem(option.name, error, f"check the path; relative paths start at the config file's folder ({base_dir})"
                         if base_dir else "check the path")
 
+    resume = values["resume"]
+    if resume not in ("auto", "never"):
+        path = _resolve_path(resume, base_dir)
+        values["resume"] = str(path)
+        if check_paths and not path.is_dir():
+            problem("resume", f"{path} is not a checkpoint folder",
+                    "use auto, never, or the path of a folder such as output_dir/checkpoints/step-00000100")
+
     if not any(p.severity == "error" for p in problems):
         for option, message, hint, severity in _cross_checks(values):
             problem(option, message, hint, severity)

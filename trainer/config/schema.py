@@ -155,6 +155,9 @@ OPTIONS: tuple[Option, ...] = (
            advanced=True, minimum=0.0, maximum=1.0),
     Option("min_snr_gamma", "float", None, "Min-SNR loss weighting gamma (5 is common); empty turns it off.", _TRAIN,
            advanced=True, nullable=True, minimum=0.0, exclusive_minimum=True, maximum=100.0),
+    Option("nan_policy", "choice", "stop", "What to do when the loss becomes NaN or infinite.", _TRAIN, advanced=True,
+           choices=(Choice("stop", "Stop the run with a message (the last checkpoint stays valid)."),
+                    Choice("skip", "Skip that step's update and go on (logged as a warning)."))),
     Option("seed", "int", 42, "Random seed: the same seed and data give the same LoRA.", _TRAIN, minimum=0, maximum=2**32 - 1),
     # --- Optimizer --------------------------------------------------------------------
     Option("optimizer", "choice", "AdamW", "Optimizer.", _OPTIM, choices=(
@@ -226,6 +229,9 @@ OPTIONS: tuple[Option, ...] = (
         Choice("fp16", "Half precision: half the size, what everyone uses."),
         Choice("bf16", "bfloat16."),
         Choice("fp32", "Full precision."))),
+    Option("resume", "str", "auto", "What to do when output_dir already holds this run: `auto` continues from its newest "
+           "complete checkpoint, `never` refuses to touch a used folder, or give the path of a checkpoint folder "
+           "(checkpoints/step-00000100) to continue from it.", _SAVE, advanced=True),
     Option("log_every_n_steps", "int", 1, "Write a line to metrics.jsonl every this many optimizer steps.", _SAVE,
            advanced=True, minimum=1, maximum=100_000),
     Option("tensorboard", "bool", True, "Also write TensorBoard event files to `tb/` in the run folder.", _SAVE, advanced=True),

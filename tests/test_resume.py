@@ -1,0 +1,174 @@
+"""Fault-transparent training through the real CLI: SIGKILL at any point then resume gives
+bit-identical weights; STOP and SIGTERM stop cleanly; damaged checkpoints are skipped."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from tests.cli_helpers import ROOT, trainer_cli
+from tests.test_train_e2e import make_dataset
+
+pytestmark = pytest.mark.slow
+STEPS = 8
+
+
+def write_config(folder: Path, model: Path, data: Path, out: Path, **extra) -> Path:
+    values = {
+        "train_data_dir": str(data), "base_model": str(model), "output_dir": str(out), "output_name": "lora",
+        "resolution": 64, "min_bucket_reso": 32, "max_bucket_reso": 128, "bucket_reso_steps": 32,
+        "lora_rank": 4, "batch_size": 2, "max_train_steps": STEPS, "learning_rate": 1e-2, "save_steps": 2,
+        "keep_last_n_checkpoints": 3, "save_precision": "fp32", "tensorboard": False, "seed": 11,
+        # Every source of randomness is on, so a resume that misses one of them shows.
+        "random_flip": True, "lora_dropout": 0.1, "caption_dropout_rate": 0.25, "noise_offset": 0.05,
+        "lr_scheduler": "cosine", "lr_warmup_steps": 2,
+    }
+    values.update(extra)
+    path = folder / f"config-{out.name}.yaml"
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A tiny model, a data set and the weights of one uninterrupted run."""
+    folder = tmp_path_factory.mktemp("resume")
+    assert trainer_cli("make-tiny-model", str(folder / "model")).returncode == 0
+    model = folder / "model" / "tiny-sd-v1.safetensors"
+    data = make_dataset(folder / "data", "csv")
+    config = write_config(folder, model, data, folder / "reference")
+    result = trainer_cli("train", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    return folder, model, data, load_file(folder / "reference" / "lora.safetensors")
+
+
+def assert_same_weights(path: Path, reference: dict[str, torch.Tensor]) -> None:
+    weights = load_file(path)
+    assert weights.keys() == reference.keys()
+    different = [k for k in weights if not torch.equal(weights[k], reference[k])]
+    assert not different, f"{len(different)} tensors differ from the uninterrupted run, e.g. {different[:2]}"
+
+
+def run_killed_at(config: Path, point: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LORA_TRAINER_KILL_AT": point}
+    result = subprocess.run([sys.executable, "-m", "trainer", "train", "--config", str(config)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    return result
+
+
+@pytest.mark.parametrize("point", [f"step:{random.Random(seed).randint(1, STEPS - 1)}" for seed in (1, 2)]
+                         + ["checkpoint:4"])
+def test_sigkill_then_resume_is_bit_identical(setup, point):
+    folder, model, data, reference = setup
+    out = folder / f"killed-{point.replace(':', '-')}"
+    config = write_config(folder, model, data, out)
+    run_killed_at(config, point)
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] in ("training", "saving")  # what a killed process leaves behind
+    result = trainer_cli("train", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert_same_weights(out / "lora.safetensors", reference)
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    resumes = [e for e in events if e["kind"] == "resume"]
+    # Killed after step k finished but before its checkpoint: the newest complete one is the
+    # last multiple of save_steps (2) below k; none means the run started over.
+    killed_step = int(point.split(":")[1])
+    expected = (killed_step - 1) // 2 * 2
+    assert [e["step"] for e in resumes] == ([expected] if expected else [])
+    if point.startswith("checkpoint"):
+        assert not (out / "checkpoints" / "step-00000004.tmp").exists()  # the half-written one is gone
+    # One consistent curve: every step once, newest line per step.
+    from trainer.rundir import MetricsSeries
+    series = MetricsSeries(out / "metrics.jsonl")
+    series.refresh()
+    assert [r["step"] for r in series.records()] == list(range(1, STEPS + 1))
+
+
+@pytest.mark.parametrize("how", ["STOP file", "SIGTERM"])
+def test_graceful_stop_then_resume_completes(setup, how):
+    folder, model, data, reference = setup
+    out = folder / f"stopped-{how.replace(' ', '-')}"
+    config = write_config(folder, model, data, out, max_train_steps=40, save_steps=0)
+    process = subprocess.Popen([sys.executable, "-m", "trainer", "train", "--config", str(config)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").read_text():
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    if how == "SIGTERM":
+        process.send_signal(signal.SIGTERM)
+    else:
+        (out / "STOP").touch()
+    assert process.wait(timeout=60) == 0
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "stopped" and 0 < status["step"] < 40
+    checkpoint = out / status["last_checkpoint"]
+    assert checkpoint.name == f"step-{status['step']:08d}" and (checkpoint / "COMPLETE").exists()
+    result = trainer_cli("train", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "status.json").read_text())["state"] == "completed"
+    assert not (out / "STOP").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated adapter", "missing marker"])
+def test_damaged_newest_checkpoint_is_skipped(setup, damage):
+    folder, model, data, reference = setup
+    out = folder / f"damaged-{damage.replace(' ', '-')}"
+    config = write_config(folder, model, data, out)
+    run_killed_at(config, "step:7")
+    newest = out / "checkpoints" / "step-00000006"
+    if damage == "truncated adapter":
+        adapter = newest / "adapter.safetensors"
+        adapter.write_bytes(adapter.read_bytes()[:100])
+    else:
+        (newest / "COMPLETE").unlink()
+    result = trainer_cli("train", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "checkpoint step-00000006" in result.stdout and "using an older one" in result.stdout
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["kind"] == "resume"] == [4]
+    assert_same_weights(out / "lora.safetensors", reference)
+
+
+def test_resume_never_refuses_a_used_folder_and_completed_runs_are_kept(setup):
+    folder, model, data, reference = setup
+    config = write_config(folder, model, data, folder / "reference", resume="never")
+    result = trainer_cli("train", "--config", str(config))
+    assert result.returncode == 2 and "already holds files of a run, and resume is `never`" in result.stderr
+    config = write_config(folder, model, data, folder / "reference")
+    result = trainer_cli("train", "--config", str(config))
+    assert result.returncode == 2 and "already completed (step 8)" in result.stderr
+    assert_same_weights(folder / "reference" / "lora.safetensors", reference)  # untouched
+
+
+def test_nan_loss_stops_with_the_step_and_the_likely_causes(setup, tmp_path):
+    folder, model, data, reference = setup
+    weights = load_file(model)
+    key = next(k for k in weights if k.startswith("model.diffusion_model.out.2.weight"))
+    weights[key] = torch.full_like(weights[key], float("nan"))
+    broken = tmp_path / "nan-model.safetensors"
+    save_file(weights, broken)
+    out = tmp_path / "nan-run"
+    result = trainer_cli("train", "--config", str(write_config(tmp_path, broken, data, out)))
+    assert result.returncode == 1
+    assert "the loss became nan at step 1" in result.stderr and "learning_rate" in result.stderr
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "failed" and "nan at step 1" in status["error"]["message"]
+    assert "bf16" in status["error"]["hint"]
+    skip = trainer_cli("train", "--config", str(write_config(tmp_path, broken, data, tmp_path / "skip",
+                                                             nan_policy="skip", max_train_steps=2)))
+    assert skip.returncode == 0
+    events = [json.loads(line) for line in (tmp_path / "skip" / "events.jsonl").read_text().splitlines()]
+    assert sum("update was skipped" in e.get("message", "") for e in events) == 2

@@ -1,0 +1,100 @@
+"""Choosing where a run continues from: the newest checkpoint that is complete and readable.
+
+A checkpoint is trusted only after its files are checked: the `COMPLETE` marker, a
+readable adapter, a parseable state file and a training state that loads with
+`weights_only=True` (no pickled code). A damaged newest checkpoint is reported and the one
+before it is used instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trainer.checkpoint import COMPLETE_MARKER
+from trainer.config import TrainConfig
+from trainer.rundir import CHECKPOINTS_DIR, read_status
+
+ADAPTER_FILE = "adapter.safetensors"
+TRAINING_STATE_FILE = "training_state.pt"
+TRAINER_STATE_FILE = "trainer_state.json"
+
+
+@dataclass
+class ResumePlan:
+    """Where to start: a checkpoint folder (or None for a fresh run) and what was passed over."""
+
+    checkpoint: Path | None
+    skipped: list[str] = field(default_factory=list)
+
+
+class ResumeRefused(Exception):
+    """The run folder cannot be used as asked; message and hint say why and what to do."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not a usable checkpoint, or None when it is."""
+    if folder.name.endswith(".tmp"):
+        return "was being written when the run stopped (incomplete)"
+    if not (folder / COMPLETE_MARKER).exists():
+        return "has no COMPLETE marker (it was not finished)"
+    try:
+        state = json.loads((folder / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
+        int(state["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"has a missing or damaged {TRAINER_STATE_FILE}"
+    try:
+        from safetensors.torch import load_file
+        load_file(folder / ADAPTER_FILE)
+    except Exception:
+        return f"has a missing or damaged {ADAPTER_FILE}"
+    try:
+        import torch
+        torch.load(folder / TRAINING_STATE_FILE, map_location="cpu", weights_only=True)
+    except Exception:
+        return f"has a missing or damaged {TRAINING_STATE_FILE}"
+    return None
+
+
+def _candidates(root: Path) -> list[Path]:
+    folder = root / CHECKPOINTS_DIR
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-")), reverse=True)
+
+
+def plan_resume(config: TrainConfig) -> ResumePlan:
+    """Decide from the `resume` option and the run folder's contents; raises ResumeRefused."""
+    root = Path(config.output_dir)
+    used = root.is_dir() and any(p.name != "STOP" for p in root.iterdir())
+    if config.resume == "never":
+        if used:
+            raise ResumeRefused(f"output_dir {root} already holds files of a run, and resume is `never`",
+                                "choose a new output_dir, empty that folder, or set resume: auto to continue the run")
+        return ResumePlan(None)
+    if config.resume != "auto":
+        folder = Path(config.resume)
+        problem = checkpoint_problem(folder)
+        if problem:
+            raise ResumeRefused(f"checkpoint {folder} {problem}", "pick another checkpoint, or set resume: auto")
+        return ResumePlan(folder)
+    if not used:
+        return ResumePlan(None)
+    status = read_status(root)
+    if status and status.get("state") == "completed":
+        raise ResumeRefused(f"output_dir {root} holds a run that already completed (step {status.get('step')})",
+                            "choose a new output_dir to train again, or delete that folder")
+    skipped = []
+    for folder in _candidates(root):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            return ResumePlan(folder, skipped)
+        if not folder.name.endswith(".tmp"):
+            skipped.append(f"checkpoint {folder.name} {problem}; using an older one")
+    return ResumePlan(None, skipped)
