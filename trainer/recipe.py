@@ -7,6 +7,7 @@ the UNet (and optionally of the text encoder) to predict that noise (or velocity
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from trainer import __version__
 from trainer.checkpoint import write_checkpoint
 from trainer.config import TrainConfig
+from trainer.distributed import DistContext
 from trainer.data import (BatchEntry, ImageBatchDataset, Sample, batches_per_epoch, build_samples, epoch_batches,
                           load_image_tensor, process_caption)
 from trainer.latent_cache import LatentCache, LatentStats
@@ -34,7 +36,7 @@ from trainer.models import build_pipeline, load_sd_model
 from trainer.optim import make_optimizer, make_scheduler
 from trainer.precision import resolve_precision
 from trainer.resume import ADAPTER_FILE, TRAINER_STATE_FILE, TRAINING_STATE_FILE
-from trainer.rundir import RunWriter
+from trainer.rundir import RunWriter, checkpoint_name
 from trainer.sampling import make_samples
 from trainer.text_encoding import PromptEncoder
 
@@ -59,8 +61,10 @@ class StopRequested(Exception):
 class LoRATrainingRecipe:
     """Trains one LoRA from a validated config and dataset into a run directory."""
 
-    def __init__(self, config: TrainConfig, run: RunWriter, dataset_items: list, *, stop_flag=None) -> None:
+    def __init__(self, config: TrainConfig, run: RunWriter, dataset_items: list, *, stop_flag=None,
+                 dist: DistContext | None = None) -> None:
         self.config = config
+        self.dist = dist or DistContext()
         self.run = run
         self.items = dataset_items
         self.root = Path(config.output_dir)
@@ -79,9 +83,13 @@ class LoRATrainingRecipe:
         cfg = self.config
         self.run.set_state("preparing")
         self.precision = resolve_precision(cfg.device, cfg.mixed_precision)
+        if self.precision.device.type == "cuda" and self.dist.enabled:
+            self.precision = dataclasses.replace(self.precision, device=torch.device("cuda", self.dist.local_rank))
         device = self.precision.device
-        log.info("device %s, precision %s", device, self.precision.name)
-        _seed_everything(cfg.seed)
+        log.info("device %s, precision %s%s", device, self.precision.name,
+                 f", {self.dist.world_size} processes" if self.dist.enabled else "")
+        # Each rank draws its own noise; rank 0 of a single process uses the plain seed.
+        _seed_everything(cfg.seed + self.dist.rank)
 
         prediction = None if cfg.prediction_type == "auto" else cfg.prediction_type
         self.model = load_sd_model(cfg.base_model, allow_pickle=cfg.allow_pickle, prediction_type=prediction)
@@ -111,7 +119,7 @@ class LoRATrainingRecipe:
 
         self.samples = build_samples(self.items, cfg)
         n_batches = batches_per_epoch(self.samples, cfg.batch_size)
-        self.steps_per_epoch = math.ceil(n_batches / cfg.gradient_accumulation_steps)
+        self.steps_per_epoch = math.ceil(n_batches / (cfg.gradient_accumulation_steps * self.dist.world_size))
         self.total_steps = cfg.max_train_steps or cfg.epochs * self.steps_per_epoch
         self.total_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         self.run.update(total_steps=self.total_steps, total_epochs=self.total_epochs)
@@ -126,7 +134,7 @@ class LoRATrainingRecipe:
                                            cfg.lr_scheduler_num_cycles, cfg.lr_scheduler_power)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision.use_grad_scaler)
         # All noise and timesteps come from this generator: its state is part of a checkpoint.
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.generator = torch.Generator().manual_seed(cfg.seed + self.dist.rank)
 
         shuffled = cfg.shuffle_caption or cfg.caption_dropout_rate > 0
         self.prompts = PromptEncoder(model.tokenizer, model.text_encoder, cfg.clip_skip, device,
@@ -136,7 +144,7 @@ class LoRATrainingRecipe:
         if self.prompts.cache_enabled:
             captions = [s.caption for s in self.samples] + ([""] if shuffled else [])
             self.prompts.precompute(captions)
-        self.tb = _tensorboard_writer(self.root / "tb") if cfg.tensorboard else None
+        self.tb = _tensorboard_writer(self.root / "tb") if cfg.tensorboard and self.dist.is_main else None
         self.pipeline = None
 
     def _warn_long_captions(self) -> None:
@@ -216,6 +224,14 @@ class LoRATrainingRecipe:
         if training["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(training["cuda_rng"])
         self.generator.set_state(training["generator"])
+        rank_rng = training.get("rank_rng") or []
+        if self.dist.enabled:
+            if len(rank_rng) == self.dist.world_size:
+                self.generator.set_state(rank_rng[self.dist.rank]["generator"])
+                torch.set_rng_state(rank_rng[self.dist.rank]["torch_rng"])
+            else:
+                log.warning("the checkpoint was saved by %d process(es), this run has %d: noise will differ from an "
+                            "uninterrupted run", len(rank_rng), self.dist.world_size)
         random.setstate(_tupled(state["python_rng"]))
         kind, keys, *rest = state["numpy_rng"]
         np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
@@ -232,35 +248,46 @@ class LoRATrainingRecipe:
     # ------------------------------------------------------------------------------------
     # training
 
+    def _positions(self, group: int, n_batches: int) -> list[int]:
+        """Which batches of the epoch this rank trains on in optimizer step ``group``.
+
+        One step takes `gradient_accumulation_steps` x `world_size` consecutive batches; rank r
+        takes every world_size-th of them. With several ranks a short last group wraps round to
+        the epoch's first batches, so every rank has work (as DistributedSampler pads).
+        """
+        world, rank = self.dist.world_size, self.dist.rank
+        accum = self.config.gradient_accumulation_steps
+        positions = [group * accum * world + m * world + rank for m in range(accum)]
+        if world == 1:
+            return [p for p in positions if p < n_batches]
+        return [p % n_batches for p in positions]
+
     def train(self) -> str:
         """Run the loop until the last step (returns "completed") or a stop (returns "stopped")."""
         cfg = self.config
+        device = self.precision.device
         self.run.set_state("training", step=self.global_step, epoch=self.epoch + 1)
         self.model.unet.train()
         if self.te_params:
             self.model.text_encoder.train()
-        loader_batches = None
+        per_step = cfg.gradient_accumulation_steps * self.dist.world_size
         window_start, window_samples = time.time(), 0
         last_status = 0.0
-        accum_loss, accum_count = 0.0, 0
 
         while self.global_step < self.total_steps:
             batches = epoch_batches(self.samples, cfg.batch_size, cfg.seed, self.epoch, cfg.random_flip)
+            groups = range(math.ceil(self.batch_in_epoch / per_step), math.ceil(len(batches) / per_step))
+            plan = [(g, self._positions(g, len(batches))) for g in groups]
+            images = None
             if self.latents is None:
-                loader_batches = _image_loader(self.samples, batches, self.batch_in_epoch, cfg)
-            for batch_index in range(self.batch_in_epoch, len(batches)):
-                batch = batches[batch_index]
-                images = next(loader_batches) if loader_batches is not None else None
-                loss = self._micro_step(batch, images)
-                accum_loss += loss
-                accum_count += 1
-                window_samples += len(batch)
-                self.batch_in_epoch = batch_index + 1
-                end_of_group = (batch_index + 1) % cfg.gradient_accumulation_steps == 0 or batch_index + 1 == len(batches)
-                if not end_of_group:
-                    continue
-                mean_loss = accum_loss / accum_count
-                accum_loss, accum_count = 0.0, 0
+                images = _image_loader(self.samples, [batches[p] for _, ps in plan for p in ps], 0, cfg)
+            for group, positions in plan:
+                losses = []
+                for position in positions:
+                    losses.append(self._micro_step(batches[position], next(images) if images is not None else None))
+                    window_samples += len(batches[position]) * self.dist.world_size
+                self.batch_in_epoch = min((group + 1) * per_step, len(batches))
+                mean_loss = self.dist.mean(sum(losses) / len(losses), device)
                 if math.isfinite(mean_loss):
                     grad_norm = self.optimizer_step()
                 else:
@@ -269,8 +296,7 @@ class LoRATrainingRecipe:
                 _test_hook_kill("step", self.global_step)
                 now = time.time()
                 if self.global_step % cfg.log_every_n_steps == 0:
-                    rate = window_samples / max(now - window_start, 1e-9)
-                    self._log_step(mean_loss, grad_norm, rate, now)
+                    self._log_step(mean_loss, grad_norm, window_samples / max(now - window_start, 1e-9), now)
                     window_start, window_samples = now, 0
                 if now - last_status >= 1.0 or self.global_step == self.total_steps:
                     self._update_progress(now)
@@ -280,19 +306,16 @@ class LoRATrainingRecipe:
                 if cfg.save_steps and self.global_step % cfg.save_steps == 0 and self.global_step < self.total_steps:
                     self.save_checkpoint()
                 if self.global_step >= self.total_steps:
-                    break
-                if self.stop_flag():
+                    return "completed"
+                if self.dist.any(self.stop_flag(), device):
                     log.info("stop requested: saving a checkpoint at step %d", self.global_step)
                     self.save_checkpoint()
                     return "stopped"
-            else:
-                # The epoch ran to its end (no break): the next one starts at its first batch.
-                self.epoch += 1
-                self.batch_in_epoch = 0
-                if cfg.save_every_n_epochs and self.epoch % cfg.save_every_n_epochs == 0 and self.global_step < self.total_steps:
-                    self.save_checkpoint()
-                continue
-            break
+            # The epoch ran to its end: the next one starts at its first batch.
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            if cfg.save_every_n_epochs and self.epoch % cfg.save_every_n_epochs == 0:
+                self.save_checkpoint()
         return "completed"
 
     def _micro_step(self, batch: list[BatchEntry], images: torch.Tensor | None) -> float:
@@ -313,7 +336,8 @@ class LoRATrainingRecipe:
             mean, std = dist.mean.cpu(), dist.std.cpu()
         latents = mean + std * torch.randn(mean.shape, generator=self.generator)
         latents = (latents * self.model.vae.config.scaling_factor).to(self.precision.device)
-        caption_rng = random.Random(hash((cfg.seed, self.global_step, self.batch_in_epoch)))
+        # Caption shuffling/dropout depend only on where we are, so a resume repeats them exactly.
+        caption_rng = random.Random(hash((cfg.seed, self.epoch, self.global_step, self.dist.rank, batch[0].index)))
         captions = [process_caption(self.samples[e.index].caption, shuffle=cfg.shuffle_caption, keep_tokens=cfg.keep_tokens,
                                     dropout_rate=cfg.caption_dropout_rate, rng=caption_rng) for e in batch]
         return latents, captions
@@ -359,6 +383,7 @@ class LoRATrainingRecipe:
         """Clip, step the optimizer and the schedule, clear gradients; returns the gradient norm."""
         params = self.unet_params + self.te_params
         grad_norm = None
+        self.dist.average_gradients(params)
         self.scaler.unscale_(self.optimizer)
         if self.config.max_grad_norm:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm))
@@ -390,7 +415,9 @@ class LoRATrainingRecipe:
     # samples, checkpoints, export
 
     def sample(self) -> None:
-        """Render the sample prompts with the LoRA as trained so far."""
+        """Render the sample prompts with the LoRA as trained so far (rank 0 only)."""
+        if not self.dist.is_main:
+            return
         self.run.set_state("sampling")
         if self.pipeline is None:
             self.pipeline = build_pipeline(self.model)
@@ -410,9 +437,13 @@ class LoRATrainingRecipe:
 
     def save_checkpoint(self) -> Path:
         """Save LoRA weights and the full training state at the current step."""
-        self.run.set_state("saving")
         cfg = self.config
         step = self.global_step
+        # Every rank's random state, so that each rank continues its own noise after a resume.
+        rank_rng = self.dist.gather({"generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()})
+        if not self.dist.is_main:
+            return self.root / "checkpoints" / checkpoint_name(step)
+        self.run.set_state("saving")
 
         def write(folder: Path) -> None:
             unet_state = lora_state_dict(self.model.unet)
@@ -431,6 +462,7 @@ class LoRATrainingRecipe:
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 "generator": self.generator.get_state(),
+                "rank_rng": rank_rng,
             }, folder / TRAINING_STATE_FILE)
             np_state = np.random.get_state()
             (folder / TRAINER_STATE_FILE).write_text(json.dumps({
@@ -461,8 +493,10 @@ class LoRATrainingRecipe:
                               base_model_name=Path(cfg.base_model).name, resolution=(cfg.resolution, cfg.resolution))
 
     def export(self) -> Path:
-        """Write the final LoRA (kohya layout with metadata) and the diffusers-layout file."""
+        """Write the final LoRA (kohya layout with metadata) and the diffusers-layout file (rank 0)."""
         cfg = self.config
+        if not self.dist.is_main:
+            return self.root / f"{cfg.resolved_output_name}.safetensors"
         self.run.set_state("saving")
         dtype = SAVE_DTYPES[cfg.save_precision]
         unet_state = lora_state_dict(self.model.unet)

@@ -177,6 +177,34 @@ class RunWriter:
                 handle.close()
 
 
+class NullRunWriter:
+    """What the other ranks of a multi-process run use: rank 0 alone writes the run folder."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.paths = RunPaths(Path(root))
+
+    def update(self, **fields: Any) -> None:
+        pass
+
+    def set_state(self, state: str, **fields: Any) -> None:
+        pass
+
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        pass
+
+    def log_event(self, kind: str, **fields: Any) -> None:
+        pass
+
+    def stop_requested(self) -> bool:
+        return False  # rank 0 reads the STOP file and tells the others
+
+    def start_heartbeat(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 # ---------------------------------------------------------------------------------------
 # Reading
 

@@ -108,11 +108,17 @@ class StopSignals:
         print("stopping after this step (press Ctrl+C again to stop at once)", file=sys.stderr)
 
 
-def _setup_logging(log_file: Path) -> logging.Handler:
-    handler = logging.FileHandler(log_file, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+def _setup_logging(log_file: Path | None) -> logging.Handler:
+    """Log to train.log and the console; other ranks of a multi-process run log warnings only."""
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(logging.Formatter("%(message)s"))
+    if log_file is None:
+        log.handlers[:] = [console]
+        log.setLevel(logging.WARNING)
+        log.propagate = False
+        return console
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.handlers[:] = [handler, console]
     log.setLevel(logging.INFO)
     log.propagate = False
@@ -145,31 +151,48 @@ def run_training(config_path: Path) -> int:
     enable_offline_mode()
     process_started = time.time()
 
+    from trainer.distributed import init_distributed, shutdown
+    dist = init_distributed()
+    try:
+        return _train(config_path, dist, process_started)
+    finally:
+        shutdown(dist)
+
+
+def _train(config_path: Path, dist, process_started: float) -> int:
     config, scan, lines, ok = check_all(config_path)
-    for line in lines:
-        print(line, file=sys.stderr)
+    if dist.is_main:
+        for line in lines:
+            print(line, file=sys.stderr)
     if config is None or not ok:
-        print(f"{config_path}: not starting; fix the problems above and run again", file=sys.stderr)
+        if dist.is_main:
+            print(f"{config_path}: not starting; fix the problems above and run again", file=sys.stderr)
         return EXIT_INVALID
 
     from trainer.recipe import LoRATrainingRecipe, StopRequested
     from trainer.resume import ResumeRefused, plan_resume
-    from trainer.rundir import RunWriter
+    from trainer.rundir import NullRunWriter, RunWriter
 
+    # Rank 0 decides where to continue from (before it writes anything) and tells the others.
     try:
-        plan = plan_resume(config)
+        plan = dist.broadcast(plan_resume(config) if dist.is_main else None)
     except ResumeRefused as exc:
         print(f"{config_path}: resume: {exc.message} ({exc.hint})", file=sys.stderr)
+        dist.broadcast(None)
+        return EXIT_INVALID
+    if plan is None:
         return EXIT_INVALID
     root = Path(config.output_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    stop_file = root / "STOP"
-    if stop_file.exists():
-        stop_file.unlink()  # it asked the previous process to stop, and it did
-    run = RunWriter(root, __version__)
-    handler = _setup_logging(run.paths.log)
+    if dist.is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        stop_file = root / "STOP"
+        if stop_file.exists():
+            stop_file.unlink()  # it asked the previous process to stop, and it did
+    run = RunWriter(root, __version__) if dist.is_main else NullRunWriter(root)
+    handler = _setup_logging(run.paths.log if dist.is_main else None)
     header = f"Resolved config of a LoRA Studio run. Run it again with:\n  python -m trainer train --config {run.paths.config}"
-    atomic_write_text(run.paths.config, config_to_yaml(config, header))
+    if dist.is_main:
+        atomic_write_text(run.paths.config, config_to_yaml(config, header))
     for note in config.migration_notes:
         run.log_event("warning", message=f"config: {note}")
     for line in lines:
@@ -181,7 +204,7 @@ def run_training(config_path: Path) -> int:
 
     signals = StopSignals()
     signals.install()
-    recipe = LoRATrainingRecipe(config, run, scan.items,
+    recipe = LoRATrainingRecipe(config, run, scan.items, dist=dist,
                                 stop_flag=lambda: signals.requested.is_set() or run.stop_requested())
     run.update(process_started_at=process_started)
     run.start_heartbeat()
