@@ -23,15 +23,6 @@ KOHYA_METADATA = ("ss_network_module", "ss_network_dim", "ss_network_alpha", "ss
                   "ss_training_started_at", "ss_training_finished_at", "modelspec.architecture", "modelspec.title")
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """The tiny SD model, made by the real `make-tiny-model` command."""
-    folder = tmp_path_factory.mktemp("tiny-model")
-    result = trainer_cli("make-tiny-model", str(folder))
-    assert result.returncode == 0, result.stderr
-    return folder
-
-
 def single_file(model_dir: Path) -> Path:
     return next(model_dir.glob("*.safetensors"))
 
@@ -116,7 +107,8 @@ def test_kohya_lora_loads_in_diffusers_and_changes_output(tmp_path, tiny_model):
     data = make_dataset(tmp_path / "data", "csv")
     out = tmp_path / "run"
     config = write_config(tmp_path / "config.yaml", tiny_model / "diffusers", data, out, max_train_steps=6,
-                          sample_every_n_steps=0, sample_prompts=[], learning_rate=5e-2, lora_target="all")
+                          sample_every_n_steps=0, sample_prompts=[], learning_rate=5e-2, lora_target="all",
+                          train_text_encoder=True)
     result = trainer_cli("train", "--config", str(config))
     assert result.returncode == 0, result.stderr
 
@@ -133,12 +125,13 @@ def test_kohya_lora_loads_in_diffusers_and_changes_output(tmp_path, tiny_model):
     lora_file = out / "run.safetensors"
     pipe.load_lora_weights(str(lora_file))
     after = render()
-    # Every LoRA module of the file landed in the UNet.
+    # Every LoRA module of the file landed in the UNet or the text encoder.
     from safetensors import safe_open
     with safe_open(lora_file, "pt") as lora:
         modules = {k.rsplit(".", 2)[0] for k in lora.keys() if k.endswith(".lora_down.weight")}
-    injected = [n for n, m in pipe.unet.named_modules() if hasattr(m, "lora_A") and len(m.lora_A)]
-    assert len(injected) == len(modules)
+    for model, prefix in ((pipe.unet, "lora_unet_"), (pipe.text_encoder, "lora_te_")):
+        injected = [n for n, m in model.named_modules() if hasattr(m, "lora_A") and len(m.lora_A)]
+        assert injected and len(injected) == len([m for m in modules if m.startswith(prefix)]), prefix
     assert abs(after - before).max() > 1e-3  # the LoRA changes what the model draws
 
     pipe.unload_lora_weights()

@@ -38,6 +38,7 @@ def _build_parser() -> argparse.ArgumentParser:
     tiny = sub.add_parser("make-tiny-model", help="write a tiny random SD 1.x model (diffusers folder + single file)")
     tiny.add_argument("dir", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--family", choices=("sd1", "sd2"), default="sd1", help="SD 1.x (CLIP) or SD 2.x (OpenCLIP) shapes")
 
     demo = sub.add_parser("demo", help="create the demo workspace and train the demo LoRA on it")
     demo.add_argument("--workspace", type=Path, default=Path("demo-workspace"))
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         from trainer.models.offline import enable_offline_mode
         enable_offline_mode()
         from trainer.models.tiny import make_tiny_model
-        paths = make_tiny_model(args.dir, seed=args.seed)
+        paths = make_tiny_model(args.dir, seed=args.seed, family=args.family)
         print(f"diffusers folder: {paths.diffusers_dir}\nsingle file:      {paths.single_file}")
         return EXIT_OK
     if args.command == "demo":

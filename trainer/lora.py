@@ -100,6 +100,10 @@ def to_kohya(unet_state: dict[str, torch.Tensor], te_state: dict[str, torch.Tens
     out: dict[str, torch.Tensor] = {}
     for prefix, state in ((UNET_PREFIX, unet_state), (TEXT_ENCODER_PREFIX, te_state or {})):
         for module, (down, up) in _pairs(state).items():
+            if prefix == TEXT_ENCODER_PREFIX and not module.startswith("text_model."):
+                # transformers 5 dropped CLIPTextModel's `text_model.` level; A1111, ComfyUI
+                # and diffusers all expect kohya's `lora_te_text_model_encoder_...` names.
+                module = "text_model." + module
             name = f"{prefix}_{module.replace('.', '_')}"
             out[f"{name}.lora_down.weight"] = down.to(dtype).contiguous()
             out[f"{name}.lora_up.weight"] = up.to(dtype).contiguous()

@@ -28,6 +28,19 @@ def safetensors_keys(path: Path) -> list[str]:
     return [k for k in header if k != "__metadata__"]
 
 
+_OPTIMIZER_PACKAGES = {"AdamW8bit": "bitsandbytes", "Prodigy": "prodigyopt"}
+
+
+def check_optimizer(name: str) -> list[ConfigProblem]:
+    """The optimizer's extra package must be installed (checked before anything is written)."""
+    import importlib.util
+    package = _OPTIMIZER_PACKAGES.get(name)
+    if package and importlib.util.find_spec(package) is None:
+        return [ConfigProblem("optimizer", f"optimizer {name} needs the {package} package, which is not installed",
+                              f"pip install {package} on the training machine, or use optimizer: AdamW")]
+    return []
+
+
 def check_base_model(path: Path, allow_pickle: bool) -> list[ConfigProblem]:
     """Problems with `base_model` that can be seen without loading it."""
     def problem(message: str, hint: str) -> list[ConfigProblem]:

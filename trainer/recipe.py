@@ -113,7 +113,8 @@ class LoRATrainingRecipe:
         if cfg.gradient_checkpointing:
             model.unet.enable_gradient_checkpointing()
             if cfg.train_text_encoder:
-                model.text_encoder.gradient_checkpointing_enable()
+                te = model.text_encoder  # transformers 5 renamed the method
+                (getattr(te, "activation_checkpointing_enable", None) or te.gradient_checkpointing_enable)()
         n_params = sum(p.numel() for p in self.unet_params + self.te_params)
         log.info("LoRA rank %d alpha %g on %s layers: %d trainable parameters", cfg.lora_rank, alpha, cfg.lora_target, n_params)
 
@@ -536,7 +537,15 @@ def _move(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> 
     """Move a model, casting only when the dtype changes (a no-op cast makes diffusers warn)."""
     module.to(device)
     if next(module.parameters()).dtype != dtype:
-        module.to(dtype=dtype)
+        # diffusers warns about a cast it cannot improve on here (the models have no
+        # fp32-only modules); keep the user's log free of it.
+        diffusers_logger = logging.getLogger("diffusers")
+        level = diffusers_logger.level
+        diffusers_logger.setLevel(logging.ERROR)
+        try:
+            module.to(dtype=dtype)
+        finally:
+            diffusers_logger.setLevel(level)
     return module
 
 

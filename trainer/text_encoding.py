@@ -36,7 +36,9 @@ class PromptEncoder:
             return self.text_encoder(ids).last_hidden_state
         output = self.text_encoder(ids, output_hidden_states=True)
         # Layer n from the end, normalised like the last layer is (A1111's clip skip).
-        return self.text_encoder.text_model.final_layer_norm(output.hidden_states[-self.clip_skip])
+        # transformers 5 has no `text_model` level any more; older versions do.
+        text_model = getattr(self.text_encoder, "text_model", self.text_encoder)
+        return text_model.final_layer_norm(output.hidden_states[-self.clip_skip])
 
     def __call__(self, captions: list[str]) -> torch.Tensor:
         """Hidden states for a batch of captions, [batch, 77, width]."""

@@ -38,8 +38,8 @@ def check_all(config_path: Path, check_images: bool = True):
     lines = [str(p) if p.severity == "error" else f"warning: {p}" for p in problems]
     if config is None:
         return None, None, lines, False
-    from trainer.model_check import check_base_model
-    model_problems = check_base_model(Path(config.base_model), config.allow_pickle)
+    from trainer.model_check import check_base_model, check_optimizer
+    model_problems = check_base_model(Path(config.base_model), config.allow_pickle) + check_optimizer(config.optimizer)
     lines += [str(ConfigProblem(p.option, p.message, p.hint, None, str(config_path))) for p in model_problems]
     scan = _dataset_problems(config, check_images)
     lines += [str(p) if p.severity == "error" else f"warning: {p}" for p in scan.problems]
@@ -53,8 +53,9 @@ def validate_command(config_path: Path, as_json: bool = False, check_images: boo
     records = [asdict(p) for p in problems]
     scan = None
     if config is not None:
-        from trainer.model_check import check_base_model
-        records += [asdict(p) | {"file": str(config_path)} for p in check_base_model(Path(config.base_model), config.allow_pickle)]
+        from trainer.model_check import check_base_model, check_optimizer
+        model_problems = check_base_model(Path(config.base_model), config.allow_pickle) + check_optimizer(config.optimizer)
+        records += [asdict(p) | {"file": str(config_path)} for p in model_problems]
         scan = _dataset_problems(config, check_images)
         records += [{"option": "", "file": p.path, "line": p.line, "message": p.message, "hint": p.hint,
                      "severity": p.severity} for p in scan.problems]

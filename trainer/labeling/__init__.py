@@ -1,0 +1,18 @@
+"""Auto-captioning (`python -m trainer label`): caption a dataset's images with a local model.
+
+Layout, smallest first:
+
+- :mod:`.args` - the command line options (stdlib only; ``trainer.cli`` builds its parser with it);
+- :mod:`.merge` - how a generated caption meets an existing one (modes, trigger word; torch-free,
+  so the app can preview with the same rules);
+- :mod:`.errors` - input problems (exit 2) and failures (exit 1), each with what to do;
+- :mod:`.model_folder` - finding a captioner folder and checking that it is complete;
+- :mod:`.registry` - the captioner interface and the families (one file each):
+  :mod:`.image_to_text` (BLIP, BLIP-2, GIT, Florence-2 through transformers) and :mod:`.wd14`
+  (booru-style ONNX taggers through onnxruntime);
+- :mod:`.loader` - image decoding and preprocessing in worker threads, ahead of the model;
+- :mod:`.job` - the labelling loop: batches, out-of-memory back-off, stop requests, results;
+- :mod:`.cli` - the ``label`` subcommand: checks, run directory, writing the captions.
+"""
+
+from __future__ import annotations
