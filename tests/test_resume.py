@@ -172,3 +172,30 @@ def test_nan_loss_stops_with_the_step_and_the_likely_causes(setup, tmp_path):
     assert skip.returncode == 0
     events = [json.loads(line) for line in (tmp_path / "skip" / "events.jsonl").read_text().splitlines()]
     assert sum("update was skipped" in e.get("message", "") for e in events) == 2
+
+
+def test_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(setup):
+    folder, model, data, reference = setup
+    out = folder / "double-sigint"
+    # Large images make each step slow enough that the second Ctrl+C lands inside a step.
+    config = write_config(folder, model, data, out, max_train_steps=400, save_steps=1, resolution=256,
+                          min_bucket_reso=128, max_bucket_reso=512, batch_size=4)
+    process = subprocess.Popen([sys.executable, "-m", "trainer", "train", "--config", str(config)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while len(list((out / "checkpoints").glob("step-*"))) < 2:
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    # Signals of one kind do not queue: wait until the first was handled, then send the second.
+    while "stopping after this step" not in process.stderr.readline():
+        pass
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 1
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "stopped" and "second Ctrl+C" in status["error"]["message"]
+    from trainer.resume import plan_resume
+    from trainer.config import load_config
+    config_loaded, _ = load_config(config)
+    plan = plan_resume(config_loaded)
+    assert plan.checkpoint is not None and not plan.skipped  # the newest complete checkpoint is usable
