@@ -40,9 +40,17 @@ def _build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--family", choices=("sd1", "sd2"), default="sd1", help="SD 1.x (CLIP) or SD 2.x (OpenCLIP) shapes")
 
+    kohya = sub.add_parser("import-kohya", help="turn a kohya_ss .json or sd-scripts .toml config into ours")
+    kohya.add_argument("source", type=Path)
+    kohya.add_argument("--output", type=Path, help="write the YAML here (default: print it)")
+
     demo = sub.add_parser("demo", help="create the demo workspace and train the demo LoRA on it")
     demo.add_argument("--workspace", type=Path, default=Path("demo-workspace"))
     demo.add_argument("--no-train", action="store_true", help="only create the workspace")
+
+    label = sub.add_parser("label", help="auto-caption a dataset's images with a local captioner or tagger")
+    from trainer.labeling.args import add_arguments as add_label_arguments  # stdlib only: cheap
+    add_label_arguments(label)
     return parser
 
 
@@ -69,10 +77,34 @@ def main(argv: list[str] | None = None) -> int:
         paths = make_tiny_model(args.dir, seed=args.seed, family=args.family)
         print(f"diffusers folder: {paths.diffusers_dir}\nsingle file:      {paths.single_file}")
         return EXIT_OK
+    if args.command == "import-kohya":
+        return _import_kohya(args.source, args.output)
     if args.command == "demo":
         from trainer.demo_workspace import run_demo
         return run_demo(args.workspace, train=not args.no_train)
+    if args.command == "label":
+        from trainer.labeling.cli import run as run_label
+        return run_label(args)
     raise AssertionError(args.command)
+
+
+def _import_kohya(source: Path, output: Path | None) -> int:
+    from trainer.config.kohya_import import import_kohya_file, imported_yaml
+    from trainer.fsutil import atomic_write_text
+    try:
+        result = import_kohya_file(source)
+    except (OSError, ValueError) as exc:  # json/toml errors are ValueErrors
+        print(f"{source}: cannot be imported: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    text = imported_yaml(result, source)
+    if output is None:
+        print(text, end="")
+    else:
+        atomic_write_text(output, text)
+        print(f"wrote {output}")
+    for key, why in sorted(result.not_mapped.items()):
+        print(f"not imported: {key}: {why}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _print_schema(as_json: bool) -> int:
