@@ -48,6 +48,13 @@ def assign_bucket(width: int, height: int, buckets: list[Bucket]) -> Bucket:
     return min(buckets, key=lambda b: (abs(math.log(b.aspect) - log_aspect), -b.width * b.height))
 
 
+def buckets_for(config) -> list[Bucket]:
+    """The buckets a config trains with (one square when bucketing is off)."""
+    if not config.enable_bucket:
+        return [square_bucket(config.resolution)]
+    return make_buckets(config.resolution, config.min_bucket_reso, config.max_bucket_reso, config.bucket_reso_steps)
+
+
 def square_bucket(resolution: int) -> Bucket:
     """The one bucket used when bucketing is off: a centre-cropped square."""
     return Bucket(resolution, resolution)
@@ -61,3 +68,8 @@ def cover_and_crop(width: int, height: int, bucket: Bucket) -> tuple[tuple[int, 
     left = (new_w - bucket.width) // 2
     top = (new_h - bucket.height) // 2
     return (new_w, new_h), (left, top, left + bucket.width, top + bucket.height)
+
+
+def count_batches(bucket_counts: dict[Bucket, int], batch_size: int) -> int:
+    """Batches in one epoch when batches never mix buckets (`bucket_counts`: images with repeats)."""
+    return sum(-(-count // batch_size) for count in bucket_counts.values())

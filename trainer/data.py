@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from trainer.buckets import Bucket, assign_bucket, cover_and_crop, make_buckets, square_bucket
+from trainer.buckets import Bucket, assign_bucket, buckets_for, count_batches, cover_and_crop
 from trainer.images import image_size, open_rgb
 
 
@@ -40,8 +40,7 @@ class BatchEntry:
 
 def build_samples(items, config) -> list[Sample]:
     """Samples from a dataset scan's items, each assigned to its bucket."""
-    buckets = (make_buckets(config.resolution, config.min_bucket_reso, config.max_bucket_reso, config.bucket_reso_steps)
-               if config.enable_bucket else [square_bucket(config.resolution)])
+    buckets = buckets_for(config)
     samples = []
     for item in items:
         width, height = image_size(item.image_path)
@@ -77,7 +76,7 @@ def batches_per_epoch(samples: list[Sample], batch_size: int) -> int:
     per_bucket: dict[Bucket, int] = defaultdict(int)
     for sample in samples:
         per_bucket[sample.bucket] += sample.repeats
-    return sum(-(-count // batch_size) for count in per_bucket.values())
+    return count_batches(per_bucket, batch_size)
 
 
 def load_image_tensor(sample: Sample, flip: bool, max_pixels: int) -> torch.Tensor:

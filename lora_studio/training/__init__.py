@@ -1,0 +1,1 @@
+"""Training settings: a form generated from the trainer's option schema, presets, YAML view."""

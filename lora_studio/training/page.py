@@ -1,0 +1,369 @@
+"""The training page: presets, the settings form and its YAML view side by side in tabs,
+live validation and figures, and Save / Start.
+
+The YAML text is the document: the form edits it through `update_yaml_text`, so a loaded
+file keeps its comments and key order, and what is saved is exactly what the YAML tab shows.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QFont, QFontDatabase
+from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QInputDialog, QLabel, QListWidget,
+                               QListWidgetItem, QMessageBox, QPlainTextEdit, QPushButton, QSplitter, QStyle,
+                               QTabWidget, QVBoxLayout, QWidget)
+
+from trainer.config.migrate import migrate
+from trainer.config.schema import OPTIONS_BY_NAME, SCHEMA_VERSION, defaults
+from trainer.config.yaml_edit import update_yaml_text
+from trainer.fsutil import atomic_write_text
+
+from ..workers.tasks import TaskRunner
+from .analysis import Analysis, analyse
+from .form import TrainingForm
+from .presets import Preset, list_presets, save_user_preset
+
+VALIDATE_DELAY_MS = 300
+
+
+def same_value(name: str, a: Any, b: Any) -> bool:
+    """Equal as the option's type sees it (YAML's `2e-4` text equals the number 0.0002)."""
+    option = OPTIONS_BY_NAME.get(name)
+    if option is not None and option.type == "float":
+        try:
+            return a is b or float(a) == float(b)
+        except (TypeError, ValueError):
+            return a == b
+    if option is not None and option.type == "choice" and isinstance(a, str) and isinstance(b, str):
+        return a.lower() == b.lower()
+    return a == b
+
+
+def _duration(seconds: float) -> str:
+    minutes = math.ceil(seconds / 60)
+    return f"about {minutes} min" if minutes < 90 else f"about {minutes / 60:.1f} h"
+
+
+class TrainingPage(QWidget):
+    """Edits one config file of the workspace."""
+
+    startRequested = Signal(str)  # the saved config's path
+    analysisDone = Signal()
+
+    def __init__(self, runner: TaskRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("TrainingPage")
+        self.runner = runner
+        self.workspace: Path | None = None
+        self.config_path: Path | None = None
+        self.raw: dict[str, Any] = {}
+        self.saved_text = ""
+        self.analysis: Analysis | None = None
+        self._generation = 0
+        self._syncing = False
+
+        self.title = QLabel(self)
+        self.title.setObjectName("pageTitle")
+        font = QFont(self.title.font())
+        font.setPointSizeF(font.pointSizeF() * 1.15)
+        self.title.setFont(font)
+        self.preset_box = QComboBox(self)
+        self.preset_box.setToolTip("Start from a preset; fields that differ from it are shown in bold")
+        self.preset_box.activated.connect(self._preset_chosen)
+        self.save_button = QPushButton("Save", self)
+        self.save_button.setShortcut("Ctrl+S")
+        self.save_button.clicked.connect(self.save)
+        self.save_preset_button = QPushButton("Save as preset…", self)
+        self.save_preset_button.clicked.connect(self._save_as_preset)
+        self.start_button = QPushButton("Start training", self)
+        self.start_button.setObjectName("startButton")
+        self.start_button.clicked.connect(self._start)
+        header = QHBoxLayout()
+        header.addWidget(self.title, 1)
+        header.addWidget(QLabel("Preset:", self))
+        header.addWidget(self.preset_box)
+        header.addWidget(self.save_preset_button)
+        header.addWidget(self.save_button)
+        header.addWidget(self.start_button)
+
+        self.form = TrainingForm(lambda: self.config_path.parent if self.config_path else self.workspace, self)
+        self.form.valuesChanged.connect(self._form_edited)
+        self.yaml_edit = QPlainTextEdit(self)
+        self.yaml_edit.setObjectName("yamlView")
+        self.yaml_edit.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.yaml_edit.textChanged.connect(self._yaml_edited)
+        self.diff_list = QListWidget(self)
+        self.tabs = QTabWidget(self)
+        self.tabs.addTab(self.form, "Settings")
+        self.tabs.addTab(self.yaml_edit, "YAML")
+        self.tabs.addTab(self.diff_list, "Changes from preset")
+
+        self.figures = QLabel(self)
+        self.figures.setWordWrap(True)
+        self.figures.setObjectName("figures")
+        self.memory = QLabel(self)
+        self.memory.setWordWrap(True)
+        self.problem_list = QListWidget(self)
+        self.problem_list.setObjectName("problemList")
+        self.problem_list.setWordWrap(True)
+        self.problem_list.itemActivated.connect(lambda item: self.form.focus_option(item.data(Qt.ItemDataRole.UserRole)))
+        self.problem_list.itemClicked.connect(lambda item: self.form.focus_option(item.data(Qt.ItemDataRole.UserRole)))
+        self.start_reason = QLabel(self)
+        self.start_reason.setWordWrap(True)
+        self.start_reason.setObjectName("startReason")
+        side = QWidget(self)
+        side_layout = QVBoxLayout(side)
+        side_layout.setContentsMargins(0, 0, 0, 0)
+        run_box = QGroupBox("This run", side)
+        run_form = QFormLayout(run_box)
+        run_form.addRow(self.figures)
+        run_form.addRow(self.memory)
+        side_layout.addWidget(run_box)
+        problems_box = QGroupBox("Problems", side)
+        problems_layout = QVBoxLayout(problems_box)
+        problems_layout.addWidget(self.start_reason)
+        problems_layout.addWidget(self.problem_list, 1)
+        side_layout.addWidget(problems_box, 1)
+
+        splitter = QSplitter(self)
+        splitter.addWidget(self.tabs)
+        splitter.addWidget(side)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([760, 300])
+        layout = QVBoxLayout(self)
+        layout.addLayout(header)
+        layout.addWidget(splitter, 1)
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(VALIDATE_DELAY_MS)
+        self._timer.timeout.connect(self._validate)
+        self._yaml_timer = QTimer(self)
+        self._yaml_timer.setSingleShot(True)
+        self._yaml_timer.setInterval(VALIDATE_DELAY_MS)
+        self._yaml_timer.timeout.connect(self._yaml_to_form)
+        self._set_title()
+
+    # -- opening and saving ------------------------------------------------------------
+    def open_config(self, path: Path, workspace: Path | None) -> None:
+        """Edit the config file at ``path`` (a new, empty one when it does not exist)."""
+        self.workspace = workspace
+        self.config_path = Path(path)
+        try:
+            text = self.config_path.read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            text = ""
+        except (OSError, UnicodeDecodeError) as exc:
+            QMessageBox.warning(self, "Cannot open the config", f"{path} cannot be read: {exc}")
+            return
+        self.saved_text = text
+        self._reload_presets()
+        self._set_yaml(text)
+        self._yaml_to_form()
+        self._set_title()
+
+    def new_config(self, path: Path, workspace: Path | None, values: dict[str, Any]) -> None:
+        """Start a new config at ``path`` with ``values`` (for example the dataset just picked)."""
+        self.open_config(path, workspace)
+        text = f"# Train with: python -m trainer train --config {path.name}\nschema_version: {SCHEMA_VERSION}\n"
+        self._set_yaml(update_yaml_text(text, {"schema_version": SCHEMA_VERSION, **values}))
+        self._yaml_to_form()
+
+    def save(self) -> bool:
+        """Write the YAML view's text to the config file, atomically."""
+        if self.config_path is None:
+            return False
+        try:
+            atomic_write_text(self.config_path, self.yaml_edit.toPlainText())
+        except OSError as exc:
+            QMessageBox.warning(self, "Not saved", f"{self.config_path} could not be written: {exc.strerror}. "
+                                "Your settings are still here; check the folder and save again.")
+            return False
+        self.saved_text = self.yaml_edit.toPlainText()
+        self._set_title()
+        return True
+
+    def is_modified(self) -> bool:
+        return self.yaml_edit.toPlainText() != self.saved_text
+
+    # -- presets -----------------------------------------------------------------------
+    def _reload_presets(self) -> None:
+        self.presets = list_presets(self.workspace)
+        self.preset_box.clear()
+        self.preset_box.addItem("Defaults", None)
+        for preset in self.presets:
+            self.preset_box.addItem(("" if preset.builtin else "★ ") + preset.description, preset.name)
+
+    def _preset(self) -> Preset | None:
+        name = self.preset_box.currentData()
+        return next((p for p in self.presets if p.name == name), None)
+
+    def _preset_chosen(self) -> None:
+        """Apply the preset's values over the current ones (paths are kept)."""
+        preset = self._preset()
+        values = dict(preset.values) if preset else {}
+        self.form.set_baseline(values)
+        current = self.form.values()
+        for name, value in defaults().items():
+            if OPTIONS_BY_NAME[name].type != "path":
+                current[name] = values.get(name, value)
+        self.form.set_values(current)
+        self._form_edited()
+
+    def _save_as_preset(self) -> None:
+        if self.workspace is None:
+            return
+        name, ok = QInputDialog.getText(self, "Save as preset", "Name of the preset (saved in the workspace):")
+        if ok and name.strip():
+            changed = {k: v for k, v in self.form.values().items() if not same_value(k, v, defaults()[k])}
+            save_user_preset(self.workspace, name.strip(), name.strip(), changed)
+            self._reload_presets()
+
+    # -- form <-> YAML -----------------------------------------------------------------
+    def _set_yaml(self, text: str) -> None:
+        self._syncing = True
+        self.yaml_edit.setPlainText(text)
+        self._syncing = False
+
+    def _form_edited(self) -> None:
+        """Write the form's values into the YAML text, touching only what changed."""
+        values = self.form.values()
+        merged: dict[str, Any] = {}
+        for key, old in self.raw.items():
+            if key not in OPTIONS_BY_NAME:
+                merged[key] = old  # schema_version and keys the validator will report
+            elif same_value(key, values[key], old):
+                merged[key] = old  # keep the user's spelling (2e-4 stays 2e-4)
+            else:
+                merged[key] = values[key]
+        for key, value in values.items():
+            if key not in merged and not same_value(key, value, defaults()[key]):
+                merged[key] = value
+        self.raw = merged
+        self._set_yaml(update_yaml_text(self.yaml_edit.toPlainText(), merged))
+        self._after_change()
+
+    def _yaml_edited(self) -> None:
+        if not self._syncing:
+            self._yaml_timer.start()
+            self._set_title()
+
+    def _yaml_to_form(self) -> None:
+        """Parse the YAML text and show it in the form (a broken text only shows a problem)."""
+        text = self.yaml_edit.toPlainText()
+        try:
+            data = yaml.safe_load(text) if text.strip() else {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            self._show_problems([("error", f"The YAML text cannot be read{where}: {getattr(exc, 'problem', exc)}", "")])
+            return
+        if not isinstance(data, dict):
+            self._show_problems([("error", "The YAML text must be a list of `option: value` lines.", "")])
+            return
+        version = data.get("schema_version", SCHEMA_VERSION)
+        migrated = {k: v for k, v in data.items() if k != "schema_version"}
+        notes = migrate(migrated, version) if isinstance(version, int) and 1 <= version <= SCHEMA_VERSION else []
+        if notes:
+            # Write the new names into the document at once (comments stay), and say so.
+            migrated = {"schema_version": SCHEMA_VERSION, **migrated}
+            self._set_yaml(update_yaml_text(text, migrated))
+            data = migrated
+        self.raw = data
+        self.form.set_values({k: v for k, v in data.items() if k in OPTIONS_BY_NAME})
+        self.migration_notes = [f"Updated this config to the current option names: {note}" for note in notes]
+        self._after_change()
+
+    # -- validation --------------------------------------------------------------------
+    def _after_change(self) -> None:
+        self._refresh_differences()
+        self._set_title()
+        self.start_button.setEnabled(False)
+        self.start_reason.setText("Checking…")
+        self._timer.start()
+
+    def _validate(self) -> None:
+        self._generation += 1
+        generation = self._generation
+        base = self.config_path.parent if self.config_path else (self.workspace or Path.cwd())
+        self.runner.start(analyse, dict(self.raw), base, self.workspace,
+                          on_done=lambda result: self._analysed(generation, result),
+                          on_error=lambda message: self._show_problems([("error", f"Could not check the settings: "
+                                                                                  f"{message}", "")]))
+
+    def _analysed(self, generation: int, analysis: Analysis) -> None:
+        if generation != self._generation:
+            return  # the user typed again meanwhile; a newer check is on its way
+        self.analysis = analysis
+        self.form.show_problems(analysis.problems)
+        entries = [(p.severity, f"{p.option + ': ' if p.option else ''}{p.message}" + (f" — {p.hint}" if p.hint else ""),
+                    p.option) for p in analysis.problems]
+        entries += [("info", note, "") for note in getattr(self, "migration_notes", [])]
+        self._show_problems(entries)
+        self._show_figures(analysis)
+        self.analysisDone.emit()
+
+    def _show_problems(self, entries: list[tuple[str, str, str]]) -> None:
+        """List (severity, text, option) entries; Start is on only without errors."""
+        icons = {"error": QStyle.StandardPixmap.SP_MessageBoxCritical, "warning": QStyle.StandardPixmap.SP_MessageBoxWarning,
+                 "info": QStyle.StandardPixmap.SP_MessageBoxInformation}
+        self.problem_list.clear()
+        for severity, text, option in entries:
+            item = QListWidgetItem(self.style().standardIcon(icons[severity]), text, self.problem_list)
+            item.setData(Qt.ItemDataRole.UserRole, option)
+        if not entries:
+            QListWidgetItem(self.style().standardIcon(QStyle.StandardPixmap.SP_DialogApplyButton),
+                            "No problems: ready to train.", self.problem_list)
+        errors = sum(1 for severity, _, _ in entries if severity == "error")
+        ready = not errors and self.config_path is not None
+        self.start_button.setEnabled(ready)
+        self.start_reason.setText("" if ready else f"Start is off until {errors} problem(s) are fixed:")
+
+    def _show_figures(self, analysis: Analysis) -> None:
+        figures = analysis.figures
+        if figures is None:
+            self.figures.setText("Steps appear when the settings are valid.")
+            self.memory.setText("")
+            return
+        text = (f"<b>{figures.images}</b> images ({figures.images_with_repeats} with repeats) in "
+                f"{figures.buckets} bucket(s)<br><b>{figures.steps_per_epoch}</b> steps per epoch, "
+                f"<b>{figures.total_steps}</b> steps in {figures.epochs} epoch(s)")
+        if analysis.seconds:
+            text += f"<br>Time: {_duration(analysis.seconds)} (at the speed of run {analysis.speed_source})"
+        self.figures.setText(text)
+        memory = analysis.memory
+        parts = ", ".join(f"{k} {v:.1f}" for k, v in memory.parts.items())
+        self.memory.setText(f"GPU memory: about <b>{memory.total_gb:.1f} GB</b><br><small>{parts} GB; an estimate "
+                            "for SD 1.x, ±30%</small>")
+
+    def _refresh_differences(self) -> None:
+        self.diff_list.clear()
+        for name, (preset_value, value) in self.form.differences().items():
+            QListWidgetItem(f"{name}: {preset_value!r} → {value!r}", self.diff_list)
+        if self.diff_list.count() == 0:
+            QListWidgetItem("Same as the preset.", self.diff_list)
+
+    def _set_title(self) -> None:
+        name = self.config_path.name if self.config_path else "No config open"
+        self.title.setText(f"<b>{name}</b>{' — modified' if self.config_path and self.is_modified() else ''}")
+
+    def import_kohya(self, path: Path) -> list[str]:
+        """Merge a kohya_ss `.json` / sd-scripts `.toml` config into this one; returns what was left out."""
+        from trainer.config.kohya_import import import_kohya_file
+        result = import_kohya_file(path)
+        self.raw = {**self.raw, **result.values}
+        self._set_yaml(update_yaml_text(self.yaml_edit.toPlainText(), self.raw))
+        self._yaml_to_form()
+        self.migration_notes = [f"from {path.name}: {key} was not imported ({why})"
+                                for key, why in sorted(result.not_mapped.items())] + result.notes
+        return [f"{key}: {why}" for key, why in sorted(result.not_mapped.items())]
+
+    def _start(self) -> None:
+        if self.save() and self.config_path is not None:
+            self.startRequested.emit(str(self.config_path))

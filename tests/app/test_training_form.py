@@ -1,0 +1,204 @@
+"""The training settings page: a form generated from the trainer's schema, YAML both ways,
+presets, live validation from the trainer's own validator, kohya import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app_helpers import screenshot
+from trainer.config import validate_mapping
+from trainer.config.schema import OPTIONS, defaults
+from trainer.demo_workspace import create_demo_workspace
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+@pytest.fixture
+def workspace(tmp_path) -> Path:
+    create_demo_workspace(tmp_path / "ws", make_model=False)
+    model = tmp_path / "ws" / "models" / "tiny-sd" / "tiny-sd-v1.safetensors"
+    model.parent.mkdir(parents=True, exist_ok=True)
+    model.write_bytes(b"")  # the form checks that the path exists; nothing loads it here
+    return tmp_path / "ws"
+
+
+@pytest.fixture
+def page(qtbot, workspace):
+    from lora_studio.training.page import TrainingPage
+    from lora_studio.workers.tasks import TaskRunner
+
+    runner = TaskRunner()
+    widget = TrainingPage(runner)
+    qtbot.addWidget(widget)
+    widget.resize(1280, 860)
+    widget.show()
+    widget.open_config(workspace / "configs" / "demo.yaml", workspace)
+    qtbot.waitUntil(lambda: widget.analysis is not None, timeout=10_000)
+    yield widget
+    assert runner.pool.waitForDone(10_000)
+
+
+def settle(qtbot, page) -> None:
+    """Wait for the debounced check of the latest edit."""
+    page.analysis = None
+    qtbot.waitUntil(lambda: page.analysis is not None, timeout=10_000)
+
+
+def test_one_editor_per_option_and_defaults_validate(page, tmp_path):
+    assert set(page.form.rows) == {o.name for o in OPTIONS}
+    for option in OPTIONS:
+        assert page.findChildren(type(page.form.rows[option.name].editor), f"editor_{option.name}")
+        assert option.help in page.form.rows[option.name].editor.toolTip()
+    required = {"train_data_dir": str(tmp_path), "base_model": str(tmp_path), "output_dir": str(tmp_path / "o")}
+    config, problems = validate_mapping({**defaults(), **required}, tmp_path)
+    assert config is not None, problems
+
+
+def test_valid_demo_config_shows_steps_and_enables_start(page):
+    assert page.start_button.isEnabled()
+    assert page.analysis.figures.images == 36 and page.analysis.figures.total_steps == 36
+    assert "36</b> steps" in page.figures.text() and "GPU memory" in page.memory.text()
+    screenshot(page, "training_form_basic")
+    page.form.show_advanced.setChecked(True)
+    screenshot(page, "training_form_advanced")
+
+
+def test_invalid_value_is_shown_on_its_field_and_blocks_start(page, qtbot):
+    editor = page.form.rows["learning_rate"].editor
+    editor.line.setText("2")
+    settle(qtbot, page)
+    row = page.form.rows["learning_rate"]
+    assert row.error.isVisible() and "must be > 0 and <= 1 (got 2)" in row.error.text()
+    assert not page.start_button.isEnabled()
+    assert "1 problem(s)" in page.start_reason.text()
+    assert "learning_rate: 2.0" in page.yaml_edit.toPlainText()
+    screenshot(page, "training_form_error")
+    editor.line.setText("abc")
+    settle(qtbot, page)
+    assert "must be a number such as 1e-4 (got 'abc')" in row.error.text()
+    editor.line.setText("3e-4")
+    settle(qtbot, page)
+    assert not row.error.isVisible() and page.start_button.isEnabled()
+
+
+def test_yaml_with_comments_round_trips_unchanged(page, workspace, qtbot):
+    original = (workspace / "configs" / "demo.yaml").read_text()
+    assert page.yaml_edit.toPlainText() == original and not page.is_modified()
+    page.form.rows["lora_rank"].editor.spin.setValue(8)
+    page.form.rows["lora_rank"].editor.spin.setValue(4)  # and back
+    assert page.yaml_edit.toPlainText() == original
+    assert page.save()
+    assert (workspace / "configs" / "demo.yaml").read_text() == original
+
+
+def test_yaml_edits_show_in_the_form_and_back(page, qtbot):
+    text = page.yaml_edit.toPlainText().replace("lora_rank: 4", "lora_rank: 12  # more capacity")
+    page.yaml_edit.setPlainText(text)
+    qtbot.waitUntil(lambda: page.form.rows["lora_rank"].editor.value() == 12, timeout=5_000)
+    page.tabs.setCurrentIndex(1)
+    screenshot(page, "training_form_yaml")
+    page.form.rows["batch_size"].editor.spin.setValue(2)
+    assert "lora_rank: 12  # more capacity" in page.yaml_edit.toPlainText()
+    assert "batch_size: 2" in page.yaml_edit.toPlainText()
+    page.yaml_edit.setPlainText("lora_rank: [1\n")
+    qtbot.waitUntil(lambda: "cannot be read at line" in page.problem_list.item(0).text(), timeout=5_000)
+    assert not page.start_button.isEnabled()
+
+
+def test_old_names_are_migrated_and_the_user_is_told(page, workspace, qtbot):
+    config = workspace / "configs" / "old.yaml"
+    config.write_text("# from an older tool\ntrain_data_dir: ../datasets/shapes\nnetwork_dim: 16\n", encoding="utf-8")
+    page.open_config(config, workspace)
+    settle(qtbot, page)
+    assert page.form.rows["lora_rank"].editor.value() == 16
+    assert "lora_rank: 16" in page.yaml_edit.toPlainText() and "network_dim" not in page.yaml_edit.toPlainText()
+    assert page.yaml_edit.toPlainText().startswith("# from an older tool\n")
+    texts = [page.problem_list.item(i).text() for i in range(page.problem_list.count())]
+    assert any("`network_dim` is called `lora_rank` here" in t for t in texts)
+
+
+def test_presets_apply_and_show_their_differences(page, qtbot):
+    names = [page.preset_box.itemData(i) for i in range(page.preset_box.count())]
+    assert {"sd15-style", "sd15-character", "low-vram-8gb", "quick-test"} <= set(names)
+    page.preset_box.setCurrentIndex(names.index("low-vram-8gb"))
+    page._preset_chosen()
+    assert page.form.rows["gradient_checkpointing"].editor.value() is True
+    assert page.form.rows["train_data_dir"].editor.value() == "../datasets/shapes"  # paths kept
+    page.form.rows["lora_rank"].editor.spin.setValue(24)
+    assert "lora_rank" in page.form.differences()
+    page.form.reset_option("lora_rank")
+    assert page.form.rows["lora_rank"].editor.value() == 8 and "lora_rank" not in page.form.differences()
+
+
+def test_kohya_import_lists_what_was_left_out(page, qtbot):
+    left_out = page.import_kohya(FIXTURES / "kohya_ss_lora.json")
+    assert any(line.startswith("lr_warmup:") for line in left_out)
+    assert page.form.rows["lora_rank"].editor.value() == 32
+    settle(qtbot, page)
+    texts = [page.problem_list.item(i).text() for i in range(page.problem_list.count())]
+    assert any("multires_noise_iterations was not imported" in t for t in texts)
+
+
+def _option_values():
+    """A strategy for a value of every option within its type and bounds (paths fixed)."""
+    def for_option(option):
+        if option.type == "path":
+            return st.none()
+        if option.type == "bool":
+            return st.booleans()
+        if option.type == "choice":
+            return st.sampled_from(option.choice_values())
+        if option.type == "int":
+            low = int(option.minimum or 0)
+            values = st.integers(low, int(min(option.maximum or 10_000, 2**31 - 2)))
+            return st.one_of(st.none(), values) if option.nullable else values
+        if option.type == "float":
+            low = float(option.minimum or 0) + (1e-6 if option.exclusive_minimum else 0)
+            high = float(option.maximum or 1e3) - (1e-6 if option.exclusive_maximum else 0)
+            values = st.floats(low, high, allow_nan=False)
+            return st.one_of(st.none(), values) if option.nullable else values
+        if option.type == "str_list":
+            return st.lists(st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=20), max_size=3)
+        return st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=12)
+    return st.fixed_dictionaries({o.name: for_option(o) for o in OPTIONS if o.type != "path" and o.name != "resume"})
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=_option_values())
+def test_form_to_yaml_to_form_is_the_identity(page, values):
+    paths = {"train_data_dir": "../datasets/shapes", "base_model": "../models/tiny-sd/tiny-sd-v1.safetensors",
+             "output_dir": "../runs/x", "metadata_path": None, "cache_dir": None}
+    full = {**defaults(), **values, **paths}
+    page.form.set_values(full)
+    page._form_edited()
+    text = page.yaml_edit.toPlainText()
+    page.form.set_values(defaults())
+    page.yaml_edit.setPlainText(text)
+    page._yaml_to_form()
+    _same(page.form.values(), full)
+    assert yaml.safe_load(text)  # and it is YAML the trainer reads
+
+
+def _same(a: dict, b: dict) -> bool:
+    from lora_studio.training.page import same_value
+    different = [k for k in b if not same_value(k, a[k], b[k])]
+    assert not different, {k: (a[k], b[k]) for k in different}
+    return True
+
+
+@pytest.mark.parametrize("preset", ["sd15-style", "sd15-character", "low-vram-8gb", "quick-test"])
+def test_every_preset_round_trips_and_validates(page, preset, workspace):
+    names = [page.preset_box.itemData(i) for i in range(page.preset_box.count())]
+    page.preset_box.setCurrentIndex(names.index(preset))
+    page._preset_chosen()
+    full = page.form.values()
+    page.form.set_values(defaults())
+    page._yaml_to_form()
+    _same(page.form.values(), full)
+    config, problems = validate_mapping(yaml.safe_load(page.yaml_edit.toPlainText()), workspace / "configs")
+    assert config is not None, [str(p) for p in problems]
