@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m trainer demo --workspace demo-workspace
+	$(PY) -m lora_studio --demo --workspace demo-workspace
 
 system-deps:
 	scripts/install_system_deps.sh

@@ -262,10 +262,10 @@ class TrainingPage(QWidget):
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""
-            self._show_problems([("error", f"The YAML text cannot be read{where}: {getattr(exc, 'problem', exc)}", "")])
+            self._text_unreadable(f"The YAML text cannot be read{where}: {getattr(exc, 'problem', exc)}")
             return
         if not isinstance(data, dict):
-            self._show_problems([("error", "The YAML text must be a list of `option: value` lines.", "")])
+            self._text_unreadable("The YAML text must be a list of `option: value` lines.")
             return
         version = data.get("schema_version", SCHEMA_VERSION)
         migrated = {k: v for k, v in data.items() if k != "schema_version"}
@@ -308,6 +308,13 @@ class TrainingPage(QWidget):
         self._show_problems(entries)
         self._show_figures(analysis)
         self.analysisDone.emit()
+
+    def _text_unreadable(self, message: str) -> None:
+        """The YAML text cannot be parsed: say where, and drop any check still in flight."""
+        self._generation += 1
+        self._timer.stop()
+        self.analysis = None
+        self._show_problems([("error", message, "")])
 
     def _show_problems(self, entries: list[tuple[str, str, str]]) -> None:
         """List (severity, text, option) entries; Start is on only without errors."""

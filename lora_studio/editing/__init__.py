@@ -1,0 +1,1 @@
+"""editing of the LoRA Studio app."""

@@ -1,0 +1,60 @@
+"""Fixtures for the desktop app's tests: offscreen Qt, warnings fail, isolated app home."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import lora_studio  # noqa: F401 - installs the PySide refcount guard before any Qt call
+from app_helpers import write_dataset
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+# Messages the offscreen platform prints for every window; they say nothing about the app.
+HARMLESS = [r"This plugin does not support propagateSizeHints\(\)", r"This plugin does not support raise\(\)",
+            r"QFont::setPointSize", r"propagateSizeHints"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every app test fails on a Qt warning (pytest-qt's qt_log_level_fail), except known noise."""
+    here = Path(__file__).parent
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(here):
+            item.add_marker(pytest.mark.qt_log_level_fail("WARNING"))
+            item.add_marker(pytest.mark.qt_log_ignore(*HARMLESS))
+
+
+@pytest.fixture(autouse=True)
+def app_home(tmp_path, monkeypatch) -> Path:
+    """Settings, journals and the thumbnail cache go to a per-test folder."""
+    home = tmp_path / "app-home"
+    monkeypatch.setenv("LORA_STUDIO_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def dataset_factory(tmp_path):
+    """``make(fmt, count=6, name='ds')`` -> folder with a dataset in that format."""
+    def make(fmt: str, count: int = 6, name: str = "ds") -> Path:
+        folder = tmp_path / "workspace" / name
+        write_dataset(folder, fmt, count)
+        return folder
+    return make
+
+
+@pytest.fixture
+def window(qtbot):
+    """A main window with fast autosave and no background polling (tests poll explicitly)."""
+    from lora_studio.widgets.main_window import MainWindow
+
+    win = MainWindow(autosave_ms=200, poll_ms=0)
+    qtbot.addWidget(win)
+    win.resize(1400, 860)
+    win.show()
+    yield win
+    win.close()
+    # A test must not leave worker threads running into the next one.
+    assert win.runner.pool.waitForDone(10_000)
+    assert win.thumbnails.pool.waitForDone(10_000)

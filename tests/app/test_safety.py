@@ -1,0 +1,142 @@
+"""Never lose an edit: journal replay after SIGKILL, outside changes, conflicts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from app_helpers import open_folder, screenshot
+from lora_studio.editing.conflicts import Choice
+from lora_studio.editing.journal import journal_path
+from lora_studio.storage.dataset import open_dataset
+
+HERE = Path(__file__).parent
+ROOT = HERE.parents[1]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+@pytest.mark.parametrize("fmt", ["csv", "txt"])
+def test_killed_app_loses_nothing_journal_is_replayed(qtbot, dataset_factory, app_home, fmt):
+    folder = dataset_factory(fmt)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", LORA_STUDIO_HOME=str(app_home), PYTHONPATH=str(ROOT))
+    child = subprocess.Popen([sys.executable, str(HERE / "journal_child.py"), str(folder)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        line = ""
+        while time.monotonic() < deadline and "EDITED" not in line:
+            line = child.stdout.readline()
+            if not line and child.poll() is not None:
+                break
+        assert "EDITED" in line, child.stderr.read()
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert open_dataset(folder).captions[2] == ""  # never saved: the kill came first
+    assert journal_path(folder).exists()
+
+    from lora_studio.widgets.main_window import MainWindow
+    win = MainWindow(autosave_ms=200, poll_ms=0)
+    qtbot.addWidget(win)
+    open_folder(qtbot, win, folder)
+    assert win.session.captions[2] == "typed before the kill"
+    assert open_dataset(folder).captions[2] == "typed before the kill"  # saved by the replay
+    assert not journal_path(folder).exists()
+    assert "recovered 1 unsaved edit" in win.statusBar().currentMessage()
+    win.session.undo_stack.undo()  # the recovery itself is undoable
+    assert win.session.captions[2] == ""
+    win.close()
+
+
+def test_outside_change_reloads_when_clean(qtbot, window, dataset_factory):
+    folder = dataset_factory("csv")
+    open_folder(qtbot, window, folder)
+    text = (folder / "metadata.csv").read_text()
+    (folder / "metadata.csv").write_text(text.replace("sketch, dog", "sketch, dog, edited elsewhere"))
+    window.session.check_disk()
+    qtbot.waitUntil(lambda: window.session.captions[5] == "sketch, dog, edited elsewhere", timeout=5000)
+    assert not window.session.is_dirty()
+    assert window.session.pending_conflicts == []
+
+
+def test_outside_change_to_other_image_keeps_my_edit(qtbot, window, dataset_factory):
+    folder = dataset_factory("txt")
+    open_folder(qtbot, window, folder)
+    window.session.autosave_timer.setInterval(3_600_000)
+    window.session.set_captions({"img_000.png": "mine"}, "edit")
+    (folder / "img_001.txt").write_text("theirs")
+    window.reload()  # F5; the folder is re-read in a worker
+    qtbot.waitUntil(lambda: window.session.captions[1] == "theirs", timeout=5000)
+    assert window.session.captions[0] == "mine"
+    assert window.session.pending_conflicts == []
+    window.save()
+    qtbot.waitUntil(lambda: not window.session.is_dirty(), timeout=5000)
+    assert open_dataset(folder).captions[:2] == ["mine", "theirs"]
+
+
+def test_new_image_added_elsewhere_appears(qtbot, window, dataset_factory):
+    from app_helpers import make_images
+    folder = dataset_factory("txt")
+    open_folder(qtbot, window, folder)
+    make_images(folder, 1, start=50)
+    window.session.check_disk()
+    qtbot.waitUntil(lambda: window.model.rowCount() == 7, timeout=5000)
+
+
+def make_conflict(qtbot, window, folder):
+    window.session.autosave_timer.setInterval(3_600_000)
+    window.session.set_captions({"img_000.png": "fox, mine", "img_001.png": "cat, mine"}, "edit")
+    text = (folder / "metadata.csv").read_text()
+    text = text.replace("a painting of a red fox, forest", "fox, theirs").replace("a photo of a cat, indoors", "cat, theirs")
+    (folder / "metadata.csv").write_text(text)
+    window.session.check_disk()
+    qtbot.waitUntil(lambda: window.conflict_dialog is not None, timeout=5000)
+    # while the conflict is open nothing is written over their file
+    assert window.session.save(blocking=True) is False
+    assert "fox, theirs" in (folder / "metadata.csv").read_text()
+    return window.conflict_dialog
+
+
+@pytest.mark.parametrize("choice", ["keep_all", "take_all", "per_image"])
+def test_conflict_dialog_choices(qtbot, window, dataset_factory, choice):
+    folder = dataset_factory("csv")
+    open_folder(qtbot, window, folder)
+    dialog = make_conflict(qtbot, window, folder)
+    if choice == "keep_all":
+        screenshot(window, "conflict-main-window")
+        screenshot(dialog, "conflict-dialog")
+        dialog.keep_all.click()
+        expected = ["fox, mine", "cat, mine"]
+    elif choice == "take_all":
+        dialog.take_all.click()
+        expected = ["fox, theirs", "cat, theirs"]
+    else:
+        dialog.set_choice(0, Choice.THEIRS)
+        dialog.set_choice(1, Choice.MERGE)
+        dialog.apply.click()
+        expected = ["fox, theirs", "cat, mine, theirs"]
+    assert window.session.captions[:2] == expected
+    qtbot.waitUntil(lambda: not window.session.is_dirty(), timeout=5000)
+    assert open_dataset(folder).captions[:2] == expected
+    assert window.session.pending_conflicts == []
+
+
+def test_live_window_notices_outside_edit_without_being_asked(qtbot, dataset_factory):
+    """With the normal watcher and poll running, an outside edit shows up by itself."""
+    from lora_studio.widgets.main_window import MainWindow
+    folder = dataset_factory("jsonl")
+    win = MainWindow(autosave_ms=200, poll_ms=2000)
+    qtbot.addWidget(win)
+    open_folder(qtbot, win, folder)
+    text = (folder / "metadata.jsonl").read_text().replace("sketch, dog", "sketch, dog, from a VM")
+    (folder / "metadata.jsonl").write_text(text)
+    qtbot.waitUntil(lambda: win.session.captions[5] == "sketch, dog, from a VM", timeout=6000)
+    win.close()

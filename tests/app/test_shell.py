@@ -1,0 +1,180 @@
+"""The app shell: command line, workspace tree, layout memory, theme, shortcuts, screenshots."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence
+
+from app_helpers import make_images, open_folder, screenshot, write_dataset
+from lora_studio.models.workspace_model import PROBLEMS_ROLE
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_app_module_never_imports_torch(tmp_path):
+    code = ("import sys, os; os.environ['QT_QPA_PLATFORM']='offscreen'; os.environ['LORA_STUDIO_HOME']=%r\n"
+            "from PySide6.QtWidgets import QApplication; app = QApplication([])\n"
+            "import lora_studio.__main__, lora_studio.widgets.main_window as m; w = m.MainWindow()\n"
+            "bad = [n for n in ('torch','diffusers','peft','transformers','accelerate') if n in sys.modules]\n"
+            "print(bad)" % str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr
+
+
+def test_help_runs():
+    out = subprocess.run([sys.executable, "-m", "lora_studio", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and "--workspace" in out.stdout and "--demo" in out.stdout
+
+
+def test_workspace_tree_counts_and_badges(qtbot, window, tmp_path):
+    ws = tmp_path / "ws"
+    write_dataset(ws / "datasets" / "good", "csv", 4)
+    bad = ws / "datasets" / "bad"
+    make_images(bad / "10_style", 2)
+    (bad / "metadata.csv").write_text("filename,prompt\n../x.png,escape\n")
+    (ws / "runs" / "old").mkdir(parents=True)
+    with qtbot.waitSignal(window.datasetOpened, timeout=10_000):
+        window.open_workspace(ws)
+    model = window.tree.tree_model
+    good = model.find_path(str(ws / "datasets" / "good"))
+    bad_index = model.find_path(str(bad))
+    assert good.isValid() and bad_index.isValid()
+    assert good.siblingAtColumn(1).data() == "4"
+    assert bad_index.siblingAtColumn(1).data().startswith("2 ⚠1")
+    assert bad_index.data(PROBLEMS_ROLE) == 1 and good.data(PROBLEMS_ROLE) == 0
+    assert not model.find_path(str(ws / "runs")).isValid()  # run folders are not datasets
+    # the first dataset opened by itself; choosing another in the tree opens it
+    with qtbot.waitSignal(window.datasetOpened, timeout=10_000):
+        window.tree.clicked.emit(good)
+    assert window.session.root == ws / "datasets" / "good"
+    assert str(ws) in window.settings.recent_workspaces()
+
+
+def test_layout_and_mode_are_restored(qtbot, tmp_path):
+    from lora_studio.widgets.main_window import MainWindow
+    first = MainWindow(poll_ms=0)
+    qtbot.addWidget(first)
+    first.show()
+    first.docks["tags"].hide()
+    first.set_grid_mode(1)
+    first.close()
+    second = MainWindow(poll_ms=0)
+    qtbot.addWidget(second)
+    second.show()
+    assert not second.docks["tags"].isVisible()
+    assert second.grid.mode() == 1
+    second.close()
+
+
+def test_empty_window_says_what_to_do(window):
+    assert window.pages.currentWidget() is window.empty_state
+    screenshot(window, "empty-window")
+
+
+def test_shortcuts_for_frequent_actions(window):
+    a = window.actions
+    assert a.save.shortcut() == QKeySequence(QKeySequence.StandardKey.Save)
+    assert a.bulk_edit.shortcut() == QKeySequence("Ctrl+B")
+    assert a.icon_mode.shortcut() == QKeySequence("Ctrl+1")
+    assert a.table_mode.shortcut() == QKeySequence("Ctrl+2")
+    assert a.edit_caption.shortcut() == QKeySequence("F2")
+    assert not window.undo_action.shortcut().isEmpty()
+
+
+def test_keyboard_undo_and_mode_switch(qtbot, window, dataset_factory):
+    folder = dataset_factory("csv")
+    open_folder(qtbot, window, folder)
+    window.session.set_captions({"img_000.png": "changed"}, "Edit caption of img_000.png")
+    window.grid.active_view().setFocus()
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.session.captions[0] == "a painting of a red fox, forest"
+    qtbot.keyClick(window, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)
+    assert window.grid.mode() == 1
+
+
+def test_theme_follows_choice(qtbot, window):
+    from PySide6.QtWidgets import QApplication
+    from PySide6.QtGui import QPalette
+    window.set_theme("dark")
+    assert QApplication.instance().palette().color(QPalette.ColorRole.Window).lightness() < 80
+    window.set_theme("light")
+    assert QApplication.instance().palette().color(QPalette.ColorRole.Window).lightness() > 200
+
+
+@pytest.fixture
+def demo_dataset(tmp_path):
+    demo = pytest.importorskip("trainer.demo_workspace")
+    root = tmp_path / "demo"
+    demo.create_demo_workspace(root, make_model=False)
+    return root
+
+
+def test_screenshots_of_main_views(qtbot, window, demo_dataset):
+    with qtbot.waitSignal(window.datasetOpened, timeout=20_000):
+        window.open_workspace(demo_dataset)
+    window.session.set_captions({"shape_002.png": window.session.captions[2] + ", " + ", ".join(
+        f"extra detail {i}" for i in range(30))}, "long")
+    window.grid.select_source_row(2)
+    qtbot.waitUntil(lambda: window.thumbnails.pending() == 0 and window.detail.viewer.has_image()
+                    and len(window.model.info) == window.model.rowCount() and not window.progress.isVisible(),
+                    timeout=20_000)
+    qtbot.wait(100)
+    assert window.detail.warning.isVisible()  # past 75 CLIP tokens
+    screenshot(window, "main-icon-mode")
+    cutoff = window.detail.highlighter.cutoff
+    assert cutoff is not None and "extra detail" in window.detail.editor.toPlainText()[cutoff:]
+    screenshot(window.docks["details"], "detail-pane")
+    window.set_grid_mode(1)
+    qtbot.wait(50)
+    screenshot(window, "main-table-mode")
+    window.set_theme("dark")
+    window.set_grid_mode(0)
+    qtbot.wait(50)
+    screenshot(window, "main-dark")
+    window.set_theme("light")
+
+
+def test_demo_workspace_opens(qtbot, window, tmp_path):
+    pytest.importorskip("trainer.demo_workspace")
+    root = tmp_path / "demo-ws"
+    with qtbot.waitSignal(window.datasetOpened, timeout=180_000):
+        window.open_demo(root)
+    assert window.session.root == root / "datasets" / "shapes"
+    assert window.model.rowCount() >= 30
+    assert (root / "configs" / "demo.yaml").exists()
+
+
+def test_main_opens_workspace_from_command_line(tmp_path):
+    ws = tmp_path / "cli-ws"
+    write_dataset(ws / "set", "txt", 3)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run([sys.executable, "-m", "lora_studio", "--workspace", str(ws), "--quit-after-open"], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == f"opened {ws / 'set'}"
+    # the workspace is remembered: started again without arguments, it reopens
+    out = subprocess.run([sys.executable, "-m", "lora_studio", "--quit-after-open"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().splitlines()[-1] == f"opened {ws / 'set'}"
+
+
+def test_detail_pane_zoom_and_fit(qtbot, window, dataset_factory):
+    folder = dataset_factory("csv")
+    open_folder(qtbot, window, folder)
+    viewer = window.detail.viewer
+    qtbot.waitUntil(viewer.has_image, timeout=5000)
+    fitted = viewer.transform().m11()
+    viewer.zoom(1.25)
+    assert viewer.transform().m11() == pytest.approx(fitted * 1.25)
+    assert window.detail.zoom_label.text() == f"{fitted * 125:.0f}%"
+    viewer.actual_size()
+    assert viewer.transform().m11() == 1.0
+    viewer.fit()
+    assert viewer.transform().m11() == pytest.approx(fitted)

@@ -1,0 +1,82 @@
+"""Thumbnails (reduced, cached, bounded), adding images by drop and deleting to the trash."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from PIL import Image
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from app_helpers import make_images, open_folder
+from lora_studio.workers.thumbnails import ThumbnailLoader
+
+
+def load(qtbot, loader, path: Path):
+    st = path.stat()
+    qtbot.waitUntil(lambda: loader.pixmap(path, st.st_size, st.st_mtime_ns) is not None or str(path) in loader.failures,
+                    timeout=10_000)
+    assert str(path) not in loader.failures, loader.failures
+    return loader.pixmap(path, st.st_size, st.st_mtime_ns)
+
+
+def test_thumbnail_is_reduced_cached_and_follows_mtime(qtbot, tmp_path):
+    big = tmp_path / "big.jpg"
+    Image.new("RGB", (4000, 3000), "navy").save(big, quality=80)
+    cache = tmp_path / "cache"
+    loader = ThumbnailLoader(cache, px=192)
+    pixmap = load(qtbot, loader, big)
+    assert (pixmap.width(), pixmap.height()) == (192, 144)
+    assert loader.decoded == 1
+    # a second app session reads the disk cache instead of decoding again
+    second = ThumbnailLoader(cache, px=192)
+    load(qtbot, second, big)
+    assert second.decoded == 0 and second.from_disk == 1
+    # an edited image (new mtime) gets a new thumbnail
+    Image.new("RGB", (300, 300), "red").save(big, "JPEG")
+    os.utime(big, ns=(time.time_ns(), time.time_ns() + 10**9))
+    third = ThumbnailLoader(cache, px=192)
+    pixmap = load(qtbot, third, big)
+    assert third.decoded == 1 and pixmap.width() == 192 and pixmap.height() == 192
+    for item in (loader, second, third):
+        item.stop()
+
+
+def test_memory_cache_is_bounded(qtbot, tmp_path):
+    make_images(tmp_path, 12, size=(400, 400))
+    loader = ThumbnailLoader(tmp_path / "cache", px=100, memory_bytes=100 * 100 * 4 * 5)
+    for path in sorted(tmp_path.glob("*.png")):
+        load(qtbot, loader, path)
+    assert len(loader._memory) <= 5
+    loader.stop()
+
+
+def test_drop_copies_images_in_and_trash_removes(qtbot, window, dataset_factory, tmp_path):
+    folder = dataset_factory("txt")
+    open_folder(qtbot, window, folder)
+    outside = tmp_path / "outside"
+    make_images(outside, 2, start=40)
+    (outside / "readme.md").write_text("not an image")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in sorted(outside.iterdir())])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    qtbot.waitUntil(lambda: window.model.rowCount() == 8, timeout=5000)
+    assert (folder / "img_040.png").exists() and not (folder / "readme.md").exists()
+    assert (outside / "img_040.png").exists()  # copied, not moved
+
+    window.grid.select_source_row(0)
+    trash_home = tmp_path / "xdg"
+    os.environ["XDG_DATA_HOME"] = str(trash_home)
+    try:
+        window.trash_selected()
+    finally:
+        del os.environ["XDG_DATA_HOME"]
+    if not (folder / "img_000.png").exists():
+        assert window.model.rowCount() == 7
+        assert not (folder / "img_000.txt").exists()  # its caption went along
+    else:  # no trash on this platform: the app says so instead of deleting
+        assert "could not be moved to the trash" in window.last_error
