@@ -32,7 +32,7 @@ from trainer.latent_cache import LatentCache, LatentStats
 from trainer.lora import (add_lora, lora_state_dict, save_safetensors, text_encoder_target_modules, to_diffusers,
                           to_kohya, unet_target_modules)
 from trainer.lora_metadata import kohya_metadata, tag_frequency
-from trainer.models import build_pipeline, load_sd_model
+from trainer.models import load_sd_model
 from trainer.optim import make_optimizer, make_scheduler
 from trainer.precision import resolve_precision
 from trainer.resume import ADAPTER_FILE, TRAINER_STATE_FILE, TRAINING_STATE_FILE
@@ -421,6 +421,7 @@ class LoRATrainingRecipe:
             return
         self.run.set_state("sampling")
         if self.pipeline is None:
+            from trainer.models import build_pipeline  # imports diffusers' pipelines: only when sampling
             self.pipeline = build_pipeline(self.model)
         self.model.unet.eval()
         self.model.text_encoder.eval()

@@ -69,10 +69,14 @@ def _candidates(root: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-")), reverse=True)
 
 
+# What a launcher writes into the run folder before the trainer starts: not a previous run.
+_LAUNCH_FILES = {"STOP", "config.yaml", "run.json", "train.log"}
+
+
 def plan_resume(config: TrainConfig) -> ResumePlan:
     """Decide from the `resume` option and the run folder's contents; raises ResumeRefused."""
     root = Path(config.output_dir)
-    used = root.is_dir() and any(p.name != "STOP" for p in root.iterdir())
+    used = root.is_dir() and any(p.name not in _LAUNCH_FILES for p in root.iterdir())
     if config.resume == "never":
         if used:
             raise ResumeRefused(f"output_dir {root} already holds files of a run, and resume is `never`",

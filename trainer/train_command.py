@@ -120,10 +120,27 @@ def _setup_logging(log_file: Path | None) -> logging.Handler:
         return console
     handler = logging.FileHandler(log_file, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    if _is_same_file(sys.stdout, log_file):
+        # A launcher sent our output into train.log already: one copy of each line is enough.
+        console.setFormatter(handler.formatter)
+        log.handlers[:] = [console]
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        handler.close()
+        return console
     log.handlers[:] = [handler, console]
     log.setLevel(logging.INFO)
     log.propagate = False
     return handler
+
+
+def _is_same_file(stream, path: Path) -> bool:
+    import os
+    try:
+        a, b = os.fstat(stream.fileno()), os.stat(path)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _failure_hint(exc: BaseException) -> tuple[str, str]:
