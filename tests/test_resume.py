@@ -199,3 +199,22 @@ def test_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(setup):
     config_loaded, _ = load_config(config)
     plan = plan_resume(config_loaded)
     assert plan.checkpoint is not None and not plan.skipped  # the newest complete checkpoint is usable
+
+
+def test_a_second_trainer_on_a_running_folder_is_refused(setup):
+    folder, model, data, reference = setup
+    out = folder / "busy"
+    config = write_config(folder, model, data, out, max_train_steps=400, save_steps=0)
+    process = subprocess.Popen([sys.executable, "-m", "trainer", "train", "--config", str(config)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (out / "metrics.jsonl").exists():
+            assert process.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        result = trainer_cli("train", "--config", str(config))
+        assert result.returncode == 2
+        assert f"is in use by a trainer that is still running (pid {process.pid} on host" in result.stderr
+    finally:
+        process.kill()
+        process.wait()

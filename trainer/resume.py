@@ -9,12 +9,14 @@ before it is used instead.
 from __future__ import annotations
 
 import json
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainer.checkpoint import COMPLETE_MARKER
 from trainer.config import TrainConfig
-from trainer.rundir import CHECKPOINTS_DIR, read_status
+from trainer.rundir import ACTIVE_STATES, CHECKPOINTS_DIR, is_stale, read_status
 
 ADAPTER_FILE = "adapter.safetensors"
 TRAINING_STATE_FILE = "training_state.pt"
@@ -62,6 +64,33 @@ def checkpoint_problem(folder: Path) -> str | None:
     return None
 
 
+def _live_owner(status: dict | None) -> str | None:
+    """Who is training in this folder right now, if anyone ("pid 12 on host gpu-01").
+
+    On this host the process table decides; for another host a fresh heartbeat does (its
+    process cannot be seen from here), so a dead VM's run becomes usable once it is stale.
+    """
+    if not status or status.get("state") not in ACTIVE_STATES:
+        return None
+    pid, host = status.get("pid"), status.get("host")
+    if host == socket.gethostname() and isinstance(pid, int):
+        if pid == os.getpid() or not _pid_alive(pid):
+            return None
+    elif is_stale(status):
+        return None
+    return f"pid {pid} on host {host}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _candidates(root: Path) -> list[Path]:
     folder = root / CHECKPOINTS_DIR
     if not folder.is_dir():
@@ -91,6 +120,10 @@ def plan_resume(config: TrainConfig) -> ResumePlan:
     if not used:
         return ResumePlan(None)
     status = read_status(root)
+    owner = _live_owner(status)
+    if owner:
+        raise ResumeRefused(f"output_dir {root} is in use by a trainer that is still running ({owner})",
+                            "stop that run first (STOP file or the app's Stop button), or wait for it to finish")
     if status and status.get("state") == "completed":
         raise ResumeRefused(f"output_dir {root} holds a run that already completed (step {status.get('step')})",
                             "choose a new output_dir to train again, or delete that folder")
