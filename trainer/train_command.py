@@ -210,7 +210,10 @@ def _train(config_path: Path, dist, process_started: float) -> int:
     handler = _setup_logging(run.paths.log if dist.is_main else None)
     header = f"Resolved config of a LoRA Studio run. Run it again with:\n  python -m trainer train --config {run.paths.config}"
     if dist.is_main:
-        atomic_write_text(run.paths.config, config_to_yaml(config, header))
+        # The run folder's config.yaml says how to continue this run: once it has resumed
+        # from a chosen checkpoint, it continues from its own newest one.
+        written = config.replace(resume="auto") if config.resume not in ("auto", "never") else config
+        atomic_write_text(run.paths.config, config_to_yaml(written, header))
     for note in config.migration_notes:
         run.log_event("warning", message=f"config: {note}")
     for line in lines:

@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS,
                         help="caption format to write when --output is not given (txt: one .txt next to each image)")
     parser.add_argument("--model", type=Path,
-                        help="captioner folder; default: the only one under models/captioners/ next to or above --input")
+                        help="captioner folder; default: the only one under models/captioners/ "
+                             "next to or above --input")
     modes = "; ".join(f"{name}: {text}" for name, text in MODE_HELP.items())
     parser.add_argument("--mode", choices=list(MODE_HELP), default="fill", help=f"default fill. {modes}")
     parser.add_argument("--trigger", help="trigger word put first in every caption written (never twice)")

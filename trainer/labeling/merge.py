@@ -44,15 +44,15 @@ def split_parts(caption: str | None) -> list[str]:
     return [part.strip() for part in caption.split(",") if part.strip()]
 
 
-def _key(part: str) -> str:
-    # Tags compare without case and with underscores as spaces ("long_hair" == "Long hair").
+def tag_key(part: str) -> str:
+    """How tags compare: without case, underscores as spaces ("long_hair" == "Long hair")."""
     return " ".join(part.replace("_", " ").lower().split())
 
 
 def _unique(parts: Iterable[str], seen: set[str]) -> list[str]:
     out = []
     for part in parts:
-        key = _key(part)
+        key = tag_key(part)
         if key and key not in seen:
             seen.add(key)
             out.append(part)
@@ -88,15 +88,15 @@ def merge_caption(
         parts = _unique([trigger] if trigger else [], seen) + _unique(gen, seen)
         return SEPARATOR.join(parts)
     old_parts = split_parts(old)
-    seen = {_key(p) for p in old_parts}
+    seen = {tag_key(p) for p in old_parts}
     added = _unique(gen, seen)
-    if not added and (not trigger or _key(trigger) in seen):
+    if not added and (not trigger or tag_key(trigger) in seen):
         return old
-    lead = [] if not trigger or _key(trigger) in seen else [trigger]
+    lead = [] if not trigger or tag_key(trigger) in seen else [trigger]
     if mode is Mode.APPEND:
         pieces = lead + ([old] if old else []) + added
     else:  # PREPEND: the trigger still leads, then the new text, then the old caption.
-        if old_parts and trigger and _key(old_parts[0]) == _key(trigger):
+        if old_parts and trigger and tag_key(old_parts[0]) == tag_key(trigger):
             # The old caption starts with the trigger: keep it in front of the new text.
             rest = old[len(old_parts[0]):].lstrip(" ,")
             pieces = [old_parts[0]] + added + ([rest] if rest else [])

@@ -1,0 +1,39 @@
+"""Where training runs: this computer, SSH hosts and vSphere VMs (DESIGN.md section 6).
+
+Torch-free and Qt-free: the Targets panel calls :mod:`.api` from worker threads with plain
+data and gets dataclasses back. Modules, one job each:
+
+- :mod:`.model` target dataclasses and their settings file (no secrets)
+- :mod:`.pathmap` desktop path <-> target path
+- :mod:`.prepare` the mapped config written into the run folder
+- :mod:`.commands` quoted POSIX command lines; :mod:`.shell` running them
+- :mod:`.ssh` paramiko with pinned host keys; :mod:`.credentials` the OS keyring
+- :mod:`.vsphere` vCenter TLS pinning, inventory, power-on; :mod:`.guestops` Guest Operations
+- :mod:`.preflight` checks before launch; :mod:`.launch` detached start and run.json
+- :mod:`.control` / :mod:`.stop` liveness and the staged stop; :mod:`.runs` re-attach
+- :mod:`.install` the trainer from a wheel on the shared storage
+"""
+
+from .api import (LaunchOutcome, TargetContext, inventory, install_trainer, is_running, launch, pin_vcenter, power_on,
+                  preflight, start, stop, trust_ssh_host, vcenter_certificate)
+from .credentials import forget_password, load_password, store_password
+from .errors import (CertificateChanged, ConnectionFailed, HostKeyChanged, LaunchFailed, TargetConfigError, TargetError,
+                     UntrustedCertificate, UntrustedHostKey)
+from .model import (LocalTarget, SshTarget, Target, TargetSettings, VCenter, VSphereTarget, load_settings,
+                    save_settings)
+from .pathmap import PathMapper, PathMapping
+from .preflight import Check, PreflightReport
+from .runinfo import RunInfo, read_run_info
+from .runs import RunSummary, list_runs
+from .stop import StopResult, request_stop
+from .vsphere import CertificateInfo, VmRow
+
+__all__ = [
+    "CertificateChanged", "CertificateInfo", "Check", "ConnectionFailed", "HostKeyChanged", "LaunchFailed",
+    "LaunchOutcome", "LocalTarget", "PathMapper", "PathMapping", "PreflightReport", "RunInfo", "RunSummary",
+    "SshTarget", "StopResult", "Target", "TargetConfigError", "TargetContext", "TargetError", "TargetSettings",
+    "UntrustedCertificate", "UntrustedHostKey", "VCenter", "VSphereTarget", "VmRow", "forget_password",
+    "install_trainer", "inventory", "load_password", "store_password",
+    "is_running", "launch", "list_runs", "load_settings", "pin_vcenter", "power_on", "preflight", "read_run_info",
+    "request_stop", "save_settings", "start", "stop", "trust_ssh_host", "vcenter_certificate",
+]

@@ -1,0 +1,249 @@
+"""What the Targets panel calls: preflight, launch, liveness, stop, inventory, trust.
+
+Every function is blocking and thread-safe in the sense that it shares no state: call it
+from a worker thread with plain data (targets, paths, a :class:`TargetContext`) and show
+the dataclass it returns. Errors are :class:`TargetError` subclasses with a ``hint``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+from . import credentials
+from .control import ProcessControl, ShellProcessControl
+from .errors import TargetError, UntrustedCertificate, UntrustedHostKey
+from .launch import launch_local, launch_with_shell
+from .model import LocalTarget, SshTarget, Target, TargetSettings, VCenter, VSphereTarget
+from .prepare import PreparedRun, prepare_run
+from .preflight import ERROR, PreflightReport, run_preflight
+from .runinfo import RunInfo, read_run_info
+from .runs import active_runs_on
+from .shell import LocalShell, Shell
+from .stop import StopResult, stop_run
+from .vsphere import CertificateInfo, VCenterSession, VmRow, connect_vcenter, fetch_certificate, normalize_thumbprint
+
+
+def _keyring_password(account: str, what: str) -> str:
+    return credentials.require_password(account, what)
+
+
+@dataclass(frozen=True)
+class TargetContext:
+    """What the backend needs besides a target: the saved settings, the app's known_hosts file,
+    and where passwords come from (the OS keyring unless a test says otherwise)."""
+
+    settings: TargetSettings
+    known_hosts: Path
+    password: Callable[[str, str], str] = field(default=_keyring_password)
+
+
+@dataclass
+class LaunchOutcome:
+    """A launch attempt: the preflight it ran and, when it started, the run's ``run.json``."""
+
+    report: PreflightReport
+    info: RunInfo | None = None
+    prepared: PreparedRun | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.info is not None
+
+
+def connect(vcenter: VCenter, ctx: TargetContext) -> VCenterSession:
+    """Log in to a vCenter with its keyring password (TLS verified or pinned)."""
+    return connect_vcenter(vcenter, ctx.password(vcenter.secret_account(), f"vCenter {vcenter.host}"))
+
+
+@contextlib.contextmanager
+def open_shell(target: Target, ctx: TargetContext, prepared: PreparedRun | None = None) -> Iterator[Shell]:
+    """A shell on ``target`` (SSH, Guest Operations or local), closed on exit."""
+    if isinstance(target, LocalTarget):
+        yield LocalShell()
+        return
+    if isinstance(target, SshTarget):
+        from .ssh import SshShell
+        shell = SshShell(target, ctx.known_hosts)
+        try:
+            yield shell
+        finally:
+            shell.close()
+        return
+    with connect(ctx.settings.vcenter(target.vcenter), ctx) as session:
+        if target.launch == "ssh":
+            from .ssh import SshShell
+            shell = SshShell(target.ssh_target(session.guest_ip(target.vm)), ctx.known_hosts)
+            try:
+                yield shell
+            finally:
+                shell.close()
+            return
+        from .guestops import GuestOps, GuestShell
+        if prepared is None:
+            raise TargetError("Guest Operations need a run folder for their output", "prepare the run first")
+        ops = GuestOps(session, target.vm, target.guest_user,
+                       ctx.password(target.guest_secret_account(), f"the guest OS of {target.vm}"))
+        scratch = ".lora-studio-guest"
+        yield GuestShell(ops, Path(prepared.local_run_dir) / scratch, posixpath.join(prepared.target_run_dir, scratch))
+
+
+def preflight(target: Target, config_path: Path | str, ctx: TargetContext, *,
+              workspace: Path | str | None = None, allow_busy: bool = False) -> tuple[PreparedRun | None, PreflightReport]:
+    """Map the config for ``target``, write it to the run folder and check everything there.
+
+    An unknown SSH host key or untrusted vCenter certificate ends up in ``report.trust``
+    (with the fingerprint to show); the user may pin it and run the preflight again.
+    """
+    report = PreflightReport(target.name)
+    try:
+        prepared = prepare_run(config_path, target)
+    except TargetError as exc:
+        report.add("config", ERROR, exc.message, exc.hint)
+        return None, report
+    if workspace is not None and not allow_busy:
+        busy = active_runs_on(workspace, target.name)
+        if len(busy) >= target.max_jobs:
+            names = ", ".join(r.name for r in busy)
+            report.add("busy", ERROR, f"{target.name} already runs {names}",
+                       "wait for it to finish, stop it, or allow more jobs on this target")
+            return prepared, report  # nothing else matters until the target is free
+    try:
+        with open_shell(target, ctx, prepared) as shell:
+            checks = run_preflight(shell, prepared, target)
+    except (UntrustedHostKey, UntrustedCertificate) as exc:
+        report.trust = exc
+        report.add("reachable", ERROR, exc.message, exc.hint)
+        return prepared, report
+    except TargetError as exc:
+        report.add("reachable", ERROR, exc.message, exc.hint)
+        return prepared, report
+    report.checks += checks.checks
+    report.doctor = checks.doctor
+    return prepared, report
+
+
+def launch(target: Target, config_path: Path | str, ctx: TargetContext, *, workspace: Path | str | None = None,
+           allow_busy: bool = False) -> LaunchOutcome:
+    """Preflight, then start the trainer detached on ``target``; returns at once after the start."""
+    prepared, report = preflight(target, config_path, ctx, workspace=workspace, allow_busy=allow_busy)
+    outcome = LaunchOutcome(report, prepared=prepared)
+    if prepared is None or not report.ok:
+        return outcome
+    try:
+        outcome.info = start(target, prepared, ctx)
+    except TargetError as exc:  # the preflight passed but the start failed: one place to look
+        report.add("launch", ERROR, exc.message, exc.hint)
+    return outcome
+
+
+def start(target: Target, prepared: PreparedRun, ctx: TargetContext) -> RunInfo:
+    """Start the trainer for an already prepared (and preflighted) run."""
+    if isinstance(target, LocalTarget):
+        return launch_local(prepared, target)
+    if isinstance(target, SshTarget):
+        with open_shell(target, ctx, prepared) as shell:
+            return launch_with_shell(shell, prepared, target, "ssh")
+    with connect(ctx.settings.vcenter(target.vcenter), ctx) as session:
+        if target.launch == "ssh":
+            from .ssh import SshShell
+            with SshShell(target.ssh_target(session.guest_ip(target.vm)), ctx.known_hosts) as shell:
+                return launch_with_shell(shell, prepared, target, "ssh", vm=target.vm, vcenter=target.vcenter)
+        from .guestops import GuestOps, launch_guest_ops
+        ops = GuestOps(session, target.vm, target.guest_user,
+                       ctx.password(target.guest_secret_account(), f"the guest OS of {target.vm}"))
+        return launch_guest_ops(ops, prepared, target)
+
+
+@contextlib.contextmanager
+def run_control(run_dir: Path | str, ctx: TargetContext) -> Iterator[ProcessControl]:
+    """Liveness and signals for the trainer of a run folder, over the channel that started it."""
+    info = read_run_info(run_dir)
+    if info is None:
+        raise TargetError(f"{run_dir} has no readable run.json", "this run was not started by LoRA Studio; stop it with the STOP file")
+    target = ctx.settings.target(info.target_name)
+    if isinstance(target, VSphereTarget) and info.launch == "guest_ops":
+        from .guestops import GuestOps, GuestProcessControl
+        with connect(ctx.settings.vcenter(target.vcenter), ctx) as session:
+            ops = GuestOps(session, target.vm, target.guest_user,
+                           ctx.password(target.guest_secret_account(), f"the guest OS of {target.vm}"))
+            yield GuestProcessControl(ops, info.pid)
+        return
+    if isinstance(target, LocalTarget):
+        control = ShellProcessControl(LocalShell, info.pid)
+    else:
+        from .ssh import SshShell
+        ssh = target if isinstance(target, SshTarget) else target.ssh_target(info.host)
+        control = ShellProcessControl(lambda: SshShell(ssh, ctx.known_hosts), info.pid)
+    try:
+        yield control
+    finally:
+        control.close()
+
+
+def is_running(run_dir: Path | str, ctx: TargetContext) -> bool:
+    """True while the run's trainer process exists on its machine (asks the target)."""
+    with run_control(run_dir, ctx) as control:
+        return control.is_alive()
+
+
+def stop(run_dir: Path | str, ctx: TargetContext | None, *, grace_s: float = 60.0, kill_after_s: float = 60.0,
+         use_stop_file: bool = True, on_stage: Callable[[str], None] | None = None, poll_s: float = 1.0) -> StopResult:
+    """Stop a run: STOP file, then SIGTERM, then kill, reporting each stage to ``on_stage``.
+
+    With ``ctx`` None (or no way to reach the target) only the STOP file is used.
+    """
+    if ctx is None:
+        return stop_run(run_dir, None, grace_s=grace_s, poll_s=poll_s, on_stage=on_stage)
+    try:
+        with run_control(run_dir, ctx) as control:
+            return stop_run(run_dir, control, grace_s=grace_s, kill_after_s=kill_after_s, poll_s=poll_s,
+                            use_stop_file=use_stop_file, on_stage=on_stage)
+    except TargetError:
+        if not use_stop_file:
+            raise
+        return stop_run(run_dir, None, grace_s=grace_s, poll_s=poll_s, on_stage=on_stage)
+
+
+def vcenter_certificate(vcenter: VCenter) -> CertificateInfo:
+    """The certificate a vCenter presents (for the "trust this certificate?" dialog)."""
+    return fetch_certificate(vcenter.host, vcenter.port)
+
+
+def pin_vcenter(settings: TargetSettings, name: str, thumbprint: str) -> TargetSettings:
+    """Settings with vCenter ``name`` pinned to ``thumbprint`` (the caller saves them)."""
+    pinned = normalize_thumbprint(thumbprint)
+    return replace(settings, vcenters=[replace(vc, thumbprint=pinned) if vc.name == name else vc for vc in settings.vcenters])
+
+
+def trust_ssh_host(ctx: TargetContext, unknown: UntrustedHostKey) -> None:
+    """Pin the host key the user just confirmed (from the UntrustedHostKey the preflight reported)."""
+    from .ssh import trust_host_key
+    trust_host_key(ctx.known_hosts, unknown.host, unknown.port, unknown.key)
+
+
+def inventory(vcenter: VCenter, ctx: TargetContext) -> list[VmRow]:
+    """Every VM of ``vcenter`` with power state, host, CPUs, memory, GPUs, guest OS, IP and tools."""
+    with connect(vcenter, ctx) as session:
+        return session.inventory()
+
+
+def power_on(vcenter: VCenter, vm: str, ctx: TargetContext) -> str:
+    """Power a VM on and wait; returns its power state."""
+    with connect(vcenter, ctx) as session:
+        return session.power_on(vm)
+
+
+def install_trainer(target: Target, wheel: str, ctx: TargetContext, prepared: PreparedRun | None = None,
+                    venv: str | None = None) -> str:
+    """pip-install the trainer from ``wheel`` (as the target sees it) into a venv there; returns its python.
+
+    The caller stores the returned interpreter as the target's ``python``.
+    """
+    from .install import DEFAULT_VENV, install_trainer as _install
+    with open_shell(target, ctx, prepared) as shell:
+        python, _ = _install(shell, wheel, venv or DEFAULT_VENV)
+    return python

@@ -1,0 +1,234 @@
+"""Target definitions (where training runs) and their settings file.
+
+Targets are plain frozen dataclasses so a Qt panel can hand them to worker threads. They
+hold no secrets: passwords live in the OS keyring under :meth:`secret_account` names
+(see :mod:`.secrets`); the settings file written here never contains one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, Union
+
+from trainer.fsutil import atomic_write_text
+
+from .errors import TargetConfigError
+from .pathmap import PathMapper, PathMapping
+
+SETTINGS_VERSION = 1
+SSH_AUTH = ("agent", "key", "password")
+VM_LAUNCH = ("ssh", "guest_ops")
+
+
+@dataclass(frozen=True)
+class LocalTarget:
+    """This computer. ``python`` empty means the interpreter running the app's trainer."""
+
+    name: str = "This computer"
+    python: str = ""
+    mappings: tuple[PathMapping, ...] = ()
+    max_jobs: int = 1
+    kind: ClassVar[str] = "local"
+
+    def mapper(self) -> PathMapper:
+        """The path mapper of this target (usually none: the desktop's paths are the target's)."""
+        return PathMapper(self.mappings)
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """A Linux machine reached over SSH, with the trainer installed (``python -m trainer``)."""
+
+    name: str
+    host: str
+    user: str
+    port: int = 22
+    auth: str = "agent"  # agent | key | password (the password comes from the keyring)
+    key_file: str = ""   # private key for auth == "key"; its passphrase, if any, from the keyring
+    python: str = "python3"
+    mappings: tuple[PathMapping, ...] = ()
+    max_jobs: int = 1
+    kind: ClassVar[str] = "ssh"
+
+    def __post_init__(self) -> None:
+        if not self.host.strip():
+            raise TargetConfigError(f"SSH target {self.name!r} has no host", "enter the host name or IP address")
+        if not self.user.strip():
+            raise TargetConfigError(f"SSH target {self.name!r} has no user", "enter the login user on the host")
+        if self.auth not in SSH_AUTH:
+            raise TargetConfigError(f"SSH target {self.name!r}: auth {self.auth!r} is not one of {', '.join(SSH_AUTH)}",
+                                    "choose agent, key or password")
+        if self.auth == "key" and not self.key_file:
+            raise TargetConfigError(f"SSH target {self.name!r} uses a key but names no key file",
+                                    "choose the private key file, or use the SSH agent")
+        if not 0 < int(self.port) < 65536:
+            raise TargetConfigError(f"SSH target {self.name!r}: port {self.port} is not a TCP port", "use 1-65535 (22 by default)")
+
+    def secret_account(self) -> str:
+        """Keyring account of this target's password (or key passphrase)."""
+        return f"ssh:{self.user}@{self.host}:{self.port}"
+
+    def mapper(self) -> PathMapper:
+        """The path mapper of this target."""
+        return PathMapper(self.mappings)
+
+
+@dataclass(frozen=True)
+class VCenter:
+    """A vCenter (or ESXi host) connection. ``thumbprint`` is the pinned SHA-256 of its
+    certificate when the user trusted a self-signed one; empty means "verify with the
+    system's CA store"."""
+
+    name: str
+    host: str
+    user: str
+    port: int = 443
+    thumbprint: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.host.strip() or not self.user.strip():
+            raise TargetConfigError(f"vCenter {self.name!r} needs a host and a user", "enter both")
+
+    def secret_account(self) -> str:
+        """Keyring account of the vCenter password."""
+        return f"vcenter:{self.user}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class VSphereTarget:
+    """A VM of a vCenter's inventory. Launch over SSH to its guest IP, or through VMware
+    Tools' Guest Operations API (no network path needed; ``guest_user`` and a keyring password)."""
+
+    name: str
+    vcenter: str                # VCenter.name
+    vm: str                     # the VM's name in the inventory
+    launch: str = "ssh"         # ssh | guest_ops
+    ssh_user: str = ""
+    ssh_port: int = 22
+    ssh_auth: str = "agent"
+    ssh_key_file: str = ""
+    guest_user: str = ""
+    python: str = "python3"
+    mappings: tuple[PathMapping, ...] = ()
+    max_jobs: int = 1
+    kind: ClassVar[str] = "vsphere"
+
+    def __post_init__(self) -> None:
+        if self.launch not in VM_LAUNCH:
+            raise TargetConfigError(f"VM target {self.name!r}: launch {self.launch!r} is not ssh or guest_ops",
+                                    "choose SSH to the guest IP, or Guest Operations")
+        if self.launch == "ssh" and not self.ssh_user:
+            raise TargetConfigError(f"VM target {self.name!r} launches over SSH but has no SSH user", "enter the guest's SSH user")
+        if self.launch == "guest_ops" and not self.guest_user:
+            raise TargetConfigError(f"VM target {self.name!r} uses Guest Operations but has no guest user",
+                                    "enter a user of the guest OS (its password goes to the keyring)")
+
+    def guest_secret_account(self) -> str:
+        """Keyring account of the guest OS password (Guest Operations)."""
+        return f"guest:{self.guest_user}@{self.vcenter}/{self.vm}"
+
+    def ssh_target(self, ip: str) -> SshTarget:
+        """The SSH target that reaches this VM at its guest ``ip``."""
+        return SshTarget(name=self.name, host=ip, user=self.ssh_user, port=self.ssh_port, auth=self.ssh_auth,
+                         key_file=self.ssh_key_file, python=self.python, mappings=self.mappings, max_jobs=self.max_jobs)
+
+    def mapper(self) -> PathMapper:
+        """The path mapper of this target."""
+        return PathMapper(self.mappings)
+
+
+Target = Union[LocalTarget, SshTarget, VSphereTarget]
+_KINDS: dict[str, type] = {cls.kind: cls for cls in (LocalTarget, SshTarget, VSphereTarget)}
+
+
+@dataclass
+class TargetSettings:
+    """Everything the Targets panel saves: vCenters and targets (no secrets)."""
+
+    vcenters: list[VCenter] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=lambda: [LocalTarget()])
+
+    def target(self, name: str) -> Target:
+        """The target called ``name``."""
+        for target in self.targets:
+            if target.name == name:
+                return target
+        raise TargetConfigError(f"no target is called {name!r}", "pick one of the targets in the Targets panel")
+
+    def vcenter(self, name: str) -> VCenter:
+        """The vCenter called ``name``."""
+        for vc in self.vcenters:
+            if vc.name == name:
+                return vc
+        raise TargetConfigError(f"no vCenter is called {name!r}", "add the vCenter in the Targets panel first")
+
+
+def _to_json(obj: Any) -> dict[str, Any]:
+    data = asdict(obj)
+    if "mappings" in data:
+        data["mappings"] = [{"local": m["local"], "target": m["target"]} for m in data["mappings"]]
+    return data
+
+
+def target_to_dict(target: Target) -> dict[str, Any]:
+    """A target as JSON-ready data, with its ``kind``."""
+    return {"kind": target.kind, **_to_json(target)}
+
+
+def target_from_dict(data: dict[str, Any]) -> Target:
+    """The target described by ``data`` (as written by :func:`target_to_dict`)."""
+    data = dict(data)
+    kind = data.pop("kind", None)
+    cls = _KINDS.get(kind)
+    if cls is None:
+        raise TargetConfigError(f"unknown target kind {kind!r}", f"use one of {', '.join(_KINDS)}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise TargetConfigError(f"target {data.get('name')!r}: unknown fields {', '.join(unknown)}",
+                                "remove them (they may come from a newer version of the app)")
+    if "mappings" in data:
+        data["mappings"] = tuple(PathMapping(m["local"], m["target"]) for m in data["mappings"] or ())
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise TargetConfigError(f"target {data.get('name')!r}: {exc}", "check the targets settings file") from None
+
+
+def settings_to_json(settings: TargetSettings) -> str:
+    """The settings as JSON text (no secrets: the dataclasses hold none)."""
+    return json.dumps({"version": SETTINGS_VERSION,
+                       "vcenters": [_to_json(vc) for vc in settings.vcenters],
+                       "targets": [target_to_dict(t) for t in settings.targets]}, indent=1, ensure_ascii=False) + "\n"
+
+
+def settings_from_json(text: str, source: str = "targets settings") -> TargetSettings:
+    """Parse settings written by :func:`settings_to_json`."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise TargetConfigError(f"{source} is not valid JSON: {exc}", "fix or delete the file; targets can be added again") from None
+    if not isinstance(data, dict) or data.get("version") != SETTINGS_VERSION:
+        raise TargetConfigError(f"{source} has an unknown format or version", "it may come from a newer app; update the app")
+    try:
+        vcenters = [VCenter(**vc) for vc in data.get("vcenters", [])]
+    except TypeError as exc:
+        raise TargetConfigError(f"{source}: a vCenter entry is invalid: {exc}", "check the file") from None
+    return TargetSettings(vcenters=vcenters, targets=[target_from_dict(t) for t in data.get("targets", [])])
+
+
+def load_settings(path: Path | str) -> TargetSettings:
+    """The targets saved at ``path`` (the default set, only this computer, when there is no file yet)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return TargetSettings()
+    return settings_from_json(text, str(path))
+
+
+def save_settings(path: Path | str, settings: TargetSettings) -> None:
+    """Write the targets to ``path`` atomically."""
+    atomic_write_text(Path(path), settings_to_json(settings))

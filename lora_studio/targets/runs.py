@@ -1,0 +1,108 @@
+"""Re-attach: every run under a workspace with its state, read from files only.
+
+No connection is needed to watch: status.json and run.json are on the shared storage.
+A run whose heartbeat is stale is ``lost`` (the trainer died or its machine did; resume
+it); on this machine the process is checked too, so a stale but live run (a long hang)
+stays in its state.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainer.rundir import ACTIVE_STATES, RUN_FILE, STALE_AFTER_S, STATUS_FILE, is_stale, read_status
+
+from .runinfo import RunInfo, read_run_info
+
+# Folders that never hold runs and can be huge (datasets, caches): not descended into.
+_SKIP = {"checkpoints", "samples", "tb", ".lora_cache", "__pycache__", ".git", "node_modules"}
+MAX_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run folder as the Runs list shows it."""
+
+    path: Path
+    name: str
+    state: str                 # a status.json state, or lost / launched / not_started
+    step: int
+    total_steps: int | None
+    heartbeat_age_s: float | None
+    target: str
+    host: str
+    pid: int | None
+    started_at: float | None
+    error: dict | None
+    info: RunInfo | None
+
+
+def _local_pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is gone for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def summarize_run(run_dir: Path | str, now: float | None = None, stale_after_s: float = STALE_AFTER_S) -> RunSummary:
+    """The state of one run folder, from its files."""
+    run_dir = Path(run_dir)
+    now = time.time() if now is None else now
+    status = read_status(run_dir)
+    info = read_run_info(run_dir)
+    target = info.target_name if info else ""
+    host = (status or {}).get("host") or (info.host if info else "")
+    pid = (status or {}).get("pid") or (info.pid if info else None)
+    if status is None:
+        # Launched, but the trainer has not written its status yet (or died before it could:
+        # a config error goes to train.log).
+        young = info is not None and now - info.started_at < stale_after_s
+        state = "launched" if young else "not_started"
+        return RunSummary(run_dir, run_dir.name, state, 0, None, None, target, host, pid,
+                          info.started_at if info else None, None, info)
+    state = status.get("state", "unknown")
+    if state in ACTIVE_STATES:
+        local = host == socket.gethostname() and isinstance(pid, int)
+        # On this machine the process table answers at once; elsewhere only a stale
+        # heartbeat can tell that the trainer (or its machine) is gone.
+        if (local and not _local_pid_alive(pid)) or (not local and is_stale(status, now, stale_after_s)):
+            state = "lost"
+    heartbeat = status.get("heartbeat")
+    return RunSummary(run_dir, run_dir.name, state, int(status.get("step") or 0), status.get("total_steps"),
+                      now - heartbeat if isinstance(heartbeat, (int, float)) else None, target, host, pid,
+                      status.get("started_at") or (info.started_at if info else None), status.get("error"), info)
+
+
+def find_run_dirs(workspace: Path | str, max_depth: int = MAX_DEPTH) -> list[Path]:
+    """Folders under ``workspace`` holding a status.json or run.json (not descending into runs)."""
+    root = Path(workspace)
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        depth = len(Path(folder).relative_to(root).parts)
+        if STATUS_FILE in files or RUN_FILE in files:
+            found.append(Path(folder))
+            dirs[:] = []
+            continue
+        dirs[:] = [d for d in dirs if d not in _SKIP and not d.startswith(".")] if depth < max_depth else []
+    return sorted(found)
+
+
+def list_runs(workspace: Path | str, now: float | None = None) -> list[RunSummary]:
+    """Every run under ``workspace``, newest first."""
+    runs = [summarize_run(d, now) for d in find_run_dirs(workspace)]
+    return sorted(runs, key=lambda r: r.started_at or 0, reverse=True)
+
+
+def active_runs_on(workspace: Path | str, target_name: str) -> list[RunSummary]:
+    """Runs of ``target_name`` that are still going (for the one-job-per-target rule)."""
+    return [r for r in list_runs(workspace) if r.target == target_name and r.state in (*ACTIVE_STATES, "launched")]

@@ -1,0 +1,72 @@
+"""Re-attach: the runs under a workspace and their states, from files only."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lora_studio.targets import RunInfo, list_runs
+from lora_studio.targets.runinfo import read_run_info, write_run_info
+
+
+def status(folder: Path, **fields) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    base = {"state": "training", "step": 5, "total_steps": 10, "heartbeat": time.time(), "pid": os.getpid(),
+            "host": "gpu-vm-01", "started_at": time.time() - 100}
+    (folder / "status.json").write_text(json.dumps({**base, **fields}))
+
+
+def info(folder: Path, target: str = "gpu-vm-01", started_at: float | None = None) -> RunInfo:
+    record = RunInfo("ssh", target, "10.0.0.5", 4242, ["python3", "-m", "trainer", "train", "--config", "c.yaml"],
+                     started_at or time.time(), "0.1.0", "ssh", "/data/lora/runs/x", "/data/lora/runs/x/config.yaml")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_run_info(folder, record)
+    return record
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_states_from_files(tmp_path):
+    ws = tmp_path
+    now = time.time()
+    status(ws / "runs" / "live")
+    info(ws / "runs" / "live")
+    status(ws / "runs" / "remote-stale", heartbeat=now - 600)                       # no heartbeat for 10 min: lost
+    status(ws / "runs" / "local-dead", heartbeat=now - 600, host=socket.gethostname(), pid=dead_pid())
+    status(ws / "runs" / "local-hung", heartbeat=now - 600, host=socket.gethostname(), pid=os.getpid())
+    status(ws / "runs" / "done", state="completed", step=10, heartbeat=now - 86400)
+    status(ws / "runs" / "bad", state="failed", error={"message": "CUDA out of memory", "hint": "lower batch_size"})
+    info(ws / "runs" / "just-launched")
+    info(ws / "runs" / "never-started", started_at=now - 3600)
+    status(ws / "deep" / "a" / "b" / "c" / "run")
+    # Not runs, or not looked into: a dataset, a run's checkpoints.
+    (ws / "datasets" / "cats").mkdir(parents=True)
+    status(ws / "runs" / "done" / "checkpoints" / "step-00000010")
+    states = {r.name: r.state for r in list_runs(ws)}
+    assert states == {"live": "training", "remote-stale": "lost", "local-dead": "lost", "local-hung": "training",
+                      "done": "completed", "bad": "failed", "just-launched": "launched",
+                      "never-started": "not_started", "run": "training"}
+    [live] = [r for r in list_runs(ws) if r.name == "live"]
+    assert (live.target, live.step, live.total_steps, live.host) == ("gpu-vm-01", 5, 10, "gpu-vm-01")
+    [bad] = [r for r in list_runs(ws) if r.name == "bad"]
+    assert bad.error["hint"] == "lower batch_size"
+
+
+def test_run_json_round_trip_ignores_newer_fields(tmp_path):
+    record = info(tmp_path)
+    assert read_run_info(tmp_path) == record
+    data = json.loads((tmp_path / "run.json").read_text())
+    data["from_the_future"] = 1
+    (tmp_path / "run.json").write_text(json.dumps(data))
+    assert read_run_info(tmp_path) == record
+    (tmp_path / "run.json").write_text("{half")
+    assert read_run_info(tmp_path) is None
