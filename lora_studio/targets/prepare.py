@@ -15,7 +15,7 @@ from typing import Any
 
 from trainer.config import OPTIONS, config_to_yaml, load_config
 from trainer.fsutil import atomic_write_text
-from trainer.rundir import ACTIVE_STATES, CONFIG_FILE, is_stale, read_status
+from trainer.rundir import ACTIVE_STATES, CONFIG_FILE
 
 from .errors import TargetConfigError
 from .model import Target
@@ -60,11 +60,12 @@ def load_for_launch(config_path: Path | str) -> dict[str, Any]:
 
 
 def _refuse_running(run_dir: Path) -> None:
-    """Never rewrite the config of a run that is still going (its heartbeat is fresh)."""
-    status = read_status(run_dir)
-    if status and status.get("state") in ACTIVE_STATES and not is_stale(status):
-        raise TargetConfigError(f"the run in {run_dir} is still {status['state']} (step {status.get('step')}, "
-                                f"on {status.get('host')})", "stop it first, or choose another output folder")
+    """Never rewrite the config of a run that is still going (a lost one may start again)."""
+    from .runs import summarize_run  # it knows a dead local process at once, a remote one by its heartbeat
+    summary = summarize_run(run_dir)
+    if summary.state in (*ACTIVE_STATES, "launched"):
+        raise TargetConfigError(f"the run in {run_dir} is still {summary.state} (step {summary.step}, "
+                                f"on {summary.host})", "stop it first, or choose another output folder")
 
 
 def prepare_run(config_path: Path | str, target: Target) -> PreparedRun:

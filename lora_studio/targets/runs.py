@@ -71,13 +71,19 @@ def summarize_run(run_dir: Path | str, now: float | None = None, stale_after_s: 
         return RunSummary(run_dir, run_dir.name, state, 0, None, None, target, host, pid,
                           info.started_at if info else None, None, info)
     state = status.get("state", "unknown")
+    heartbeat = status.get("heartbeat")
+    if info is not None and isinstance(heartbeat, (int, float)) and info.started_at > heartbeat \
+            and status.get("pid") != info.pid and now - info.started_at < stale_after_s:
+        # Started again (a resume or a recovery) after the last heartbeat: the new trainer has
+        # not written its status yet, so the old one's state says nothing.
+        return RunSummary(run_dir, run_dir.name, "launched", int(status.get("step") or 0), status.get("total_steps"),
+                          now - heartbeat, target, host, info.pid, info.started_at, None, info)
     if state in ACTIVE_STATES:
         local = host == socket.gethostname() and isinstance(pid, int)
         # On this machine the process table answers at once; elsewhere only a stale
         # heartbeat can tell that the trainer (or its machine) is gone.
         if (local and not _local_pid_alive(pid)) or (not local and is_stale(status, now, stale_after_s)):
             state = "lost"
-    heartbeat = status.get("heartbeat")
     return RunSummary(run_dir, run_dir.name, state, int(status.get("step") or 0), status.get("total_steps"),
                       now - heartbeat if isinstance(heartbeat, (int, float)) else None, target, host, pid,
                       status.get("started_at") or (info.started_at if info else None), status.get("error"), info)

@@ -80,6 +80,9 @@ class TrainingPage(QWidget):
         self.save_button.clicked.connect(self.save)
         self.save_preset_button = QPushButton("Save as preset…", self)
         self.save_preset_button.clicked.connect(self._save_as_preset)
+        self.target_box = QComboBox(self)
+        self.target_box.setObjectName("targetBox")
+        self.target_box.setToolTip("Where the training runs (targets are set up in the Targets panel)")
         self.start_button = QPushButton("Start training", self)
         self.start_button.setObjectName("startButton")
         self.start_button.clicked.connect(self._start)
@@ -89,6 +92,8 @@ class TrainingPage(QWidget):
         header.addWidget(self.preset_box)
         header.addWidget(self.save_preset_button)
         header.addWidget(self.save_button)
+        header.addWidget(QLabel("Run on:", self))
+        header.addWidget(self.target_box)
         header.addWidget(self.start_button)
 
         self.form = TrainingForm(lambda: self.config_path.parent if self.config_path else self.workspace, self)
@@ -193,6 +198,17 @@ class TrainingPage(QWidget):
         return self.yaml_edit.toPlainText() != self.saved_text
 
     # -- presets -----------------------------------------------------------------------
+    def set_targets(self, names: list[str]) -> None:
+        """The targets the Start button can use (the first is the default)."""
+        current = self.target_box.currentText()
+        self.target_box.clear()
+        self.target_box.addItems(names)
+        if current in names:
+            self.target_box.setCurrentText(current)
+
+    def target_name(self) -> str:
+        return self.target_box.currentText()
+
     def _reload_presets(self) -> None:
         self.presets = list_presets(self.workspace)
         self.preset_box.clear()

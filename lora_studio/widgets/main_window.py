@@ -33,6 +33,7 @@ from .empty_state import EmptyState
 from .filter_bar import FilterBar
 from .problems_panel import ProblemsPanel
 from .tag_panel import TagPanel
+from .workbench import CAPTIONS, Workbench
 from .workspace_tree import WorkspaceTree
 
 
@@ -92,7 +93,9 @@ class MainWindow(QMainWindow):
         self.empty_state = EmptyState([self.actions.open_workspace, self.actions.open_demo], self)
         self.pages.addWidget(self.empty_state)
         self.pages.addWidget(grid_page)
-        self.setCentralWidget(self.pages)
+        self.workbench = Workbench(self.pages, self.runner, self.thumbnails, self)
+        self.workbench.modeChanged.connect(self._mode_changed)
+        self.setCentralWidget(self.workbench)
         self._build_menus()
         self._build_toolbar()
         self._build_status_bar()
@@ -130,6 +133,15 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         file_menu.addAction(a.open_demo)
         file_menu.addSeparator()
+        train_menu = bar.addMenu("&Training")
+        self.new_training_action = train_menu.addAction("&New Training…", QKeySequence("Ctrl+Shift+N"),
+                                                        lambda: self.workbench.new_training(
+                                                            self.session.root if self.session else None))
+        self.new_training_action.setToolTip("Set up a training run for the dataset on screen")
+        train_menu.addAction("&Open Training Config…", lambda: self.workbench.open_config())
+        train_menu.addAction("&Import kohya Config…", self.workbench.import_kohya)
+        train_menu.addSeparator()
+        train_menu.addAction("Show &Runs", QKeySequence("Ctrl+3"), lambda: self.workbench.setCurrentIndex(2))
         file_menu.addActions([a.save, a.reload])
         self.convert_menu = file_menu.addMenu("&Convert Captions To")
         for fmt, label in (("csv", "metadata.csv (filename,prompt)"), ("txt", ".txt files next to images"),
@@ -182,8 +194,9 @@ class MainWindow(QMainWindow):
         toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.undo_action.setIcon(icon("undo"))
         self.redo_action.setIcon(icon("redo"))
+        self.new_training_action.setIcon(icon("demo"))
         for item in (a.open_workspace, a.save, None, self.undo_action, self.redo_action, None, a.icon_mode,
-                     a.table_mode, None, a.bulk_edit, a.find_replace, None, a.reload):
+                     a.table_mode, None, a.bulk_edit, a.find_replace, None, a.reload, None, self.new_training_action):
             toolbar.addSeparator() if item is None else toolbar.addAction(item)
         for action in (self.undo_action, self.redo_action, a.reload, a.icon_mode, a.table_mode):
             toolbar.widgetForAction(action).setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
@@ -269,6 +282,8 @@ class MainWindow(QMainWindow):
             self._error("Cannot open workspace", f"{path} is not a folder (or is not mounted). Choose another folder.")
             return
         self.workspace = path
+        self.workbench.set_workspace(path)
+        self._refresh_targets()
         self.settings.add_recent_workspace(path)
         self.setWindowTitle(f"{path.name} — {APP_NAME}")
         self.statusBar().showMessage(f"Scanning {path}…")
@@ -688,8 +703,40 @@ class MainWindow(QMainWindow):
         box.open()
         self.last_error = message
 
+    def _mode_changed(self, index: int) -> None:
+        """The caption docks belong to the Captions tab; Train and Runs get the room."""
+        captions = index == CAPTIONS
+        for name in ("tags", "details", "problems"):
+            dock = self.docks[name]
+            if captions:
+                dock.setVisible(getattr(dock, "_was_visible", True))
+            else:
+                dock._was_visible = dock.isVisible()
+                dock.hide()
+        self.toolbar.setVisible(True)
+
+    def _refresh_targets(self) -> None:
+        from ..monitor.monitor_page import app_target_context
+        try:
+            names = [t.name for t in app_target_context().settings.targets]
+        except Exception:  # noqa: BLE001 - an unreadable targets file: this computer still works
+            names = ["This computer"]
+        self.workbench.training.set_targets(names)
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         """Save captions and layout, stop workers."""
+        if self.workbench.training.is_modified():
+            answer = QMessageBox.question(self, "Unsaved training settings",
+                                          "Save the training settings before closing?",
+                                          QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+                                          | QMessageBox.StandardButton.Cancel)
+            if answer == QMessageBox.StandardButton.Cancel:
+                event.ignore()
+                return
+            if answer == QMessageBox.StandardButton.Save and not self.workbench.training.save():
+                event.ignore()
+                return
+        self.workbench.set_workspace(None)
         self.close_dataset()
         self.runner.cancel_all()
         self.thumbnails.stop()

@@ -23,7 +23,8 @@ def status(folder: Path, **fields) -> None:
 
 def info(folder: Path, target: str = "gpu-vm-01", started_at: float | None = None) -> RunInfo:
     record = RunInfo("ssh", target, "10.0.0.5", 4242, ["python3", "-m", "trainer", "train", "--config", "c.yaml"],
-                     started_at or time.time(), "0.1.0", "ssh", "/data/lora/runs/x", "/data/lora/runs/x/config.yaml")
+                     # The launcher writes run.json before the trainer writes its first status.
+                     started_at or time.time() - 200, "0.1.0", "ssh", "/data/lora/runs/x", "/data/lora/runs/x/config.yaml")
     folder.mkdir(parents=True, exist_ok=True)
     write_run_info(folder, record)
     return record
@@ -45,7 +46,7 @@ def test_states_from_files(tmp_path):
     status(ws / "runs" / "local-hung", heartbeat=now - 600, host=socket.gethostname(), pid=os.getpid())
     status(ws / "runs" / "done", state="completed", step=10, heartbeat=now - 86400)
     status(ws / "runs" / "bad", state="failed", error={"message": "CUDA out of memory", "hint": "lower batch_size"})
-    info(ws / "runs" / "just-launched")
+    info(ws / "runs" / "just-launched", started_at=time.time())
     info(ws / "runs" / "never-started", started_at=now - 3600)
     status(ws / "deep" / "a" / "b" / "c" / "run")
     # Not runs, or not looked into: a dataset, a run's checkpoints.
@@ -59,6 +60,14 @@ def test_states_from_files(tmp_path):
     assert (live.target, live.step, live.total_steps, live.host) == ("gpu-vm-01", 5, 10, "gpu-vm-01")
     [bad] = [r for r in list_runs(ws) if r.name == "bad"]
     assert bad.error["hint"] == "lower batch_size"
+
+
+def test_a_run_started_again_is_launched_until_its_new_trainer_writes(tmp_path):
+    run = tmp_path / "runs" / "recovered"
+    status(run, heartbeat=time.time() - 30, host=socket.gethostname(), pid=dead_pid())  # the old trainer died
+    assert [r.state for r in list_runs(tmp_path)] == ["lost"]
+    info(run, started_at=time.time() - 1)  # a recovery launched a new trainer a second ago
+    assert [r.state for r in list_runs(tmp_path)] == ["launched"]
 
 
 def test_run_json_round_trip_ignores_newer_fields(tmp_path):

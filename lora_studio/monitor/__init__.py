@@ -1,0 +1,1 @@
+"""The live training monitor: runs list, loss curves, progress, log, samples, checkpoints."""

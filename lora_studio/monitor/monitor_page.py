@@ -1,0 +1,504 @@
+"""The Runs page: every run of the workspace, and the selected one live: progress, loss curves,
+log, samples and checkpoints, with Stop, Resume, TensorBoard and automatic recovery.
+
+Everything is read from the run folders (DESIGN.md section 3), so the page works for runs
+started anywhere, by anyone, and needs no connection to watch. Disk scans run in workers;
+the per-second refresh reads only new bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QSortFilterProxyModel, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+                               QHeaderView, QInputDialog, QLabel, QLineEdit, QListWidget, QListWidgetItem,
+                               QMessageBox, QProgressBar, QPushButton, QSplitter, QTableView, QTabWidget,
+                               QVBoxLayout, QWidget)
+
+from trainer.rundir import EVENTS_FILE, LOG_FILE, METRICS_FILE, JsonlTail, list_checkpoints, read_status
+
+from ..paths import app_home
+from ..targets.api import TargetContext, stop
+from ..targets.model import load_settings
+from ..targets.runs import RunSummary, list_runs, summarize_run
+from ..workers.tasks import TaskRunner
+from ..workers.thumbnails import ThumbnailLoader
+from .log_view import LogView
+from .loss_plot import LossPlot
+from .recovery import RecoverySettings, load_settings as load_recovery, recover, resume_from_checkpoint
+from .recovery import save_settings as save_recovery, should_recover
+from .runs_model import RUN_ROLE, STATE_COLORS, RunsModel, age_text
+from .samples_view import SamplesView
+
+REFRESH_MS = 1000
+RUNS_REFRESH_MS = 3000
+
+
+def app_target_context() -> TargetContext:
+    """The saved targets and the app's known_hosts (what the Targets panel edits)."""
+    return TargetContext(load_settings(app_home() / "targets.json"), app_home() / "known_hosts")
+
+
+def _eta(seconds: float | None) -> str:
+    if not seconds or math.isnan(seconds):
+        return "—"
+    return age_text(seconds)
+
+
+class MonitorPage(QWidget):
+    """Runs list on the left, the selected run on the right."""
+
+    runSelected = Signal(str)
+
+    def __init__(self, runner: TaskRunner, thumbnails: ThumbnailLoader, parent: QWidget | None = None,
+                 context=app_target_context, refresh_ms: int = REFRESH_MS, runs_refresh_ms: int = RUNS_REFRESH_MS) -> None:
+        super().__init__(parent)
+        self.setObjectName("MonitorPage")
+        self.runner = runner
+        self.context = context
+        self.workspace: Path | None = None
+        self.run_dir: Path | None = None
+        self.events_tail: JsonlTail | None = None
+        self._listing = False
+        self._recovering: set[str] = set()
+        self.last_stop_stage = ""
+        self.pending_selection: str | None = None  # a run just launched: select it when it appears
+
+        # -- runs list ---------------------------------------------------------------------
+        self.model = RunsModel(self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(Qt.ItemDataRole.UserRole)
+        self.proxy.setFilterKeyColumn(-1)
+        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.table = QTableView(self)
+        self.table.setObjectName("runsTable")
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(4, Qt.SortOrder.DescendingOrder)  # newest first
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.filter = QLineEdit(self)
+        self.filter.setPlaceholderText("Filter runs by name, state or target…")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(self.proxy.setFilterFixedString)
+        self.overlay = QCheckBox("Overlay selected runs", self)
+        self.overlay.setToolTip("Select several runs (Ctrl+click) to compare their loss curves")
+        self.overlay.setChecked(True)
+        open_folder = QPushButton("Open folder", self)
+        open_folder.clicked.connect(self.open_folder)
+        delete = QPushButton("Move to trash", self)
+        delete.clicked.connect(self.delete_selected)
+        left = QWidget(self)
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.filter)
+        left_layout.addWidget(self.table, 1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.overlay, 1)
+        buttons.addWidget(open_folder)
+        buttons.addWidget(delete)
+        left_layout.addLayout(buttons)
+
+        # -- the selected run --------------------------------------------------------------
+        self.title = QLabel("Select a run", self)
+        self.title.setObjectName("runTitle")
+        self.state = QLabel(self)
+        self.state.setObjectName("runState")
+        self.progress = QProgressBar(self)
+        self.progress.setTextVisible(True)
+        self.details = QLabel(self)
+        self.details.setObjectName("runDetails")
+        self.error = QLabel(self)
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #dc2626;")
+        self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.stop_button = QPushButton("Stop", self)
+        self.stop_button.setObjectName("stopButton")
+        self.stop_button.setToolTip("Finish the current step, save a checkpoint and stop (then signal, then kill)")
+        self.stop_button.clicked.connect(self.stop_selected)
+        self.resume_button = QPushButton("Resume", self)
+        self.resume_button.setToolTip("Start the run again where its last checkpoint left off")
+        self.resume_button.clicked.connect(lambda: self.resume_selected(None))
+        self.resume_elsewhere = QPushButton("Resume on…", self)
+        self.resume_elsewhere.clicked.connect(self._resume_on_other_target)
+        self.tensorboard_button = QPushButton("TensorBoard", self)
+        self.tensorboard_button.clicked.connect(self.open_tensorboard)
+        self.output_button = QPushButton("Output folder", self)
+        self.output_button.clicked.connect(self.open_folder)
+        self.auto_recover = QCheckBox("Recover automatically when lost", self)
+        self.auto_recover.setToolTip("When this run's machine dies, start it again from its last checkpoint "
+                                     "(at most 3 times)")
+        self.auto_recover.toggled.connect(self._auto_recover_toggled)
+        controls = QHBoxLayout()
+        for widget in (self.stop_button, self.resume_button, self.resume_elsewhere, self.tensorboard_button,
+                       self.output_button):
+            controls.addWidget(widget)
+        controls.addStretch(1)
+        controls.addWidget(self.auto_recover)
+        head = QGroupBox(self)
+        head_layout = QFormLayout(head)
+        title_row = QHBoxLayout()
+        title_row.addWidget(self.title, 1)
+        title_row.addWidget(self.state)
+        head_layout.addRow(title_row)
+        head_layout.addRow(self.progress)
+        head_layout.addRow(self.details)
+        head_layout.addRow(self.error)
+        head_layout.addRow(controls)
+
+        self.plot = LossPlot(self)
+        self.log_view = LogView(self)
+        self.samples = SamplesView(thumbnails, self)
+        self.checkpoints = QListWidget(self)
+        self.checkpoints.setObjectName("checkpointList")
+        resume_here = QPushButton("Resume from this checkpoint", self)
+        resume_here.clicked.connect(self._resume_from_checkpoint)
+        checkpoint_page = QWidget(self)
+        checkpoint_layout = QVBoxLayout(checkpoint_page)
+        checkpoint_layout.addWidget(self.checkpoints, 1)
+        checkpoint_layout.addWidget(resume_here, 0, Qt.AlignmentFlag.AlignRight)
+        export_png = QPushButton("Export PNG…", self)
+        export_png.clicked.connect(self._export_png)
+        export_csv = QPushButton("Export CSV…", self)
+        export_csv.clicked.connect(self._export_csv)
+        loss_page = QWidget(self)
+        loss_layout = QVBoxLayout(loss_page)
+        loss_layout.setContentsMargins(0, 0, 0, 0)
+        loss_layout.addWidget(self.plot, 1)
+        export_row = QHBoxLayout()
+        export_row.addStretch(1)
+        export_row.addWidget(export_png)
+        export_row.addWidget(export_csv)
+        loss_layout.addLayout(export_row)
+        self.tabs = QTabWidget(self)
+        self.tabs.addTab(loss_page, "Loss")
+        self.tabs.addTab(self.samples, "Samples")
+        self.tabs.addTab(self.log_view, "Log")
+        self.tabs.addTab(checkpoint_page, "Checkpoints")
+        right = QWidget(self)
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(head)
+        right_layout.addWidget(self.tabs, 1)
+
+        splitter = QSplitter(self)
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([420, 980])
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter)
+        self._set_controls(None)
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(refresh_ms)
+        self.timer.timeout.connect(self.refresh)
+        self.runs_timer = QTimer(self)
+        self.runs_timer.setInterval(runs_refresh_ms)
+        self.runs_timer.timeout.connect(self.refresh_runs)
+
+    # -- workspace and selection -------------------------------------------------------
+    def set_workspace(self, workspace: Path | None) -> None:
+        """Watch the runs of ``workspace`` (None stops watching)."""
+        self.workspace = workspace
+        self.model.set_runs([])
+        self.show_run(None)
+        if workspace is None:
+            self.timer.stop()
+            self.runs_timer.stop()
+            return
+        self.refresh_runs()
+        self.timer.start()
+        if self.runs_timer.interval() > 0:
+            self.runs_timer.start()
+
+    def refresh_runs(self) -> None:
+        """Rescan the workspace's run folders in a worker (and recover lost runs when asked)."""
+        if self.workspace is None or self._listing:
+            return
+        self._listing = True
+        self.runner.start(list_runs, self.workspace, on_done=self._runs_listed, on_error=self._runs_failed)
+
+    def _runs_failed(self, message: str) -> None:
+        self._listing = False
+        self.details.setText(f"The run folders could not be read: {message}")
+
+    def _runs_listed(self, runs: list[RunSummary]) -> None:
+        self._listing = False
+        selected = {str(p) for p in self.selected_runs()}
+        self.model.set_runs(runs)
+        if self.pending_selection and any(str(r.path) == self.pending_selection for r in runs):
+            self.table.clearSelection()
+            self._select_path(self.pending_selection)
+            self.pending_selection = None
+        elif selected:
+            self._reselect(selected)
+        elif runs and self.run_dir is None:
+            self.table.selectRow(0)
+        for run in runs:
+            if str(run.path) not in self._recovering and should_recover(run):
+                self._recover(run.path, None, "automatic recovery")
+
+    def _reselect(self, paths: set[str]) -> None:
+        """Select the same runs again after the list was rebuilt (without reloading them)."""
+        selection = self.table.selectionModel()
+        selection.blockSignals(True)
+        selection.clearSelection()
+        for row in range(self.proxy.rowCount()):
+            index = self.proxy.index(row, 0)
+            if index.data(RUN_ROLE) in paths:
+                selection.select(index, selection.SelectionFlag.Select | selection.SelectionFlag.Rows)
+        selection.blockSignals(False)
+
+    def _select_path(self, path: str) -> None:
+        for row in range(self.proxy.rowCount()):
+            if self.proxy.index(row, 0).data(RUN_ROLE) == path:
+                self.table.selectRow(row)
+                return
+
+    def selected_runs(self) -> list[Path]:
+        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        return [Path(self.proxy.index(row, 0).data(RUN_ROLE)) for row in rows]
+
+    def _selection_changed(self) -> None:
+        runs = self.selected_runs()
+        self.show_run(runs[0] if runs else None, overlay=runs[1:] if self.overlay.isChecked() else [])
+
+    def show_run(self, run_dir: Path | None, overlay: list[Path] | None = None) -> None:
+        """Show ``run_dir`` (and overlay the curves of ``overlay``)."""
+        for name in self.plot.runs():
+            self.plot.remove_run(name)
+        self.run_dir = run_dir
+        self.events_tail = JsonlTail(run_dir / EVENTS_FILE) if run_dir else None
+        self.samples.set_run(run_dir)
+        self.log_view.set_log(run_dir / LOG_FILE if run_dir else None)
+        if run_dir is not None:
+            for folder in [run_dir, *(overlay or [])]:
+                self.plot.add_run(folder.name, folder / METRICS_FILE)
+            self.auto_recover.blockSignals(True)
+            self.auto_recover.setChecked(load_recovery(run_dir).enabled)
+            self.auto_recover.blockSignals(False)
+            self.runSelected.emit(str(run_dir))
+        self.refresh()
+        self.plot.reset_zoom()
+
+    # -- the per-second refresh --------------------------------------------------------
+    def refresh(self) -> None:
+        """New points, log lines, events and status of the shown run(s)."""
+        if self.run_dir is None:
+            self._set_controls(None)
+            return
+        self.plot.refresh()
+        self.log_view.refresh()
+        new_events = self.events_tail.read_new() if self.events_tail else []
+        if new_events:
+            self.samples.add_samples(new_events)
+            marks = [int(e.get("step", 0)) for e in new_events if e.get("kind") in ("resume", "recovery")]
+            if marks:
+                known = self.plot.recovery_steps.get(self.run_dir.name, [])
+                self.plot.set_recoveries(self.run_dir.name, known + marks)
+            if any(e.get("kind") == "checkpoint" for e in new_events) or not self.checkpoints.count():
+                self._refresh_checkpoints()
+        summary = summarize_run(self.run_dir)
+        series = self.plot.series.get(self.run_dir.name)
+        if series is not None and len(series):
+            self.model.set_last_loss(str(self.run_dir), float(series.ema[-1]))
+        self._show_status(summary, read_status(self.run_dir) or {}, series)
+
+    def _show_status(self, summary: RunSummary, status: dict, series) -> None:
+        self.title.setText(f"<b>{summary.name}</b> &nbsp;<small>{self.run_dir}</small>")
+        color = STATE_COLORS.get(summary.state, "#6b7280")
+        self.state.setText(f"<b style='color:{color}'>{summary.state.upper()}</b>")
+        total = summary.total_steps or 0
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(min(summary.step, max(total, 1)))
+        self.progress.setFormat(f"step {summary.step} of {total}" if total else f"step {summary.step}")
+        parts = [f"epoch {status.get('epoch', '—')} of {status.get('total_epochs', '—')}"]
+        if series is not None and len(series):
+            rate = series.column("samples_per_s")[-1]
+            if not math.isnan(rate):
+                parts.append(f"{rate:.2f} images/s")
+            memory = series.column("mem_gb")[-1]
+            if not math.isnan(memory):
+                parts.append(f"GPU memory {memory:.1f} GB")
+        if summary.state in ("training", "sampling", "saving", "preparing"):
+            parts.append(f"ETA {_eta(status.get('eta_s'))}")
+        if summary.heartbeat_age_s is not None and summary.state not in ("completed", "stopped", "failed"):
+            parts.append(f"heartbeat {age_text(summary.heartbeat_age_s)} ago")
+        if summary.target:
+            parts.append(f"on {summary.target}{' (' + summary.host + ')' if summary.host else ''}")
+        if self.last_stop_stage and summary.state not in ("completed", "stopped", "failed"):
+            parts.append(self.last_stop_stage)
+        self.details.setText(" · ".join(parts))
+        error = summary.error or {}
+        if summary.state == "lost":
+            self.error.setText("The trainer stopped sending heartbeats and its process is gone (the machine may have "
+                               "died). Resume continues from the last checkpoint.")
+        else:
+            self.error.setText(f"{error.get('message', '')}" + (f" — {error['hint']}" if error.get("hint") else ""))
+        self.error.setVisible(bool(self.error.text()))
+        self._set_controls(summary)
+
+    def _set_controls(self, summary: RunSummary | None) -> None:
+        active = summary is not None and summary.state in ("starting", "preparing", "training", "sampling", "saving",
+                                                           "launched")
+        self.stop_button.setEnabled(active)
+        resumable = summary is not None and summary.state in ("stopped", "failed", "lost")
+        self.resume_button.setEnabled(resumable)
+        self.resume_elsewhere.setEnabled(resumable)
+        for widget in (self.tensorboard_button, self.output_button, self.auto_recover):
+            widget.setEnabled(summary is not None)
+
+    def _refresh_checkpoints(self) -> None:
+        self.checkpoints.clear()
+        if self.run_dir is None:
+            return
+        for folder in reversed(list_checkpoints(self.run_dir)):
+            item = QListWidgetItem(f"{folder.name}  ·  {time.strftime('%Y-%m-%d %H:%M', time.localtime(folder.stat().st_mtime))}",
+                                   self.checkpoints)
+            item.setData(Qt.ItemDataRole.UserRole, str(folder))
+
+    # -- controls ----------------------------------------------------------------------
+    def stop_selected(self) -> None:
+        """STOP file, then SIGTERM, then kill, each stage shown (in a worker)."""
+        if self.run_dir is None:
+            return
+        run_dir = self.run_dir
+        self.last_stop_stage = "stopping: asked to stop after this step"
+        self.stop_button.setEnabled(False)
+
+        def work(progress=None, cancel=None):
+            def stage(text: str) -> None:
+                progress(0, 0) if progress else None
+                self.last_stop_stage = f"stopping: {text}"
+            try:
+                context = self.context()
+            except Exception:  # unreadable targets file: the STOP file alone still works
+                context = None
+            return stop(run_dir, context, on_stage=stage)
+
+        self.runner.start(work, with_progress=True, on_done=self._stopped,
+                          on_error=lambda message: self._stop_failed(message))
+
+    def _stopped(self, result) -> None:
+        self.last_stop_stage = ""
+        self.details.setText(result.message)
+        self.refresh()
+
+    def _stop_failed(self, message: str) -> None:
+        self.last_stop_stage = ""
+        QMessageBox.warning(self, "Stop", f"The run could not be stopped: {message}")
+
+    def resume_selected(self, target_name: str | None, reason: str = "resumed by the user") -> None:
+        """Start the selected run again (it continues from its newest complete checkpoint)."""
+        if self.run_dir is not None:
+            self._recover(self.run_dir, target_name, reason)
+
+    def _resume_on_other_target(self) -> None:
+        try:
+            names = [t.name for t in self.context().settings.targets]
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            QMessageBox.warning(self, "Targets", f"The targets cannot be read: {exc}")
+            return
+        name, ok = QInputDialog.getItem(self, "Resume on another target", "Target:", names, 0, False)
+        if ok:
+            self.resume_selected(name, f"resumed on {name} by the user")
+
+    def _resume_from_checkpoint(self) -> None:
+        """Continue the run from the checkpoint picked in the list (not necessarily the newest)."""
+        item = self.checkpoints.currentItem()
+        if item is None or self.run_dir is None:
+            return
+        run_dir, checkpoint = self.run_dir, item.data(Qt.ItemDataRole.UserRole)
+        self._recovering.add(str(run_dir))
+        self.runner.start(lambda: resume_from_checkpoint(run_dir, Path(checkpoint), self.context(), self.workspace),
+                          on_done=lambda outcome: self._launched(outcome, run_dir),
+                          on_error=lambda message: self._recover_failed(run_dir, message))
+
+    def _recover(self, run_dir: Path, target_name: str | None, reason: str) -> None:
+        self._recovering.add(str(run_dir))
+        interactive = reason != "automatic recovery"
+        self.runner.start(lambda: recover(run_dir, self.context(), self.workspace, target_name, reason),
+                          on_done=lambda outcome: self._launched(outcome, run_dir, interactive),
+                          on_error=lambda message: self._recover_failed(run_dir, message, interactive))
+
+    def _launched(self, outcome, run_dir: Path, interactive: bool = True) -> None:
+        self._recovering.discard(str(run_dir))
+        if not outcome.started:
+            problems = "; ".join(f"{c.message} ({c.hint})" for c in outcome.report.checks if c.status == "error")
+            self._recover_failed(run_dir, problems, interactive)
+        self.refresh_runs()
+
+    def _recover_failed(self, run_dir: Path, message: str, interactive: bool = True) -> None:
+        """Say why a run could not start again: a dialog when the user asked, else in the page
+        and the run's events (automatic recovery must never block on a dialog)."""
+        self._recovering.discard(str(run_dir))
+        text = f"Could not start the run again: {message}"
+        if interactive:
+            QMessageBox.warning(self, "Not started", text)
+        else:
+            from .recovery import record_event
+            record_event(run_dir, "warning", message=text)
+        if self.run_dir == run_dir:
+            self.error.setText(text)
+            self.error.setVisible(True)
+
+    def _auto_recover_toggled(self, on: bool) -> None:
+        if self.run_dir is not None:
+            save_recovery(self.run_dir, RecoverySettings(enabled=on))
+
+    def open_folder(self) -> None:
+        if self.run_dir is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.run_dir)))
+
+    def delete_selected(self) -> None:
+        """Move the selected run folders to the trash (after asking)."""
+        runs = self.selected_runs()
+        if not runs:
+            return
+        answer = QMessageBox.question(self, "Move to trash", f"Move {len(runs)} run folder(s) to the trash?\n" +
+                                      "\n".join(str(r) for r in runs))
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        from ..storage.file_ops import move_to_trash
+        for run in runs:
+            move_to_trash(run)
+        self.show_run(None)
+        self.refresh_runs()
+
+    def open_tensorboard(self) -> None:
+        """Start `tensorboard --logdir <run>/tb` when it is installed, else say how."""
+        if self.run_dir is None:
+            return
+        executable = shutil.which("tensorboard")
+        if executable is None:
+            QMessageBox.information(self, "TensorBoard", "TensorBoard is not installed here. Install it with "
+                                    f"`pip install tensorboard`, then run:\n\ntensorboard --logdir \"{self.run_dir / 'tb'}\"")
+            return
+        subprocess.Popen([executable, "--logdir", str(self.run_dir / "tb"), "--port", "6006"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        QDesktopServices.openUrl(QUrl("http://localhost:6006"))
+
+    def _export_png(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export plot", "loss.png", "PNG (*.png)")
+        if path:
+            self.plot.export_png(Path(path))
+
+    def _export_csv(self) -> None:
+        if self.run_dir is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export metrics", f"{self.run_dir.name}.csv", "CSV (*.csv)")
+        if path:
+            self.plot.export_csv(self.run_dir.name, Path(path))

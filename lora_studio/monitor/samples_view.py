@@ -1,0 +1,139 @@
+"""Sample images of a run: a grid of steps (newest first) by prompts; click to enlarge,
+select two to compare. Thumbnails load in the background (the grid's ThumbnailLoader)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (QAbstractItemView, QDialog, QHBoxLayout, QLabel, QPushButton, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
+
+from ..workers.thumbnails import ThumbnailLoader
+
+CELL = 132
+
+
+class SamplesView(QWidget):
+    """The samples of one run, fed with its `sample` events."""
+
+    def __init__(self, thumbnails: ThumbnailLoader, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.thumbnails = thumbnails
+        self.run_dir: Path | None = None
+        self.steps: list[int] = []
+        self.prompts: dict[int, str] = {}
+        self.cells: dict[str, tuple[int, int]] = {}
+        self.table = QTableWidget(self)
+        self.table.setObjectName("samplesGrid")
+        self.table.setIconSize(QSize(CELL - 8, CELL - 8))
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.verticalHeader().setDefaultSectionSize(CELL)
+        self.table.horizontalHeader().setDefaultSectionSize(CELL + 20)
+        self.table.cellDoubleClicked.connect(self._enlarge_cell)
+        self.compare_button = QPushButton("Compare selected", self)
+        self.compare_button.setToolTip("Select two samples (Ctrl+click) to see them side by side")
+        self.compare_button.clicked.connect(self.compare_selected)
+        self.empty = QLabel("No samples yet. Set sample_prompts and sample_every_n_steps to see the LoRA's progress.",
+                            self)
+        self.empty.setWordWrap(True)
+        bar = QHBoxLayout()
+        bar.addWidget(self.empty, 1)
+        bar.addWidget(self.compare_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(bar)
+        layout.addWidget(self.table, 1)
+        thumbnails.signals.ready.connect(self._thumbnail_ready)
+
+    def set_run(self, run_dir: Path | None) -> None:
+        """Show another run's samples (cleared until its events arrive)."""
+        self.run_dir = run_dir
+        self.steps, self.prompts, self.cells = [], {}, {}
+        self.table.clear()
+        self.table.setRowCount(0)
+        self.table.setColumnCount(0)
+        self.empty.setVisible(True)
+
+    def add_samples(self, events: list[dict]) -> None:
+        """Place `sample` events in the grid (newest step on top)."""
+        for event in events:
+            if event.get("kind") != "sample" or self.run_dir is None:
+                continue
+            step, index = int(event.get("step", 0)), int(event.get("prompt_index", 0))
+            self.prompts.setdefault(index, str(event.get("prompt", "")))
+            if step not in self.steps:
+                self.steps.append(step)
+                self.steps.sort(reverse=True)
+                self.table.insertRow(self.steps.index(step))
+                self._renumber()
+            if self.table.columnCount() <= index:
+                self.table.setColumnCount(index + 1)
+            header = QTableWidgetItem(f"#{index + 1}")
+            header.setToolTip(self.prompts[index])
+            self.table.setHorizontalHeaderItem(index, header)
+            path = self.run_dir / str(event.get("path", ""))
+            item = QTableWidgetItem()
+            item.setData(Qt.ItemDataRole.UserRole, str(path))
+            item.setToolTip(f"step {step}: {self.prompts[index]}")
+            self.table.setItem(self.steps.index(step), index, item)
+            self.cells[str(path)] = (step, index)
+            self._request(path, item)
+        self.empty.setVisible(not self.steps)
+
+    def _renumber(self) -> None:
+        self.table.setVerticalHeaderLabels([f"step {s}" for s in self.steps])
+
+    def _request(self, path: Path, item: QTableWidgetItem) -> None:
+        try:
+            stat = path.stat()
+        except OSError:
+            return
+        pixmap = self.thumbnails.pixmap(path, stat.st_size, stat.st_mtime_ns)
+        if pixmap is not None:
+            item.setIcon(QIcon(pixmap))
+
+    def _thumbnail_ready(self, path: str, image: QImage) -> None:
+        where = self.cells.get(path)
+        if where is None:
+            return
+        item = self.table.item(self.steps.index(where[0]), where[1])
+        if item is not None:
+            item.setIcon(QIcon(QPixmap.fromImage(image)))
+
+    def _enlarge_cell(self, row: int, column: int) -> None:
+        item = self.table.item(row, column)
+        if item is not None:
+            show_images(self, [Path(item.data(Qt.ItemDataRole.UserRole))], [item.toolTip()])
+
+    def compare_selected(self) -> None:
+        """Side by side: the selected samples (two steps of one prompt, or two prompts)."""
+        items = [i for i in self.table.selectedItems() if i.data(Qt.ItemDataRole.UserRole)][:2]
+        if items:
+            show_images(self, [Path(i.data(Qt.ItemDataRole.UserRole)) for i in items], [i.toolTip() for i in items])
+
+
+def show_images(parent: QWidget, paths: list[Path], captions: list[str]) -> QDialog:
+    """A dialog with the images at up to 512 px each, with their captions."""
+    dialog = QDialog(parent)
+    dialog.setWindowTitle("Samples")
+    row = QHBoxLayout(dialog)
+    for path, caption in zip(paths, captions):
+        column = QVBoxLayout()
+        picture = QLabel(dialog)
+        pixmap = QPixmap(str(path))
+        if pixmap.isNull():
+            picture.setText(f"{path.name} cannot be shown")
+        else:
+            picture.setPixmap(pixmap.scaled(512, 512, Qt.AspectRatioMode.KeepAspectRatio,
+                                            Qt.TransformationMode.SmoothTransformation))
+        text = QLabel(caption, dialog)
+        text.setWordWrap(True)
+        column.addWidget(picture)
+        column.addWidget(text)
+        row.addLayout(column)
+    dialog.setModal(False)
+    dialog.show()
+    return dialog

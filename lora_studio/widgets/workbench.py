@@ -1,0 +1,152 @@
+"""The three places of the main window: Captions, Train and Runs, and the flow between them.
+
+New training (from the dataset on screen) -> the settings page -> Start: preflight and a
+detached launch on the chosen target in a worker -> the Runs page shows the run.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QTabWidget, QWidget
+
+from ..monitor.monitor_page import MonitorPage, app_target_context
+from ..targets.api import launch
+from ..training.page import TrainingPage
+from ..workers.tasks import TaskRunner
+from ..workers.thumbnails import ThumbnailLoader
+
+CAPTIONS, TRAIN, RUNS = range(3)
+
+
+def find_base_models(workspace: Path) -> list[Path]:
+    """Candidate base models in a workspace's `models/` folder (single files and diffusers folders)."""
+    folder = workspace / "models"
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.rglob("*.safetensors") if "lora" not in p.parent.name.lower()]
+    found += [p.parent for p in folder.rglob("model_index.json")]
+    return sorted(set(found))
+
+
+class Workbench(QTabWidget):
+    """Tabs for the caption grid, the training settings and the runs."""
+
+    modeChanged = Signal(int)
+
+    def __init__(self, captions: QWidget, runner: TaskRunner, thumbnails: ThumbnailLoader,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("Workbench")
+        self.setDocumentMode(True)
+        self.runner = runner
+        self.workspace: Path | None = None
+        self.training = TrainingPage(runner, self)
+        self.monitor = MonitorPage(runner, thumbnails, self)
+        self.addTab(captions, "Captions")
+        self.addTab(self.training, "Train")
+        self.addTab(self.monitor, "Runs")
+        self.currentChanged.connect(self.modeChanged)
+        self.training.startRequested.connect(self.start_training)
+
+    def set_workspace(self, workspace: Path | None) -> None:
+        """Follow another workspace: its runs, its presets."""
+        self.workspace = workspace
+        self.monitor.set_workspace(workspace)
+
+    # -- configs -----------------------------------------------------------------------
+    def new_training(self, dataset: Path | None) -> None:
+        """A new config for ``dataset`` in `<workspace>/configs/`, filled with what can be guessed."""
+        if self.workspace is None:
+            return
+        name = re.sub(r"[^A-Za-z0-9_-]+", "-", dataset.name if dataset else "lora").strip("-") or "lora"
+        configs = self.workspace / "configs"
+        path = configs / f"{name}.yaml"
+        counter = 2
+        while path.exists():
+            path = configs / f"{name}-{counter}.yaml"
+            counter += 1
+        values: dict = {}
+        if dataset is not None:
+            values["train_data_dir"] = _relative(dataset, configs)
+        models = find_base_models(self.workspace)
+        if models:
+            values["base_model"] = _relative(models[0], configs)
+        values["output_dir"] = f"../runs/{name}-{time.strftime('%Y%m%d-%H%M')}"
+        values["output_name"] = name
+        self.training.new_config(path, self.workspace, values)
+        self.setCurrentIndex(TRAIN)
+
+    def open_config(self, path: Path | None = None) -> None:
+        """Edit an existing YAML config (asks for it when ``path`` is None)."""
+        if path is None:
+            start = str(self.workspace / "configs") if self.workspace else str(Path.home())
+            chosen, _ = QFileDialog.getOpenFileName(self, "Open training config", start, "YAML (*.yaml *.yml)")
+            if not chosen:
+                return
+            path = Path(chosen)
+        self.training.open_config(path, self.workspace)
+        self.setCurrentIndex(TRAIN)
+
+    def import_kohya(self) -> None:
+        """Bring a kohya_ss `.json` or sd-scripts `.toml` config into the open (or a new) config."""
+        chosen, _ = QFileDialog.getOpenFileName(self, "Import a kohya config", str(self.workspace or Path.home()),
+                                                "kohya configs (*.json *.toml)")
+        if not chosen:
+            return
+        if self.training.config_path is None:
+            self.new_training(None)
+        try:
+            left_out = self.training.import_kohya(Path(chosen))
+        except (OSError, ValueError) as exc:
+            QMessageBox.warning(self, "Import", f"{chosen} cannot be imported: {exc}")
+            return
+        self.setCurrentIndex(TRAIN)
+        if left_out:
+            QMessageBox.information(self, "Imported", "Imported. Not imported (see Problems for why):\n\n"
+                                    + "\n".join(left_out))
+
+    # -- launching ---------------------------------------------------------------------
+    def start_training(self, config_path: str) -> None:
+        """Preflight and launch on the chosen target in a worker; then show the run."""
+        try:
+            context = app_target_context()
+        except Exception as exc:  # noqa: BLE001 - an unreadable targets file is shown, not raised
+            QMessageBox.warning(self, "Targets", f"The saved targets cannot be read: {exc}")
+            return
+        name = self.training.target_name()
+        target = next((t for t in context.settings.targets if t.name == name), context.settings.targets[0])
+        self.training.start_button.setEnabled(False)
+        self.training.start_reason.setText(f"Checking {target.name} and starting…")
+        self.runner.start(launch, target, Path(config_path), context, workspace=self.workspace,
+                          on_done=self._launched, on_error=self._launch_failed)
+
+    def _launched(self, outcome) -> None:
+        self.training.start_button.setEnabled(True)
+        if not outcome.started:
+            failures = [f"• {c.message}" + (f" — {c.hint}" if c.hint else "")
+                        for c in outcome.report.checks if c.status == "error"]
+            self.training.start_reason.setText("Not started: the preflight found problems.")
+            QMessageBox.warning(self, "Not started", "The run was not started:\n\n" + "\n".join(failures))
+            return
+        self.training.start_reason.setText("")
+        self.setCurrentIndex(RUNS)
+        self.monitor.refresh_runs()
+        self.monitor.pending_selection = str(outcome.prepared.local_run_dir)
+
+    def _launch_failed(self, message: str) -> None:
+        self.training.start_button.setEnabled(True)
+        self.training.start_reason.setText("")
+        QMessageBox.warning(self, "Not started", f"The run could not be started: {message}")
+
+
+def _relative(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` (configs move with their workspace), else absolute."""
+    import os
+    try:
+        return Path(os.path.relpath(path, base)).as_posix()
+    except ValueError:  # another drive on Windows
+        return str(path)

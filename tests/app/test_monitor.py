@@ -1,0 +1,157 @@
+"""The training monitor on real run folders: a real tiny training subprocess, partial lines,
+resumed runs with overlapping steps, Stop, and automatic recovery of a killed run."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from app_helpers import screenshot
+from lora_studio.monitor.log_tail import LogTail
+from lora_studio.monitor.series import MetricSeries
+
+
+def test_series_skips_partial_lines_and_takes_the_newest_line_per_step(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"step": s, "loss": 1.0 / s, "lr": 1e-4, "time": s}) for s in range(1, 6)]
+    path.write_text("\n".join(lines) + '\n{"step": 6, "lo', encoding="utf-8")
+    series = MetricSeries(path, smoothing=0.0)
+    assert series.refresh() == 5 and list(series.column("step")) == [1, 2, 3, 4, 5]
+    # The trainer finishes the line, dies, and a resume from step 3 writes 4.. again.
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write('ss": 0.1}\n')
+        handle.write("".join(json.dumps({"step": s, "loss": 9.0, "lr": 1e-4, "time": 10 + s}) + "\n" for s in (4, 5, 6, 7)))
+    series.refresh()
+    assert list(series.column("step")) == [1, 2, 3, 4, 5, 6, 7]
+    assert list(series.column("loss")[3:]) == [9.0] * 4
+    assert list(series.ema) == list(series.column("loss"))  # smoothing 0: the raw curve
+    assert series.refresh() == 0 and series.bytes_read == 0  # nothing new, nothing read
+
+
+def test_log_tail_reads_only_the_end_of_a_big_log_and_then_new_bytes(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_bytes(b"x" * 100 + b"\n" + (b"line\n" * 400_000))  # 2 MB
+    tail = LogTail(log)
+    first = tail.read_new()
+    assert tail.bytes_read <= (1 << 20) and first.startswith("line") and not first.startswith("x")
+    with open(log, "ab") as handle:
+        handle.write(b"new line\npartial")
+    assert tail.read_new() == "new line" and tail.bytes_read == len(b"new line\npartial")
+    with open(log, "ab") as handle:
+        handle.write(b" end\n")
+    assert tail.read_new() == "partial end"
+
+
+@pytest.fixture
+def demo(tmp_path):
+    from trainer.demo_workspace import create_demo_workspace
+    workspace = tmp_path / "ws"
+    create_demo_workspace(workspace)
+    return workspace
+
+
+def _config(workspace: Path, name: str, **changes) -> Path:
+    import yaml
+    text = (workspace / "configs" / "demo.yaml").read_text()
+    values = yaml.safe_load(text)
+    values.update({"output_dir": f"../runs/{name}", "output_name": name, **changes})
+    path = workspace / "configs" / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def page(qtbot, tmp_path):
+    from lora_studio.monitor.monitor_page import MonitorPage
+    from lora_studio.targets.api import TargetContext
+    from lora_studio.targets.model import TargetSettings
+    from lora_studio.workers.tasks import TaskRunner
+    from lora_studio.workers.thumbnails import ThumbnailLoader
+
+    context = TargetContext(TargetSettings(), tmp_path / "known_hosts")
+    runner = TaskRunner()
+    thumbnails = ThumbnailLoader(tmp_path / "thumbs")
+    widget = MonitorPage(runner, thumbnails, context=lambda: context, refresh_ms=200, runs_refresh_ms=500)
+    qtbot.addWidget(widget)
+    widget.resize(1400, 860)
+    widget.show()
+    widget.context_value = context
+    yield widget
+    widget.set_workspace(None)
+    assert runner.pool.waitForDone(30_000)
+    thumbnails.stop()
+
+
+def _launch(page, config: Path, workspace: Path):
+    from lora_studio.targets.api import launch
+    from lora_studio.targets.model import LocalTarget
+    outcome = launch(LocalTarget(), config, page.context_value, workspace=workspace)
+    assert outcome.started, [(c.name, c.message) for c in outcome.report.checks]
+    return outcome
+
+
+def _state(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "status.json").read_text())["state"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@pytest.mark.slow
+def test_monitor_follows_a_real_run_to_the_end(page, demo, qtbot):
+    config = _config(demo, "live", epochs=3, sample_every_n_steps=9, save_steps=9)
+    _launch(page, config, demo)
+    page.set_workspace(demo)
+    run_dir = demo / "runs" / "live"
+    qtbot.waitUntil(lambda: page.run_dir == run_dir, timeout=20_000)
+    qtbot.waitUntil(lambda: len(page.plot.series["live"]) >= 3, timeout=120_000)
+    screenshot(page, "monitor_running")
+    qtbot.waitUntil(lambda: _state(run_dir) == "completed", timeout=240_000)
+    qtbot.waitUntil(lambda: "COMPLETED" in page.state.text(), timeout=10_000)
+    assert len(page.plot.series["live"]) == 27 and list(page.plot.series["live"].column("step")) == list(range(1, 28))
+    assert "run completed at step 27" in page.log_view.text.toPlainText()
+    assert page.samples.steps == [27, 18, 9] and page.samples.table.columnCount() == 2
+    assert page.checkpoints.count() >= 1 and not page.stop_button.isEnabled()
+    page.tabs.setCurrentIndex(1)
+    qtbot.waitUntil(lambda: page.samples.table.item(0, 0) is not None and not page.samples.table.item(0, 0).icon().isNull(),
+                    timeout=20_000)
+    screenshot(page, "monitor_samples")
+
+
+@pytest.mark.slow
+def test_stop_button_stops_the_run_with_a_checkpoint(page, demo, qtbot):
+    config = _config(demo, "to-stop", epochs=40, sample_every_n_steps=0, save_steps=0)
+    _launch(page, config, demo)
+    page.set_workspace(demo)
+    run_dir = demo / "runs" / "to-stop"
+    qtbot.waitUntil(lambda: page.run_dir == run_dir and len(page.plot.series.get("to-stop", [])) >= 2, timeout=120_000)
+    qtbot.waitUntil(lambda: page.stop_button.isEnabled(), timeout=10_000)
+    page.stop_button.click()
+    qtbot.waitUntil(lambda: _state(run_dir) == "stopped", timeout=60_000)
+    qtbot.waitUntil(lambda: "STOPPED" in page.state.text(), timeout=10_000)
+    assert page.resume_button.isEnabled()
+    status = json.loads((run_dir / "status.json").read_text())
+    assert (run_dir / status["last_checkpoint"] / "COMPLETE").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_run_is_lost_and_recovered_automatically(page, demo, qtbot, monkeypatch):
+    from lora_studio.monitor.recovery import RecoverySettings, save_settings
+    config = _config(demo, "crashy", epochs=2, sample_every_n_steps=0, save_steps=4)
+    monkeypatch.setenv("LORA_TRAINER_KILL_AT", "step:7")  # the trainer SIGKILLs itself, as a power cut would
+    _launch(page, config, demo)
+    monkeypatch.delenv("LORA_TRAINER_KILL_AT")
+    run_dir = demo / "runs" / "crashy"
+    save_settings(run_dir, RecoverySettings(enabled=True, max_attempts=2))
+    page.set_workspace(demo)
+    qtbot.waitUntil(lambda: _state(run_dir) == "completed", timeout=240_000)
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert [e["kind"] for e in events if e["kind"] in ("recovery", "resume")] == ["recovery", "resume"]
+    assert next(e for e in events if e["kind"] == "resume")["step"] == 4
+    qtbot.waitUntil(lambda: page.run_dir == run_dir and len(page.plot.series["crashy"]) == 18, timeout=20_000)
+    assert list(page.plot.series["crashy"].column("step")) == list(range(1, 19))  # one consistent curve
+    assert page.plot.recovery_steps["crashy"]
