@@ -82,3 +82,10 @@ def test_checkpoint_only_counts_when_complete_and_prunes_after(tmp_path):
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000020", "step-00000030"]
     assert not (tmp_path / "checkpoints" / "step-00000040.tmp").exists()
     assert os.path.exists(tmp_path / "checkpoints" / "step-00000030" / "COMPLETE")
+
+
+def test_tail_of_a_missing_file_is_empty_until_it_appears(tmp_path):
+    tail = JsonlTail(tmp_path / "metrics.jsonl")
+    assert tail.read_new() == []
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n', encoding="utf-8")
+    assert tail.read_new() == [{"step": 1}]

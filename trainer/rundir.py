@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from trainer.fsutil import atomic_write_text
 
@@ -243,22 +243,37 @@ class JsonlTail:
 
     def read_new(self) -> list[dict[str, Any]]:
         """New complete records since the last call ([] when nothing new or no file)."""
+        return [record for chunk in self.iter_new() for record in chunk]
+
+    def iter_new(self, chunk_bytes: int = 8 << 20) -> Iterator[list[dict[str, Any]]]:
+        """New complete records in chunks of about ``chunk_bytes``, so that a first read of a
+        huge file never holds all of its records in memory at once."""
+        while True:
+            records, more = self._read_chunk(chunk_bytes)
+            if records:
+                yield records
+            if not more:
+                return
+
+    def _read_chunk(self, chunk_bytes: int) -> tuple[list[dict[str, Any]], bool]:
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
-            return []
+            return [], False
         if self._inode is not None and (stat.st_ino != self._inode or stat.st_size < self.offset):
             self.offset = 0  # replaced or truncated: read it again from the start
         self._inode = stat.st_ino
         if stat.st_size == self.offset:
-            return []
+            return [], False
         with open(self.path, "rb") as handle:
             handle.seek(self.offset)
-            chunk = handle.read()
+            chunk = handle.read(chunk_bytes)
         end = chunk.rfind(b"\n")
         if end < 0:
-            return []
+            # No newline in a whole chunk: a line longer than the chunk, or one still being written.
+            return [], False
         self.offset += end + 1
+        more = self.offset < stat.st_size
         records = []
         for raw in chunk[: end + 1].splitlines():
             if not raw.strip():
@@ -270,7 +285,7 @@ class JsonlTail:
                 continue
             if isinstance(record, dict):
                 records.append(record)
-        return records
+        return records, more
 
 
 class MetricsSeries:

@@ -6,6 +6,7 @@ resolution, so a million points stay smooth. The x axis shows steps, epochs or w
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,8 @@ class RunCurves:
         self.markers = pg.ScatterPlotItem(size=9, symbol="t", brush=pg.mkBrush(color), pen=pg.mkPen(None))
         plot.addItem(self.markers)
         for item in (self.raw, self.smooth, self.lr):
-            item.setClipToView(True)
-            item.setDownsampling(auto=True, method="peak")
+            # The plot hands these at most a few thousand points (see LossPlot._draw).
+            item.setSkipFiniteCheck(True)
         self.items = (self.raw, self.smooth, self.lr, self.markers)
 
 
@@ -61,6 +62,10 @@ class LossPlot(QWidget):
                                                                    else foreground.darker(150)))
         self.plot = self.graph.getPlotItem()
         self.plot.showGrid(x=True, y=True, alpha=0.2)
+        for side in ("left", "bottom", "right"):
+            # Major ticks only: the axes and their grid are repainted on every new point, and
+            # minor grid lines cost more than the curves themselves at a million points.
+            self.plot.getAxis(side).setStyle(maxTickLevel=0)
         self.plot.setLabel("left", "loss")
         self.plot.setLabel("bottom", "step")
         self.legend = self.plot.addLegend(offset=(-10, 10))
@@ -72,6 +77,12 @@ class LossPlot(QWidget):
         self.plot.getAxis("right").setLabel("learning rate")
         self.lr_box.setXLink(self.plot)
         self.plot.vb.sigResized.connect(self._sync_lr_box)
+        # Follow the newest points (ranges set from running extremes: no full scans) until
+        # the user zooms or pans; "Reset zoom" follows again.
+        self.following = True
+        self.plot.vb.disableAutoRange()
+        self.plot.vb.sigRangeChangedManually.connect(self._stop_following)
+        self.plot.vb.sigXRangeChanged.connect(self._view_changed)
         self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", width=1))
         self.plot.addItem(self.cursor, ignoreBounds=True)
         self.readout = QLabel(" ", self)
@@ -88,7 +99,7 @@ class LossPlot(QWidget):
         self.smoothing.setToolTip("Smoothing of the bold curve (exponential moving average)")
         self.smoothing.valueChanged.connect(self._smoothing_changed)
         self.log_scale = QCheckBox("Log scale", self)
-        self.log_scale.toggled.connect(lambda on: self.plot.setLogMode(y=on))
+        self.log_scale.toggled.connect(lambda on: (self.plot.setLogMode(y=on), self.reset_zoom()))
         self.show_raw = QCheckBox("Raw", self)
         self.show_raw.setChecked(True)
         self.show_raw.toggled.connect(self.redraw)
@@ -143,16 +154,29 @@ class LossPlot(QWidget):
         """Read new points of every run and redraw those that changed; returns the new points."""
         arrived = 0
         for name, series in self.series.items():
+            if series.loading:
+                continue
             count = series.refresh()
             if count:
                 arrived += count
                 self._draw(name)
+        if arrived:
+            self._follow()
         return arrived
+
+    def loaded(self, name: str) -> None:
+        """A worker finished reading a run's history: draw it."""
+        if name in self.series:
+            self.series[name].loading = False
+            self._draw(name)
+            self._follow()
 
     def redraw(self) -> None:
         for name in self.series:
-            self._draw(name)
+            if not self.series[name].loading:
+                self._draw(name)
         self.plot.setLabel("bottom", self.x_axis.currentText().lower())
+        self._follow()
 
     def _x(self, series: MetricSeries) -> np.ndarray:
         key = X_AXES[self.x_axis.currentText()]
@@ -164,17 +188,25 @@ class LossPlot(QWidget):
     def _draw(self, name: str) -> None:
         series, curves = self.series[name], self.curves[name]
         x = self._x(series)
-        loss = series.column("loss")
-        curves.raw.setData(x, loss)
+        loss, lr = series.column("loss"), series.column("lr")
+        window = self._visible_slice(x)
+        if window is None:
+            # The whole run (or most of it) is on screen: draw the per-bin min/max, which
+            # costs the same at a million points as at a thousand.
+            peak_x, peak_y, bin_x, smooth, bin_lr = series.decimated.curves(x, lr)
+            curves.raw.setData(peak_x, peak_y)
+            curves.smooth.setData(bin_x, smooth)
+            curves.lr.setData(bin_x, bin_lr)
+        else:
+            curves.raw.setData(x[window], loss[window])
+            curves.smooth.setData(x[window], series.ema[window])
+            curves.lr.setData(x[window], lr[window])
         curves.raw.setVisible(self.show_raw.isChecked())
-        curves.smooth.setData(x, series.ema)
-        lr = series.column("lr")
-        curves.lr.setData(x, lr)
         curves.lr.setVisible(self.show_lr.isChecked())
-        if len(lr) and np.isfinite(lr).any():
-            # From zero to just above the peak: a constant rate is a flat line near the top.
-            top = max(float(np.nanmax(lr)) for s in self.series.values() if len(s) for lr in [s.column("lr")])
-            self.lr_box.setYRange(0, top * 1.15 or 1.0, padding=0)
+        if len(lr) and math.isfinite(lr[-1]):
+            # From zero to just above the newest rate (schedules only fall after warm-up).
+            self._lr_top = max(getattr(self, "_lr_top", 0.0), float(lr[-1]))
+            self.lr_box.setYRange(0, self._lr_top * 1.15 or 1.0, padding=0)
         steps = self.recovery_steps.get(name, [])
         if steps and len(x):
             index = np.clip(np.searchsorted(series.column("step"), steps), 0, len(x) - 1)
@@ -182,14 +214,48 @@ class LossPlot(QWidget):
         else:
             curves.markers.setData([], [])
 
+    def _visible_slice(self, x: np.ndarray) -> slice | None:
+        """The points inside a zoomed-in view when they are few enough to draw one by one."""
+        if self.following or not len(x):
+            return None
+        low, high = self.plot.vb.viewRange()[0]
+        start, stop = np.searchsorted(x, [low, high])
+        start, stop = max(0, int(start) - 1), min(len(x), int(stop) + 1)
+        return slice(start, stop) if stop - start <= 20_000 else None
+
+    def _view_changed(self, *_args) -> None:
+        if not self.following:
+            self.redraw()
+
     def _smoothing_changed(self, value: int) -> None:
         for series in self.series.values():
             series.set_smoothing(value / 100)
         self.redraw()
 
     def reset_zoom(self) -> None:
-        """Show every point again (the learning-rate axis keeps its zero-based range)."""
-        self.plot.enableAutoRange()
+        """Show every point again and follow new ones."""
+        self.following = True
+        self._follow()
+
+    def _stop_following(self, *_args) -> None:
+        self.following = False
+
+    def _follow(self) -> None:
+        if not self.following:
+            return
+        shown = [s for s in self.series.values() if len(s) and not s.loading]
+        if not shown:
+            return
+        xs = [self._x(s) for s in shown]
+        x_low, x_high = min(float(x[0]) for x in xs), max(float(x[-1]) for x in xs)
+        low = min(s.loss_min for s in shown)
+        high = max(s.loss_max for s in shown)
+        if not (math.isfinite(low) and math.isfinite(high)):
+            return
+        if self.log_scale.isChecked():
+            low, high = math.log10(max(low, 1e-12)), math.log10(max(high, 1e-12))
+        self.plot.vb.setRange(xRange=(x_low, x_high if x_high > x_low else x_low + 1),
+                              yRange=(low, high if high > low else low + 1e-3), padding=0.02)
 
     def _sync_lr_box(self) -> None:
         self.lr_box.setGeometry(self.plot.vb.sceneBoundingRect())

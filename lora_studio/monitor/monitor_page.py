@@ -286,7 +286,11 @@ class MonitorPage(QWidget):
         self.log_view.set_log(run_dir / LOG_FILE if run_dir else None)
         if run_dir is not None:
             for folder in [run_dir, *(overlay or [])]:
-                self.plot.add_run(folder.name, folder / METRICS_FILE)
+                series = self.plot.add_run(folder.name, folder / METRICS_FILE)
+                # The history of a long run (a million lines) is read off the UI thread.
+                series.loading = True
+                self.runner.start(series.refresh, on_done=lambda _n, name=folder.name: self.plot.loaded(name),
+                                  on_error=lambda _m, name=folder.name: self.plot.loaded(name))
             self.auto_recover.blockSignals(True)
             self.auto_recover.setChecked(load_recovery(run_dir).enabled)
             self.auto_recover.blockSignals(False)

@@ -29,6 +29,14 @@ class MetricSeries:
         self.count = 0
         self.smoothing = smoothing
         self.bytes_read = 0  # of the last refresh, for the benchmark
+        # True while a worker reads the history of a big run: the UI must not refresh it then.
+        self.loading = False
+        # Running extremes of the loss, kept up to date per point so that the plot can set
+        # its range without scanning a million points on every refresh.
+        self.loss_min = math.inf
+        self.loss_max = -math.inf
+        self.decimated = Decimated()
+        self.decimated_upto = 0
 
     def __len__(self) -> int:
         return self.count
@@ -45,27 +53,30 @@ class MetricSeries:
     def set_smoothing(self, smoothing: float) -> None:
         """Change the EMA weight (0 = raw) and recompute it over all points."""
         self.smoothing = min(max(smoothing, 0.0), 0.999)
+        self.decimated_upto = self.count  # force the bins to be rebuilt with the new curve
         self._recompute_ema(0)
 
     def refresh(self) -> int:
         """Read new lines; returns how many points arrived (after any cut for a resume)."""
         before = self.tail.offset
-        records = self.tail.read_new()
-        self.bytes_read = self.tail.offset - before
-        if not records:
-            return 0
         first_changed = self.count
-        for record in records:
-            step = record.get("step")
-            if not isinstance(step, (int, float)):
-                continue
-            if self.count and step <= self._data["step"][self.count - 1]:
-                # A resumed run writes these steps again: its lines replace the old ones.
-                self.count = int(np.searchsorted(self._data["step"][:self.count], step, side="left"))
-                first_changed = min(first_changed, self.count)
-            self._append(record)
-        self._recompute_ema(first_changed)
-        return len(records)
+        arrived = 0
+        for records in self.tail.iter_new():
+            arrived += len(records)
+            for record in records:
+                step = record.get("step")
+                if not isinstance(step, (int, float)):
+                    continue
+                if self.count and step <= self._data["step"][self.count - 1]:
+                    # A resumed run writes these steps again: its lines replace the old ones.
+                    self.count = int(np.searchsorted(self._data["step"][:self.count], step, side="left"))
+                    first_changed = min(first_changed, self.count)
+                    self._recompute_extremes()
+                self._append(record)
+        self.bytes_read = self.tail.offset - before
+        if arrived:
+            self._recompute_ema(first_changed)
+        return arrived
 
     def _append(self, record: dict) -> None:
         if self.count == len(self._ema):
@@ -75,9 +86,22 @@ class MetricSeries:
         for name in FIELDS:
             value = record.get(name)
             self._data[name][self.count] = float(value) if isinstance(value, (int, float)) else math.nan
+        loss = self._data["loss"][self.count]
+        if math.isfinite(loss):
+            self.loss_min = min(self.loss_min, loss)
+            self.loss_max = max(self.loss_max, loss)
         self.count += 1
 
+    def _recompute_extremes(self) -> None:
+        loss = self._data["loss"][:self.count]
+        finite = loss[np.isfinite(loss)]
+        self.loss_min = float(finite.min()) if len(finite) else math.inf
+        self.loss_max = float(finite.max()) if len(finite) else -math.inf
+
     def _recompute_ema(self, start: int) -> None:
+        if start < self.decimated_upto:
+            self.decimated = Decimated()  # a resume cut the series: bin it again from the start
+            self.decimated_upto = 0
         loss = self._data["loss"]
         weight = self.smoothing
         previous = self._ema[start - 1] if start > 0 else math.nan
@@ -90,6 +114,9 @@ class MetricSeries:
             elif not math.isnan(value):
                 previous = weight * previous + (1 - weight) * value
             self._ema[i] = previous
+        for i in range(self.decimated_upto, self.count):
+            self.decimated.add(i, loss[i], self._ema[i])
+        self.decimated_upto = self.count
 
     def to_csv(self) -> str:
         """All points as CSV text (for export)."""
@@ -116,3 +143,57 @@ def read_events(path: Path | str) -> list[dict]:
         if isinstance(event, dict):
             events.append(event)
     return events
+
+
+class Decimated:
+    """Per-bin min/max of the loss for drawing a whole run at screen resolution.
+
+    Bins hold `size` consecutive points; when there would be more than `max_bins`, pairs of
+    bins merge and `size` doubles. Appending is O(1) amortised, so a plot of a million points
+    redraws from a few thousand values instead of scanning them all.
+    """
+
+    def __init__(self, max_bins: int = 2048) -> None:
+        self.max_bins = max_bins  # even, so that bins always merge in whole pairs
+        self.size = 1
+        self.first: list[int] = []  # index of each bin's first point
+        self.low: list[float] = []
+        self.high: list[float] = []
+        self.last: list[float] = []  # each bin's last smoothed value
+        self.filled = 0  # points in the last bin
+
+    def add(self, index: int, value: float, smooth: float) -> None:
+        """Put point ``index`` (loss ``value``, smoothed ``smooth``) into its bin."""
+        if self.first and self.filled < self.size:
+            i = len(self.first) - 1
+            if math.isfinite(value):
+                self.low[i] = value if not math.isfinite(self.low[i]) else min(self.low[i], value)
+                self.high[i] = value if not math.isfinite(self.high[i]) else max(self.high[i], value)
+            self.last[i] = smooth
+            self.filled += 1
+            return
+        if len(self.first) == self.max_bins:
+            # Every bin is full: pairs become one bin, twice as wide, and the point goes on.
+            self.first = self.first[0::2]
+            self.low = [min(a, b) for a, b in zip(self.low[0::2], self.low[1::2])]
+            self.high = [max(a, b) for a, b in zip(self.high[0::2], self.high[1::2])]
+            self.last = self.last[1::2]
+            self.size *= 2
+            self.filled = self.size
+            self.add(index, value, smooth)
+            return
+        self.first.append(index)
+        self.low.append(value)
+        self.high.append(value)
+        self.last.append(smooth)
+        self.filled = 1
+
+    def curves(self, x: np.ndarray, lr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(x, loss) through each bin's min and max, and (x, smoothed, lr) at each bin."""
+        index = np.asarray(self.first, dtype=np.int64)
+        bin_x = x[index]
+        peak_x = np.repeat(bin_x, 2)
+        peak_y = np.empty(len(peak_x))
+        peak_y[0::2] = self.low
+        peak_y[1::2] = self.high
+        return peak_x, peak_y, bin_x, np.asarray(self.last), lr[index]

@@ -155,3 +155,20 @@ def test_a_killed_run_is_lost_and_recovered_automatically(page, demo, qtbot, mon
     qtbot.waitUntil(lambda: page.run_dir == run_dir and len(page.plot.series["crashy"]) == 18, timeout=20_000)
     assert list(page.plot.series["crashy"].column("step")) == list(range(1, 19))  # one consistent curve
     assert page.plot.recovery_steps["crashy"]
+
+
+def test_a_million_points_are_drawn_from_a_few_thousand_bins_that_keep_every_spike(tmp_path):
+    import numpy as np
+    path = tmp_path / "metrics.jsonl"
+    losses = np.full(100_000, 0.5)
+    losses[77_777] = 9.0  # one spike must survive decimation
+    losses[12_345] = 0.01
+    path.write_text("".join(json.dumps({"step": i + 1, "loss": float(v), "lr": 1e-4}) + "\n"
+                            for i, v in enumerate(losses)), encoding="utf-8")
+    series = MetricSeries(path)
+    series.refresh()
+    bins = series.decimated
+    assert len(bins.first) <= bins.max_bins and bins.size >= 64
+    peak_x, peak_y, _, smooth, _ = bins.curves(series.column("step"), series.column("lr"))
+    assert peak_y.max() == 9.0 and peak_y.min() == 0.01 and (series.loss_min, series.loss_max) == (0.01, 9.0)
+    assert peak_x[0] == 1 and len(smooth) == len(bins.first)
