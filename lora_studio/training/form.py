@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QScrollArea,
                                QToolButton, QVBoxLayout, QWidget)
 
-from trainer.config.schema import GROUPS, OPTIONS, Option, defaults
+from trainer.config.schema import GROUPS, OPTIONS, OPTIONS_BY_NAME, Option, defaults
 
 from .option_editors import OptionEditor, make_editor
 
@@ -24,6 +24,19 @@ def option_label(option: Option) -> str:
     words = [_ACRONYMS.get(word, word) for word in option.name.split("_")]
     text = " ".join(words)
     return text[:1].upper() + text[1:]
+
+
+def same_value(name: str, a: Any, b: Any) -> bool:
+    """Equal as the option's type sees it (YAML's `2e-4` text equals the number 0.0002)."""
+    option = OPTIONS_BY_NAME.get(name)
+    if option is not None and option.type == "float":
+        try:
+            return a is b or float(a) == float(b)
+        except (TypeError, ValueError):
+            return a == b
+    if option is not None and option.type == "choice" and isinstance(a, str) and isinstance(b, str):
+        return a.lower() == b.lower()
+    return a == b
 
 
 class OptionRow(QWidget):
@@ -144,9 +157,13 @@ class TrainingForm(QWidget):
         self._edited()
 
     def differences(self) -> dict[str, tuple[Any, Any]]:
-        """Options whose value differs from the preset: name -> (preset value, current value)."""
+        """Options whose value differs from the preset: name -> (preset value, current value).
+
+        Paths are left out: presets never set them, they belong to the data set.
+        """
         current = self.values()
-        return {name: (self.baseline[name], value) for name, value in current.items() if value != self.baseline[name]}
+        return {name: (self.baseline[name], value) for name, value in current.items()
+                if OPTIONS_BY_NAME[name].type != "path" and not same_value(name, value, self.baseline[name])}
 
     # -- problems ----------------------------------------------------------------------
     def show_problems(self, problems: list[Any]) -> None:
@@ -187,9 +204,9 @@ class TrainingForm(QWidget):
         self.valuesChanged.emit()
 
     def _mark_differences(self) -> None:
-        current = self.values()
+        differing = self.differences()
         for name, row in self.rows.items():
-            differs = current[name] != self.baseline[name]
+            differs = name in differing
             row.reset.setVisible(differs)
             font = self.labels[name].font()
             font.setBold(differs)

@@ -25,23 +25,10 @@ from trainer.fsutil import atomic_write_text
 
 from ..workers.tasks import TaskRunner
 from .analysis import Analysis, analyse
-from .form import TrainingForm
+from .form import TrainingForm, same_value
 from .presets import Preset, list_presets, save_user_preset
 
 VALIDATE_DELAY_MS = 300
-
-
-def same_value(name: str, a: Any, b: Any) -> bool:
-    """Equal as the option's type sees it (YAML's `2e-4` text equals the number 0.0002)."""
-    option = OPTIONS_BY_NAME.get(name)
-    if option is not None and option.type == "float":
-        try:
-            return a is b or float(a) == float(b)
-        except (TypeError, ValueError):
-            return a == b
-    if option is not None and option.type == "choice" and isinstance(a, str) and isinstance(b, str):
-        return a.lower() == b.lower()
-    return a == b
 
 
 def _duration(seconds: float) -> str:
@@ -78,6 +65,9 @@ class TrainingPage(QWidget):
         self.save_button = QPushButton("Save", self)
         self.save_button.setShortcut("Ctrl+S")
         self.save_button.clicked.connect(self.save)
+        self.reset_all_button = QPushButton("Reset all", self)
+        self.reset_all_button.setToolTip("Put every option back to the preset's value (paths are kept)")
+        self.reset_all_button.clicked.connect(self._preset_chosen)
         self.save_preset_button = QPushButton("Save as preset…", self)
         self.save_preset_button.clicked.connect(self._save_as_preset)
         self.target_box = QComboBox(self)
@@ -90,6 +80,7 @@ class TrainingPage(QWidget):
         header.addWidget(self.title, 1)
         header.addWidget(QLabel("Preset:", self))
         header.addWidget(self.preset_box)
+        header.addWidget(self.reset_all_button)
         header.addWidget(self.save_preset_button)
         header.addWidget(self.save_button)
         header.addWidget(QLabel("Run on:", self))

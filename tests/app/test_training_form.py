@@ -133,6 +133,10 @@ def test_presets_apply_and_show_their_differences(page, qtbot):
     assert "lora_rank" in page.form.differences()
     page.form.reset_option("lora_rank")
     assert page.form.rows["lora_rank"].editor.value() == 8 and "lora_rank" not in page.form.differences()
+    page.form.rows["lora_rank"].editor.spin.setValue(24)
+    page.form.rows["batch_size"].editor.spin.setValue(3)
+    page.reset_all_button.click()
+    assert not page.form.differences() and page.form.rows["train_data_dir"].editor.value() == "../datasets/shapes"
 
 
 def test_kohya_import_lists_what_was_left_out(page, qtbot):
