@@ -7,8 +7,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QIcon, QImage, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QDialog, QHBoxLayout, QLabel, QPushButton, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QDialog, QHBoxLayout, QLabel, QPushButton, QSizePolicy,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ..workers.thumbnails import ThumbnailLoader
 
@@ -36,12 +36,14 @@ class SamplesView(QWidget):
         self.compare_button = QPushButton("Compare selected", self)
         self.compare_button.setToolTip("Select two samples (Ctrl+click) to see them side by side")
         self.compare_button.clicked.connect(self.compare_selected)
+        self.compare_button.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         self.empty = QLabel("No samples yet. Set sample_prompts and sample_every_n_steps to see the LoRA's progress.",
                             self)
         self.empty.setWordWrap(True)
         bar = QHBoxLayout()
         bar.addWidget(self.empty, 1)
-        bar.addWidget(self.compare_button)
+        bar.addStretch(0)
+        bar.addWidget(self.compare_button, 0, Qt.AlignmentFlag.AlignRight)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(bar)

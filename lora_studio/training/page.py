@@ -73,6 +73,7 @@ class TrainingPage(QWidget):
         self.target_box = QComboBox(self)
         self.target_box.setObjectName("targetBox")
         self.target_box.setToolTip("Where the training runs (targets are set up in the Targets panel)")
+        self.target_box.addItem("This computer")
         self.start_button = QPushButton("Start training", self)
         self.start_button.setObjectName("startButton")
         self.start_button.clicked.connect(self._start)

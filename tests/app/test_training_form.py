@@ -59,12 +59,13 @@ def test_one_editor_per_option_and_defaults_validate(page, tmp_path):
     assert config is not None, problems
 
 
-def test_valid_demo_config_shows_steps_and_enables_start(page):
+def test_valid_demo_config_shows_steps_and_enables_start(page, qtbot):
     assert page.start_button.isEnabled()
     assert page.analysis.figures.images == 36 and page.analysis.figures.total_steps == 36
     assert "36</b> steps" in page.figures.text() and "GPU memory" in page.memory.text()
     screenshot(page, "training_form_basic")
     page.form.show_advanced.setChecked(True)
+    qtbot.wait(200)  # let the groups lay out their new rows
     screenshot(page, "training_form_advanced")
 
 
