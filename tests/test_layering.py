@@ -14,7 +14,9 @@ QT_LIBS = ("PySide6", "PyQt5", "PyQt6", "pyqtgraph", "qtpy", "shiboken6")
 # Modules of trainer/ that the desktop app imports: they must work without torch.
 SHARED_TRAINER_MODULES = ("trainer", "trainer.config", "trainer.config.schema", "trainer.captions", "trainer.rundir",
                           "trainer.images", "trainer.dataset_scan", "trainer.buckets", "trainer.fsutil",
-                          "trainer.lora_metadata", "trainer.demo_workspace", "trainer.checkpoint")
+                          "trainer.lora_metadata", "trainer.demo_workspace", "trainer.checkpoint", "trainer.estimate",
+                          "trainer.resume", "trainer.labeling.errors", "trainer.labeling.merge",
+                          "trainer.labeling.model_search", "trainer.labeling.registry", "trainer.labeling.args")
 
 
 def _imported_roots(folder: Path) -> dict[str, list[str]]:

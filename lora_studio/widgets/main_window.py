@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QM
                                QStackedWidget, QToolBar, QVBoxLayout, QWidget)
 
 from .. import APP_NAME, __version__
+from ..autocaption.hook import AutoCaptionController
 from ..dialogs.bulk_dialog import BulkEditDialog
 from ..dialogs.conflict_dialog import ConflictDialog
 from ..editing.conflicts import Conflict
@@ -88,6 +89,11 @@ class MainWindow(QMainWindow):
         }
         self.resizeDocks([self.docks["workspace"], self.docks["details"]], [260, 380], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["problems"]], [110], Qt.Orientation.Vertical)
+        from ..targets_ui.panel import TargetsPanel  # the Targets dock: hidden until Training > Targets…
+        self.targets_panel = TargetsPanel(self.runner, lambda: self.workspace, self)
+        self.targets_panel.targetsChanged.connect(self._refresh_targets)
+        self.docks["targets"] = self._dock("Targets", self.targets_panel, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.docks["targets"].hide()
 
         self.actions = create_actions(self)
         self.empty_state = EmptyState([self.actions.open_workspace, self.actions.open_demo], self)
@@ -100,6 +106,8 @@ class MainWindow(QMainWindow):
         self._build_toolbar()
         self._build_status_bar()
         self._connect()
+        self.autocaption = AutoCaptionController(self)  # "Auto-caption…" in Edit menu and toolbar
+        self._refresh_targets()
 
         # Load the CLIP tokenizer's merge table (~0.2 s) off the UI thread, before it is needed.
         from ..tokens import count_tokens
@@ -142,6 +150,7 @@ class MainWindow(QMainWindow):
         train_menu.addAction("&Import kohya Config…", self.workbench.import_kohya)
         train_menu.addSeparator()
         train_menu.addAction("Show &Runs", QKeySequence("Ctrl+3"), lambda: self.workbench.setCurrentIndex(2))
+        train_menu.addAction("&Targets…", self.targets_panel.reveal)
         file_menu.addActions([a.save, a.reload])
         self.convert_menu = file_menu.addMenu("&Convert Captions To")
         for fmt, label in (("csv", "metadata.csv (filename,prompt)"), ("txt", ".txt files next to images"),

@@ -46,6 +46,10 @@ class Workbench(QTabWidget):
         self.workspace: Path | None = None
         self.training = TrainingPage(runner, self)
         self.monitor = MonitorPage(runner, thumbnails, self)
+        for page in (self.training, self.monitor):
+            # A tab widget is as wide as its widest page's minimum; without this, the Train
+            # page's row of buttons would squeeze the Captions tab's docks to nothing.
+            page.setMinimumSize(480, 320)
         self.addTab(captions, "Captions")
         self.addTab(self.training, "Train")
         self.addTab(self.monitor, "Runs")

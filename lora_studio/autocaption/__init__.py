@@ -1,0 +1,16 @@
+"""Auto-captioning from the caption grid (issue 9): the app side of ``python -m trainer label``.
+
+The app never loads a captioning model itself: it runs the trainer as a subprocess in
+dry-run mode, follows the job's run folder, and applies the results as one undo step.
+
+Layout, smallest first:
+
+- :mod:`.captioners` - the workspace's captioning models, checked with the trainer's torch-free registry;
+- :mod:`.request` - what the user asked for, the trainer's command line, the job's run folder;
+- :mod:`.plan` - results vs. the captions in the grid *now*: what will change, what is kept (pure);
+- :mod:`.launchers` - where the job runs (this computer; the seam for GPU VMs);
+- :mod:`.job` - one running job: its process, status.json and captions.jsonl, stop;
+- :mod:`.preview_model` - the preview table's item model;
+- :mod:`.dialog` - the "Auto-caption" dialog;
+- :mod:`.hook` - the main window's action and the glue to its dataset session.
+"""

@@ -1,0 +1,389 @@
+"""The "Auto-caption" dialog: settings, a running job's progress, a preview, apply as one undo step.
+
+The dialog gets plain data and callables from its owner (see :mod:`.hook`): the images of
+each scope, a function that returns the grid's captions *now*, and one that applies changes
+as a named undo step. It never touches the caption model or the session itself.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (QAbstractItemView, QDialog, QHBoxLayout, QHeaderView, QLabel, QProgressBar,
+                               QPushButton, QTableView, QVBoxLayout, QWidget)
+
+from .captioners import CaptionerChoice
+from .job import FORCE_AFTER_MS, JobEnd, LabelJob
+from .launchers import LabelLauncher
+from .plan import ApplyPlan, Outcome, plan_changes, undo_name
+from .preview_model import COL_AFTER, COL_IMAGE, COL_NOW, PreviewModel
+from .request import new_run_dir
+from .settings_panel import SettingsPanel
+
+ACTIVE_PHASES = {"starting": "Starting…", "preparing": "Loading the model…"}
+ERROR_COLOR = "#b91c1c"  # readable on the light and the dark theme
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds} s" if seconds < 90 else f"{seconds // 60} min {seconds % 60:02d} s"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'s' if count != 1 else ''}"
+
+
+class AutoCaptionDialog(QDialog):
+    """Non-modal; the job runs as a subprocess, so the grid stays usable meanwhile."""
+
+    applied = Signal(int, str)  # captions changed, the undo step's name
+
+    def __init__(self, *, dataset: Path, scopes: dict[str, list[str]],
+                 captions: Callable[[], dict[str, str] | None], apply: Callable[[dict[str, str], str], int],
+                 captioners: list[CaptionerChoice], workspace: Path, launchers: list[LabelLauncher],
+                 flush_edits: Callable[[], None] = lambda: None, parent: QWidget | None = None,
+                 poll_ms: int = 300) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Auto-caption — {dataset.name}")
+        self.dataset, self.captions_fn, self.apply_fn = dataset, captions, apply
+        self.workspace, self.flush_edits, self.poll_ms = workspace, flush_edits, poll_ms
+        self.job: LabelJob | None = None
+        self.plan = ApplyPlan()
+        self._closing = False
+        self.settings = SettingsPanel(scopes, captioners, workspace, launchers, self)
+        self._build()
+        self.settings.changed.connect(self._update_summary)
+        self._update_summary()
+        self.resize(1040, 640)
+
+    # -- construction -------------------------------------------------------------------
+    def _build(self) -> None:
+        # What Start would do (left, above Start) vs. what the job did (right, above the preview).
+        self.summary = QLabel("", self)
+        self.summary.setWordWrap(True)
+        left_widget = QWidget(self)
+        left = QVBoxLayout(left_widget)
+        left.setContentsMargins(0, 0, 0, 0)
+        left.addWidget(self.settings)
+        left.addStretch(1)
+        left.addWidget(self.summary)
+        left_widget.setFixedWidth(390)
+
+        self.headline = QLabel("Preview", self)
+        self.headline.setStyleSheet("font-weight: 600;")
+        self.headline.setWordWrap(True)
+        self.progress = QProgressBar(self)
+        self.progress.setTextVisible(False)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.state_label = QLabel("Start proposes captions here; nothing changes until you apply them.", self)
+        self.state_label.setObjectName("hint")
+        self.state_label.setWordWrap(True)
+        self.errors = QLabel("", self)
+        self.errors.setWordWrap(True)
+        self.errors.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.errors.setStyleSheet(f"color: {ERROR_COLOR};")
+        self.errors.hide()
+        self.preview_model = PreviewModel(self)
+        self.table = QTableView(self)
+        self.table.setModel(self.preview_model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.table.verticalHeader().hide()
+        self.table.setAlternatingRowColors(True)
+        header = self.table.horizontalHeader()
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        for column, width in ((COL_IMAGE, 120), (COL_NOW, 190)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
+            header.resizeSection(column, width)
+        header.setSectionResizeMode(COL_AFTER, QHeaderView.ResizeMode.Stretch)  # what the user checks
+        self.table.selectionModel().currentRowChanged.connect(lambda *_: self._show_row_detail())
+        # Captions are long and rows are one line: the current row is shown in full below.
+        self.row_detail = QLabel("", self)
+        self.row_detail.setWordWrap(True)
+        self.row_detail.setTextFormat(Qt.TextFormat.RichText)
+        self.row_detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.row_detail.setMinimumHeight(self.row_detail.fontMetrics().lineSpacing() * 4)
+        self.row_detail.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.counts = QLabel("", self)
+        self.counts.setWordWrap(True)
+        self.counts.setStyleSheet("font-weight: 600;")
+        right = QVBoxLayout()
+        right.setContentsMargins(0, 0, 0, 0)
+        for widget in (self.headline, self.progress, self.state_label, self.errors):
+            right.addWidget(widget)
+        right.addWidget(self.table, 1)
+        right.addWidget(self.row_detail)
+        right.addWidget(self.counts)
+        body = QHBoxLayout()
+        body.addWidget(left_widget)
+        body.addLayout(right, 1)
+
+        # Start/Stop drive the job (left, under the settings); Apply/Close end the dialog (right).
+        self.start_button = QPushButton("Start", self)
+        self.stop_button = QPushButton("Stop", self)
+        self.apply_button = QPushButton("Apply", self)
+        self.close_button = QPushButton("Close", self)
+        for button in (self.start_button, self.stop_button, self.apply_button, self.close_button):
+            button.setAutoDefault(False)
+            button.setMinimumWidth(96)
+        self.apply_button.setMinimumWidth(150)  # room for "Apply to 1,234 images" without a jump
+        self.stop_button.setEnabled(False)
+        self.apply_button.setEnabled(False)
+        self.start_button.setDefault(True)
+        self.start_button.clicked.connect(self.start)
+        self.stop_button.clicked.connect(self.stop)
+        self.apply_button.clicked.connect(self.apply)
+        self.close_button.clicked.connect(self.reject)
+        buttons = QHBoxLayout()
+        for button in (self.start_button, self.stop_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        for button in (self.apply_button, self.close_button):
+            buttons.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(body, 1)
+        layout.addLayout(buttons)
+
+    # -- state --------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Whether its job is running."""
+        return self.job is not None and self.job.running
+
+    @property
+    def closing(self) -> bool:
+        """Closed while its job was running: it goes away when the job has stopped."""
+        return self._closing
+
+    def set_scopes(self, scopes: dict[str, list[str]]) -> None:
+        """New selected / filtered / all images (the grid changed); ignored while a job runs."""
+        if not self.running:
+            self.settings.set_scopes(scopes)
+
+    def grid_changed(self, *_changed_rows: object) -> None:
+        """Captions changed in the grid: recount what "fill" would caption, redo the preview."""
+        self._update_summary()
+        self.refresh_preview()
+
+    def images_to_caption(self) -> list[str]:
+        """The scope's images; with "fill", only those without a caption in the grid now."""
+        rels = self.settings.scopes.get(self.settings.scope(), [])
+        if self.settings.mode() != "fill":
+            return list(rels)
+        captions = self.captions_fn() or {}
+        return [rel for rel in rels if not captions.get(rel, "").strip()]
+
+    def problem(self) -> str | None:
+        """Why the job cannot start, or None."""
+        if self.captions_fn() is None:
+            return "The dataset was closed; open it again to auto-caption it."
+        choice = self.settings.captioner()
+        if choice is None:
+            return "No captioning model in the workspace."
+        if not choice.usable:
+            return f"The model {choice.name} cannot be used (see above)."
+        if "," in self.settings.trigger.text():
+            return "A trigger word cannot contain a comma."
+        if not self.settings.scopes.get(self.settings.scope()):
+            return "No images in this scope."
+        if not self.images_to_caption():
+            return "Nothing to caption: every image of this scope has a caption (fill never overwrites)."
+        return None
+
+    def _update_summary(self) -> None:
+        if self.running:
+            return
+        problem = self.problem()
+        self.start_button.setEnabled(problem is None)
+        if problem:
+            self.summary.setText(problem)
+            return
+        todo, total = len(self.images_to_caption()), len(self.settings.scopes.get(self.settings.scope(), []))
+        text = f"Will caption {_plural(todo, 'image')}"
+        if todo != total:
+            text += f" of {total:,} (the others have a caption and are kept)"
+        self.summary.setText(text + ".")
+
+    # -- the job ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the job (a subprocess; this returns at once)."""
+        if self.running:
+            return
+        self.flush_edits()  # a caption being typed counts: "fill" must not caption that image
+        launcher = self.settings.launcher()
+        if self.problem() is not None or launcher is None:
+            self._update_summary()
+            return
+        request = self.settings.request(self.dataset, self.images_to_caption())
+        try:
+            run_dir = new_run_dir(self.workspace)
+        except OSError as exc:
+            self._show_errors("Cannot create the job's run folder:", [str(exc)])
+            return
+        self.plan = ApplyPlan()
+        self.preview_model.set_rows([])
+        self.counts.setText("")
+        self.errors.hide()
+        self.job = LabelJob(request, launcher, run_dir, self, self.poll_ms)
+        self.job.statusChanged.connect(self._on_status)
+        self.job.resultsAdded.connect(lambda _records: self.refresh_preview())
+        self.job.finished.connect(self._on_finished)
+        self._set_running(True)
+        self.headline.setText(f"Captioning {_plural(len(request.images), 'image')}…")
+        self.state_label.setText(f"Starting… (run folder {run_dir})")
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        try:
+            self.job.start()
+        except OSError as exc:
+            self.job = None
+            self._set_running(False)
+            self._show_errors("Cannot start the job:", [str(exc)])
+
+    def _set_running(self, running: bool) -> None:
+        self.settings.set_locked(running)
+        self.start_button.setEnabled(not running and self.problem() is None)
+        self.start_button.setText("Start again" if self.job is not None and not running else "Start")
+        self.stop_button.setEnabled(running)
+        self.stop_button.setText("Stop")
+        self.apply_button.setEnabled(False)
+
+    def stop(self) -> None:
+        """Stop after the current batch (what is done can still be applied); later: end it now."""
+        if self.job is None or not self.job.running:
+            return
+        if self.job.stop_requested:
+            self.job.kill()
+            return
+        self.job.stop()
+        self.stop_button.setText("Stopping…")
+        self.stop_button.setEnabled(False)
+        self.state_label.setText("Stopping after the current batch…")
+        job = self.job
+
+        def offer_force() -> None:
+            if self.job is job and job.running:
+                self.stop_button.setText("End now")
+                self.stop_button.setEnabled(True)
+
+        QTimer.singleShot(FORCE_AFTER_MS, self, offer_force)
+
+    def _on_status(self, status: dict[str, Any]) -> None:
+        state = status.get("state", "")
+        total, step = int(status.get("total_steps") or 0), int(status.get("step") or 0)
+        if state in ACTIVE_PHASES:
+            self.progress.setRange(0, 0)
+            self.state_label.setText(ACTIVE_PHASES[state])
+            return
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(step)
+        if state in ("training", "saving") and not (self.job and self.job.stop_requested):
+            rate = float(status.get("images_per_s") or 0.0)
+            text = f"Captioning {step:,} / {total:,}"
+            if rate > 0:
+                text += f" · {rate:.1f} images/s"
+            if status.get("eta_s"):
+                text += f" · about {_duration(float(status['eta_s']))} left"
+            self.state_label.setText(text)
+
+    def _on_finished(self, end: JobEnd) -> None:
+        if self._closing:
+            super().reject()
+            return
+        self._set_running(False)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if end.state == "completed" else 0)
+        job = self.job
+        if end.has_results:
+            done = int((job.status if job else {}).get("step") or 0)
+            self.headline.setText(f"{end.message} Review the captions, then apply them.")
+            self.state_label.setText(f"{_plural(done, 'image')} captioned; nothing is written until you apply "
+                                     "(then Undo takes it back).")
+        else:
+            self.settings.recheck_models()  # a model folder may have changed since the dialog opened
+            self.headline.setText("The job did not finish.")
+            self.progress.hide()  # an empty bar says nothing; the errors below do
+            self.state_label.setText(f"Run folder: {job.run_dir if job else ''}")
+            self._show_errors(end.message, end.problems)
+        self.refresh_preview()
+        if self.preview_model.rows and not self.table.currentIndex().isValid():
+            self.table.setCurrentIndex(self.preview_model.index(0, 0))
+        self._update_summary()
+
+    def _show_errors(self, title: str, lines: list[str]) -> None:
+        text = "<b>" + html.escape(title) + "</b>"
+        text += "".join(f"<br>• {html.escape(line)}" for line in lines if line)
+        self.errors.setText(text)
+        self.errors.show()
+
+    # -- preview ------------------------------------------------------------------------------
+    def refresh_preview(self, *_changed_rows: object) -> None:
+        """Recompute the preview against the grid's captions now (they may have been edited)."""
+        if self.job is None:
+            return
+        captions = self.captions_fn()
+        if captions is None:
+            self.counts.setText("The dataset was closed; open it again to apply results.")
+            self.apply_button.setEnabled(False)
+            return
+        request = self.job.request
+        self.plan = plan_changes(self.job.records, captions, request.mode, request.trigger)
+        self.preview_model.set_rows(self.plan.rows)
+        self._show_row_detail()
+        finished = self.job.end is not None and self.job.end.has_results
+        if self.plan.rows:
+            self.counts.setText(("" if finished else "So far: ") + self.plan.summary() + ".")
+        else:
+            self.counts.setText("No results." if finished else "")
+        count = len(self.plan.changes)
+        ready = finished and count > 0
+        self.apply_button.setEnabled(ready)
+        self.apply_button.setDefault(ready)  # Enter applies once there is something to apply
+        self.start_button.setDefault(not ready)
+        self.apply_button.setText(f"Apply to {_plural(count, 'image')}" if count else "Apply")
+
+    def _show_row_detail(self) -> None:
+        index = self.table.currentIndex()
+        if not index.isValid() or index.row() >= len(self.preview_model.rows):
+            self.row_detail.setText("")
+            return
+        row = self.preview_model.rows[index.row()]
+        after = html.escape(row.after) if row.outcome is Outcome.CHANGE else f"<i>{html.escape(row.note)}</i>"
+        self.row_detail.setText(f"<b>{html.escape(row.rel)}</b><br>Now: {html.escape(row.now) or '<i>(empty)</i>'}"
+                                f"<br>After: {after}")
+
+    # -- apply and close --------------------------------------------------------------------------
+    def apply(self) -> None:
+        """Apply the results as one undo step, against the captions as they are now."""
+        if self.job is None or self.job.end is None or not self.job.end.has_results:
+            return
+        self.flush_edits()  # a caption being typed counts as written by hand
+        self.refresh_preview()
+        changes = {rel: after for rel, (_now, after) in self.plan.changes.items()}
+        if not changes:
+            return
+        name = undo_name(len(changes))
+        count = self.apply_fn(changes, name)
+        self.applied.emit(count, name)
+        self.accept()
+
+    def reject(self) -> None:
+        """Close; a running job is stopped first (nothing was written, so nothing is lost)."""
+        if self.running and self.job is not None:
+            self._closing = True
+            self.job.stop()
+            self.hide()
+            return
+        super().reject()
+
+    def shutdown(self) -> None:
+        """End a running job at once (the app is closing)."""
+        if self.running and self.job is not None:
+            self._closing = True
+            self.job.kill()

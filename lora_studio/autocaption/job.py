@@ -1,0 +1,138 @@
+"""One running auto-caption job, followed through its run folder.
+
+The job's process is started by a launcher; progress comes from ``status.json`` and the
+results from ``captions.jsonl`` (read incrementally, a few small reads per second, the way
+the Runs page follows training). Stopping writes ``STOP``, which works on any target that
+sees the run folder; a job that has not yet created its run folder gets SIGTERM instead,
+because the trainer removes a ``STOP`` left from before it started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from trainer.rundir import JsonlTail, read_status
+
+from .launchers import JobProcess, LabelLauncher
+from .request import LabelRequest, write_images_file
+
+RESULTS_FILE = "captions.jsonl"
+STOP_FILE = "STOP"
+FORCE_AFTER_MS = 15_000  # after a stop request, offer to end the process at once
+EXIT_INVALID = 2
+
+
+@dataclass
+class JobEnd:
+    """How a job ended, in words for the dialog."""
+
+    state: str  # completed | stopped | failed | invalid
+    message: str
+    problems: list[str] = field(default_factory=list)  # input problems (exit 2), one per line
+
+    @property
+    def has_results(self) -> bool:
+        """Whether its results can be previewed and applied (a stopped job keeps what it did)."""
+        return self.state in ("completed", "stopped")
+
+
+def input_problems(output: str) -> list[str]:
+    """The ``error: ...`` lines the trainer prints for bad input (exit 2)."""
+    return [line[len("error: "):] for line in output.splitlines() if line.startswith("error: ")]
+
+
+def describe_end(code: int, output: str, status: dict[str, Any], stop_requested: bool) -> JobEnd:
+    """Turn the exit code, the console output and the final status into a :class:`JobEnd`."""
+    state = status.get("state")
+    if code == 0:  # done or stopped on request (the trainer's exit codes)
+        if state == "stopped":
+            return JobEnd("stopped", f"Stopped after {status.get('step', 0)} of {status.get('total_steps', 0)} images.")
+        return JobEnd("completed", "Done.")
+    if code == EXIT_INVALID:
+        problems = input_problems(output) or [output.strip()[-2000:]]
+        return JobEnd("invalid", "The job did not start:", problems)
+    if code == -1 and stop_requested:
+        return JobEnd("stopped", "Stopped.")
+    error = status.get("error") or {}
+    if error:
+        return JobEnd("failed", f"The job failed: {error.get('message', '')}", [error.get("hint", "")])
+    tail = "\n".join(output.strip().splitlines()[-8:])
+    return JobEnd("failed", f"The captioning process ended unexpectedly (exit {code}).", [tail] if tail else [])
+
+
+class LabelJob(QObject):
+    """Start, follow and stop one job; emits what it finds on the UI thread."""
+
+    statusChanged = Signal(dict)
+    resultsAdded = Signal(list)  # new captions.jsonl records
+    finished = Signal(object)  # JobEnd
+
+    def __init__(self, request: LabelRequest, launcher: LabelLauncher, run_dir: Path, parent: QObject | None = None,
+                 poll_ms: int = 300) -> None:
+        super().__init__(parent)
+        self.request = request
+        self.launcher = launcher
+        self.run_dir = run_dir
+        self.process: JobProcess | None = None
+        self.tail = JsonlTail(run_dir / RESULTS_FILE)
+        self.records: list[dict[str, Any]] = []
+        self.status: dict[str, Any] = {}
+        self.stop_requested = False
+        self.end: JobEnd | None = None
+        self.timer = QTimer(self, interval=poll_ms)
+        self.timer.timeout.connect(self.poll)
+
+    def start(self) -> None:
+        """Write the image list and start the process (returns at once)."""
+        images_file = write_images_file(self.run_dir, self.request.images)
+        args = self.request.label_args(self.run_dir, images_file)
+        self.process = self.launcher.start(args, self.run_dir.parent, self)
+        self.process.finished.connect(self._process_finished)
+        self.timer.start()
+
+    @property
+    def running(self) -> bool:
+        """Whether the job has not ended yet."""
+        return self.process is not None and self.end is None
+
+    def poll(self) -> None:
+        """Read new results and the status (small, incremental reads)."""
+        new = self.tail.read_new() if self.tail.path.exists() else []  # none yet while the model loads
+        if new:
+            self.records.extend(new)
+            self.resultsAdded.emit(new)
+        status = read_status(self.run_dir)
+        if status is not None and status != self.status:
+            self.status = status
+            self.statusChanged.emit(status)
+
+    def stop(self) -> None:
+        """Ask the job to stop after the current batch; what it did so far is kept."""
+        if not self.running or self.process is None:
+            return
+        self.stop_requested = True
+        if not (self.run_dir / "status.json").exists():
+            self.process.terminate()  # not started yet: the trainer would delete an early STOP
+            return
+        try:
+            (self.run_dir / STOP_FILE).write_text("stop requested from LoRA Studio\n", encoding="utf-8")
+        except OSError:
+            self.process.terminate()
+
+    def kill(self) -> None:
+        """End the process at once (the app is closing, or the user forces it)."""
+        if self.process is not None and self.process.is_running():
+            self.stop_requested = True
+            self.process.kill()
+
+    def _process_finished(self, code: int, output: str) -> None:
+        self.timer.stop()
+        try:
+            self.poll()  # the last results and the final status
+        finally:  # whatever the last read did, the dialog must learn that the job ended
+            self.end = describe_end(code, output, self.status, self.stop_requested)
+            self.finished.emit(self.end)
