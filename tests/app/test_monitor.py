@@ -113,7 +113,8 @@ def test_monitor_follows_a_real_run_to_the_end(page, demo, qtbot):
     qtbot.waitUntil(lambda: _state(run_dir) == "completed", timeout=240_000)
     qtbot.waitUntil(lambda: "COMPLETED" in page.state.text(), timeout=10_000)
     assert len(page.plot.series["live"]) == 27 and list(page.plot.series["live"].column("step")) == list(range(1, 28))
-    assert "run completed at step 27" in page.log_view.text.toPlainText()
+    # The trainer logs its last line just after it writes the final state.
+    qtbot.waitUntil(lambda: "run completed at step 27" in page.log_view.text.toPlainText(), timeout=10_000)
     assert page.samples.steps == [27, 18, 9] and page.samples.table.columnCount() == 2
     assert page.checkpoints.count() >= 1 and not page.stop_button.isEnabled()
     page.tabs.setCurrentIndex(1)
