@@ -31,8 +31,19 @@ class FolderInfo:
         return self.image_count + sum(c.total_images() for c in self.children)
 
 
-def scan_workspace(root: Path, cancel=None, depth: int = 0) -> FolderInfo:
-    """The folder tree under ``root`` with image counts; unreadable folders say so."""
+class ScanCancelled(Exception):
+    """The user stopped a workspace scan."""
+
+
+def scan_workspace(root: Path, cancel=None, depth: int = 0, progress=None) -> FolderInfo:
+    """The folder tree under ``root`` with image counts; unreadable folders say so.
+
+    ``progress(folders_done, 0)`` is called per folder; a cancelled scan raises ScanCancelled.
+    """
+    if cancel is not None and cancel.cancelled:
+        raise ScanCancelled(f"Scan of {root} cancelled")
+    if progress is not None:
+        progress(depth, 0)
     info = FolderInfo(Path(root))
     try:
         direct = direct_images(info.path)
@@ -56,13 +67,11 @@ def scan_workspace(root: Path, cancel=None, depth: int = 0) -> FolderInfo:
     if depth >= MAX_DEPTH:
         return info
     for sub in subdirs:
-        if cancel is not None and cancel.cancelled:
-            break
         name = sub.name
         # Hidden and run folders are not datasets (the trainer skips '.' and '_' names too).
         if name.startswith((".", "_")) or name in SKIP:
             continue
         if os.path.islink(sub):
             continue
-        info.children.append(scan_workspace(sub, cancel, depth + 1))
+        info.children.append(scan_workspace(sub, cancel, depth + 1, progress))
     return info

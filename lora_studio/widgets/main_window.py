@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QThreadPool, Qt, QTimer, Signal
 from PySide6.QtGui import QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QUndoStack
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar,
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
                                QStackedWidget, QToolBar, QVBoxLayout, QWidget)
 
 from .. import APP_NAME, __version__
@@ -220,6 +220,11 @@ class MainWindow(QMainWindow):
         self.progress.hide()
         self.format_label = QLabel("", self)
         self.save_label = QLabel("", self)
+        self.cancel_scan = QPushButton("Cancel scan", self)
+        self.cancel_scan.setToolTip("Stop scanning the workspace's folders")
+        self.cancel_scan.hide()
+        self.cancel_scan.clicked.connect(self.tree.cancel_scan)
+        status.addPermanentWidget(self.cancel_scan)
         for widget in (self.progress, self.format_label, self.save_label):
             status.addPermanentWidget(widget)
         status.showMessage("Open a workspace folder to begin (Ctrl+O)")
@@ -248,8 +253,12 @@ class MainWindow(QMainWindow):
         a.previous_image.triggered.connect(lambda: self._step(-1))
         a.about.triggered.connect(self._about)
         self.tree.datasetChosen.connect(lambda p: self.open_dataset_folder(Path(p)))
+        self.tree.scanStarted.connect(self.cancel_scan.show)
+        self.tree.scanFinished.connect(self.cancel_scan.hide)
         self.tree.scanFinished.connect(self._workspace_scanned)
-        self.tree.scanFailed.connect(lambda m: self.statusBar().showMessage(f"Cannot scan the workspace: {m}"))
+        self.tree.scanFailed.connect(self.cancel_scan.hide)
+        self.tree.scanFailed.connect(lambda m: self.statusBar().showMessage(
+            m if "cancelled" in m else f"Cannot scan the workspace: {m}"))
         self.grid.currentRowChanged.connect(self._current_changed)
         self.filter_bar.filterChanged.connect(self._apply_filter)
         self.tags.tagClicked.connect(self.filter_bar.set_tag)

@@ -18,6 +18,7 @@ class WorkspaceTree(QTreeView):
     datasetChosen = Signal(str)
     scanFinished = Signal()
     scanFailed = Signal(str)
+    scanStarted = Signal()
 
     def __init__(self, runner: TaskRunner, parent=None) -> None:
         super().__init__(parent)
@@ -39,8 +40,22 @@ class WorkspaceTree(QTreeView):
         if self._task is not None:
             self._task.cancel_token.cancel()
         self.root = Path(root)
-        self._task = self.runner.start(scan_workspace, self.root, on_done=self._scanned,
-                                       on_error=self.scanFailed.emit)
+        self._task = self.runner.start(self._scan, self.root, with_progress=True, on_done=self._scanned,
+                                       on_error=self._failed)
+        self.scanStarted.emit()
+
+    @staticmethod
+    def _scan(root: Path, progress=None, cancel=None):
+        return scan_workspace(root, cancel=cancel, progress=progress)
+
+    def cancel_scan(self) -> None:
+        """Stop a running scan (a big share can take a while); the tree keeps what it had."""
+        if self._task is not None:
+            self._task.cancel_token.cancel()
+
+    def _failed(self, message: str) -> None:
+        self._task = None
+        self.scanFailed.emit(message)
 
     def _scanned(self, info: FolderInfo) -> None:
         if self.root is None or info.path != self.root:

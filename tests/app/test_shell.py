@@ -178,3 +178,28 @@ def test_detail_pane_zoom_and_fit(qtbot, window, dataset_factory):
     assert viewer.transform().m11() == 1.0
     viewer.fit()
     assert viewer.transform().m11() == pytest.approx(fitted)
+
+
+def test_a_workspace_scan_can_be_cancelled(window, tmp_path, qtbot):
+    import threading
+
+    from lora_studio.storage import workspace_scan
+    # A slow share: every folder takes a moment, and the user gives up.
+    for i in range(30):
+        (tmp_path / "share" / f"folder{i:02d}").mkdir(parents=True)
+    gate = threading.Event()
+    original = workspace_scan.direct_images
+
+    def slow(path):
+        gate.wait(0.05)
+        return original(path)
+
+    workspace_scan.direct_images = slow
+    try:
+        window.open_workspace(tmp_path / "share")
+        qtbot.waitUntil(window.cancel_scan.isVisible, timeout=5_000)
+        window.cancel_scan.click()
+        qtbot.waitUntil(lambda: not window.cancel_scan.isVisible(), timeout=10_000)
+        assert "cancelled" in window.statusBar().currentMessage()
+    finally:
+        workspace_scan.direct_images = original
