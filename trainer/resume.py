@@ -16,7 +16,7 @@ from pathlib import Path
 
 from trainer.checkpoint import COMPLETE_MARKER
 from trainer.config import TrainConfig
-from trainer.rundir import ACTIVE_STATES, CHECKPOINTS_DIR, is_stale, read_status
+from trainer.rundir import ACTIVE_STATES, CHECKPOINTS_DIR, is_stale, local_pid_alive, read_status
 
 ADAPTER_FILE = "adapter.safetensors"
 TRAINING_STATE_FILE = "training_state.pt"
@@ -74,24 +74,11 @@ def _live_owner(status: dict | None) -> str | None:
         return None
     pid, host = status.get("pid"), status.get("host")
     if host == socket.gethostname() and isinstance(pid, int):
-        if pid == os.getpid() or not _pid_alive(pid):
+        if pid == os.getpid() or not local_pid_alive(pid):
             return None
     elif is_stale(status):
         return None
     return f"pid {pid} on host {host}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed trainer whose parent has not reaped it yet is a zombie: gone for us
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _candidates(root: Path) -> list[Path]:

@@ -217,6 +217,21 @@ def read_status(root: Path | str) -> dict[str, Any] | None:
         return None
 
 
+def local_pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine is still running (a zombie counts as gone:
+    a killed trainer whose parent has not reaped it yet)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def is_stale(status: dict[str, Any], now: float | None = None, stale_after_s: float = STALE_AFTER_S) -> bool:
     """True when an active run's heartbeat is older than ``stale_after_s``.
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 

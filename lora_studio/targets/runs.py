@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.rundir import ACTIVE_STATES, RUN_FILE, STALE_AFTER_S, STATUS_FILE, is_stale, read_status
+from trainer.rundir import ACTIVE_STATES, RUN_FILE, STALE_AFTER_S, STATUS_FILE, is_stale, local_pid_alive, read_status
 
 from .runinfo import RunInfo, read_run_info
 
@@ -39,19 +39,6 @@ class RunSummary:
     started_at: float | None
     error: dict | None
     info: RunInfo | None
-
-
-def _local_pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is gone for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def summarize_run(run_dir: Path | str, now: float | None = None, stale_after_s: float = STALE_AFTER_S) -> RunSummary:
@@ -82,7 +69,7 @@ def summarize_run(run_dir: Path | str, now: float | None = None, stale_after_s: 
         local = host == socket.gethostname() and isinstance(pid, int)
         # On this machine the process table answers at once; elsewhere only a stale
         # heartbeat can tell that the trainer (or its machine) is gone.
-        if (local and not _local_pid_alive(pid)) or (not local and is_stale(status, now, stale_after_s)):
+        if (local and not local_pid_alive(pid)) or (not local and is_stale(status, now, stale_after_s)):
             state = "lost"
     return RunSummary(run_dir, run_dir.name, state, int(status.get("step") or 0), status.get("total_steps"),
                       now - heartbeat if isinstance(heartbeat, (int, float)) else None, target, host, pid,

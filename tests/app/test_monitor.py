@@ -4,8 +4,6 @@ resumed runs with overlapping steps, Stop, and automatic recovery of a killed ru
 from __future__ import annotations
 
 import json
-import os
-import time
 from pathlib import Path
 
 import pytest
