@@ -74,6 +74,8 @@ class LoRATrainingRecipe:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.started_at = time.time()
+        self.train_started_at = self.started_at  # reset when the loop starts (for the ETA)
+        self.resumed_from_step = 0
 
     # ------------------------------------------------------------------------------------
     # setup
@@ -239,7 +241,6 @@ class LoRATrainingRecipe:
         self.global_step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
-        self.resumed_from_step = self.global_step
         self.run.update(step=self.global_step, epoch=self.epoch + 1, last_checkpoint=str(folder.relative_to(self.root))
                         if folder.is_relative_to(self.root) else str(folder))
         self.run.log_event("resume", checkpoint=folder.name, step=self.global_step, epoch=self.epoch + 1)
@@ -407,8 +408,8 @@ class LoRATrainingRecipe:
             self.tb.add_scalar("lr", record["lr"], self.global_step)
 
     def _update_progress(self, now: float) -> None:
-        done = self.global_step - getattr(self, "resumed_from_step", 0)
-        elapsed = now - self.train_started_at if hasattr(self, "train_started_at") else 0
+        done = self.global_step - self.resumed_from_step
+        elapsed = now - self.train_started_at
         eta = (self.total_steps - self.global_step) * elapsed / done if done and elapsed else None
         self.run.update(state="training", step=self.global_step, epoch=self.epoch + 1, eta_s=eta)
 
