@@ -11,6 +11,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QStandardPaths
 
+from .frozen import bundle_root, trainer_python  # noqa: F401 - re-exported: paths is where callers look
+
 
 def app_home() -> Path:
     """Folder for the app's state: the env override, else the OS's app-data folder."""
@@ -44,5 +46,24 @@ def journal_dir() -> Path:
 
 
 def resources_dir() -> Path:
-    """The top-level ``resources/`` folder (icons, themes) next to the package."""
-    return Path(__file__).resolve().parent.parent / "resources"
+    """The top-level ``resources/`` folder (icons, themes, presets): checkout or bundle."""
+    return bundle_root() / "resources"
+
+
+def log_dir() -> Path:
+    """Folder for the rotating log: the OS's per-user app-data folder, else ``app_home()``.
+
+    ``LORA_STUDIO_HOME`` wins so that tests never write into the user's real log folder.
+    """
+    if not os.environ.get("LORA_STUDIO_HOME"):
+        location = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppLocalDataLocation)
+        if location:
+            path = Path(location) / "logs"
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                return path
+            except OSError:
+                pass  # a read-only or odd profile folder: fall back to app_home()
+    path = app_home() / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -11,11 +11,12 @@ final state (there is no local process to wait for).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Protocol
 
 from PySide6.QtCore import QObject, QProcess, QTimer, Signal
+
+from ..frozen import trainer_python
 
 OUTPUT_LIMIT = 64_000  # characters of the job's console output kept for error messages
 
@@ -100,7 +101,7 @@ class LocalLauncher:
     name = "This computer"
 
     def __init__(self, python: str = "") -> None:
-        self.python = python or sys.executable
+        self.python = python or trainer_python()  # not sys.executable: in a bundle that is the app
 
     def start(self, label_args: list[str], cwd: Path, parent: QObject) -> JobProcess:
         """Start the trainer as a child process of the app."""

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from lora_studio import __version__ as APP_VERSION
+from lora_studio.frozen import trainer_python
 
 from . import commands
 from .errors import LaunchFailed
@@ -23,7 +24,7 @@ from .shell import LocalShell, Shell
 def target_python(target: Target) -> str:
     """The interpreter command for the trainer on ``target``."""
     if isinstance(target, LocalTarget) and not target.python:
-        return commands.join([sys.executable])
+        return commands.join([trainer_python()])  # not sys.executable: in a bundle that is the app
     return target.python
 
 

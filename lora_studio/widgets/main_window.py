@@ -9,7 +9,7 @@ from PySide6.QtGui import QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
                                QStackedWidget, QToolBar, QVBoxLayout, QWidget)
 
-from .. import APP_NAME, __version__
+from .. import APP_NAME
 from ..autocaption.hook import AutoCaptionController
 from ..dialogs.bulk_dialog import BulkEditDialog
 from ..dialogs.conflict_dialog import ConflictDialog
@@ -710,8 +710,10 @@ class MainWindow(QMainWindow):
         a.trash.setEnabled(selected)
 
     def _about(self) -> None:
-        QMessageBox.about(self, f"About {APP_NAME}", f"<b>{APP_NAME}</b> {__version__}<br>Caption datasets and train "
-                          "LoRA adapters on your own GPU machines.")
+        from ..about import about_html
+        from ..applog import log_file
+        path = log_file()
+        QMessageBox.about(self, f"About {APP_NAME}", about_html(str(path) if path else None))
 
     def _error(self, title: str, message: str) -> None:
         """Tell the user (non-blocking) and put it in the status bar."""

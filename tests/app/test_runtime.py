@@ -1,0 +1,99 @@
+"""App runtime bits for installed bundles: --self-test, resources when frozen, log, crash dialog, About."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from app_helpers import screenshot
+from lora_studio import applog, paths
+from lora_studio.about import about_html, versions
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_self_test_exits_zero(app_home):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "LORA_STUDIO_HOME": str(app_home)}
+    result = subprocess.run([sys.executable, "-m", "lora_studio", "--self-test"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "self-test: ok" in result.stdout
+    log = app_home / "logs" / applog.LOG_NAME
+    assert "starting" in log.read_text(encoding="utf-8")
+
+
+def test_resources_found_in_checkout_and_frozen_bundle(tmp_path, monkeypatch):
+    assert (paths.resources_dir() / "icons" / "app.svg").exists()
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    assert paths.resources_dir() == tmp_path / "resources"
+
+
+def test_log_dir_honours_app_home(app_home):
+    assert paths.log_dir() == app_home / "logs"
+    assert paths.log_dir().is_dir()
+
+
+def test_about_lists_versions(qtbot):
+    parts = versions()
+    for name in ("LoRA Studio", "Python", "Qt", "PySide6"):
+        assert parts[name]
+    text = about_html("/tmp/x.log")
+    assert parts["Qt"] in text and "/tmp/x.log" in text
+
+
+def test_about_dialog_screenshot(qtbot, window):
+    shots: list[Path] = []
+
+    def grab_and_close() -> None:
+        box = next(w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible())
+        shots.append(screenshot(box, "about-dialog"))
+        box.accept()
+
+    QTimer.singleShot(100, grab_and_close)
+    window.actions.about.trigger()
+    assert shots and shots[0].exists()
+
+
+def test_welcome_page_screenshot(qtbot, window):
+    assert window.pages.currentWidget() is window.empty_state
+    screenshot(window, "welcome-page")
+
+
+def test_unexpected_exception_shows_dialog_with_log_path(qtbot, app_home, monkeypatch):
+    path = applog.setup_logging()
+    shown: list[str] = []
+
+    def fake_exec(box: QMessageBox) -> int:
+        shown.append(box.text())
+        screenshot(box, "crash-dialog")
+        return 0
+
+    monkeypatch.setattr(QMessageBox, "exec", fake_exec)
+    monkeypatch.setattr(QApplication, "platformName", staticmethod(lambda: "xcb"))  # as on a desktop
+    monkeypatch.setattr(sys, "__excepthook__", lambda *a: None)  # keep pytest's stderr clean
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        applog._excepthook(type(exc), exc, exc.__traceback__)
+    assert shown and "ValueError: boom" in shown[0] and str(path) in shown[0]
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_lora_studio", False)]:
+        handler.flush()
+        root.removeHandler(handler)  # later tests must not log into this test's folder
+        handler.close()
+    assert "Traceback" in path.read_text(encoding="utf-8")
+
+
+def test_frozen_app_runs_the_trainer_with_python_from_path(monkeypatch):
+    assert paths.trainer_python() == sys.executable  # source install: the app's own interpreter
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    # In a bundle sys.executable is the app itself, which cannot run `-m trainer`.
+    assert paths.trainer_python() != sys.executable
+    assert "python" in Path(paths.trainer_python()).name
