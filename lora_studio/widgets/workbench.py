@@ -65,6 +65,8 @@ class Workbench(QTabWidget):
     def new_training(self, dataset: Path | None) -> None:
         """A new config for ``dataset`` in `<workspace>/configs/`, filled with what can be guessed."""
         if self.workspace is None:
+            QMessageBox.information(self, "New training", "Open a workspace first (File > Open Workspace): the "
+                                    "config, the base model and the runs live in it.")
             return
         name = re.sub(r"[^A-Za-z0-9_-]+", "-", dataset.name if dataset else "lora").strip("-") or "lora"
         configs = self.workspace / "configs"
