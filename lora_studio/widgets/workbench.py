@@ -127,7 +127,8 @@ class Workbench(QTabWidget):
         target = next((t for t in context.settings.targets if t.name == name), context.settings.targets[0])
         self.training.start_button.setEnabled(False)
         self.training.start_reason.setText(f"Checking {target.name} and starting…")
-        self.runner.start(launch, target, Path(config_path), context, workspace=self.workspace,
+        workspace = self.workspace
+        self.runner.start(lambda: launch(target, Path(config_path), context, workspace=workspace),
                           on_done=self._launched, on_error=self._launch_failed)
 
     def _launched(self, outcome) -> None:

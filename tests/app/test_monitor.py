@@ -171,3 +171,22 @@ def test_a_million_points_are_drawn_from_a_few_thousand_bins_that_keep_every_spi
     peak_x, peak_y, _, smooth, _ = bins.curves(series.column("step"), series.column("lr"))
     assert peak_y.max() == 9.0 and peak_y.min() == 0.01 and (series.loss_min, series.loss_max) == (0.01, 9.0)
     assert peak_x[0] == 1 and len(smooth) == len(bins.first)
+
+
+@pytest.mark.slow
+def test_new_training_and_start_from_the_main_window(window, demo, qtbot):
+    """The whole flow a user clicks through: workspace -> New Training -> Start -> Runs tab."""
+    window.open_workspace(demo)
+    qtbot.waitUntil(lambda: window.session is not None, timeout=30_000)
+    window.new_training_action.trigger()
+    page = window.workbench.training
+    assert page.config_path.parent == demo / "configs" and window.workbench.currentIndex() == 1
+    for name, value in (("max_train_steps", 4), ("resolution", 64), ("min_bucket_reso", 32),
+                        ("max_bucket_reso", 128), ("bucket_reso_steps", 32)):
+        page.form.rows[name].editor.spin.setValue(value)
+    qtbot.waitUntil(page.start_button.isEnabled, timeout=30_000)
+    page.start_button.click()
+    qtbot.waitUntil(lambda: window.workbench.currentIndex() == 2, timeout=60_000)
+    monitor = window.workbench.monitor
+    qtbot.waitUntil(lambda: "COMPLETED" in monitor.state.text(), timeout=180_000)
+    assert monitor.run_dir.parent == demo / "runs" and (monitor.run_dir / "run.json").exists()
