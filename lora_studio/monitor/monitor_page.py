@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QSortFilterProxyModel, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtGui import QDesktopServices, QFontMetrics
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
                                QHeaderView, QInputDialog, QLabel, QLineEdit, QListWidget, QListWidgetItem,
-                               QMessageBox, QProgressBar, QPushButton, QSplitter, QTableView, QTabWidget,
+                               QMessageBox, QProgressBar, QPushButton, QSizePolicy, QSplitter, QTableView,
+                               QTabWidget,
                                QVBoxLayout, QWidget)
 
 from trainer.rundir import EVENTS_FILE, LOG_FILE, METRICS_FILE, JsonlTail, list_checkpoints, read_status
@@ -113,8 +114,15 @@ class MonitorPage(QWidget):
         # -- the selected run --------------------------------------------------------------
         self.title = QLabel("Select a run", self)
         self.title.setObjectName("runTitle")
+        # A long run path must give way to the state label, not push it out of sight.
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.state = QLabel(self)
         self.state.setObjectName("runState")
+        bold = self.state.font()
+        bold.setBold(True)
+        # Room for the longest state in bold, so that no state is ever cut off.
+        self.state.setMinimumWidth(QFontMetrics(bold).horizontalAdvance("NOT_STARTED") + 8)
+        self.state.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.progress = QProgressBar(self)
         self.progress.setTextVisible(True)
         self.details = QLabel(self)
@@ -145,7 +153,6 @@ class MonitorPage(QWidget):
                        self.output_button):
             controls.addWidget(widget)
         controls.addStretch(1)
-        controls.addWidget(self.auto_recover)
         head = QGroupBox(self)
         head_layout = QFormLayout(head)
         title_row = QHBoxLayout()
@@ -156,6 +163,7 @@ class MonitorPage(QWidget):
         head_layout.addRow(self.details)
         head_layout.addRow(self.error)
         head_layout.addRow(controls)
+        head_layout.addRow(self.auto_recover)
 
         self.plot = LossPlot(self)
         self.log_view = LogView(self)
@@ -315,6 +323,9 @@ class MonitorPage(QWidget):
             if any(e.get("kind") == "checkpoint" for e in new_events) or not self.checkpoints.count():
                 self._refresh_checkpoints()
         summary = summarize_run(self.run_dir)
+        listed = next((r for r in self.model.runs if r.path == self.run_dir), None)
+        if listed is not None and listed.state != summary.state:
+            self.refresh_runs()  # the list is rescanned every few seconds; this run just changed
         series = self.plot.series.get(self.run_dir.name)
         if series is not None and len(series):
             self.model.set_last_loss(str(self.run_dir), float(series.ema[-1]))
@@ -323,7 +334,9 @@ class MonitorPage(QWidget):
     def _show_status(self, summary: RunSummary, status: dict, series) -> None:
         self.title.setText(f"<b>{summary.name}</b> &nbsp;<small>{self.run_dir}</small>")
         color = STATE_COLORS.get(summary.state, "#6b7280")
-        self.state.setText(f"<b style='color:{color}'>{summary.state.upper()}</b>")
+        # Plain text with a style sheet: a rich-text label measures its bold text too narrow.
+        self.state.setText(summary.state.upper())
+        self.state.setStyleSheet(f"color: {color}; font-weight: bold;")
         total = summary.total_steps or 0
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(min(summary.step, max(total, 1)))
