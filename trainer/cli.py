@@ -12,7 +12,7 @@ from pathlib import Path
 
 from trainer import __version__
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+from trainer.train_command import EXIT_INVALID, EXIT_OK
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -49,6 +49,7 @@ class LossPlot(QWidget):
         self.series: dict[str, MetricSeries] = {}
         self.curves: dict[str, RunCurves] = {}
         self.recovery_steps: dict[str, list[int]] = {}
+        self._lr_top = 0.0  # the highest learning rate shown: the LR axis goes from 0 to just above it
 
         self.graph = pg.PlotWidget(self)
         self.graph.setObjectName("lossPlot")
@@ -138,6 +139,8 @@ class LossPlot(QWidget):
         """Take a run off the plot."""
         curves = self.curves.pop(name, None)
         self.series.pop(name, None)
+        if not self.series:
+            self._lr_top = 0.0
         if curves is not None:
             for item in curves.items:
                 (self.lr_box if item is curves.lr else self.plot).removeItem(item)
@@ -205,7 +208,7 @@ class LossPlot(QWidget):
         curves.lr.setVisible(self.show_lr.isChecked())
         if len(lr) and math.isfinite(lr[-1]):
             # From zero to just above the newest rate (schedules only fall after warm-up).
-            self._lr_top = max(getattr(self, "_lr_top", 0.0), float(lr[-1]))
+            self._lr_top = max(self._lr_top, float(lr[-1]))
             self.lr_box.setYRange(0, self._lr_top * 1.15 or 1.0, padding=0)
         steps = self.recovery_steps.get(name, [])
         if steps and len(x):

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import keyring
 import paramiko
 import pytest
 from PySide6.QtCore import QThreadPool
@@ -26,18 +25,9 @@ from lora_studio.targets_ui.models import ChecksModel, InventoryModel, TargetsMo
 from lora_studio.targets_ui.store import known_hosts_file, settings_file
 from lora_studio.workers.tasks import TaskRunner
 # The real-parts fixtures of the backend tests (sshd, vCenter simulator, demo workspace), reused.
-from tests.targets.conftest import MemoryKeyring, demo_workspace, reap_trainers, sshd, vcsim, vcsim_binary  # noqa: F401
+from tests.targets.conftest import (demo_workspace, memory_keyring, reap_trainers, sshd,  # noqa: F401
+                                   vcsim, vcsim_binary)
 from tests.targets.helpers import copy_workspace, pid_alive, wait_state, write_config
-
-
-@pytest.fixture(autouse=True)
-def memory_keyring():
-    """Never the real OS keyring: the panel's store_password and the backend both use this one."""
-    previous = keyring.get_keyring()
-    ring = MemoryKeyring()
-    keyring.set_keyring(ring)
-    yield ring
-    keyring.set_keyring(previous)
 
 
 class Workspace:
