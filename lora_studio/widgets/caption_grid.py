@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSize, Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemDelegate, QAbstractItemView, QHeaderView, QListView, QStackedWidget,
-                               QTableView)
+from PySide6.QtWidgets import QAbstractItemDelegate, QAbstractItemView, QHeaderView, QStackedWidget, QTableView
 
 from ..models.caption_model import COL_CAPTION, COL_FILE, COL_SIZE, COL_STATUS, CaptionModel
 from ..models.filter_proxy import CaptionFilterProxy
-from .grid_delegate import CaptionDelegate, ThumbnailDelegate
+from .grid_delegate import CaptionDelegate
+from .grid_view import ThumbnailGridView
 
 ICON_MODE, TABLE_MODE = 0, 1
 
@@ -24,19 +24,11 @@ class CaptionGrid(QStackedWidget):
         self.proxy = CaptionFilterProxy(self)
         self.proxy.setSourceModel(model)
 
-        self.icon_view = QListView(self)
-        self.icon_view.setViewMode(QListView.ViewMode.IconMode)
-        self.icon_view.setResizeMode(QListView.ResizeMode.Adjust)
-        self.icon_view.setMovement(QListView.Movement.Static)
-        self.icon_view.setUniformItemSizes(True)  # lets Qt lay out 10,000 cards without asking each
-        self.icon_view.setFlow(QListView.Flow.LeftToRight)
-        self.icon_view.setWrapping(True)
-        self.icon_view.setSpacing(4)
+        self.icon_view = ThumbnailGridView(self)
         self.icon_view.setMouseTracking(True)
         self.icon_view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.icon_view.setEditTriggers(QAbstractItemView.EditTrigger.EditKeyPressed
                                        | QAbstractItemView.EditTrigger.DoubleClicked)
-        self.icon_view.setItemDelegate(ThumbnailDelegate(self.icon_view))
         self.icon_view.setModel(self.proxy)
         self.icon_view.setModelColumn(COL_FILE)
         self.icon_view.setObjectName("iconView")

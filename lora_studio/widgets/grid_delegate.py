@@ -9,9 +9,26 @@ from PySide6.QtWidgets import QLineEdit, QStyle, QStyledItemDelegate, QStyleOpti
 from ..models.roles import CAPTION_ROLE, DIRTY_ROLE, PROBLEM_ROLE, REL_ROLE, THUMB_ROLE
 from ..resources import icon
 
-THUMB = 168
-PAD = 8
+THUMB = 168  # the default thumbnail side; the grid widens cells to fill its width
+MARGIN = 5  # around each card inside its grid cell: half the gap between two cards
+PAD = 5  # between a card's border and its thumbnail or text
 CAPTION_LINES = 3
+
+
+def cell_height(width: int, font: QFont) -> int:
+    """Height of a card cell ``width`` wide: a square thumbnail, the name, three caption lines."""
+    line = QFontMetrics(font).lineSpacing()
+    return thumb_side(width) + 2 * (MARGIN + PAD) + line * (CAPTION_LINES + 1) + 6
+
+
+def cell_width(thumb: int) -> int:
+    """Width of a card cell whose thumbnail is ``thumb`` pixels wide."""
+    return thumb + 2 * (MARGIN + PAD)
+
+
+def thumb_side(width: int) -> int:
+    """Side of the square thumbnail area in a card cell ``width`` wide."""
+    return max(16, width - 2 * (MARGIN + PAD))
 
 
 def make_live_editor(delegate: QStyledItemDelegate, parent: QWidget, index: QModelIndex) -> QLineEdit:
@@ -71,19 +88,37 @@ class CaptionDelegate(QStyledItemDelegate):
 
 
 class ThumbnailDelegate(QStyledItemDelegate):
-    """Card layout: square thumbnail area, then the name, then up to three caption lines."""
+    """Card layout: square thumbnail area, then the name, then up to three caption lines.
+
+    The view decides the cell size (``cell``, equal to its grid size) so that whole
+    columns fill its width; the card and its thumbnail grow with the cell.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.cell = QSize()  # invalid until the view has measured itself
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
         """Every card has the same size (the view uses uniform item sizes)."""
-        line = QFontMetrics(option.font).lineSpacing()
-        return QSize(THUMB + 2 * PAD, THUMB + 2 * PAD + line * (CAPTION_LINES + 1) + 6)
+        if self.cell.isValid():
+            return self.cell
+        width = cell_width(THUMB)
+        return QSize(width, cell_height(width, option.font))
+
+    @staticmethod
+    def thumb_rect(cell: QRect) -> QRect:
+        """Where the thumbnail goes in a cell."""
+        side = thumb_side(cell.width())
+        return QRect(cell.left() + MARGIN + PAD, cell.top() + MARGIN + PAD, side, side)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
         """Draw the card."""
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        # Thumbnails are cached at 192 px and drawn at the cell's size: scale them smoothly.
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         pal = option.palette
-        rect = option.rect.adjusted(3, 3, -3, -3)
+        rect = option.rect.adjusted(MARGIN, MARGIN, -MARGIN, -MARGIN)
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         hovered = bool(option.state & QStyle.StateFlag.State_MouseOver)
         base = pal.color(QPalette.ColorRole.Base)
@@ -97,7 +132,7 @@ class ThumbnailDelegate(QStyledItemDelegate):
         painter.setBrush(fill)
         painter.drawRoundedRect(rect, 8, 8)
 
-        thumb_rect = QRect(rect.left() + PAD - 3, rect.top() + PAD - 3, THUMB, THUMB)
+        thumb_rect = self.thumb_rect(option.rect)
         pixmap = index.data(THUMB_ROLE)
         problem = index.data(PROBLEM_ROLE)
         if pixmap is not None and not pixmap.isNull():
@@ -118,8 +153,8 @@ class ThumbnailDelegate(QStyledItemDelegate):
 
         fm = QFontMetrics(option.font)
         line = fm.lineSpacing()
-        text_left = rect.left() + PAD - 3
-        text_width = rect.width() - 2 * (PAD - 3)
+        text_left = thumb_rect.left()
+        text_width = thumb_rect.width()
         name_rect = QRect(text_left, thumb_rect.bottom() + 5, text_width, line)
         name_font = QFont(option.font)
         name_font.setBold(True)
@@ -168,6 +203,6 @@ class ThumbnailDelegate(QStyledItemDelegate):
 
     def updateEditorGeometry(self, editor: QWidget, option: QStyleOptionViewItem, index: QModelIndex) -> None:  # noqa: N802
         """Place the editor where the caption is drawn."""
-        rect = option.rect.adjusted(PAD, 0, -PAD, 0)
+        thumb = self.thumb_rect(option.rect)
         height = editor.sizeHint().height()
-        editor.setGeometry(QRect(rect.left(), option.rect.top() + PAD + THUMB + 4, rect.width(), height))
+        editor.setGeometry(QRect(thumb.left(), thumb.bottom() + 4, thumb.width(), height))
