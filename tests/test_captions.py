@@ -9,10 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from trainer.captions import (
     CaptionFileError,
     CaptionFormat,
+    MetadataDocument,
     Problem,
+    SidecarSet,
     convert_captions,
     default_metadata_path,
     detect_format,
@@ -298,7 +303,7 @@ def test_new_csv_has_seed_header_no_bom_sorted_rows(tmp_path: Path) -> None:
     assert data == b'filename,prompt\na.png,"a, comma"\nb.png,bee\n'
 
 
-def test_csv_write_keeps_order_extra_columns_header_and_unchanged_bytes(tmp_path: Path) -> None:
+def test_csv_write_keeps_order_extra_columns_header_bom_and_unchanged_bytes(tmp_path: Path) -> None:
     original = (
         "\ufeffImage,Text,rating\r\n"
         'z.png,"zed",5\r\n'  # unchanged: kept byte for byte (quotes included)
@@ -315,7 +320,7 @@ def test_csv_write_keeps_order_extra_columns_header_and_unchanged_bytes(tmp_path
         CaptionFormat.CSV,
     )
     assert path.read_bytes().decode("utf-8") == (
-        "Image,Text,rating\r\n"
+        "\ufeffImage,Text,rating\r\n"  # Excel's BOM is kept too
         'z.png,"zed",5\r\n'
         'm.png,"new, caption",4\r\n'
         "../evil.png,kept verbatim,2\r\n"
@@ -387,6 +392,86 @@ def test_convert_between_formats(tmp_path: Path) -> None:
     write(tmp_path / "metadata.csv", "filename,prompt\n../x.png,bad\n")
     with pytest.raises(CaptionFileError, match="escapes"):
         convert_captions(tmp_path, CaptionFormat.CSV, CaptionFormat.JSONL)
+
+
+# -------------------------------------------------------------------------------------
+# Editing: the documents the app keeps open between saves
+
+
+UNTOUCHED_CSV = (
+    "\ufeff\r\n"  # a BOM and a blank line before the header
+    "score;Image;Prompt;note\r\n"
+    '1;a.png;"one; two";keep\r\n'
+    "\r\n"  # a blank line in the middle
+    '2;b.png;"multi\nline";"x ""q"""\r\n'
+    "3;gone.png;row for a missing file;\r\n"
+    "broken row without separators\r\n"
+    "4;c.png;last row, no line ending;z"
+)
+
+
+def test_unedited_document_renders_byte_for_byte(tmp_path: Path) -> None:
+    path = write(tmp_path / "metadata.csv", UNTOUCHED_CSV)
+    doc = MetadataDocument.load(path, CaptionFormat.CSV)
+    assert doc.render(doc.captions) == path.read_bytes()
+    jsonl = write(tmp_path / "metadata.jsonl",
+                  '{"text": "a", "file_name": "a.png", "x": [1, 2.50]}\r\n\n{oops\n{"file_name": "b.png", "text": "b"}')
+    doc = MetadataDocument.load(jsonl, CaptionFormat.JSONL)
+    assert doc.render(doc.captions) == jsonl.read_bytes()
+
+
+def test_document_edit_touches_only_the_edited_row(tmp_path: Path) -> None:
+    path = write(tmp_path / "metadata.csv", UNTOUCHED_CSV)
+    doc = MetadataDocument.load(path, CaptionFormat.CSV)
+    data = doc.render({**doc.captions, "c.png": "edited", "d.png": "new"}).decode("utf-8")
+    assert data == UNTOUCHED_CSV.replace("4;c.png;last row, no line ending;z", "4;c.png;edited;z\r\n") + ";d.png;new;\r\n"
+    # The app keeps rows for images it does not show; the one-shot writer drops them.
+    assert "gone.png" in data
+    assert "gone.png" not in doc.render({"a.png": "one; two"}, keep_unlisted=False).decode()
+
+
+def test_editor_reads_legacy_encoding_and_saves_utf8(tmp_path: Path) -> None:
+    path = write(tmp_path / "metadata.csv", "filename,prompt\r\na.png,café\r\nb.png,crème\r\n".encode("cp1252"))
+    with pytest.raises(CaptionFileError, match="not valid UTF-8"):
+        MetadataDocument.load(path, CaptionFormat.CSV).render({"a.png": "x"})
+    doc = MetadataDocument.load(path, CaptionFormat.CSV, lenient=True)
+    assert doc.captions == {"a.png": "café", "b.png": "crème"}
+    [warning] = doc.problems
+    assert warning.line == 2 and warning.severity == "warning" and "read as cp1252" in warning.message
+    assert doc.render({"a.png": "café", "b.png": "crème"}) == "filename,prompt\r\na.png,café\r\nb.png,crème\r\n".encode()
+
+
+def test_sidecar_rewrite_keeps_bom_and_line_ending(tmp_path: Path) -> None:
+    touch_images(tmp_path, "a.png", "b.png", "c.png")
+    write(tmp_path / "a.txt", b"\xef\xbb\xbfold\r\n")
+    write(tmp_path / "c.txt", "had one")
+    sidecars = SidecarSet.load(tmp_path, ["a.png", "b.png", "c.png"])
+    assert sidecars.captions == {"a.png": "old", "c.png": "had one"}
+    written = sidecars.save({"a.png": "new", "b.png": "", "c.png": ""})
+    assert written == ["a.png", "c.png"]
+    assert (tmp_path / "a.txt").read_bytes() == b"\xef\xbb\xbfnew\r\n"
+    assert not (tmp_path / "b.txt").exists()  # an empty caption creates no file
+    assert (tmp_path / "c.txt").read_bytes() == b""  # but clears one that had a caption
+    assert sidecars.save({"a.png": "new ", "b.png": "", "c.png": ""}) == []  # nothing changed
+
+
+CAPTION_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(captions=st.lists(CAPTION_TEXT, min_size=1, max_size=5), fmt=st.sampled_from(list(CaptionFormat)))
+def test_what_is_written_reads_back(tmp_path_factory: pytest.TempPathFactory, captions: list[str],
+                                    fmt: CaptionFormat) -> None:
+    folder = tmp_path_factory.mktemp("prop")
+    names = [f"img_{i}.png" for i in range(len(captions))]
+    touch_images(folder, *names)
+    wanted = {name: caption.strip() for name, caption in zip(names, captions)}
+    write_captions(folder, wanted, fmt)
+    read, problems = read_captions(folder, fmt)
+    assert not [p for p in problems if p.is_error]
+    # Separators, quotes, line breaks and any Unicode survive; only an empty caption
+    # may have no row (or no file) at all.
+    assert {k: v for k, v in read.items() if v} == {k: v for k, v in wanted.items() if v}
 
 
 # -------------------------------------------------------------------------------------

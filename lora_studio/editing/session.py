@@ -14,8 +14,8 @@ from pathlib import Path
 from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
-from ..storage.dataset import (DatasetError, ImageEntry, OpenedDataset, caption_files_snapshot, convert_store,
-                               open_dataset, save_and_snapshot)
+from ..storage.dataset import (CaptionStore, DatasetError, ImageEntry, OpenedDataset, caption_files_snapshot,
+                               convert_store, open_dataset, save_and_snapshot, store_format, store_path)
 from ..storage.names import find_images
 from ..storage.problems import Problem
 from ..tags import BulkEdit, compute_changes
@@ -81,7 +81,7 @@ class DatasetSession(QObject):
     def _watch(self) -> None:
         paths = [str(self.root)]
         if self.format != "txt":
-            paths.append(str(self.store.path))
+            paths.append(str(store_path(self.store)))
         missing = [p for p in paths if p not in self.watcher.files() + self.watcher.directories() and Path(p).exists()]
         if missing:
             self.watcher.addPaths(missing)
@@ -103,7 +103,7 @@ class DatasetSession(QObject):
     @property
     def format(self) -> str:
         """``csv``, ``jsonl`` or ``txt``."""
-        return self.store.format
+        return store_format(self.store)
 
     def rels(self) -> list[str]:
         """Relative paths of all images, in row order."""
@@ -194,19 +194,21 @@ class DatasetSession(QObject):
         self._saving = True
         if blocking:
             try:
-                files = save_and_snapshot(self.store, snapshot)
+                saved = save_and_snapshot(self.store, snapshot)
             except (OSError, DatasetError) as exc:
                 self._save_failed(str(exc))
                 return False
-            self._save_done(snapshot, count, files)
+            self._save_done(snapshot, count, saved)
             return True
         self.runner.start(save_and_snapshot, self.store, snapshot, with_progress=True,
                           on_progress=self.saveProgress.emit,
-                          on_done=lambda files: self._save_done(snapshot, count, files), on_error=self._save_failed)
+                          on_done=lambda saved: self._save_done(snapshot, count, saved), on_error=self._save_failed)
         return True
 
-    def _save_done(self, snapshot: dict[str, str], count: int, files: dict[str, tuple[int, int]]) -> None:
+    def _save_done(self, snapshot: dict[str, str], count: int,
+                   saved: tuple[CaptionStore, dict[str, tuple[int, int]]]) -> None:
         self._saving = False
+        self.store, files = saved
         for rel, text in snapshot.items():
             self.saved_captions[rel] = text
         for rel in list(self.dirty):
@@ -225,7 +227,7 @@ class DatasetSession(QObject):
         self.saveFailed.emit(f"Could not save captions: {message} Your edits are kept in the journal.")
 
     def _target_name(self) -> str:
-        return self.store.path.name if self.format != "txt" else ".txt files"
+        return store_path(self.store).name if self.format != "txt" else ".txt files"
 
     def convert(self, target: str, blocking: bool = False) -> None:
         """Write all captions in another format (the old files stay) and use it from now on."""
@@ -326,12 +328,14 @@ class DatasetSession(QObject):
                 continue
             base = self.saved_captions.get(rel, "")
             mine = self.caption(rel)
-            if theirs == base:
+            # The caption module trims what it reads and writes, so compare trimmed text:
+            # a trailing space typed here is not a change made elsewhere.
+            if theirs == base.strip():
                 if mine != base:
                     mine_kept[rel] = mine
             elif mine == base:
                 taken += 1  # clean here, changed there: take theirs
-            elif mine == theirs:
+            elif mine.strip() == theirs:
                 pass
             else:
                 conflicts.append(Conflict(rel, base, mine, theirs))

@@ -1,7 +1,9 @@
-"""Reading and writing a dataset's caption files without losing a byte the user did not edit.
+"""The app's side of a dataset folder: opening it, saving it, and checking its files.
 
-The trainer's ``trainer.captions`` module defines the formats; this package adds what an
-editor needs on top: line numbers for every problem, and saves that rewrite only the
-records whose caption changed, keeping encoding, BOM, line endings, quoting, column order,
-extra columns and unknown JSON fields of everything else exactly as they were.
+Every caption format is read and written by the trainer's shared, torch-free
+``trainer.captions`` package (one parser, one writer), so the app saves exactly what the
+trainer reads and keeps every byte the user did not edit. This package adds what an
+editor needs around it: the image list with sizes for the grid, notes about what the app
+will do with unusual rows, change snapshots for outside edits, trash and copy-in, and
+cheap image checks.
 """

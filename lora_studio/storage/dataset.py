@@ -11,15 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
+from trainer.captions import CaptionFileError, CaptionFormat, MetadataDocument, SidecarSet
 from trainer.fsutil import atomic_write_bytes
 
-from .csv_file import CsvCaptionFile
-from .jsonl_file import JsonlCaptionFile
+from .caption_notes import editor_notes, from_trainer
 from .names import find_images
 from .problems import Problem, Severity
-from .sidecars import SidecarCaptions
 
-CaptionStore = Union[CsvCaptionFile, JsonlCaptionFile, SidecarCaptions]
+# One shared caption module (``trainer.captions``) reads and writes every format, so the
+# app saves exactly what the trainer reads: a metadata file is a MetadataDocument, .txt
+# sidecars are a SidecarSet.
+CaptionStore = Union[MetadataDocument, SidecarSet]
 FORMATS = ("csv", "jsonl", "txt")
 METADATA_NAMES = {"csv": "metadata.csv", "jsonl": "metadata.jsonl"}
 
@@ -56,7 +58,7 @@ class OpenedDataset:
     @property
     def format(self) -> str:
         """``csv``, ``jsonl`` or ``txt``."""
-        return self.store.format
+        return store_format(self.store)
 
 
 def detect_format(root: Path, images: list[Path]) -> tuple[str, list[Problem]]:
@@ -76,12 +78,29 @@ def detect_format(root: Path, images: list[Path]) -> tuple[str, list[Problem]]:
 def open_store(root: Path, fmt: str, rels: list[str]) -> CaptionStore:
     """Read the captions of ``rels`` in format ``fmt`` (a missing metadata file is empty)."""
     if fmt == "txt":
-        return SidecarCaptions.load(root, rels)
-    cls = CsvCaptionFile if fmt == "csv" else JsonlCaptionFile
-    path = root / METADATA_NAMES[fmt]
-    if not path.exists():
-        return cls.new(path)
-    return cls.load(path, existing=set(rels))
+        return SidecarSet.load(root, rels)
+    return MetadataDocument.load(root / METADATA_NAMES[fmt], CaptionFormat(fmt), lenient=True)
+
+
+def store_format(store: CaptionStore) -> str:
+    """``csv``, ``jsonl`` or ``txt``."""
+    return "txt" if isinstance(store, SidecarSet) else store.format.value
+
+
+def store_path(store: CaptionStore) -> Path:
+    """The metadata file, or the folder for sidecars."""
+    return store.root if isinstance(store, SidecarSet) else store.path
+
+
+def read_only_reason(store: CaptionStore) -> str | None:
+    """Why the app must not rewrite the caption file (``file:line: what``), or ``None``."""
+    if isinstance(store, SidecarSet) or store.writable:
+        return None
+    first = next((p for p in store.problems if p.is_error), None)
+    if first is None:
+        return f"{store.path.name} cannot be read"
+    where = f"{store.path.name}:{first.line}" if first.line else store.path.name
+    return f"{where}: {first.message}"
 
 
 def open_dataset(root: Path, fmt: str | None = None, progress=None, cancel=None) -> OpenedDataset:
@@ -124,8 +143,10 @@ def open_dataset(root: Path, fmt: str | None = None, progress=None, cancel=None)
         store = open_store(root, fmt, rels)
     except OSError as exc:
         raise DatasetError(f"{root / METADATA_NAMES.get(fmt, '')} cannot be read ({exc.strerror}).") from None
-    problems.extend(store.problems)
-    captions = [store.captions.get(rel, "") for rel in rels]
+    problems.extend(from_trainer(p) for p in store.problems)
+    problems.extend(editor_notes(store, set(rels)))
+    known = store.captions
+    captions = [known.get(rel, "") for rel in rels]
     return OpenedDataset(root, store, entries, captions, problems, caption_files_snapshot(store, rels))
 
 
@@ -134,50 +155,49 @@ def _check_cancel(cancel, root: Path) -> None:
         raise OpenCancelled(f"Opening {root} was cancelled.")
 
 
-def save_store(store: CaptionStore, captions: dict[str, str], progress=None, cancel=None) -> None:
+def save_store(store: CaptionStore, captions: dict[str, str], progress=None, cancel=None) -> CaptionStore:
     """Write ``captions`` (rel -> caption, all images) atomically in the store's format.
 
-    ``progress(done, total)`` reports long sidecar saves; ``cancel`` is accepted for the
-    worker interface but a save always completes (a half-saved dataset helps nobody).
+    Returns the store to use from now on (a metadata file is re-read from the bytes just
+    written, so the next save compares against what is on disk). ``progress(done, total)``
+    reports long sidecar saves; ``cancel`` is accepted for the worker interface but a save
+    always completes (a half-saved dataset helps nobody).
     """
     del cancel
-    if store.read_only_reason:
-        raise DatasetError(f"Not saved: {store.read_only_reason}. Fix the file, then reopen the folder.")
-    if isinstance(store, SidecarCaptions):
+    reason = read_only_reason(store)
+    if reason:
+        raise DatasetError(f"Not saved: {reason}. Fix the file, then reopen the folder.")
+    if isinstance(store, SidecarSet):
         store.save(captions, progress)
-        return
-    data = store.render(captions)
+        return store
+    try:
+        data = store.render(captions)
+    except (CaptionFileError, ValueError) as exc:
+        raise DatasetError(f"Not saved: {exc}") from None
     try:
         unchanged = store.path.read_bytes() == data
     except OSError:
         unchanged = False
     if not unchanged:
         atomic_write_bytes(store.path, data)
-    store.adopt(data)
+    return MetadataDocument.from_bytes(store.path, store.format, data, lenient=True)
 
 
 def save_and_snapshot(store: CaptionStore, captions: dict[str, str], progress=None,
-                      cancel=None) -> dict[str, tuple[int, int]]:
+                      cancel=None) -> tuple[CaptionStore, dict[str, tuple[int, int]]]:
     """``save_store``, then the caption files' stat (both off the UI thread)."""
-    save_store(store, captions, progress, cancel)
-    return caption_files_snapshot(store, list(captions))
+    store = save_store(store, captions, progress, cancel)
+    return store, caption_files_snapshot(store, list(captions))
 
 
 def convert_store(root: Path, target: str, rels: list[str], captions: dict[str, str]) -> CaptionStore:
     """Write all captions in format ``target`` and return its store; old files are left alone."""
-    if target == "txt":
-        store: CaptionStore = SidecarCaptions.load(root, rels)
-    else:
-        cls = CsvCaptionFile if target == "csv" else JsonlCaptionFile
-        path = root / METADATA_NAMES[target]
-        store = cls.load(path, existing=set(rels)) if path.exists() else cls.new(path)
-    save_store(store, captions)
-    return store
+    return save_store(open_store(root, target, rels), captions)
 
 
 def caption_files_snapshot(store: CaptionStore, rels: list[str]) -> dict[str, tuple[int, int]]:
     """``{file: (mtime_ns, size)}`` of the caption files, to notice edits made elsewhere."""
-    paths = [store.sidecar(rel) for rel in rels] if isinstance(store, SidecarCaptions) else [store.path]
+    paths = [store.sidecar(rel) for rel in rels] if isinstance(store, SidecarSet) else [store.path]
     snapshot: dict[str, tuple[int, int]] = {}
     for path in paths:
         try:

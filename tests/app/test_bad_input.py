@@ -30,10 +30,10 @@ def test_csv_problems_are_reported_with_line_numbers(tmp_path):
     text = "\n".join(messages(opened))
     assert "metadata.csv:1: starts with a byte-order mark" in text
     assert "metadata.csv:3: has a line break inside the caption of 'img_001.png'" in text
-    assert "metadata.csv:5: repeats 'img_000.png' (first on line 2)" in text
+    assert "metadata.csv:5: 'img_000.png' is listed twice, on line 2 and on line 5; the row on line 5 is ignored" in text
     assert "metadata.csv:6: is for 'missing.png', which does not exist" in text
-    assert "metadata.csv:7: names '../../etc/passwd.png', which is outside the dataset folder" in text
-    assert "metadata.csv:8: has 1 column(s) instead of 2" in text
+    assert "metadata.csv:7: row names '../../etc/passwd.png', which escapes the dataset folder" in text
+    assert "metadata.csv:8: row has 1 field, but the header has 2 columns (filename, prompt)" in text
     assert opened.captions == ["one, two", "line one\nline two", ""]
 
 
@@ -54,12 +54,15 @@ def test_missing_column_and_unclosed_quote_refuse_to_save(tmp_path):
     make_images(tmp_path, 1)
     (tmp_path / "metadata.csv").write_text("file,description\nimg_000.png,x\n")
     opened = open_dataset(tmp_path)
-    assert "metadata.csv:1: has no 'prompt' column" in messages(opened)[0]
+    assert "metadata.csv:1: header must have a filename column" in messages(opened)[0]
+    assert "found 'file', 'description'" in messages(opened)[0]
     with pytest.raises(DatasetError, match="Not saved"):
         save_store(opened.store, {"img_000.png": "y"})
     (tmp_path / "metadata.csv").write_text('filename,prompt\nimg_000.png,"never closed\n')
     opened = open_dataset(tmp_path)
-    assert "metadata.csv:2: has a quote that is never closed" in messages(opened)[0]
+    assert "metadata.csv:2: a quoted field opens on line 2 and is never closed" in messages(opened)[0]
+    with pytest.raises(DatasetError, match="Not saved: metadata.csv:2: a quoted field opens"):
+        save_store(opened.store, {"img_000.png": "y"})
 
 
 def test_broken_images_get_a_reason(tmp_path):
@@ -139,8 +142,8 @@ def test_jsonl_bad_lines_are_kept_and_reported(tmp_path):
     (tmp_path / "metadata.jsonl").write_text(content)
     opened = open_dataset(tmp_path)
     text = "\n".join(messages(opened))
-    assert "metadata.jsonl:2: is not valid JSON" in text
-    assert "metadata.jsonl:3: names '/abs/img.png', which is outside the dataset folder" in text
+    assert "metadata.jsonl:2: line is not valid JSON" in text
+    assert "metadata.jsonl:3: row names '/abs/img.png', which escapes the dataset folder" in text
     save_store(opened.store, {"img_000.png": "a", "img_001.png": "b, c"})
     lines = (tmp_path / "metadata.jsonl").read_text().split("\n")
     assert lines[:3] == content.split("\n")[:3]
