@@ -18,9 +18,10 @@ from PySide6.QtWidgets import (QAbstractItemView, QDialog, QHBoxLayout, QHeaderV
 
 from .captioners import CaptionerChoice
 from .job import FORCE_AFTER_MS, JobEnd, LabelJob
-from .launchers import LabelLauncher
+from .launchers import JobProcess, LabelLauncher
 from .plan import ApplyPlan, Outcome, plan_changes, undo_name
 from .preview_model import COL_AFTER, COL_IMAGE, COL_NOW, PreviewModel
+from .reattach import PendingJob, mark_handled
 from .request import new_run_dir
 from .settings_panel import SettingsPanel
 
@@ -41,6 +42,7 @@ class AutoCaptionDialog(QDialog):
     """Non-modal; the job runs as a subprocess, so the grid stays usable meanwhile."""
 
     applied = Signal(int, str)  # captions changed, the undo step's name
+    jobChanged = Signal()  # a job started, ended, or went on running with the dialog hidden
 
     def __init__(self, *, dataset: Path, scopes: dict[str, list[str]],
                  captions: Callable[[], dict[str, str] | None], apply: Callable[[dict[str, str], str], int],
@@ -52,8 +54,10 @@ class AutoCaptionDialog(QDialog):
         self.dataset, self.captions_fn, self.apply_fn = dataset, captions, apply
         self.workspace, self.flush_edits, self.poll_ms = workspace, flush_edits, poll_ms
         self.job: LabelJob | None = None
+        self.target_name = ""  # where the job runs ("" for this computer)
         self.plan = ApplyPlan()
         self._closing = False
+        self._shutting_down = False
         self.settings = SettingsPanel(scopes, captioners, workspace, launchers, self)
         self._build()
         self.settings.changed.connect(self._update_summary)
@@ -226,25 +230,56 @@ class AutoCaptionDialog(QDialog):
         except OSError as exc:
             self._show_errors("Cannot create the job's run folder:", [str(exc)])
             return
-        self.plan = ApplyPlan()
-        self.preview_model.set_rows([])
-        self.counts.setText("")
-        self.errors.hide()
-        self.job = LabelJob(request, launcher, run_dir, self, self.poll_ms)
-        self.job.statusChanged.connect(self._on_status)
-        self.job.resultsAdded.connect(lambda _records: self.refresh_preview())
-        self.job.finished.connect(self._on_finished)
-        self._set_running(True)
-        self.headline.setText(f"Captioning {_plural(len(request.images), 'image')}…")
-        self.state_label.setText(f"Starting… (run folder {run_dir})")
-        self.progress.setRange(0, 0)
-        self.progress.show()
+        self.target_name = getattr(launcher, "target_name", "")
+        self._follow(LabelJob(request, launcher, run_dir, self, self.poll_ms))
+        where = f" on {self.target_name}" if self.target_name else ""
+        self.headline.setText(f"Captioning {_plural(len(request.images), 'image')}{where}…")
+        self.state_label.setText(f"Starting{where}… (run folder {run_dir})")
         try:
             self.job.start()
         except OSError as exc:
             self.job = None
             self._set_running(False)
             self._show_errors("Cannot start the job:", [str(exc)])
+        self.jobChanged.emit()
+
+    def _follow(self, job: LabelJob) -> None:
+        self.plan = ApplyPlan()
+        self.preview_model.set_rows([])
+        self.counts.setText("")
+        self.errors.hide()
+        self.job = job
+        job.statusChanged.connect(self._on_status)
+        job.resultsAdded.connect(lambda _records: self.refresh_preview())
+        job.finished.connect(self._on_finished)
+        self._set_running(True)
+        self.progress.setRange(0, 0)
+        self.progress.show()
+
+    def attach(self, pending: PendingJob, process: JobProcess) -> None:
+        """Follow a job found again in its run folder (started before the app restarted)."""
+        self.settings.show_request(pending.request, pending.target)
+        self.target_name = pending.target
+        where = f" on {pending.target}" if pending.target else ""
+        self._follow(LabelJob(pending.request, None, pending.run_dir, self, self.poll_ms))
+        self.headline.setText(f"Captioning {_plural(len(pending.request.images), 'image')}{where}…"
+                              if pending.running else "Reading the job's results…")
+        self.state_label.setText(f"Run folder {pending.run_dir}")
+        assert self.job is not None
+        self.job.attach(process)
+        self.jobChanged.emit()
+
+    def pending_job(self) -> PendingJob | None:
+        """Its job as the re-attach bar shows it (None when there is none, or nothing is left to do)."""
+        job = self.job
+        if job is None:
+            return None
+        if job.end is not None and not (job.end.has_results and self.plan.changes):
+            return None
+        status = job.status
+        state = "running" if job.end is None else "finished"
+        return PendingJob(job.run_dir, job.request, self.target_name, state, int(status.get("step") or 0),
+                          int(status.get("total_steps") or len(job.request.images)), len(self.plan.changes), 0.0)
 
     def _set_running(self, running: bool) -> None:
         self.settings.set_locked(running)
@@ -294,6 +329,8 @@ class AutoCaptionDialog(QDialog):
 
     def _on_finished(self, end: JobEnd) -> None:
         if self._closing:
+            if not self._shutting_down:  # closed by the user; at app exit the results are offered next time
+                self._discard_results()
             super().reject()
             return
         self._set_running(False)
@@ -303,11 +340,12 @@ class AutoCaptionDialog(QDialog):
         if end.has_results:
             done = int((job.status if job else {}).get("step") or 0)
             self.headline.setText(f"{end.message} Review the captions, then apply them.")
-            self.state_label.setText(f"{_plural(done, 'image')} captioned; nothing is written until you apply "
-                                     "(then Undo takes it back).")
+            where = f" on {self.target_name}" if self.target_name else ""
+            self.state_label.setText(f"{_plural(done, 'image')} captioned{where}; nothing is written until you "
+                                     "apply (then Undo takes it back).")
         else:
             self.settings.recheck_models()  # a model folder may have changed since the dialog opened
-            self.headline.setText("The job did not finish.")
+            self.headline.setText("Nothing was captioned." if end.state == "invalid" else "The job did not finish.")
             self.progress.hide()  # an empty bar says nothing; the errors below do
             self.state_label.setText(f"Run folder: {job.run_dir if job else ''}")
             self._show_errors(end.message, end.problems)
@@ -315,6 +353,7 @@ class AutoCaptionDialog(QDialog):
         if self.preview_model.rows and not self.table.currentIndex().isValid():
             self.table.setCurrentIndex(self.preview_model.index(0, 0))
         self._update_summary()
+        self.jobChanged.emit()
 
     def _show_errors(self, title: str, lines: list[str]) -> None:
         text = "<b>" + html.escape(title) + "</b>"
@@ -370,20 +409,42 @@ class AutoCaptionDialog(QDialog):
             return
         name = undo_name(len(changes))
         count = self.apply_fn(changes, name)
+        self._mark(self.job.run_dir, "applied", count)
         self.applied.emit(count, name)
         self.accept()
 
+    @staticmethod
+    def _mark(run_dir: Path, action: str, count: int = 0) -> None:
+        try:
+            mark_handled(run_dir, action, count)
+        except OSError:
+            pass  # the share went away: the job may be offered again, which is harmless
+
+    def _discard_results(self) -> None:
+        """The user closed the dialog: the job's results are not offered again."""
+        if self.job is not None and self.job.end is not None:
+            self._mark(self.job.run_dir, "discarded")
+
     def reject(self) -> None:
-        """Close; a running job is stopped first (nothing was written, so nothing is lost)."""
+        """Close. A job on a target keeps running (the bar above the grid shows it); a job of
+        this computer is stopped first (nothing was written, so nothing is lost)."""
         if self.running and self.job is not None:
+            if self.job.detached:
+                self.hide()
+                self.jobChanged.emit()
+                return
             self._closing = True
             self.job.stop()
             self.hide()
             return
+        self._discard_results()
         super().reject()
 
     def shutdown(self) -> None:
-        """End a running job at once (the app is closing)."""
+        """The app is closing: a job of this computer ends at once; a job on a target runs on."""
         if self.running and self.job is not None:
-            self._closing = True
+            if self.job.detached:
+                self.job.release()
+                return
+            self._closing = self._shutting_down = True
             self.job.kill()

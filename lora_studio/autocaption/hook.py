@@ -2,11 +2,14 @@
 
 Kept out of ``main_window.py`` so that the window only creates the controller: the
 controller adds its action to the Edit menu and the toolbar, opens the dialog for the
-dataset on screen, and applies the results to *that* dataset's session as one undo step.
+dataset on screen, applies the results to *that* dataset's session as one undo step, and
+puts a bar above the grid when the dataset has a job to come back to (still running on a
+target, or ended with results not applied, e.g. after the app was closed).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QObject, QTimer
@@ -15,7 +18,11 @@ from PySide6.QtGui import QAction, QKeySequence
 from ..resources import icon
 from .captioners import find_captioners, job_workspace
 from .dialog import AutoCaptionDialog
-from .launchers import available_launchers
+from .reattach import PendingJob, find_pending_jobs, mark_handled, pending_job
+from .reattach_bar import JobBar
+from .target_launcher import attach_process, available_launchers
+
+BAR_REFRESH_MS = 3000
 
 if TYPE_CHECKING:
     from ..editing.session import DatasetSession
@@ -48,6 +55,18 @@ class AutoCaptionController(QObject):
         for signal in (grid.selection_model().selectionChanged, grid.proxy.layoutChanged, grid.proxy.modelReset,
                        grid.proxy.rowsInserted, grid.proxy.rowsRemoved):
             signal.connect(lambda *_: self.dialog is not None and self._scope_timer.start())
+        # The bar goes between the filter bar and the grid (the window's layout stays its own).
+        self.bar = JobBar(window.grid_page)
+        page_layout = window.grid_page.layout()
+        page_layout.insertWidget(max(0, page_layout.indexOf(window.grid)), self.bar)
+        self.bar.showRequested.connect(self.show_job)
+        self.bar.discardRequested.connect(self._discard)
+        self._scan_serial = 0
+        self._found: list[PendingJob] = []  # the open dataset's jobs from the last scan
+        window.datasetOpened.connect(lambda root: self.scan_jobs())
+        # A running job's line in the bar follows its progress (a small read every few seconds).
+        self._bar_timer = QTimer(self, interval=BAR_REFRESH_MS)
+        self._bar_timer.timeout.connect(self._refresh_bar)
 
     def _insert_after(self, anchor: QAction) -> None:
         """Put the action after ``anchor`` in the Edit menu and the toolbar."""
@@ -75,21 +94,126 @@ class AutoCaptionController(QObject):
             self._update_scopes()
             self.dialog.show()
             self.dialog.raise_()
+            self._update_bar()
             return self.dialog
         window.detail.commit()
         dialog = AutoCaptionDialog(
             dataset=session.root, scopes=self._scopes(session), captions=lambda: self._captions(session),
             apply=lambda changes, name: self._apply(session, changes, name),
             captioners=find_captioners(window.workspace, session.root),
-            workspace=job_workspace(window.workspace, session.root), launchers=available_launchers(),
-            flush_edits=self._flush_edits, parent=window, poll_ms=self.poll_ms)
+            workspace=job_workspace(window.workspace, session.root),
+            launchers=available_launchers(window.runner), flush_edits=self._flush_edits, parent=window,
+            poll_ms=self.poll_ms)
         session.captionsChanged.connect(dialog.grid_changed)
         dialog.applied.connect(lambda count, name: window.statusBar().showMessage(
             f"{name}: {count:,} caption{'s' if count != 1 else ''} changed (Undo takes it back)", 8000))
         dialog.finished.connect(lambda _result: self._forget(dialog, session))
+        dialog.jobChanged.connect(self._dialog_job_changed)
         self.dialog = dialog
         dialog.show()
+        self._update_bar()
         return dialog
+
+    # -- jobs to come back to ---------------------------------------------------------------
+    def scan_jobs(self) -> None:
+        """Look for the open dataset's running or unapplied jobs (in a worker; the bar shows the newest)."""
+        session = self.window.session
+        if session is None:
+            self.bar.set_job(None)
+            return
+        self._scan_serial += 1
+        serial, root = self._scan_serial, session.root
+        workspace = job_workspace(self.window.workspace, root)
+        self.window.runner.start(find_pending_jobs, workspace, Path(root),
+                                 on_done=lambda jobs: self._jobs_found(serial, root, jobs),
+                                 on_error=lambda _message: None)  # an unreadable runs folder: no bar
+
+    def _jobs_found(self, serial: int, root: Path, jobs: list[PendingJob]) -> None:
+        session = self.window.session
+        if serial != self._scan_serial or session is None or session.root != root:
+            return  # another dataset (or a newer scan) meanwhile
+        followed = self.dialog.job.run_dir if self.dialog is not None and self.dialog.job is not None else None
+        jobs = [job for job in jobs if job.run_dir != followed]
+        if self.dialog is not None and self.dialog.isVisible():
+            self.bar.set_job(None)
+            self._found = jobs
+            return
+        self._found = jobs
+        self._update_bar()
+
+    def _update_bar(self) -> None:
+        """The bar follows the dialog: hidden while it is open, its job while it is hidden."""
+        dialog = self.dialog
+        if dialog is not None and dialog.isVisible():
+            self.bar.set_job(None)
+            return
+        own = dialog.pending_job() if dialog is not None and not dialog.closing else None
+        if own is not None:
+            self.bar.set_job(own)
+            if own.running and not self._bar_timer.isActive():
+                self._bar_timer.start()
+            return
+        self.bar.set_job(next(iter(self._found), None))
+        if self.bar.job is not None and self.bar.job.running:
+            if not self._bar_timer.isActive():
+                self._bar_timer.start()
+        else:
+            self._bar_timer.stop()
+
+    def _refresh_bar(self) -> None:
+        job = self.bar.job
+        if job is None or not job.running or not self.bar.isVisible():
+            self._bar_timer.stop()
+            return
+        dialog = self.dialog
+        if dialog is not None and dialog.job is not None and dialog.job.run_dir == job.run_dir:
+            self._update_bar()  # the hidden dialog follows it already
+            return
+        session = self.window.session
+        if session is not None:
+            self.window.runner.start(pending_job, job.run_dir, Path(session.root), on_done=self._job_refreshed,
+                                     on_error=lambda _message: None)
+
+    def _job_refreshed(self, fresh: PendingJob | None) -> None:
+        shown = self.bar.job
+        if shown is None:
+            return
+        self._found = [fresh if found.run_dir == shown.run_dir else found for found in self._found]
+        self._found = [found for found in self._found if found is not None]
+        self._update_bar()
+
+    def _dialog_job_changed(self) -> None:
+        dialog = self.dialog
+        if dialog is not None and not dialog.isVisible() and dialog.running:
+            target = dialog.target_name or "the target"
+            self.window.statusBar().showMessage(
+                f"The auto-caption job keeps running on {target}; the bar above the grid brings it back.", 8000)
+        self._update_bar()
+
+    def show_job(self, job: PendingJob) -> AutoCaptionDialog | None:
+        """Open the dialog on ``job`` (a job found in its run folder, or the hidden dialog's own)."""
+        dialog = self.dialog
+        if dialog is not None and dialog.job is not None and dialog.job.run_dir == job.run_dir:
+            return self.open_dialog()  # it is the hidden dialog's own job
+        if dialog is not None and dialog.running:
+            self.window.statusBar().showMessage("Another auto-caption job is shown; close it first.", 6000)
+            return self.open_dialog()
+        if dialog is not None:
+            dialog.reject()
+        dialog = self.open_dialog()
+        if dialog is None:
+            return None
+        self._found = [found for found in self._found if found.run_dir != job.run_dir]
+        dialog.attach(job, attach_process(job.run_dir, self.window.runner, dialog))
+        return dialog
+
+    def _discard(self, job: PendingJob) -> None:
+        try:
+            mark_handled(job.run_dir, "discarded")
+        except OSError as exc:
+            self.window.statusBar().showMessage(f"Cannot write to {job.run_dir}: {exc}", 8000)
+        self._found = [found for found in self._found if found.run_dir != job.run_dir]
+        self._update_bar()
 
     def _scopes(self, session: "DatasetSession") -> dict[str, list[str]]:
         rel_of = [entry.rel for entry in session.entries]
@@ -125,6 +249,7 @@ class AutoCaptionController(QObject):
         if self.dialog is dialog:
             self.dialog = None
         dialog.deleteLater()
+        self._update_bar()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's API
         """When the window closes, a running job ends with it (it only proposed captions)."""

@@ -18,12 +18,13 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from trainer.rundir import JsonlTail, read_status
 
 from .launchers import JobProcess, LabelLauncher
-from .request import LabelRequest, write_images_file
+from .request import LabelRequest, write_images_file, write_request
 
 RESULTS_FILE = "captions.jsonl"
 STOP_FILE = "STOP"
 FORCE_AFTER_MS = 15_000  # after a stop request, offer to end the process at once
 EXIT_INVALID = 2
+EXIT_LOST = -1
 
 
 @dataclass
@@ -71,7 +72,8 @@ class LabelJob(QObject):
     resultsAdded = Signal(list)  # new captions.jsonl records
     finished = Signal(object)  # JobEnd
 
-    def __init__(self, request: LabelRequest, launcher: LabelLauncher, run_dir: Path, parent: QObject | None = None,
+    def __init__(self, request: LabelRequest, launcher: LabelLauncher | None, run_dir: Path,
+                 parent: QObject | None = None,
                  poll_ms: int = 300) -> None:
         super().__init__(parent)
         self.request = request
@@ -88,11 +90,24 @@ class LabelJob(QObject):
 
     def start(self) -> None:
         """Write the image list and start the process (returns at once)."""
+        assert self.launcher is not None
         images_file = write_images_file(self.run_dir, self.request.images)
+        # The request goes with the run folder, so that a restarted app finds the job for this dataset.
+        write_request(self.run_dir, self.request, getattr(self.launcher, "target_name", ""))
         args = self.request.label_args(self.run_dir, images_file)
-        self.process = self.launcher.start(args, self.run_dir.parent, self)
+        self.attach(self.launcher.start(args, self.run_dir.parent, self))
+
+    def attach(self, process: JobProcess) -> None:
+        """Follow ``process`` (a job just started, or one found again after the app restarted)."""
+        self.process = process
         self.process.finished.connect(self._process_finished)
         self.timer.start()
+        self.poll()
+
+    @property
+    def detached(self) -> bool:
+        """Whether the job runs on its own (a target): closing the app leaves it running."""
+        return self.process is not None and self.process.detached
 
     @property
     def running(self) -> bool:
@@ -129,10 +144,22 @@ class LabelJob(QObject):
             self.stop_requested = True
             self.process.kill()
 
+    def release(self) -> None:
+        """Stop following a detached job (the app is closing); it runs on and can be found again."""
+        self.timer.stop()
+        if self.process is not None:
+            self.process.release()
+
     def _process_finished(self, code: int, output: str) -> None:
         self.timer.stop()
         try:
             self.poll()  # the last results and the final status
         finally:  # whatever the last read did, the dialog must learn that the job ended
             self.end = describe_end(code, output, self.status, self.stop_requested)
+            if code == EXIT_LOST and self.end.state == "failed" and not self.status.get("error") and self.records:
+                # Ended in the middle (the app that ran it closed, or its machine stopped): what
+                # it captioned is in captions.jsonl and can still be applied.
+                done = int(self.status.get("step") or len(self.records))
+                self.end = JobEnd("stopped", f"The job was interrupted after {done:,} of "
+                                  f"{int(self.status.get('total_steps') or 0):,} images.")
             self.finished.emit(self.end)

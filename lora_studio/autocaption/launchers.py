@@ -1,12 +1,12 @@
-"""Where an auto-caption job runs. Today: this computer. The seam for GPU VMs is here.
+"""Where an auto-caption job runs: the launcher seam, and this computer.
 
 A launcher starts ``python -m trainer label <args>`` and returns a :class:`JobProcess`.
 Everything else the app needs (progress, results, stopping) goes through the run folder
-(``status.json``, ``captions.jsonl``, ``STOP``), which is why a remote launcher only has to
-(1) map the dataset, model and run folder paths to the target's view of the shared storage
-(``lora_studio.targets.pathmap``), (2) start the command detached through the target's shell
-(``lora_studio.targets.launch``), and (3) report ``finished`` when ``status.json`` reaches a
-final state (there is no local process to wait for).
+(``status.json``, ``captions.jsonl``, ``STOP``). This computer runs the job as a child
+process of the app (:class:`LocalLauncher`: exact exit code and console output). The
+targets of the Targets panel are in :mod:`.target_launcher`: it maps the paths to the
+target's view of the shared storage, starts the command detached through the target's
+shell, and reports ``finished`` when ``status.json`` reaches a final state.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class JobProcess(QObject):
     """A started job. ``finished(exit_code, output)``: -1 when it crashed or was killed."""
 
     finished = Signal(int, str)
+    detached = False  # True: it runs on its own, and closing the app leaves it running
 
     def terminate(self) -> None:
         """Ask the process to end now (SIGTERM: the trainer stops after the current batch)."""
@@ -35,6 +36,9 @@ class JobProcess(QObject):
     def is_running(self) -> bool:
         """Whether the process has not ended yet."""
         return False
+
+    def release(self) -> None:
+        """Stop following the job (the app is closing); a detached job runs on."""
 
 
 class LabelLauncher(Protocol):
@@ -99,6 +103,7 @@ class LocalLauncher:
     """This computer, with the interpreter that runs the app (the trainer is installed beside it)."""
 
     name = "This computer"
+    target_name = ""  # not one of the Targets panel's targets
 
     def __init__(self, python: str = "") -> None:
         self.python = python or trainer_python()  # not sys.executable: in a bundle that is the app
@@ -106,8 +111,3 @@ class LocalLauncher:
     def start(self, label_args: list[str], cwd: Path, parent: QObject) -> JobProcess:
         """Start the trainer as a child process of the app."""
         return LocalProcess(self.python, ["-m", "trainer", "label", *label_args], cwd, parent)
-
-
-def available_launchers() -> list[LabelLauncher]:
-    """The targets the dialog offers (GPU VMs join here once their launcher exists)."""
-    return [LocalLauncher()]

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
+
+from trainer.fsutil import atomic_write_text
 
 IMAGES_FILE = "images.txt"  # the list of images to caption, written into the run folder
+REQUEST_FILE = "request.json"  # the request as the desktop sees it: lets a restarted app find the job
 RUNS_DIR = "runs"
+LABEL_PREFIX = "label-"
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,41 @@ class LabelRequest:
             args += ["--exclude", self.exclude.strip()]
         return args
 
+    def to_json(self, target: str = "") -> str:
+        """The request as JSON for ``request.json`` (paths as the desktop sees them), with the target's name."""
+        data: dict[str, Any] = asdict(self)
+        data.update(dataset=str(self.dataset), model=str(self.model), images=list(self.images), target=target,
+                    created=time.time())
+        return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "LabelRequest":
+        """Parse :meth:`to_json`'s output; raises ValueError (or TypeError) when it is not one."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values.update(dataset=Path(values["dataset"]), model=Path(values["model"]),
+                      images=tuple(str(rel) for rel in values.get("images") or ()))
+        return cls(**values)
+
+
+def write_request(run_dir: Path, request: LabelRequest, target: str) -> Path:
+    """Record the request in the run folder (atomically), so that a restarted app can offer the job again."""
+    path = run_dir / REQUEST_FILE
+    atomic_write_text(path, request.to_json(target))
+    return path
+
+
+def read_request(run_dir: Path) -> tuple[LabelRequest, dict[str, Any]] | None:
+    """The request recorded in ``run_dir`` and the raw record (target, created), or None."""
+    try:
+        text = (run_dir / REQUEST_FILE).read_text(encoding="utf-8")
+        return LabelRequest.from_json(text), json.loads(text)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
 
 def new_run_dir(workspace: Path, now: float | None = None) -> Path:
     """A fresh ``<workspace>/runs/label-<timestamp>`` folder (created; never one in use)."""
@@ -44,7 +85,7 @@ def new_run_dir(workspace: Path, now: float | None = None) -> Path:
     root = workspace / RUNS_DIR
     root.mkdir(parents=True, exist_ok=True)
     for n in range(1, 1000):
-        candidate = root / (f"label-{stamp}" if n == 1 else f"label-{stamp}-{n}")
+        candidate = root / (f"{LABEL_PREFIX}{stamp}" if n == 1 else f"{LABEL_PREFIX}{stamp}-{n}")
         try:
             candidate.mkdir()
         except FileExistsError:
@@ -56,5 +97,5 @@ def new_run_dir(workspace: Path, now: float | None = None) -> Path:
 def write_images_file(run_dir: Path, images: tuple[str, ...]) -> Path:
     """The ``--images`` list (one relative path a line) in the run folder, for the record too."""
     path = run_dir / IMAGES_FILE
-    path.write_text("".join(f"{rel}\n" for rel in images), encoding="utf-8")
+    atomic_write_text(path, "".join(f"{rel}\n" for rel in images))
     return path

@@ -161,6 +161,27 @@ class SettingsPanel(QWidget):
                 self.scope_buttons[fallback].setChecked(True)
         self.changed.emit()
 
+    def show_request(self, request: LabelRequest, target: str) -> None:
+        """Show the settings of a job found again in its run folder (the panel is locked while it runs)."""
+        for index in range(self.model_combo.count()):
+            choice = self.model_combo.itemData(index)
+            if isinstance(choice, CaptionerChoice) and choice.path == request.model:
+                self.model_combo.setCurrentIndex(index)
+                break
+        else:  # the model folder is not in this workspace's list (moved, or another workspace's)
+            self.model_combo.insertItem(0, f"{request.model.name} — used by this job", check_captioner(request.model))
+            self.model_combo.setCurrentIndex(0)
+        self.mode_combo.setCurrentIndex(max(0, self.mode_combo.findData(request.mode)))
+        self.trigger.setText(request.trigger)
+        if request.threshold is not None:
+            self.threshold.setValue(request.threshold)
+        self.exclude.setText(request.exclude)
+        self.batch.setValue(request.batch_size)
+        self.device.setCurrentIndex(max(0, self.device.findData(request.device)))
+        names = [getattr(self.target.itemData(index), "target_name", "") for index in range(self.target.count())]
+        if target in names:  # "" is this computer
+            self.target.setCurrentIndex(names.index(target))
+
     def set_locked(self, locked: bool) -> None:
         """Lock the settings while a job runs (its request is fixed)."""
         for widget in (self.model_combo, self.mode_combo, self.trigger, self.batch, self.device, self.target):
