@@ -3,8 +3,9 @@
 For each captioner family, on the tiny models of :mod:`trainer.labeling.tiny`, measured in
 one run (these machines are noisy, so only ratios within a run mean much):
 
-- real_images_per_s: the job's own path (:class:`trainer.labeling.job.LabelJob`): JPEG decode,
-  EXIF/RGB handling and the model's preprocessing in the loader threads, batches to the model;
+- real_images_per_s: the job's own path (:class:`trainer.labeling.job.LabelJob`): JPEG decode
+  (at 1/2, 1/4 or 1/8 scale when the image is at least that much larger than the model's
+  input, see ``trainer.images.open_rgb(min_side=...)``), EXIF/RGB handling and the model's preprocessing in the loader threads, batches to the model;
 - preloaded_images_per_s: the same batches with every image already decoded and prepared in
   memory (the model alone);
 - data_stall_ratio: real / preloaded (1.0 means loading costs nothing; target >= 0.90, i.e.
@@ -67,6 +68,7 @@ class SimulatedAccelerator:
         self.ms_per_image = ms_per_image
         self.prepare = captioner.prepare
         self.collate = captioner.collate
+        self.input_side = captioner.input_side
 
     def generate(self, batch) -> list[list[str]]:
         count = len(batch) if not isinstance(batch, dict) else len(next(iter(batch.values())))
@@ -102,7 +104,8 @@ def measure(captioner, paths: list[Path], batch_size: int, workers: int | None) 
 
     def loader_only() -> float:
         started = time.perf_counter()
-        for _ in PrefetchLoader([(p.name, p) for p in paths], captioner.prepare, workers=workers):
+        for _ in PrefetchLoader([(p.name, p) for p in paths], captioner.prepare, workers=workers,
+                                min_side=captioner.input_side):
             pass
         return time.perf_counter() - started
 
@@ -122,10 +125,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=None, help="loader threads (default: the job's)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="side of the generated JPEGs (default 512 quick, 768 full; photos are often 2048+)")
     parser.add_argument("--simulated-ms", type=float, default=10.0,
                         help="model time per image of the *_gpu_like entries (10 ms: 100 images/s)")
     args = parser.parse_args()
     count, size = (96, 512) if args.quick else (256, 768)
+    size = args.image_size or size
 
     from trainer.labeling.base import LoadOptions
     from trainer.labeling.loader import default_workers, model_threads

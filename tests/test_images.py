@@ -207,3 +207,17 @@ def test_limit_above_pillows_global_guard_is_honoured(tmp_path: Path) -> None:
     problem = check_image(path, max_pixels=500_000_000)
     assert problem is not None
     assert "truncated or damaged" in problem.message and "bomb" not in problem.message
+
+
+def test_min_side_decodes_big_jpegs_smaller_but_never_below_it(tmp_path: Path) -> None:
+    path = tmp_path / "photo.jpg"
+    Image.new("RGB", (2000, 1000), (200, 40, 40)).save(path, quality=90)
+    # 1000 // 384 = 2: decoded at half scale, both sides still >= 384.
+    assert open_rgb(path, min_side=384).size == (1000, 500)
+    assert open_rgb(path, min_side=120).size == (250, 125)  # 1/8, the most libjpeg does
+    assert open_rgb(path, min_side=900).size == (2000, 1000)  # half would be too small
+    assert open_rgb(path).size == (2000, 1000)
+    assert open_rgb(path, min_side=384).getpixel((10, 10)) == pytest.approx((200, 40, 40), abs=3)
+    png = tmp_path / "art.png"
+    Image.new("RGB", (2000, 1000), "blue").save(png)
+    assert open_rgb(png, min_side=384).size == (2000, 1000)  # only JPEG decodes at a scale

@@ -130,18 +130,27 @@ def _check_limit(path: Path, size: tuple[int, int], max_pixels: int | None) -> N
         raise _bomb(path, size, max_pixels)
 
 
-def open_rgb(path: Path | str, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+def open_rgb(
+    path: Path | str, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS, min_side: int | None = None
+) -> Image.Image:
     """Load an image fully, upright (EXIF orientation applied) and in RGB mode.
 
     Transparency is composited on white; CMYK, palette, grey and 16-bit/float images are
     converted (16-bit scaled to 8-bit, not clipped). ``max_pixels=None`` disables the
     bomb limit. Raises :class:`ImageProblem` for a missing, unreadable, truncated or
     oversized file.
+
+    ``min_side`` is for callers that shrink the image anyway (the captioners): a JPEG is
+    then decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself, several times faster, as long
+    as both sides stay at least ``min_side`` pixels. Other formats are decoded in full.
     """
     path = Path(path)
     with _open_file(path) as fp:
         image = _open_header(fp, path)
         _check_limit(path, image.size, max_pixels)
+        if min_side and image.format == "JPEG":
+            # draft() picks the largest reduction that keeps both sides >= the size asked.
+            image.draft("RGB", (min_side, min_side))
         try:
             image.load()
         except Image.DecompressionBombError as exc:

@@ -39,6 +39,9 @@ class Captioner(abc.ABC):
 
     family: str = ""
     name: str = ""
+    # The side the model's input is resized to (None: unknown). The loader uses it to
+    # decode large JPEGs at a reduced scale that still has at least this many pixels.
+    input_side: int | None = None
 
     @abc.abstractmethod
     def prepare(self, image: Image.Image) -> Any:

@@ -77,6 +77,19 @@ def _model_class(model_type: str, folder: Path) -> Any:
                           "use a BLIP, BLIP-2, GIT or Florence-2 captioner", str(folder))
 
 
+def _processor_side(processor: Any) -> int | None:
+    """The largest side the image processor resizes or crops to, if it says so."""
+    image_processor = getattr(processor, "image_processor", processor)
+    sides = []
+    for attr in ("size", "crop_size"):
+        value = getattr(image_processor, attr, None)
+        if isinstance(value, dict):
+            sides += [v for v in value.values() if isinstance(v, int)]
+        elif isinstance(value, int):
+            sides.append(value)
+    return max(sides) if sides else None
+
+
 class ImageToTextCaptioner(Captioner):
     """A transformers image-to-text model with its processor."""
 
@@ -118,6 +131,7 @@ class ImageToTextCaptioner(Captioner):
             raise LabelInputError(f"cannot be loaded by transformers: {exc}",
                                   "check that the folder is a complete image-to-text model", str(folder)) from exc
         self.model.to(self.device).eval()
+        self.input_side = _processor_side(self.processor)
         self.prompt = options.prompt if options.prompt is not None else DEFAULT_PROMPTS.get(self.model_type)
         self.tokenizer = getattr(self.processor, "tokenizer", None)
         self.prompt_ids = self._prompt_ids()

@@ -92,7 +92,8 @@ class LabelJob:
         """
         started = time.perf_counter()
         loader = PrefetchLoader([(item.rel_path, item.path) for item in self.items], self.captioner.prepare,
-                                workers=self.workers, lookahead=max(4 * self.batch_size, 16))
+                                workers=self.workers, lookahead=max(4 * self.batch_size, 16),
+                                min_side=self.captioner.input_side)
         pending: list[Loaded] = []
         try:
             for loaded in loader:

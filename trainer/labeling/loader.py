@@ -63,19 +63,21 @@ class PrefetchLoader:
         workers: int | None = None,
         lookahead: int = 32,
         max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+        min_side: int | None = None,
     ) -> None:
         self.images = list(images)
         self.prepare = prepare
         self.workers = workers or default_workers()
         self.lookahead = max(lookahead, self.workers)
         self.max_pixels = max_pixels
+        self.min_side = min_side  # see trainer.images.open_rgb: faster decoding of big JPEGs
         self._pool: ThreadPoolExecutor | None = None
         self._pending: deque[Future[Loaded]] = deque()
 
     def _load(self, index: int) -> Loaded:
         rel, path = self.images[index]
         try:
-            image = open_rgb(path, self.max_pixels)
+            image = open_rgb(path, self.max_pixels, self.min_side)
             return Loaded(index, rel, prepared=self.prepare(image))
         except ImageProblem as exc:
             return Loaded(index, rel, problem=exc)

@@ -154,6 +154,7 @@ class OnnxTagger(Captioner):
         self.channels_first = len(shape) == 4 and shape[1] == 3 and shape[3] != 3
         size = shape[2] if self.channels_first else shape[1]
         self.size = int(size) if isinstance(size, int) else 448
+        self.input_side = self.size
         outputs = self.session.get_outputs()[0].shape
         if len(outputs) == 2 and isinstance(outputs[1], int) and outputs[1] != len(self.tags):
             raise LabelInputError(
