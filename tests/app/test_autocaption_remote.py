@@ -248,6 +248,11 @@ def test_a_remote_job_is_found_again_after_the_app_restarted(qtbot, window, shar
     dialog = again.autocaption.dialog
     assert dialog is not None and dialog.isVisible() and not bar.isVisible()
     assert dialog.settings.target.currentText().startswith(TARGET)
+    assert not dialog.settings.target.isEnabled() and not dialog.start_button.isEnabled()
+    if dialog.job.end is None:
+        qtbot.waitUntil(lambda: dialog.job.end is not None or bool(dialog.preview_model.rows), timeout=JOB_TIMEOUT_MS)
+        qtbot.wait(50)
+        screenshot(dialog, "autocaption-reattached-dialog")
     end = wait_end(qtbot, dialog.job)
     assert end.state == "completed", (end.message, end.problems)
     assert dialog.apply_button.text() == "Apply to 300 images"
@@ -308,3 +313,34 @@ def test_discarded_results_are_not_offered_again(qtbot, window, shared):
     assert find_pending_jobs(data.parent, data) == []
     assert not any(captions_of(again).values())
     close_window(again)
+
+
+def test_label_paths_are_mapped_for_the_target_and_end_states_read_from_the_run_folder(tmp_path):
+    from lora_studio.autocaption.remote import LabelStartError, map_label_args
+    from lora_studio.autocaption.request import LabelRequest, read_request, write_request
+    from lora_studio.autocaption.watch import exit_code_of
+
+    desk = tmp_path / "share"
+    target = SshTarget(name="vm", host="h", user="u", mappings=(PathMapping(str(desk), "/data/lora"),))
+    request = LabelRequest(desk / "ds", ("a.png", "sub/b.png"), desk / "models" / "m", trigger="zz", threshold=0.4)
+    args = request.label_args(desk / "runs" / "label-1", desk / "runs" / "label-1" / "images.txt")
+    mapped = map_label_args(args, target)
+    assert mapped[mapped.index("--input") + 1] == "/data/lora/ds"
+    assert mapped[mapped.index("--images") + 1] == "/data/lora/runs/label-1/images.txt"
+    assert mapped[mapped.index("--trigger") + 1] == "zz"  # not a path: unchanged
+    outside = LabelRequest(tmp_path / "elsewhere", ("a.png",), desk / "models" / "m")
+    with pytest.raises(LabelStartError) as caught:
+        map_label_args(outside.label_args(desk / "runs" / "x", desk / "runs" / "x" / "images.txt"), target)
+    assert caught.value.problems[0] == f"vm cannot see the dataset folder: {tmp_path / 'elsewhere'}"
+    assert len(caught.value.problems) == 2 and "add a path mapping" in caught.value.problems[1]
+
+    (desk / "runs" / "label-1").mkdir(parents=True)
+    write_request(desk / "runs" / "label-1", request, "vm")
+    again, record = read_request(desk / "runs" / "label-1")
+    assert again == request and record["target"] == "vm"
+
+    assert exit_code_of({"state": "completed"}, "") == 0 and exit_code_of({"state": "stopped"}, "") == 0
+    assert exit_code_of({"state": "failed", "error": {"message": "x"}}, "") == 1
+    assert exit_code_of(None, "error: dataset folder does not exist\n") == 2  # bad input: no status at all
+    assert exit_code_of(None, "nohup: failed to run command") == 1
+    assert exit_code_of({"state": "training"}, "") == -1  # gone in the middle
