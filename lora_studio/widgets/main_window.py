@@ -25,7 +25,7 @@ from ..storage.names import is_image
 from ..tags import BulkEdit, Operation
 from ..theme import apply_theme
 from ..workers.image_check import ImageCheckTask
-from ..workers.tasks import TaskRunner
+from ..workers.tasks import FunctionTask, TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
 from .actions import create_actions
 from .caption_grid import ICON_MODE, TABLE_MODE, CaptionGrid
@@ -63,6 +63,8 @@ class MainWindow(QMainWindow):
         self.workspace: Path | None = None
         self.conflict_dialog: ConflictDialog | None = None
         self._check_task: ImageCheckTask | None = None
+        self._opening: FunctionTask | None = None  # the dataset open under way, if any
+        self._opening_path: Path | None = None
         self._empty_stack = QUndoStack(self)
 
         self.model = CaptionModel(thumbnails=self.thumbnails, parent=self)
@@ -225,6 +227,12 @@ class MainWindow(QMainWindow):
         self.cancel_scan.hide()
         self.cancel_scan.clicked.connect(self.tree.cancel_scan)
         status.addPermanentWidget(self.cancel_scan)
+        self.cancel_open = QPushButton("Cancel", self)
+        self.cancel_open.setObjectName("cancelOpen")
+        self.cancel_open.setToolTip("Stop opening this folder; the dataset on screen stays open")
+        self.cancel_open.hide()
+        self.cancel_open.clicked.connect(self.cancel_opening)
+        status.addPermanentWidget(self.cancel_open)
         for widget in (self.progress, self.format_label, self.save_label):
             status.addPermanentWidget(widget)
         status.showMessage("Open a workspace folder to begin (Ctrl+O)")
@@ -320,12 +328,74 @@ class MainWindow(QMainWindow):
             self.open_dataset_folder(Path(first))
 
     def open_dataset_folder(self, path: Path) -> None:
-        """Read the folder in a worker; the grid shows it when ready."""
+        """Read the folder in a worker; the grid shows it when ready.
+
+        The open shows its progress and can be cancelled (a slow share); asking for
+        another folder meanwhile cancels it. The dataset on screen stays until the new
+        one is read.
+        """
         path = Path(path)
-        if self.session is not None and self.session.root == path:
+        showing = self.session is not None and self.session.root == path
+        if self._opening is not None:
+            if self._opening_path == path:
+                return  # already on its way
+            # Another choice replaces the pending one; going back to the dataset on screen
+            # just abandons it.
+            self._abandon_open(announce=showing)
+        if showing:
             return
-        self.statusBar().showMessage(f"Opening {path}…")
-        self.runner.start(open_dataset, path, on_done=self._dataset_ready, on_error=self._dataset_failed)
+        name = path.name or str(path)
+        self._opening_path = path
+        self.statusBar().showMessage(f"Opening {name}…")
+        self.cancel_open.show()
+        task: FunctionTask | None = None
+
+        # Each callback checks that its task is still the one wanted: a cancelled or
+        # superseded open may still finish (a stat call on a stalled share cannot be
+        # interrupted), and its result must not replace what the user chose since.
+        def progress(done: int, total: int) -> None:
+            if self._opening is task:
+                self.statusBar().showMessage(f"Opening {name}… {done:,}/{total:,}")
+
+        def done(opened: OpenedDataset) -> None:
+            if self._opening is task:
+                self._open_finished()
+                self._dataset_ready(opened)
+
+        def failed(message: str) -> None:
+            if self._opening is not task:
+                return
+            if task.cancel_token.cancelled:  # cancelled from elsewhere (the window closing): not an error
+                self._abandon_open(announce=True)
+                return
+            self._open_finished()
+            self._dataset_failed(message)
+
+        task = self.runner.start(open_dataset, path, with_progress=True, on_progress=progress, on_done=done,
+                                 on_error=failed)
+        self._opening = task
+
+    def cancel_opening(self) -> None:
+        """Stop opening a dataset (the Cancel button); the dataset on screen, if any, stays."""
+        self._abandon_open(announce=True)
+
+    def _abandon_open(self, announce: bool) -> None:
+        if self._opening is None:
+            return
+        self._opening.cancel_token.cancel()
+        name = self._opening_path.name if self._opening_path else ""
+        self._open_finished()
+        if announce:
+            message = f"Opening {name} cancelled"
+            if self.session is not None:
+                message += f"; {self.session.root.name} is still open"
+                self.tree.select_path(str(self.session.root))  # the tree shows what is open again
+            self.statusBar().showMessage(message, 8000)
+
+    def _open_finished(self) -> None:
+        self._opening = None
+        self._opening_path = None
+        self.cancel_open.hide()
 
     def _dataset_failed(self, message: str) -> None:
         self.statusBar().showMessage(message)

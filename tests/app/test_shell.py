@@ -203,3 +203,89 @@ def test_a_workspace_scan_can_be_cancelled(window, tmp_path, qtbot):
         assert "cancelled" in window.statusBar().currentMessage()
     finally:
         workspace_scan.direct_images = original
+
+
+class SlowShare:
+    """``os`` as the dataset opener sees it, with a share that hangs at one image until released.
+
+    ``open_dataset`` stats every image; the stat of image number ``stall_at`` waits for
+    ``release`` (as on a stalled network share), after the opener reported its progress.
+    """
+
+    def __init__(self, stall_at: int) -> None:
+        import threading
+        self.stall_at = stall_at
+        self.calls = 0
+        self.stalled = threading.Event()
+        self.release = threading.Event()
+
+    def stat(self, path, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.stall_at:
+            self.stalled.set()
+            self.release.wait(20)
+        return os.stat(path, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+
+@pytest.fixture
+def slow_share(monkeypatch, tmp_path):
+    """A folder of 1,200 images whose open stalls after 600 files; yields (folder, share)."""
+    from lora_studio.storage import dataset
+    folder = tmp_path / "ws" / "big"
+    make_images(folder, 1)
+    data = (folder / "img_000.png").read_bytes()
+    for i in range(1, 1200):
+        (folder / f"img_{i:04d}.png").write_bytes(data)
+    share = SlowShare(stall_at=600)
+    monkeypatch.setattr(dataset, "os", share)
+    yield folder, share
+    share.release.set()
+
+
+def wait_for_stall(qtbot, window, share) -> None:
+    qtbot.waitUntil(share.stalled.is_set, timeout=10_000)
+    qtbot.waitUntil(lambda: "512/1,200" in window.statusBar().currentMessage(), timeout=5_000)
+
+
+def test_opening_a_dataset_shows_progress_and_can_be_cancelled(qtbot, window, dataset_factory, slow_share):
+    from PySide6.QtWidgets import QMessageBox
+    small = dataset_factory("csv", name="small")
+    open_folder(qtbot, window, small)
+    folder, share = slow_share
+    opened: list[str] = []
+    window.datasetOpened.connect(opened.append)
+    window.open_dataset_folder(folder)
+    wait_for_stall(qtbot, window, share)  # the open counts its way through the folder
+    assert window.statusBar().currentMessage().startswith("Opening big… 512/1,200")
+    assert window.cancel_open.isVisible()
+    screenshot(window, "opening-with-cancel")
+    window.cancel_open.click()
+    assert not window.cancel_open.isVisible()
+    assert window.statusBar().currentMessage() == "Opening big cancelled; small is still open"
+    share.release.set()  # the share wakes up; the open notices it was cancelled and stops
+    assert window.runner.pool.waitForDone(10_000)
+    qtbot.wait(50)  # its (ignored) outcome is delivered
+    assert share.calls < 1200  # it stopped early, not after reading everything
+    assert window.session.root == small and window.model.rowCount() == 6
+    assert opened == []
+    assert "cancelled" in window.statusBar().currentMessage()
+    assert not [box for box in window.findChildren(QMessageBox) if box.isVisible()]
+
+
+def test_opening_another_dataset_cancels_the_first(qtbot, window, dataset_factory, slow_share):
+    other = dataset_factory("txt", name="other", count=3)
+    folder, share = slow_share
+    window.open_dataset_folder(folder)
+    wait_for_stall(qtbot, window, share)
+    with qtbot.waitSignal(window.datasetOpened, timeout=10_000) as blocker:
+        window.open_dataset_folder(other)  # the user changes their mind
+    assert blocker.args == [str(other)]
+    share.release.set()
+    assert window.runner.pool.waitForDone(10_000)
+    qtbot.wait(50)
+    assert share.calls < 1200
+    assert window.session.root == other and window.model.rowCount() == 3
+    assert not window.cancel_open.isVisible()
