@@ -15,6 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from trainer.fsutil import atomic_write_text
 from trainer.rundir import JsonlTail, read_status
 
 from .launchers import JobProcess, LabelLauncher
@@ -25,6 +26,7 @@ STOP_FILE = "STOP"
 FORCE_AFTER_MS = 15_000  # after a stop request, offer to end the process at once
 EXIT_INVALID = 2
 EXIT_LOST = -1
+DETACHED_POLL_MS = 1000
 
 
 @dataclass
@@ -101,6 +103,8 @@ class LabelJob(QObject):
         """Follow ``process`` (a job just started, or one found again after the app restarted)."""
         self.process = process
         self.process.finished.connect(self._process_finished)
+        if process.detached:  # the run folder is on a share and another machine writes it: once a second
+            self.timer.setInterval(max(self.timer.interval(), DETACHED_POLL_MS))
         self.timer.start()
         self.poll()
 
@@ -124,6 +128,8 @@ class LabelJob(QObject):
         if status is not None and status != self.status:
             self.status = status
             self.statusChanged.emit(status)
+        if self.process is not None and self.end is None:
+            self.process.observe(status)  # a job on a target ends by its status: one read serves both
 
     def stop(self) -> None:
         """Ask the job to stop after the current batch; what it did so far is kept."""
@@ -134,7 +140,7 @@ class LabelJob(QObject):
             self.process.terminate()  # not started yet: the trainer would delete an early STOP
             return
         try:
-            (self.run_dir / STOP_FILE).write_text("stop requested from LoRA Studio\n", encoding="utf-8")
+            atomic_write_text(self.run_dir / STOP_FILE, "stop requested from LoRA Studio\n")
         except OSError:
             self.process.terminate()
 

@@ -12,7 +12,7 @@ shell, and reports ``finished`` when ``status.json`` reaches a final state.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QProcess, QTimer, Signal
 
@@ -39,6 +39,9 @@ class JobProcess(QObject):
 
     def release(self) -> None:
         """Stop following the job (the app is closing); a detached job runs on."""
+
+    def observe(self, status: dict[str, Any] | None) -> None:
+        """The job's status.json as the job just read it (a process that follows the run folder uses it)."""
 
 
 class LabelLauncher(Protocol):

@@ -40,7 +40,7 @@ class LabelStartError(Exception):
     """The job could not be started; ``problems`` are full sentences, each with what to do."""
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
+        super().__init__("\n".join(problems))  # one a line: the worker passes on the message only
         self.problems = problems
 
 

@@ -10,6 +10,7 @@ catches a machine that died or a trainer killed by the kernel).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,8 @@ class RunFolderProcess(JobProcess):
         self._done = False
         self._probing = False
         self._pending_signal = ""  # asked for while the launch was still under way
-        self._since_probe_ms = 0
+        self._last_probe = time.monotonic()
+        self._observed_at = float("-inf")  # when the job's own poll last handed over status.json
         self._poll_ms = poll_ms
         self.timer = QTimer(self, interval=poll_ms)
         self.timer.timeout.connect(self.poll)
@@ -94,28 +96,39 @@ class RunFolderProcess(JobProcess):
 
     def _launch_failed(self, message: str) -> None:
         self.launching = False
-        # LabelStartError's message is its problems joined; each becomes an `error:` line.
-        lines = "".join(f"error: {part}\n" for part in message.split("; ") if part)
+        # LabelStartError's message is its problems, one a line; each becomes an `error:` line.
+        lines = "".join(f"error: {part}\n" for part in message.splitlines() if part.strip())
         self._finish(EXIT_INVALID, lines)
 
     # -- following -------------------------------------------------------------------------
     def poll(self) -> None:
-        """Read status.json; ask the target now and then whether the trainer still runs."""
+        """Read status.json (unless the job just handed it over); ask the target now and then."""
         if self._done or self.launching:
             return
-        status = read_status(self.run_dir)
-        if status is not None and status.get("state") in FINAL_STATES:
-            self._finish(exit_code_of(status, read_log_tail(self.run_dir)), read_log_tail(self.run_dir))
+        if time.monotonic() - self._observed_at < 1.5 * self._poll_ms / 1000:
+            return  # the job reads status.json already: one read of it is enough
+        self._check(read_status(self.run_dir))
+
+    def observe(self, status: dict[str, Any] | None) -> None:
+        """status.json as the job just read it (saves a second read of the same file)."""
+        if self._done or self.launching:
             return
-        self._since_probe_ms += self._poll_ms
-        due = PROBE_EARLY_MS if status is None else PROBE_LATER_MS
+        self._observed_at = time.monotonic()
+        self._check(status)
+
+    def _check(self, status: dict[str, Any] | None) -> None:
+        if status is not None and status.get("state") in FINAL_STATES:
+            log = read_log_tail(self.run_dir)
+            self._finish(exit_code_of(status, log), log)
+            return
         if self.alive_fn is None:
             if status is not None and is_stale(status):
                 self._ended_without_final_state()
             return
-        if not self._probing and self._since_probe_ms >= due:
+        due_ms = PROBE_EARLY_MS if status is None else PROBE_LATER_MS
+        if not self._probing and (time.monotonic() - self._last_probe) * 1000 >= due_ms:
             self._probing = True
-            self._since_probe_ms = 0
+            self._last_probe = time.monotonic()
             self.runner.start(self.alive_fn, on_done=self._probed, on_error=self._probe_failed)
 
     def _probed(self, alive: object) -> None:
@@ -167,7 +180,7 @@ class RunFolderProcess(JobProcess):
             self.runner.start(self.signal_fn, name, on_done=self._signalled, on_error=self._signal_failed)
 
     def _signalled(self, _result: object) -> None:
-        self._since_probe_ms = PROBE_LATER_MS  # ask at the next poll whether it is gone
+        self._last_probe = float("-inf")  # ask at the next poll whether it is gone
 
     def _signal_failed(self, message: str) -> None:
         self.output = (self.output + f"\nthe signal could not be sent: {message}")[-OUTPUT_LIMIT:]
