@@ -172,6 +172,8 @@ def test_image_to_text_families_load_offline_and_caption(tmp_path, family):
     images = [Image.new("RGB", (40, 30), (255, 0, 0)), Image.new("RGB", (30, 50), (0, 0, 255))]
     for prompt in (None, "a photo of"):
         captioner = load_captioner(folder, LoadOptions(max_new_tokens=5, prompt=prompt))
+        # The processor's input size is known, so the loader can decode big JPEGs smaller.
+        assert isinstance(captioner.input_side, int) and captioner.input_side > 0
         captions = captioner.generate(captioner.collate([captioner.prepare(image) for image in images]))
         assert len(captions) == 2 and all(len(parts) == 1 for parts in captions)
         if prompt and family != "blip2":  # the random BLIP-2 may end at once; its prompt path still ran

@@ -83,10 +83,14 @@ def _processor_side(processor: Any) -> int | None:
     sides = []
     for attr in ("size", "crop_size"):
         value = getattr(image_processor, attr, None)
-        if isinstance(value, dict):
-            sides += [v for v in value.values() if isinstance(v, int)]
-        elif isinstance(value, int):
+        if isinstance(value, int):
             sides.append(value)
+            continue
+        # A plain dict in older transformers, a SizeDict object in newer ones.
+        for key in ("height", "width", "shortest_edge", "longest_edge"):
+            side = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
+            if isinstance(side, int):
+                sides.append(side)
     return max(sides) if sides else None
 
 
