@@ -233,7 +233,13 @@ class SlowShare:
 @pytest.fixture
 def slow_share(monkeypatch, tmp_path):
     """A folder of 1,200 images whose open stalls after 600 files; yields (folder, share)."""
+    import gc
+
     from lora_studio.storage import dataset
+    # Earlier tests' windows may still sit in reference cycles. Collected here, on the UI
+    # thread: otherwise the open's allocations in its worker thread can trigger that
+    # collection there, and Qt warns about timers touched from the wrong thread.
+    gc.collect()
     folder = tmp_path / "ws" / "big"
     make_images(folder, 1)
     data = (folder / "img_000.png").read_bytes()
