@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,17 @@ def window(qtbot):
     # A test must not leave worker threads running into the next one.
     assert win.runner.pool.waitForDone(10_000)
     assert win.thumbnails.pool.waitForDone(10_000)
+
+
+@pytest.fixture(scope="session")
+def tagger(tmp_path_factory) -> Path:
+    """The tiny WD14 tagger of trainer/labeling/tiny.py, built once, by another process.
+
+    Another process, so that the app's tests can check the app itself loads no torch.
+    """
+    folder = tmp_path_factory.mktemp("models") / "tiny-wd14"
+    code = "import sys; from trainer.labeling.tiny import make_tiny_tagger; make_tiny_tagger(sys.argv[1])"
+    result = subprocess.run([sys.executable, "-c", code, str(folder)], cwd=Path(__file__).resolve().parents[2],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    return folder

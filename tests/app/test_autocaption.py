@@ -30,17 +30,6 @@ JOB_TIMEOUT_MS = 60_000
 
 
 @pytest.fixture(scope="module")
-def tagger(tmp_path_factory) -> Path:
-    """The tiny WD14 tagger of trainer/labeling/tiny.py, built by another process."""
-    folder = tmp_path_factory.mktemp("models") / "tiny-wd14"
-    code = "import sys; from trainer.labeling.tiny import make_tiny_tagger; make_tiny_tagger(sys.argv[1])"
-    result = subprocess.run([sys.executable, "-c", code, str(folder)], cwd=ROOT, capture_output=True, text=True,
-                            timeout=180)
-    assert result.returncode == 0, result.stderr
-    return folder
-
-
-@pytest.fixture(scope="module")
 def blip(tmp_path_factory) -> Path:
     """The tiny BLIP captioner of trainer/labeling/tiny.py, built by another process."""
     folder = tmp_path_factory.mktemp("models") / "tiny-blip"

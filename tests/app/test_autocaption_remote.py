@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,21 +24,9 @@ from lora_studio.targets import LocalTarget, PathMapping, SshTarget, TargetSetti
 from lora_studio.targets.ssh import trust_host_key
 from tests.targets.conftest import memory_keyring, sshd  # noqa: F401 - the real sshd and an in-memory keyring
 
-ROOT = Path(__file__).resolve().parents[2]
 JOB_TIMEOUT_MS = 90_000
 TARGET = "gpu-ssh"
 MANY = 1500  # images enough for a job on the tiny tagger to still run a few seconds after it started
-
-
-@pytest.fixture(scope="module")
-def tagger(tmp_path_factory) -> Path:
-    """The tiny WD14 tagger of trainer/labeling/tiny.py, built by another process (the app loads no torch)."""
-    folder = tmp_path_factory.mktemp("models") / "tiny-wd14"
-    code = "import sys; from trainer.labeling.tiny import make_tiny_tagger; make_tiny_tagger(sys.argv[1])"
-    result = subprocess.run([sys.executable, "-c", code, str(folder)], cwd=ROOT, capture_output=True, text=True,
-                            timeout=180)
-    assert result.returncode == 0, result.stderr
-    return folder
 
 
 def make_workspace(root: Path, tagger: Path, count: int) -> Path:
