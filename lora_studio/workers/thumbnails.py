@@ -154,6 +154,9 @@ class ThumbnailLoader(QObject):
     def _store(self, key: str, image: QImage) -> None:
         pix = QPixmap.fromImage(image)
         size = pix.width() * pix.height() * 4
+        replaced = self._memory.pop(key, None)
+        if replaced is not None:  # loaded twice (asked for again while on its way): count it once
+            self._memory_used -= replaced.width() * replaced.height() * 4
         self._memory[key] = pix
         self._memory_used += size
         while self._memory_used > self.memory_bytes and len(self._memory) > 1:
