@@ -20,7 +20,8 @@ The last line printed is one JSON object with the figures (seconds unless named 
   (20 s); thumb_memory_*: the memory cache after the first walk, its own byte count
   against the real pixmaps;
 - save_10k_txt_s: the same images as a kohya ``.txt`` sidecar dataset, "Prepend trigger"
-  over all captions, then a save (one atomic, fsynced write per caption file) timed from
+  over all captions, then a save (each caption file replaced atomically; the batch flushed
+  to disk with one ``os.sync`` before the renames, see ``trainer.fsutil.atomic_write_many``) timed from
   the Save to the app's "saved" signal; save_ui_max_stall_ms: the longest the UI thread's
   event loop was unresponsive meanwhile (a 5 ms QTimer's largest lateness), when that
   stall ended relative to "saved" (negative: during the writes), how many passed 50 ms,

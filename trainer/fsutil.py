@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -66,3 +67,51 @@ def _target_mode(path: Path) -> int:
 def atomic_write_text(path: Path | str, text: str, encoding: str = "utf-8") -> None:
     """Write ``text`` to ``path`` atomically; newlines are written as given (no translation)."""
     atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_many(
+    files: Sequence[tuple[Path | str, bytes]],
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Write several files, each atomically, with one flush to disk for all of them.
+
+    Every file is replaced whole or not at all, as with :func:`atomic_write_bytes`. But an
+    fsync per file costs ~3 ms on a network share (30 s for 10,000 caption files), so the
+    temporary files are all written first, flushed together (``os.sync``), and only then
+    renamed over their targets; each folder is flushed once at the end. A crash before
+    the renames leaves every old file intact. Where ``os.sync`` does not exist (Windows),
+    each file is fsynced as it is written. ``progress(done, total)`` follows the writes.
+    """
+    if not files:
+        return
+    can_sync_all = hasattr(os, "sync")
+    pending: list[tuple[str, Path]] = []
+    renamed = 0
+    try:
+        for done, (path, data) in enumerate(files):
+            if progress is not None and done % 100 == 0:
+                progress(done, len(files))
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            pending.append((tmp_name, path))
+            os.chmod(tmp_name, _target_mode(path))
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                if not can_sync_all:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+        if can_sync_all:
+            os.sync()
+        for tmp_name, path in pending:
+            os.replace(tmp_name, path)
+            renamed += 1
+    except BaseException:
+        for tmp_name, _ in pending[renamed:]:  # never leave temporary files behind
+            try:
+                os.unlink(tmp_name)
+            except FileNotFoundError:
+                pass
+        raise
+    for folder in {Path(path).parent for path, _ in files}:
+        fsync_dir(folder)

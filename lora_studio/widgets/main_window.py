@@ -14,6 +14,7 @@ from ..autocaption.hook import AutoCaptionController
 from ..dialogs.bulk_dialog import BulkEditDialog
 from ..dialogs.conflict_dialog import ConflictDialog
 from ..editing.conflicts import Conflict
+from ..gc_pauses import settle_long_lived_objects
 from ..editing.session import DatasetSession
 from ..models.caption_model import CaptionModel
 from ..paths import app_home, thumbnail_cache_dir
@@ -526,6 +527,7 @@ class MainWindow(QMainWindow):
     def _start_background_work(self, session: DatasetSession) -> None:
         if session is not self.session:
             return  # another dataset was opened meanwhile
+        settle_long_lived_objects()  # after the first paint: no 100 ms GC pauses later
         self._start_image_check()
         self.thumbnails.prefetch([(e.path, e.file_size, e.mtime_ns) for e in session.entries])
 

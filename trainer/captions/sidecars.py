@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.fsutil import atomic_write_bytes
+from trainer.fsutil import atomic_write_many
 
 from .paths import check_caption_extension
 from .problems import CaptionReadResult, Problem
@@ -75,27 +75,30 @@ def read_sidecars(folder: Path, images: Iterable[Path], caption_extension: str) 
     return result
 
 
-def write_sidecar(path: Path, caption: str, previous: SidecarText | None) -> bool:
-    """Write ``caption`` to ``path`` atomically in ``previous``'s style; False if nothing to do.
+def updated_sidecar(caption: str, previous: SidecarText | None) -> bytes | None:
+    """The bytes to write for ``caption`` in ``previous``'s style, or ``None`` if nothing changes.
 
     An empty caption does not create a file that did not exist.
     """
     caption = caption.strip()
     if previous is None and not caption:
-        return False
+        return None
     if previous is not None and previous.caption == caption:
-        return False
-    atomic_write_bytes(path, (previous or SidecarText("")).encode(caption))
-    return True
+        return None
+    return (previous or SidecarText("")).encode(caption)
 
 
 def write_sidecars(folder: Path, captions: Mapping[str, str], caption_extension: str) -> None:
     """Write the sidecar of every image in ``captions`` whose caption differs from its file's."""
     ext = check_caption_extension(caption_extension)
+    files = []
     for key, caption in sorted(captions.items()):
         sidecar = (folder / key).with_suffix(ext)
         previous, _ = read_sidecar(sidecar, lenient=True)
-        write_sidecar(sidecar, caption, previous)
+        data = updated_sidecar(caption, previous)
+        if data is not None:
+            files.append((sidecar, data))
+    atomic_write_many(files)
 
 
 @dataclass
@@ -139,29 +142,23 @@ class SidecarSet:
         else:
             self.texts.pop(rel, None)
 
-    def reload(self, rels: Iterable[str]) -> dict[str, str]:
-        """Re-read the given sidecars (after an external change); returns their captions."""
-        rels = list(rels)
-        for rel in rels:
-            self._read_one(rel)
-        return {rel: self.texts[rel].caption if rel in self.texts else "" for rel in rels}
-
     def save(self, captions: Mapping[str, str],
              progress: Callable[[int, int], None] | None = None) -> list[str]:
         """Write the sidecars whose caption changed (each atomically); returns their rel paths.
 
         ``progress(done, total)`` is called every 100 files: a bulk edit over thousands of
-        images on a network share takes a while (one fsync per file).
+        images on a network share takes a while. The files are flushed to disk together
+        (:func:`trainer.fsutil.atomic_write_many`), not one fsync each.
         """
-        todo = [(rel, caption.strip()) for rel, caption in captions.items()
-                if (self.texts[rel].caption if rel in self.texts else "") != caption.strip()]
-        written: list[str] = []
-        for done, (rel, caption) in enumerate(todo):
-            if progress is not None and done % 100 == 0:
-                progress(done, len(todo))
+        files, written = [], []
+        for rel, caption in captions.items():
             previous = self.texts.get(rel)
-            if write_sidecar(self.sidecar(rel), caption, previous):
-                style = previous or SidecarText("")
-                self.texts[rel] = SidecarText(caption, style.text_format, style.ending)
+            data = updated_sidecar(caption, previous)
+            if data is not None:
+                files.append((self.sidecar(rel), data))
                 written.append(rel)
+        atomic_write_many(files, progress)
+        for rel in written:
+            style = self.texts.get(rel) or SidecarText("")
+            self.texts[rel] = SidecarText(captions[rel].strip(), style.text_format, style.ending)
         return written
