@@ -371,7 +371,7 @@ class MonitorPage(QWidget):
         active = summary is not None and summary.state in ("starting", "preparing", "training", "sampling", "saving",
                                                            "launched")
         self.stop_button.setEnabled(active)
-        resumable = summary is not None and summary.state in ("stopped", "failed", "lost")
+        resumable = summary is not None and summary.resumable
         self.resume_button.setEnabled(resumable)
         self.resume_elsewhere.setEnabled(resumable)
         for widget in (self.tensorboard_button, self.output_button, self.auto_recover):

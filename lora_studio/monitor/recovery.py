@@ -51,7 +51,7 @@ def attempts(run_dir: Path) -> int:
 
 def should_recover(summary: RunSummary) -> bool:
     """Lost, recovery on, and attempts left."""
-    if summary.state != "lost":
+    if summary.state != "lost" or not summary.resumable:
         return False
     settings = load_settings(summary.path)
     return settings.enabled and attempts(summary.path) < settings.max_attempts

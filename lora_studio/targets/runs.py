@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from trainer.rundir import ACTIVE_STATES, RUN_FILE, STALE_AFTER_S, STATUS_FILE, is_stale, local_pid_alive, read_status
@@ -39,6 +39,12 @@ class RunSummary:
     started_at: float | None
     error: dict | None
     info: RunInfo | None
+    kind: str = "train"        # "label" for an auto-caption job: shown, but it has no checkpoint to resume
+
+    @property
+    def resumable(self) -> bool:
+        """Whether Resume (or automatic recovery) can continue it from a checkpoint."""
+        return self.kind == "train" and self.state in ("stopped", "failed", "lost")
 
 
 def summarize_run(run_dir: Path | str, now: float | None = None, stale_after_s: float = STALE_AFTER_S) -> RunSummary:
@@ -47,6 +53,13 @@ def summarize_run(run_dir: Path | str, now: float | None = None, stale_after_s: 
     now = time.time() if now is None else now
     status = read_status(run_dir)
     info = read_run_info(run_dir)
+    summary = _summarize(run_dir, status, info, now, stale_after_s)
+    # Label jobs say so in status.json; a folder without one is in no resumable state anyway.
+    return replace(summary, kind=str((status or {}).get("kind") or "train"))
+
+
+def _summarize(run_dir: Path, status: dict | None, info: RunInfo | None, now: float,
+               stale_after_s: float) -> RunSummary:
     target = info.target_name if info else ""
     host = (status or {}).get("host") or (info.host if info else "")
     pid = (status or {}).get("pid") or (info.pid if info else None)

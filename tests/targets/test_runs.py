@@ -62,6 +62,20 @@ def test_states_from_files(tmp_path):
     assert bad.error["hint"] == "lower batch_size"
 
 
+def test_only_training_runs_offer_resume(tmp_path):
+    """An auto-caption job is listed with the runs, but has no checkpoint to resume from."""
+    now = time.time()
+    status(tmp_path / "runs" / "train-stopped", state="stopped")
+    status(tmp_path / "runs" / "label-stopped", state="stopped", kind="label")
+    status(tmp_path / "runs" / "label-lost", heartbeat=now - 600, kind="label")
+    status(tmp_path / "runs" / "train-live")
+    runs = {r.name: r for r in list_runs(tmp_path)}
+    assert {name: (r.kind, r.resumable) for name, r in runs.items()} == {
+        "train-stopped": ("train", True), "label-stopped": ("label", False),
+        "label-lost": ("label", False), "train-live": ("train", False)}
+    assert runs["label-lost"].state == "lost"
+
+
 def test_a_run_started_again_is_launched_until_its_new_trainer_writes(tmp_path):
     run = tmp_path / "runs" / "recovered"
     status(run, heartbeat=time.time() - 30, host=socket.gethostname(), pid=dead_pid())  # the old trainer died
