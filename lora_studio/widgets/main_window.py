@@ -14,7 +14,7 @@ from ..autocaption.hook import AutoCaptionController
 from ..dialogs.bulk_dialog import BulkEditDialog
 from ..dialogs.conflict_dialog import ConflictDialog
 from ..editing.conflicts import Conflict
-from ..gc_pauses import settle_long_lived_objects
+from ..gc_control import UiThreadCollector, settle_long_lived_objects
 from ..editing.session import DatasetSession
 from ..models.caption_model import CaptionModel
 from ..paths import app_home, thumbnail_cache_dir
@@ -54,6 +54,8 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(icon("app"))
         self.setObjectName("MainWindow")
         self.setAcceptDrops(True)
+        # Worker threads must never run Python's collector on cycles that hold Qt objects.
+        self.collector = UiThreadCollector(self)
         # File work (scans, saves, checks) waits on disks and shares more than on the CPU, so
         # its pool is wider than the core count; thumbnails have their own CPU-sized pool.
         pool = QThreadPool(self)
@@ -835,4 +837,5 @@ class MainWindow(QMainWindow):
         self.runner.pool.waitForDone(10_000)
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.sync()
+        self.collector.stop()
         super().closeEvent(event)

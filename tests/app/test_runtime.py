@@ -97,3 +97,37 @@ def test_frozen_app_runs_the_trainer_with_python_from_path(monkeypatch):
     # In a bundle sys.executable is the app itself, which cannot run `-m trainer`.
     assert paths.trainer_python() != sys.executable
     assert "python" in Path(paths.trainer_python()).name
+
+
+class Finalized:
+    """A reference cycle that records the thread its collection ran on."""
+
+    def __init__(self, seen: list[str]) -> None:
+        self.seen, self.me = seen, self
+
+    def __del__(self) -> None:
+        import threading
+
+        self.seen.append(threading.current_thread().name)
+
+
+def test_garbage_made_by_workers_is_collected_on_the_ui_thread(qtbot, window):
+    """Collecting a cycle that holds a Qt object off the UI thread destroys it on the wrong
+    thread; with the window open, collection happens on the UI thread only."""
+    import gc
+    import threading
+
+    seen: list[str] = []
+
+    def worker() -> None:
+        Finalized(seen)  # garbage at once: a cycle only the collector can free
+        junk = [[] for _ in range(200_000)]  # allocations that cross every GC threshold
+        del junk
+
+    thread = threading.Thread(target=worker, name="worker")
+    thread.start()
+    thread.join()
+    assert seen == []  # nothing collected in the worker
+    qtbot.waitUntil(lambda: seen == ["MainThread"], timeout=5000)
+    window.close()
+    assert gc.isenabled()  # the interpreter collects again once the window is gone
