@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from trainer.captions import (
@@ -459,6 +459,8 @@ CAPTION_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_cha
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(captions=["0\r0"], fmt=CaptionFormat.CSV)  # found by this test: a lone CR was written unquoted
+@example(captions=['say "hi"; a,b\r\nnext\tline \u2028 ünï'], fmt=CaptionFormat.CSV)
 @given(captions=st.lists(CAPTION_TEXT, min_size=1, max_size=5), fmt=st.sampled_from(list(CaptionFormat)))
 def test_what_is_written_reads_back(tmp_path_factory: pytest.TempPathFactory, captions: list[str],
                                     fmt: CaptionFormat) -> None:

@@ -218,8 +218,11 @@ def _separator_name(delimiter: str) -> str:
 def csv_line(fields: list[str], delimiter: str = ",", newline: str = "\n") -> str:
     """One CSV row, quoted where needed, ending in ``newline``."""
     buffer = io.StringIO()
-    csv.writer(buffer, delimiter=delimiter, lineterminator=newline).writerow(fields)
-    return buffer.getvalue()
+    # The csv module quotes a field only for the characters of *its* line terminator, so
+    # with "\n" a caption holding a lone "\r" would be written bare and read back as two
+    # rows. "\r\n" makes both special; the row then gets the file's own line ending.
+    csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n").writerow(fields)
+    return buffer.getvalue()[: -len("\r\n")] + newline
 
 
 def updated_csv_row(parsed: ParsedFile, row: Row, caption: str) -> str:
