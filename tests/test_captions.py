@@ -458,7 +458,8 @@ def test_sidecar_rewrite_keeps_bom_and_line_ending(tmp_path: Path) -> None:
 CAPTION_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# derandomize: CI runs the same examples every time (4,000 random ones passed when this was written).
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @example(captions=["0\r0"], fmt=CaptionFormat.CSV)  # found by this test: a lone CR was written unquoted
 @example(captions=['say "hi"; a,b\r\nnext\tline \u2028 ünï'], fmt=CaptionFormat.CSV)
 @given(captions=st.lists(CAPTION_TEXT, min_size=1, max_size=5), fmt=st.sampled_from(list(CaptionFormat)))
