@@ -74,6 +74,19 @@ class Settings:
     def grid_mode(self, value: int) -> None:
         self.q.setValue("view/gridMode", int(value))
 
+    @property
+    def thumb_size(self) -> int | None:
+        """The grid's thumbnail size chosen with Ctrl+wheel (None: the default)."""
+        try:
+            value = self.q.value("view/thumbSize")
+            return int(value) if value is not None else None
+        except (TypeError, ValueError):
+            return None
+
+    @thumb_size.setter
+    def thumb_size(self, value: int) -> None:
+        self.q.setValue("view/thumbSize", int(value))
+
     def sync(self) -> None:
         """Write to disk now."""
         self.q.sync()

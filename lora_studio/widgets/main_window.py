@@ -127,6 +127,9 @@ class MainWindow(QMainWindow):
         if state is not None:
             self.restoreState(state)
         self.set_grid_mode(self.settings.grid_mode)
+        if self.settings.thumb_size is not None:
+            self.grid.icon_view.set_thumb_size(self.settings.thumb_size)
+        self.grid.icon_view.thumbSizeChanged.connect(lambda px: setattr(self.settings, "thumb_size", px))
         self._update_actions()
 
     # -- construction ---------------------------------------------------------------------

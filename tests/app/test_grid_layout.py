@@ -61,3 +61,15 @@ def test_thumbnail_zoom_keeps_the_width_filled(qtbot, window, tmp_path):
     qtbot.wait(50)
     columns, gap, _ = row_layout(view)
     assert columns > before and 0 <= gap < 2 * MARGIN
+
+
+def test_thumbnail_size_is_kept_for_the_next_session(qtbot, window):
+    from lora_studio.widgets.main_window import MainWindow
+
+    window.grid.icon_view.zoom(2)
+    chosen = window.grid.icon_view.thumb_size()
+    window.close()
+    again = MainWindow(autosave_ms=200, poll_ms=0)  # the same app home: the next start
+    qtbot.addWidget(again)
+    assert again.grid.icon_view.thumb_size() == chosen
+    again.close()
