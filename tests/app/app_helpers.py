@@ -59,3 +59,17 @@ def screenshot(widget, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     widget.grab().save(str(path))
     return path
+
+
+def new_main_window(qtbot):
+    """A shown main window as the tests use it: fast autosave, no background polling.
+
+    Created again in one test, it is the next start of the app (same app home).
+    """
+    from lora_studio.widgets.main_window import MainWindow
+
+    win = MainWindow(autosave_ms=200, poll_ms=0)
+    qtbot.addWidget(win)
+    win.resize(1400, 860)
+    win.show()
+    return win

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import lora_studio  # noqa: F401 - installs the PySide refcount guard before any Qt call
-from app_helpers import write_dataset
+from app_helpers import new_main_window, write_dataset
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -49,12 +49,7 @@ def dataset_factory(tmp_path):
 @pytest.fixture
 def window(qtbot):
     """A main window with fast autosave and no background polling (tests poll explicitly)."""
-    from lora_studio.widgets.main_window import MainWindow
-
-    win = MainWindow(autosave_ms=200, poll_ms=0)
-    qtbot.addWidget(win)
-    win.resize(1400, 860)
-    win.show()
+    win = new_main_window(qtbot)
     yield win
     win.close()
     # A test must not leave worker threads running into the next one.

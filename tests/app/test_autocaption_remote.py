@@ -18,7 +18,7 @@ import paramiko
 import pytest
 from PIL import Image
 
-from app_helpers import open_folder, screenshot
+from app_helpers import new_main_window, open_folder, screenshot
 from lora_studio.autocaption.reattach import APPLIED_FILE, find_pending_jobs
 from lora_studio.targets import LocalTarget, PathMapping, SshTarget, TargetSettings, save_settings
 from lora_studio.targets.ssh import trust_host_key
@@ -130,14 +130,25 @@ def test_a_job_on_an_ssh_target_runs_there_with_mapped_paths(qtbot, window, shar
     assert not any(captions_of(window).values())
 
 
-def test_stop_and_end_now_over_ssh(qtbot, window, shared):
-    data = shared(count=MANY)
+def wait_first_step(qtbot, dialog):
+    """The dialog's job, once its first image is done (so it is surely running)."""
+    job = dialog.job
+    qtbot.waitUntil(lambda: int(job.status.get("step") or 0) >= 1, timeout=JOB_TIMEOUT_MS)
+    return job
+
+
+def start_remote_job(qtbot, window, data: Path):
+    """Open ``data``, start a one-image-per-batch job on the SSH target; ``(dialog, job)`` once it runs."""
     open_folder(qtbot, window, data)
     dialog = open_dialog(window)
     choose_target(dialog)
     start(dialog, batch=1)
-    job = dialog.job
-    qtbot.waitUntil(lambda: int(job.status.get("step") or 0) >= 1, timeout=JOB_TIMEOUT_MS)
+    return dialog, wait_first_step(qtbot, dialog)
+
+
+def test_stop_and_end_now_over_ssh(qtbot, window, shared):
+    data = shared(count=MANY)
+    dialog, job = start_remote_job(qtbot, window, data)
     dialog.stop_button.click()  # the STOP file, through the shared storage
     assert dialog.stop_button.text() == "Stopping…"
     end = wait_end(qtbot, job)
@@ -146,8 +157,7 @@ def test_stop_and_end_now_over_ssh(qtbot, window, shared):
 
     # "End now" kills the trainer through the targets backend (SIGKILL over SSH, pid from run.json).
     dialog.start_button.click()
-    job = dialog.job
-    qtbot.waitUntil(lambda: int(job.status.get("step") or 0) >= 1, timeout=JOB_TIMEOUT_MS)
+    job = wait_first_step(qtbot, dialog)
     pid = json.loads((job.run_dir / "run.json").read_text())["pid"]
     job.stop_requested = True  # what the first Stop click does; the second one is "End now"
     dialog.stop()
@@ -192,16 +202,6 @@ def test_a_target_without_the_trainer_says_what_to_do(qtbot, window, shared, tmp
     assert "install the trainer from the Targets panel" in dialog.errors.text()
 
 
-def new_window(qtbot):
-    from lora_studio.widgets.main_window import MainWindow
-
-    win = MainWindow(autosave_ms=200, poll_ms=0)
-    qtbot.addWidget(win)
-    win.resize(1400, 860)
-    win.show()
-    return win
-
-
 def close_window(win) -> None:
     win.close()
     assert win.runner.pool.waitForDone(20_000)
@@ -209,12 +209,7 @@ def close_window(win) -> None:
 
 def test_a_remote_job_is_found_again_after_the_app_restarted(qtbot, window, shared):
     data = shared(count=MANY)
-    open_folder(qtbot, window, data)
-    dialog = open_dialog(window)
-    choose_target(dialog)
-    start(dialog, batch=1)
-    job = dialog.job
-    qtbot.waitUntil(lambda: int(job.status.get("step") or 0) >= 1, timeout=JOB_TIMEOUT_MS)
+    dialog, job = start_remote_job(qtbot, window, data)
     run_dir = job.run_dir
     # Closing the dialog leaves a job on a target running; the bar above the grid brings it back.
     dialog.close_button.click()
@@ -224,7 +219,7 @@ def test_a_remote_job_is_found_again_after_the_app_restarted(qtbot, window, shar
     assert f"Auto-caption is running on {TARGET}" in bar.text.text()
     close_window(window)  # the app goes; the job runs on over there
 
-    again = new_window(qtbot)
+    again = new_main_window(qtbot)
     open_folder(qtbot, again, data)
     bar = again.autocaption.bar
     qtbot.waitUntil(bar.isVisible, timeout=10_000)
@@ -262,7 +257,7 @@ def test_a_local_job_cut_short_by_closing_the_app_can_still_be_applied(qtbot, wi
     qtbot.waitUntil(lambda: len(job.records) >= 2, timeout=JOB_TIMEOUT_MS)
     close_window(window)  # ends the child process; what it captioned is in its run folder
 
-    again = new_window(qtbot)
+    again = new_main_window(qtbot)
     open_folder(qtbot, again, data)
     bar = again.autocaption.bar
     qtbot.waitUntil(bar.isVisible, timeout=10_000)
@@ -291,7 +286,7 @@ def test_discarded_results_are_not_offered_again(qtbot, window, shared):
     run_dir = dialog.job.run_dir
     close_window(window)  # the dialog goes with the app: its results stay unapplied
 
-    again = new_window(qtbot)
+    again = new_main_window(qtbot)
     open_folder(qtbot, again, data)
     bar = again.autocaption.bar
     qtbot.waitUntil(bar.isVisible, timeout=10_000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 
-from app_helpers import make_images, open_folder, screenshot
+from app_helpers import make_images, new_main_window, open_folder, screenshot
 from lora_studio.widgets.grid_delegate import MARGIN, cell_width
 
 
@@ -64,12 +64,9 @@ def test_thumbnail_zoom_keeps_the_width_filled(qtbot, window, tmp_path):
 
 
 def test_thumbnail_size_is_kept_for_the_next_session(qtbot, window):
-    from lora_studio.widgets.main_window import MainWindow
-
     window.grid.icon_view.zoom(2)
     chosen = window.grid.icon_view.thumb_size()
     window.close()
-    again = MainWindow(autosave_ms=200, poll_ms=0)  # the same app home: the next start
-    qtbot.addWidget(again)
+    again = new_main_window(qtbot)  # the same app home: the next start
     assert again.grid.icon_view.thumb_size() == chosen
     again.close()

@@ -85,10 +85,8 @@ def load_captions(
         return read_sidecars(folder, images, caption_extension)
     path = _metadata_path(folder, fmt, metadata_path)
     # A missing file is a problem here (the config names it); an editor starts it empty.
-    document = MetadataDocument.load(path, fmt, missing_ok=False)
-    result = document.parsed.result
-    result.problems[:0] = document.read_problems
-    return result
+    # Strict reading: an encoding problem is an error inside the parsed result already.
+    return MetadataDocument.load(path, fmt, missing_ok=False).parsed.result
 
 
 def write_captions(

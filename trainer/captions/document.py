@@ -77,7 +77,6 @@ class MetadataDocument:
         parsed = parse_csv(text, path) if fmt is CaptionFormat.CSV else parse_jsonl(text, path)
         if fmt is CaptionFormat.JSONL:
             parsed.newline = text_format.newline
-        parsed.text_format = text_format
         return cls(path, fmt, parsed, text_format, read_problems=(problem,) if problem else ())
 
     @property

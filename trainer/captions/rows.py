@@ -12,7 +12,6 @@ from pathlib import Path
 
 from .paths import safe_relative_path
 from .problems import CaptionReadResult, Problem
-from .text import TextFormat
 
 
 @dataclass
@@ -34,7 +33,6 @@ class ParsedFile:
 
     result: CaptionReadResult
     rows: list[Row] = field(default_factory=list)
-    text_format: TextFormat = field(default_factory=TextFormat)
     # CSV only:
     header_raw: str = ""
     header: list[str] = field(default_factory=list)
