@@ -8,15 +8,22 @@ Measures, on the tiny model at batch 4 with latent caching on, in one run:
 - cold_epoch_steps_per_s: the first epoch with an empty disk cache, the encoding included;
 - uncached_steps_per_s: cache_latents off (images decoded and VAE-encoded every step);
 - time_to_first_step_s: process start to the first optimizer step of `python -m trainer train`
-  (cold: empty latent cache; warm: a second run that reads the disk cache).
+  (cold: empty latent cache; warm: a second run that reads the disk cache);
+- step_over_bare_ratio_<R>px: at each `--resolution` R (batch 1, latents cached, LoRA rank 8 on
+  `attention_ff`), the median step time inside `python -m trainer train` (from the times of
+  its metrics.jsonl lines) over the median forward + backward of the same model and LoRA,
+  loaded the same way, on one batch in memory (1.0 means the recipe adds nothing to the
+  model's own work; target <= 1.10). Per-step times, so start-up does not count.
 
-Usage: python bench/trainer_throughput.py [--quick] ; the last line is one JSON object.
+Usage: python bench/trainer_throughput.py [--quick] [--resolution 64,256,512] ; the last line
+is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -103,11 +110,74 @@ def time_to_first_step(config_path: Path, out: Path) -> float:
     return first["time"] - started
 
 
+def bare_step_s(model_path: Path, resolution: int, rounds: int) -> float:
+    """Median seconds of one forward + backward of the UNet with the trainer's LoRA, outside the recipe."""
+    import torch
+    from trainer.lora import add_lora, unet_target_modules
+    from trainer.models import load_sd_model
+    model = load_sd_model(model_path)
+    unet = model.unet
+    add_lora(unet, unet_target_modules(unet, "attention_ff"), 8, 8.0, 0.0)
+    unet.train()
+    side = resolution // model.vae_scale_factor
+    latents = torch.randn(1, unet.config.in_channels, side, side)
+    hidden = torch.randn(1, model.tokenizer.model_max_length, unet.config.cross_attention_dim)
+    timesteps = torch.tensor([500])
+    times = []
+    for _ in range(rounds + 1):  # the first round warms the allocator up
+        start = time.perf_counter()
+        unet(latents, timesteps, hidden).sample.float().pow(2).mean().backward()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
+def trainer_step_s(tmp: Path, model_path: Path, resolution: int, steps: int) -> float:
+    """Median seconds between consecutive optimizer steps of `python -m trainer train` at ``resolution``."""
+    data = tmp / f"data-{resolution}"
+    make_dataset(data, 4, resolution)
+    out = tmp / f"run-{resolution}"
+    config = tmp / f"step-{resolution}.yaml"
+    config.write_text("\n".join([
+        f"train_data_dir: {data}", f"base_model: {model_path}", f"output_dir: {out}", f"resolution: {resolution}",
+        "enable_bucket: false", "batch_size: 1", f"max_train_steps: {steps + 2}", "save_steps: 0",
+        "cache_latents: memory", "tensorboard: false", "num_workers: 0", "lora_rank: 8", "lora_target: attention_ff",
+        "log_every_n_steps: 1",
+    ]) + "\n", encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "trainer", "train", "--config", str(config)], cwd=ROOT,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(result.stderr)
+    times = [json.loads(line)["time"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    # The first step pays for lazy initialisation; the gaps after it are steady-state steps.
+    return statistics.median(b - a for a, b in zip(times[1:], times[2:]))
+
+
+def step_ratios(tmp: Path, model_path: Path, resolutions: list[int], quick: bool) -> dict[str, float]:
+    """Trainer step time over the bare forward + backward, per resolution."""
+    figures: dict[str, float] = {}
+    for resolution in resolutions:
+        steps = 3 if quick or resolution >= 512 else 6
+        bare = bare_step_s(model_path, resolution, steps)
+        inside = trainer_step_s(tmp, model_path, resolution, steps)
+        figures[f"bare_step_s_{resolution}px"] = round(bare, 4)
+        figures[f"trainer_step_s_{resolution}px"] = round(inside, 4)
+        figures[f"step_over_bare_ratio_{resolution}px"] = round(inside / bare, 3)
+        print(f"{resolution} px: trainer step {inside:.3f} s, bare forward + backward {bare:.3f} s "
+              f"(ratio {inside / bare:.3f})", flush=True)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (under a minute)")
+    parser.add_argument("--resolution", default=None,
+                        help="comma-separated resolutions for the step ratio (default 64,256,512; --quick: 64,256)")
     args = parser.parse_args()
     images, steps, rounds = (32, 12, 2) if args.quick else (128, 64, 5)
+    try:
+        resolutions = [int(r) for r in (args.resolution or ("64,256" if args.quick else "64,256,512")).split(",")]
+    except ValueError:
+        parser.error(f"--resolution takes whole numbers separated by commas, not {args.resolution!r}")
 
     import torch
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -147,6 +217,7 @@ def main() -> None:
         first_cold = time_to_first_step(cli_cold, tmp / "cli1")
         cli_warm = write_config(tmp / "cli2.yaml", model, tmp / "data", tmp / "cli2", 2, "disk")
         first_warm = time_to_first_step(cli_warm, tmp / "cli2")
+        ratios = step_ratios(tmp, model, resolutions, args.quick)
 
     real_rate = steps / min(real)
     memory_rate = steps / min(memory)
@@ -160,6 +231,7 @@ def main() -> None:
         "uncached_steps_per_s": round(steps / uncached, 2),
         "time_to_first_step_cold_s": round(first_cold, 2),
         "time_to_first_step_warm_s": round(first_warm, 2),
+        **ratios,
     }
     print(f"real data path {real_rate:.1f} steps/s, batch in memory {memory_rate:.1f} steps/s "
           f"(ratio {real_rate / memory_rate:.3f}); first epoch cold {per_epoch / cold_epoch:.1f} steps/s; "
