@@ -15,7 +15,7 @@ data and gets dataclasses back. Modules, one job each:
 """
 
 from .api import (LaunchOutcome, TargetContext, inventory, install_trainer, is_running, launch, pin_vcenter, power_on,
-                  preflight, start, stop, trust_ssh_host, vcenter_certificate)
+                  preflight, start, stop, stop_now, trust_ssh_host, vcenter_certificate)
 from .credentials import forget_password, load_password, store_password
 from .errors import (CertificateChanged, ConnectionFailed, HostKeyChanged, LaunchFailed, TargetConfigError, TargetError,
                      UntrustedCertificate, UntrustedHostKey)
@@ -35,5 +35,5 @@ __all__ = [
     "UntrustedCertificate", "UntrustedHostKey", "VCenter", "VSphereTarget", "VmRow", "forget_password",
     "install_trainer", "inventory", "load_password", "store_password",
     "is_running", "launch", "list_runs", "load_settings", "pin_vcenter", "power_on", "preflight", "read_run_info",
-    "request_stop", "save_settings", "start", "stop", "trust_ssh_host", "vcenter_certificate",
+    "request_stop", "save_settings", "start", "stop", "stop_now", "trust_ssh_host", "vcenter_certificate",
 ]

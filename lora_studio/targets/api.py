@@ -23,7 +23,7 @@ from .preflight import ERROR, PreflightReport, run_preflight
 from .runinfo import RunInfo, read_run_info
 from .runs import active_runs_on
 from .shell import LocalShell, Shell
-from .stop import StopResult, stop_run
+from .stop import STOP_NOW_KILL_AFTER_S, StopResult, stop_now as _stop_now, stop_run
 from .vsphere import CertificateInfo, VCenterSession, VmRow, connect_vcenter, fetch_certificate, normalize_thumbprint
 
 
@@ -197,7 +197,7 @@ def stop(run_dir: Path | str, ctx: TargetContext | None, *, grace_s: float = 60.
     With ``ctx`` None (or no way to reach the target) only the STOP file is used.
     """
     if ctx is None:
-        return stop_run(run_dir, None, grace_s=grace_s, poll_s=poll_s, on_stage=on_stage)
+        return stop_run(run_dir, None, grace_s=grace_s, poll_s=poll_s, use_stop_file=use_stop_file, on_stage=on_stage)
     try:
         with run_control(run_dir, ctx) as control:
             return stop_run(run_dir, control, grace_s=grace_s, kill_after_s=kill_after_s, poll_s=poll_s,
@@ -206,6 +206,20 @@ def stop(run_dir: Path | str, ctx: TargetContext | None, *, grace_s: float = 60.
         if not use_stop_file:
             raise
         return stop_run(run_dir, None, grace_s=grace_s, poll_s=poll_s, on_stage=on_stage)
+
+
+def stop_now(run_dir: Path | str, ctx: TargetContext | None, *, kill_after_s: float = STOP_NOW_KILL_AFTER_S,
+             poll_s: float = 1.0, on_stage: Callable[[str], None] | None = None) -> StopResult:
+    """Stop at once, losing the current step: SIGTERM, then kill, over the run's channel.
+
+    Raises TargetError when the trainer cannot be signalled (no ``ctx``, no run.json, the
+    target unreachable); the STOP file of a stop already asked for still works then.
+    """
+    if ctx is None:
+        raise TargetError("no connection to the target to signal the trainer",
+                          "wait for it to stop after this step, or end it on its machine")
+    with run_control(run_dir, ctx) as control:
+        return _stop_now(run_dir, control, kill_after_s=kill_after_s, poll_s=poll_s, on_stage=on_stage)
 
 
 def vcenter_certificate(vcenter: VCenter) -> CertificateInfo:

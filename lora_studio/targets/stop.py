@@ -3,23 +3,29 @@
 The STOP file works through shared storage with no connection at all, and lets the
 trainer checkpoint and exit cleanly; signals are the fallback when the trainer does not
 react (hung on I/O, or STOP not visible on its side). Each stage is reported to
-``on_stage`` so the UI can show where it is.
+``on_stage`` so the UI can show where it is. :func:`stop_now` skips the STOP file's wait
+(the rest of a long step) when the user would rather lose that step.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from trainer.fsutil import atomic_write_text
-from trainer.rundir import FINAL_STATES, STOP_FILE, read_status
+from trainer.rundir import FINAL_STATES, STATUS_FILE, STOP_FILE, read_status
 
 from .control import ProcessControl
 from .errors import TargetError
 
 STAGES = ("stop_file", "terminate", "kill")
+# Stop now: how long a SIGTERM gets before the kill. The trainer takes SIGTERM as "stop after
+# this step" too, so a long wait here would be the very wait the user chose to skip; a few
+# seconds still let a trainer between two steps exit cleanly.
+STOP_NOW_KILL_AFTER_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,23 @@ def _gone(control: ProcessControl | None, run_dir: Path) -> bool:
     except TargetError:
         # No channel right now: a final state in status.json is the next best evidence.
         return status.get("state") in FINAL_STATES
+
+
+def _mark_stopped(run_dir: Path, stage: str) -> None:
+    """Say in status.json that a trainer ended by a signal was stopped on purpose.
+
+    A killed trainer cannot write its final state: its status would stay "training" and the
+    run would soon count as lost, which automatic recovery answers by starting it again.
+    Only called once the process is known to be gone, so nothing writes the file any more.
+    """
+    status = read_status(run_dir)
+    if status is None or status.get("state") in FINAL_STATES:
+        return
+    status.update(state="stopped", stopped_by=stage, stopped_at=time.time())
+    try:
+        atomic_write_text(run_dir / STATUS_FILE, json.dumps(status, indent=1) + "\n")
+    except OSError:
+        pass  # read-only share: the run shows as lost, which resume handles the same way
 
 
 def _wait(control: ProcessControl | None, run_dir: Path, seconds: float, poll_s: float) -> bool:
@@ -93,6 +116,7 @@ def stop_run(local_run_dir: Path | str, control: ProcessControl | None, *, grace
     except TargetError as exc:
         return result(stage, False, f"SIGTERM failed: {exc}")
     if _wait(control, run_dir, kill_after_s, poll_s):
+        _mark_stopped(run_dir, stage)
         return result(stage, True, "the trainer stopped after SIGTERM")
     stage = "kill"
     report(stage)
@@ -101,5 +125,23 @@ def stop_run(local_run_dir: Path | str, control: ProcessControl | None, *, grace
     except TargetError as exc:
         return result(stage, False, f"SIGKILL failed: {exc}")
     if _wait(control, run_dir, 15.0, poll_s):
+        _mark_stopped(run_dir, stage)
         return result(stage, True, "the trainer was killed; resume continues from its last checkpoint")
     return result(stage, False, "the trainer survived SIGKILL (stuck in the kernel?); check the machine")
+
+
+def stop_now(local_run_dir: Path | str, control: ProcessControl, *, kill_after_s: float = STOP_NOW_KILL_AFTER_S,
+             poll_s: float = 1.0, on_stage: Callable[[str], None] | None = None) -> StopResult:
+    """Stop without waiting for the current step: SIGTERM, then SIGKILL ``kill_after_s`` later.
+
+    The step in progress is lost; a resume continues from the last complete checkpoint.
+    Needs ``control`` (a way to signal the trainer). A trainer already gone is not signalled
+    (its pid may belong to another process by now): the result then has stage ``stop_file``,
+    meaning no signal was sent. Blocking: call it from a worker thread.
+    """
+    run_dir = Path(local_run_dir)
+    if _gone(control, run_dir):
+        return StopResult("stop_file", True, (read_status(run_dir) or {}).get("state"),
+                          "the trainer had already stopped")
+    return stop_run(run_dir, control, kill_after_s=kill_after_s, poll_s=poll_s, use_stop_file=False,
+                    on_stage=on_stage)

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from lora_studio.targets import LocalTarget, TargetContext, TargetSettings, is_running, launch, preflight, stop
+from lora_studio.targets import (LocalTarget, TargetContext, TargetError, TargetSettings, is_running, launch, preflight,
+                                 stop, stop_now)
 from lora_studio.targets.launch import launch_local
 from lora_studio.targets.prepare import prepare_run
 from lora_studio.targets.runinfo import read_run_info
 from lora_studio.targets.stop import STAGES
+from trainer.rundir import read_status
 
 from .helpers import copy_workspace, pid_alive, wait_for, wait_state, write_config
 
@@ -63,8 +65,30 @@ def test_stop_goes_through_the_stages(fake_run, mode, stage):
     assert stages == list(STAGES[: STAGES.index(stage) + 1])
     wait_for(lambda: not pid_alive(pid), 5, "the fake trainer to be gone")
     assert not is_running(run_dir, ctx)
-    if stage != "kill":
-        assert result.state == "stopped"
+    # A killed trainer cannot write its final state: the stop does, so the run is not taken for lost.
+    assert result.state == "stopped" and read_status(run_dir)["state"] == "stopped"
+
+
+@pytest.mark.parametrize("mode, stage", [("ignore_stop", "terminate"), ("stubborn", "kill")])
+def test_stop_now_signals_at_once_instead_of_waiting_for_the_step(fake_run, mode, stage):
+    ctx, run_dir, pid = fake_run(mode)
+    stages: list[str] = []
+    result = stop_now(run_dir, ctx, kill_after_s=1.5, poll_s=0.1, on_stage=stages.append)
+    assert result.stopped and result.stage == stage, result
+    assert stages == list(STAGES[1: STAGES.index(stage) + 1]) and not (run_dir / "STOP").exists()
+    wait_for(lambda: not pid_alive(pid), 5, "the fake trainer to be gone")
+    assert result.state == "stopped" and read_status(run_dir)["state"] == "stopped"
+    # Gone already: not signalled again (its pid may be another program's by now).
+    again = stop_now(run_dir, ctx, poll_s=0.1, on_stage=stages.append)
+    assert again.stopped and again.message == "the trainer had already stopped"
+    assert stages == list(STAGES[1: STAGES.index(stage) + 1])
+
+
+def test_stop_now_needs_a_way_to_signal_the_trainer(fake_run):
+    _, run_dir, _ = fake_run("obey")
+    with pytest.raises(TargetError, match="no connection"):
+        stop_now(run_dir, None)
+    assert stop(run_dir, None, grace_s=10, poll_s=0.1).stopped  # the STOP file still works
 
 
 def test_stop_without_a_connection_uses_the_stop_file_only(fake_run):
