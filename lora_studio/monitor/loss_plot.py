@@ -15,9 +15,11 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout,
                                QWidget)
 
+from .count_axis import CountAxis
 from .series import MetricSeries
 
 X_AXES = {"Steps": "step", "Epochs": "epoch", "Wall time (min)": "time"}
+COUNTED = {"step", "epoch"}  # x axes of whole numbers: no ticks between them
 # Distinguishable on light and dark backgrounds; the first run gets the first colour.
 PALETTE = ("#3b82f6", "#f97316", "#10b981", "#e11d48", "#8b5cf6", "#a16207")
 
@@ -51,7 +53,8 @@ class LossPlot(QWidget):
         self.recovery_steps: dict[str, list[int]] = {}
         self._lr_top = 0.0  # the highest learning rate shown: the LR axis goes from 0 to just above it
 
-        self.graph = pg.PlotWidget(self)
+        self.x_ticks = CountAxis("bottom")
+        self.graph = pg.PlotWidget(self, axisItems={"bottom": self.x_ticks})
         self.graph.setObjectName("lossPlot")
         palette = self.palette()
         # Follow the app's light/dark theme rather than pyqtgraph's black default.
@@ -179,6 +182,7 @@ class LossPlot(QWidget):
             if not self.series[name].loading:
                 self._draw(name)
         self.plot.setLabel("bottom", self.x_axis.currentText().lower())
+        self.x_ticks.set_counting(X_AXES[self.x_axis.currentText()] in COUNTED)
         self._follow()
 
     def _x(self, series: MetricSeries) -> np.ndarray:

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QFormL
 from trainer.rundir import EVENTS_FILE, LOG_FILE, METRICS_FILE, JsonlTail, list_checkpoints, read_status
 
 from ..paths import app_home
-from ..targets.api import TargetContext, stop
+from ..targets.api import TargetContext
 from ..targets.model import load_settings
 from ..targets.runs import RunSummary, list_runs, summarize_run
 from ..workers.tasks import TaskRunner
@@ -36,6 +36,7 @@ from .recovery import RecoverySettings, load_settings as load_recovery, recover,
 from .recovery import save_settings as save_recovery, should_recover
 from .runs_model import RUN_ROLE, STATE_COLORS, RunsModel, age_text
 from .samples_view import SamplesView
+from .stop_bar import StopBar
 
 REFRESH_MS = 1000
 RUNS_REFRESH_MS = 3000
@@ -68,7 +69,6 @@ class MonitorPage(QWidget):
         self.events_tail: JsonlTail | None = None
         self._listing = False
         self._recovering: set[str] = set()
-        self.last_stop_stage = ""
         self.pending_selection: str | None = None  # a run just launched: select it when it appears
 
         # -- runs list ---------------------------------------------------------------------
@@ -86,8 +86,13 @@ class MonitorPage(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.verticalHeader().hide()
+        # Every column as wide as its text, but the run's name takes what is left and gives way
+        # first (elided in the middle: names differ at their ends, "…-v3", "…-final").
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.horizontalHeader().setStretchLastSection(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.setWordWrap(False)  # a wrapped name is cut off at the row's bottom instead
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         self.filter = QLineEdit(self)
         self.filter.setPlaceholderText("Filter runs by name, state or target…")
@@ -131,10 +136,9 @@ class MonitorPage(QWidget):
         self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #dc2626;")
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.stop_button = QPushButton("Stop", self)
-        self.stop_button.setObjectName("stopButton")
-        self.stop_button.setToolTip("Finish the current step, save a checkpoint and stop (then signal, then kill)")
-        self.stop_button.clicked.connect(self.stop_selected)
+        self.stop_bar = StopBar(runner, lambda: self.context(), self)
+        self.stop_bar.stopEnded.connect(lambda path: self.refresh() if str(self.run_dir) == path else None)
+        self.stop_button = self.stop_bar.stop_button
         self.resume_button = QPushButton("Resume", self)
         self.resume_button.setToolTip("Start the run again where its last checkpoint left off")
         self.resume_button.clicked.connect(lambda: self.resume_selected(None))
@@ -163,6 +167,7 @@ class MonitorPage(QWidget):
         head_layout.addRow(self.details)
         head_layout.addRow(self.error)
         head_layout.addRow(controls)
+        head_layout.addRow(self.stop_bar)
         head_layout.addRow(self.auto_recover)
 
         self.plot = LossPlot(self)
@@ -204,7 +209,7 @@ class MonitorPage(QWidget):
         splitter.addWidget(left)
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([420, 980])
+        splitter.setSizes([620, 780])  # room for the runs list's columns at the default window width
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
         self._set_controls(None)
@@ -355,8 +360,6 @@ class MonitorPage(QWidget):
             parts.append(f"heartbeat {age_text(summary.heartbeat_age_s)} ago")
         if summary.target:
             parts.append(f"on {summary.target}{' (' + summary.host + ')' if summary.host else ''}")
-        if self.last_stop_stage and summary.state not in ("completed", "stopped", "failed"):
-            parts.append(self.last_stop_stage)
         self.details.setText(" · ".join(parts))
         error = summary.error or {}
         if summary.state == "lost":
@@ -365,12 +368,10 @@ class MonitorPage(QWidget):
         else:
             self.error.setText(f"{error.get('message', '')}" + (f" — {error['hint']}" if error.get("hint") else ""))
         self.error.setVisible(bool(self.error.text()))
-        self._set_controls(summary)
+        self._set_controls(summary, status, series)
 
-    def _set_controls(self, summary: RunSummary | None) -> None:
-        active = summary is not None and summary.state in ("starting", "preparing", "training", "sampling", "saving",
-                                                           "launched")
-        self.stop_button.setEnabled(active)
+    def _set_controls(self, summary: RunSummary | None, status: dict | None = None, series=None) -> None:
+        self.stop_bar.show_run(self.run_dir if summary else None, summary, status, series)
         resumable = summary is not None and summary.resumable
         self.resume_button.setEnabled(resumable)
         self.resume_elsewhere.setEnabled(resumable)
@@ -387,36 +388,6 @@ class MonitorPage(QWidget):
             item.setData(Qt.ItemDataRole.UserRole, str(folder))
 
     # -- controls ----------------------------------------------------------------------
-    def stop_selected(self) -> None:
-        """STOP file, then SIGTERM, then kill, each stage shown (in a worker)."""
-        if self.run_dir is None:
-            return
-        run_dir = self.run_dir
-        self.last_stop_stage = "stopping: asked to stop after this step"
-        self.stop_button.setEnabled(False)
-
-        def work(progress=None, cancel=None):
-            def stage(text: str) -> None:
-                progress(0, 0) if progress else None
-                self.last_stop_stage = f"stopping: {text}"
-            try:
-                context = self.context()
-            except Exception:  # unreadable targets file: the STOP file alone still works
-                context = None
-            return stop(run_dir, context, on_stage=stage)
-
-        self.runner.start(work, with_progress=True, on_done=self._stopped,
-                          on_error=lambda message: self._stop_failed(message))
-
-    def _stopped(self, result) -> None:
-        self.last_stop_stage = ""
-        self.details.setText(result.message)
-        self.refresh()
-
-    def _stop_failed(self, message: str) -> None:
-        self.last_stop_stage = ""
-        QMessageBox.warning(self, "Stop", f"The run could not be stopped: {message}")
-
     def resume_selected(self, target_name: str | None, reason: str = "resumed by the user") -> None:
         """Start the selected run again (it continues from its newest complete checkpoint)."""
         if self.run_dir is not None:

@@ -51,7 +51,9 @@ class RunsModel(QAbstractTableModel):
             if column == 2:
                 return f"{run.step} / {run.total_steps}" if run.total_steps else str(run.step or "")
             if column == 3:
-                return f"{run.target} ({run.host})" if run.target and run.host else (run.target or run.host)
+                # The name only: host names are long, and the list must fit beside the plot
+                # (the tooltip and the run's header say where it runs).
+                return run.target or run.host
             if column == 4:
                 return datetime.fromtimestamp(run.started_at).strftime("%Y-%m-%d %H:%M") if run.started_at else ""
             if column == 5:
@@ -65,6 +67,8 @@ class RunsModel(QAbstractTableModel):
             if run.state == "lost":
                 age = f"{run.heartbeat_age_s / 60:.0f} min" if run.heartbeat_age_s else "a while"
                 return f"No heartbeat for {age} and the trainer process is gone: resume it from its last checkpoint."
+            if column == 3 and run.target and run.host:
+                return f"{run.target} on {run.host}"
             return str(run.path)
         if role == Qt.ItemDataRole.UserRole:  # sort key
             return (run.name, run.state, run.step, run.target, run.started_at or 0,
@@ -88,9 +92,6 @@ class RunsModel(QAbstractTableModel):
         for row, run in enumerate(self.runs):
             if str(run.path) == run_path:
                 self.dataChanged.emit(self.index(row, 5), self.index(row, 5))
-
-    def run_at(self, row: int) -> RunSummary | None:
-        return self.runs[row] if 0 <= row < len(self.runs) else None
 
 
 def age_text(seconds: float | None) -> str:

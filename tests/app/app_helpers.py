@@ -61,15 +61,17 @@ def screenshot(widget, name: str) -> Path:
     return path
 
 
-def new_main_window(qtbot):
+def new_main_window(qtbot, size: tuple[int, int] | None = (1400, 860)):
     """A shown main window as the tests use it: fast autosave, no background polling.
 
     Created again in one test, it is the next start of the app (same app home).
+    ``size`` None leaves the window the size it comes up in: the saved one, else the default.
     """
     from lora_studio.widgets.main_window import MainWindow
 
     win = MainWindow(autosave_ms=200, poll_ms=0)
     qtbot.addWidget(win)
-    win.resize(1400, 860)
+    if size is not None:
+        win.resize(*size)
     win.show()
     return win
