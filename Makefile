@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean system-deps
+.PHONY: demo test bench clean system-deps app-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -13,11 +13,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[trainer,test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) app-deps
 	$(PY) -m lora_studio --demo --workspace demo-workspace
 
+# The X11 libraries Qt needs on Linux (installed with root or sudo, else the command is printed).
+app-deps:
+	scripts/install_system_deps.sh app-packages.txt
+
 system-deps:
-	scripts/install_system_deps.sh
+	scripts/install_system_deps.sh app-packages.txt system-packages.txt
 
 test: $(STAMP) system-deps
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q

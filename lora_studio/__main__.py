@@ -23,6 +23,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Start the app; returns the exit code."""
     args = parse_args(argv)
+    from .xcb_check import xcb_problem
+    problem = xcb_problem()
+    if problem is not None:  # else Qt aborts with a message that names no package
+        print(problem, file=sys.stderr, flush=True)
+        return 1
     from PySide6.QtCore import QCoreApplication
     from PySide6.QtWidgets import QApplication
 

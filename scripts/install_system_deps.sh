@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Install the Debian packages listed in scripts/system-packages.txt that are missing.
-# Runs as root (CI) or through sudo; elsewhere it prints what is missing and carries on, and
-# the tests that need those packages skip with the reason printed.
+# Install the Debian packages listed in the given lists (default: app-packages.txt and
+# system-packages.txt, i.e. what the app and the tests need) that are missing.
+# Runs as root (CI) or through sudo; elsewhere it prints the exact install command and carries
+# on (the app then names what is missing; tests that need a package skip with the reason).
 set -euo pipefail
 cd "$(dirname "$0")"
-mapfile -t wanted < <(grep -vE '^\s*(#|$)' system-packages.txt)
+[ "$(uname -s)" = Linux ] || exit 0  # the lists are Linux packages; macOS and Windows need none
+lists=("$@")
+[ ${#lists[@]} -gt 0 ] || lists=(app-packages.txt system-packages.txt)
+mapfile -t wanted < <(cat "${lists[@]}" | grep -vE '^\s*(#|$)')
 [ ${#wanted[@]} -gt 0 ] || exit 0
 missing=()
 for pkg in "${wanted[@]}"; do

@@ -1,0 +1,105 @@
+"""The app on a real X display (Xvfb + Qt's xcb platform), started and used as a user would:
+it opens a window (the X libraries are there, or it says which to install), and the demo's
+happy path — New Training, Start, a point on the plot, Stop, stopped with a checkpoint — works."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from app_helpers import ARTIFACTS
+from lora_studio import xcb_check
+from real_display import Xvfb, is_blank, missing_tools
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def xserver():
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"no real X display here: apt-get install {' '.join(missing)} (scripts/system-packages.txt)")
+    server = Xvfb()
+    yield server
+    server.close()
+
+
+def _skip_without_xcb(monkeypatch, server: Xvfb) -> None:
+    monkeypatch.setenv("DISPLAY", server.display)
+    monkeypatch.setenv("QT_QPA_PLATFORM", "xcb")
+    problem = xcb_check.xcb_problem()
+    if problem:
+        pytest.skip(f"Qt's xcb plugin cannot load here: {problem}")
+
+
+def test_the_app_opens_its_window_on_a_real_x_display(xserver, monkeypatch, tmp_path):
+    _skip_without_xcb(monkeypatch, xserver)
+    app = subprocess.Popen([sys.executable, "-m", "lora_studio", "--workspace", str(tmp_path)], cwd=ROOT,
+                           env=xserver.env(LORA_STUDIO_HOME=str(tmp_path / "home")), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    try:
+        # --sync waits until a visible window with that title is mapped.
+        found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "LoRA Studio"],
+                               env=xserver.env(), capture_output=True, text=True, timeout=90)
+        assert found.returncode == 0 and found.stdout.split(), app.poll() is not None and app.stdout.read()
+        # Mapped is not yet painted: wait (bounded) for the first frame to reach the screen.
+        shot = ARTIFACTS / "real-x-main-window.png"
+        deadline = time.monotonic() + 60
+        while is_blank(xserver.screenshot(shot)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not is_blank(shot)
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+
+
+def test_missing_x_libraries_are_named_with_the_packages_to_install(tmp_path, monkeypatch):
+    """A plugin that links to a library this system lacks: the app names it and its Debian package."""
+    cc = shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler to build a plugin with a missing library (apt-get install gcc)")
+    (tmp_path / "empty.c").write_text("int placeholder(void) { return 0; }\n")
+    lib = tmp_path / "libxcb-nothere.so.7"
+    subprocess.run([cc, "-shared", "-fPIC", "-Wl,-soname,libxcb-nothere.so.7", "-o", str(lib), str(tmp_path / "empty.c")],
+                   check=True)
+    plugin = tmp_path / "platforms" / "libqxcb.so"
+    plugin.parent.mkdir()
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(plugin), str(tmp_path / "empty.c"), "-Wl,--no-as-needed", str(lib)],
+                   check=True)
+    lib.unlink()  # now the linker cannot find it, as on a fresh desktop
+    assert xcb_check.missing_libraries(plugin) == ["libxcb-nothere.so.7"]
+    monkeypatch.setattr(xcb_check, "xcb_plugin", lambda: plugin)
+    monkeypatch.setattr(xcb_check, "wants_xcb", lambda: True)
+    message = xcb_check.xcb_problem()
+    assert "libxcb-nothere.so.7" in message and "sudo apt-get install libxcb-nothere7" in message
+    assert [xcb_check.debian_package(n) for n in ("libxcb-icccm.so.4", "libxkbcommon-x11.so.0", "libEGL.so.1",
+                                                  "libX11-xcb.so.1")] == [
+        "libxcb-icccm4", "libxkbcommon-x11-0", "libegl1", "libx11-xcb1"]
+
+
+@pytest.mark.slow
+def test_the_demos_happy_path_on_a_real_display(xserver, monkeypatch, tmp_path):
+    _skip_without_xcb(monkeypatch, xserver)
+    result = tmp_path / "result.json"
+    driver = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("happy_path_driver.py")), str(tmp_path / "demo"), str(ARTIFACTS),
+         str(result)], cwd=ROOT, env=xserver.env(LORA_STUDIO_HOME=str(tmp_path / "home")), capture_output=True,
+        text=True, timeout=240)
+    record = json.loads(result.read_text()) if result.exists() else {}
+    assert driver.returncode == 0, (record, driver.stdout[-3000:], driver.stderr[-3000:])
+    assert record["state"] == "stopped" and "STOPPED" in record["monitor_state"]
+    assert record["points_when_stopped"] >= 1
+    assert "saved a checkpoint and stopped" in record["stop_bar"] and not record["stop_now_shown"]
+    run = Path(record["run_dir"])
+    status = json.loads((run / "status.json").read_text())
+    # The stop saved a checkpoint at the step it stopped at (save_steps may have saved earlier ones).
+    assert status["last_checkpoint"] == f"checkpoints/{record['checkpoints'][-1]}"
+    assert record["checkpoints"][-1] == f"step-{status['step']:08d}"
+    assert len(record["screenshots"]) == 5 and not any(is_blank(Path(p)) for p in record["screenshots"])
+    assert record["total_s"] < 120, record["stages"]
