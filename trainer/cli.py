@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "import-kohya":
         return _import_kohya(args.source, args.output)
     if args.command == "demo":
-        from trainer.demo_workspace import run_demo
+        from trainer.train_command import run_demo
         return run_demo(args.workspace, train=not args.no_train)
     if args.command == "label":
         from trainer.labeling.cli import run as run_label

@@ -35,14 +35,14 @@ def _dataset_problems(config: TrainConfig, check_images: bool):
 def check_all(config_path: Path, check_images: bool = True):
     """Config, base model and data set checks: (config or None, scan or None, problems as text lines, ok)."""
     config, problems = load_config(config_path)
-    lines = [str(p) if p.severity == "error" else f"warning: {p}" for p in problems]
+    lines = [str(p) if p.severity == "error" else f"{p.severity}: {p}" for p in problems]
     if config is None:
         return None, None, lines, False
     from trainer.model_check import check_base_model, check_optimizer
     model_problems = check_base_model(Path(config.base_model), config.allow_pickle) + check_optimizer(config.optimizer)
     lines += [str(ConfigProblem(p.option, p.message, p.hint, None, str(config_path))) for p in model_problems]
     scan = _dataset_problems(config, check_images)
-    lines += [str(p) if p.severity == "error" else f"warning: {p}" for p in scan.problems]
+    lines += [str(p) if p.severity == "error" else f"{p.severity}: {p}" for p in scan.problems]
     ok = not model_problems and not any(p.severity == "error" for p in scan.problems)
     return config, scan, lines, ok
 
@@ -84,7 +84,7 @@ def _format_record(record: dict) -> str:
     text += record["message"]
     if record.get("hint"):
         text += f" ({record['hint']})"
-    return ("warning: " if record["severity"] == "warning" else "") + text
+    return ("" if record["severity"] == "error" else f"{record['severity']}: ") + text
 
 
 class StopSignals:
@@ -258,3 +258,16 @@ def _is_input_error(exc: BaseException) -> bool:
     from trainer.models.errors import ModelLoadError
     from trainer.optim import OptimizerUnavailable
     return isinstance(exc, (ModelLoadError, OptimizerUnavailable))
+
+
+def run_demo(root: Path, train: bool = True) -> int:
+    """`python -m trainer demo`: create the demo workspace, then train the demo LoRA in it."""
+    from trainer.demo_workspace import RUN_DIR, create_demo_workspace
+    config = create_demo_workspace(root)
+    print(f"demo workspace: {root.resolve()}\nconfig: {config}")
+    if not train:
+        return 0
+    code = run_training(config)
+    if code == 0:
+        print(f"\nThe LoRA and the run record are in {(root / RUN_DIR).resolve()}")
+    return code

@@ -1,18 +1,32 @@
 """What the training page shows next to the form, computed off the UI thread (torch-free):
-the trainer's own validation, the exact step count, a GPU memory estimate and, when an
-earlier run in the workspace gives a speed, a time estimate."""
+the trainer's own validation, the exact step count, a GPU memory estimate, a time estimate
+when an earlier run in the workspace gives a speed, and a warning when the run would train
+on a CPU at a size that takes hours there."""
 
 from __future__ import annotations
 
+import functools
 import json
+import math
+import shutil
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from trainer.config import ConfigProblem, validate_mapping
 from trainer.dataset_scan import scan_dataset
 from trainer.estimate import MemoryEstimate, RunFigures, estimate_memory, run_figures
+
+# Step time grows a little faster than the pixel count (attention is quadratic in it): a
+# speed measured at one resolution is scaled by (pixel ratio) ** this to another.
+_PIXEL_COST_EXPONENT = 1.25
+# On a CPU, a run longer than this gets a warning; so does any run at this size or more
+# when no earlier run gives a speed (full-size SD at 512 px takes minutes a step there).
+SLOW_CPU_RUN_S = 15 * 60
+SLOW_CPU_RESOLUTION = 256
 
 
 @dataclass
@@ -23,7 +37,7 @@ class Analysis:
     figures: RunFigures | None = None
     memory: MemoryEstimate | None = None
     seconds: float | None = None
-    speed_source: str | None = None
+    speed_source: str | None = None  # e.g. "shapes-demo at 64 px"
     data_problems: int = 0
 
     @property
@@ -31,8 +45,42 @@ class Analysis:
         return [p for p in self.problems if p.severity == "error"]
 
 
-def recent_speed(workspace: Path | None) -> tuple[float, str] | None:
-    """Median images/s of the newest run in the workspace that logged any (and its name)."""
+@dataclass(frozen=True)
+class MeasuredSpeed:
+    """How fast an earlier run of the workspace trained."""
+
+    images_per_s: float
+    run_name: str
+    resolution: int
+
+    def at(self, resolution: int) -> float:
+        """The images/s to expect at ``resolution``, scaled from the measured one."""
+        pixels = (resolution / self.resolution) ** 2
+        return self.images_per_s / pixels ** _PIXEL_COST_EXPONENT
+
+
+@functools.lru_cache(maxsize=1)
+def this_computer_has_cuda() -> bool:
+    """Whether an NVIDIA GPU is visible here, without torch (the driver's files or its tool)."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    try:
+        if gpus.is_dir() and any(gpus.iterdir()):
+            return True
+    except OSError:
+        pass
+    return shutil.which("nvidia-smi") is not None
+
+
+def _run_resolution(run_dir: Path) -> int:
+    try:
+        data = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        return int(data.get("resolution", 512))
+    except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError):
+        return 512  # the schema's default
+
+
+def recent_speed(workspace: Path | None) -> MeasuredSpeed | None:
+    """Median images/s of the newest run in the workspace that logged any, its name and size."""
     if workspace is None:
         return None
     runs = sorted(workspace.glob("runs/*/metrics.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True)
@@ -48,12 +96,16 @@ def recent_speed(workspace: Path | None) -> tuple[float, str] | None:
             except (ValueError, KeyError, TypeError):
                 continue
         if speeds:
-            return statistics.median(speeds), metrics.parent.name
+            return MeasuredSpeed(statistics.median(speeds), metrics.parent.name, _run_resolution(metrics.parent))
     return None
 
 
-def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None) -> Analysis:
-    """Validate ``values`` like `python -m trainer validate` and derive the figures."""
+def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on_cpu: bool = False) -> Analysis:
+    """Validate ``values`` like `python -m trainer validate` and derive the figures.
+
+    ``on_cpu``: the run would train on a CPU (the chosen target is this computer and it
+    has no CUDA GPU); slow settings then get a warning.
+    """
     config, problems = validate_mapping(values, config_dir, check_paths=True)
     result = Analysis(problems=list(problems))
     if config is None:
@@ -69,7 +121,27 @@ def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None) ->
     result.memory = estimate_memory(config)
     speed = recent_speed(workspace)
     if speed and result.figures.total_steps:
-        images_per_s, run_name = speed
-        result.seconds = result.figures.total_steps * config.batch_size * config.gradient_accumulation_steps / images_per_s
-        result.speed_source = run_name
+        images = result.figures.total_steps * config.batch_size * config.gradient_accumulation_steps
+        result.seconds = images / speed.at(config.resolution)
+        result.speed_source = f"{speed.run_name} at {speed.resolution} px"
+    if on_cpu or config.device == "cpu":
+        warning = _slow_cpu_warning(config.resolution, result.seconds)
+        if warning is not None:
+            result.problems.append(warning)
     return result
+
+
+def _slow_cpu_warning(resolution: int, seconds: float | None) -> ConfigProblem | None:
+    """A warning when a CPU run will take very long (a GPU target or a smaller size helps)."""
+    hint = "for a first try use 64-128 px and few steps, or choose a GPU target in Run on"
+    if seconds is not None:
+        if seconds < SLOW_CPU_RUN_S:
+            return None
+        hours = seconds / 3600
+        length = f"about {hours:.1f} h" if hours >= 1.5 else f"about {math.ceil(seconds / 60)} min"
+        return ConfigProblem("resolution", f"This run trains on the CPU (no CUDA GPU here): {length} at "
+                             f"{resolution} px.", hint, severity="warning")
+    if resolution < SLOW_CPU_RESOLUTION:
+        return None
+    return ConfigProblem("resolution", f"This run trains on the CPU (no CUDA GPU here): at {resolution} px a "
+                         "full-size model takes minutes a step, so the run may take hours.", hint, severity="warning")

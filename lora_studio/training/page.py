@@ -24,9 +24,9 @@ from trainer.config.yaml_edit import update_yaml_text
 from trainer.fsutil import atomic_write_text
 
 from ..workers.tasks import TaskRunner
-from .analysis import Analysis, analyse
+from .analysis import Analysis, analyse, this_computer_has_cuda
 from .form import TrainingForm, same_value
-from .presets import Preset, list_presets, save_user_preset
+from .presets import Preset, list_presets, save_user_preset, start_preset
 
 VALIDATE_DELAY_MS = 300
 
@@ -74,6 +74,8 @@ class TrainingPage(QWidget):
         self.target_box.setObjectName("targetBox")
         self.target_box.setToolTip("Where the training runs (targets are set up in the Targets panel)")
         self.target_box.addItem("This computer")
+        self.local_targets = {"This computer"}
+        self.target_box.currentIndexChanged.connect(lambda _: self.config_path is not None and self._timer.start())
         self.start_button = QPushButton("Start training", self)
         self.start_button.setObjectName("startButton")
         self.start_button.clicked.connect(self._start)
@@ -166,10 +168,19 @@ class TrainingPage(QWidget):
         self._set_title()
 
     def new_config(self, path: Path, workspace: Path | None, values: dict[str, Any]) -> None:
-        """Start a new config at ``path`` with ``values`` (for example the dataset just picked)."""
+        """Start a new config at ``path`` with ``values`` (for example the dataset just picked).
+
+        It starts from the workspace's start preset when it has one (the demo's 64 px
+        settings), else from the schema's defaults; the preset box says which.
+        """
         self.open_config(path, workspace)
+        preset = start_preset(self.presets)
+        if preset is not None:
+            self.preset_box.setCurrentIndex(self.preset_box.findData(preset.name))
+            self.form.set_baseline(dict(preset.values))
+        start = {k: v for k, v in (preset.values if preset else {}).items() if OPTIONS_BY_NAME[k].type != "path"}
         text = f"# Train with: python -m trainer train --config {path.name}\nschema_version: {SCHEMA_VERSION}\n"
-        self._set_yaml(update_yaml_text(text, {"schema_version": SCHEMA_VERSION, **values}))
+        self._set_yaml(update_yaml_text(text, {"schema_version": SCHEMA_VERSION, **start, **values}))
         self._yaml_to_form()
 
     def save(self) -> bool:
@@ -190,9 +201,10 @@ class TrainingPage(QWidget):
         return self.yaml_edit.toPlainText() != self.saved_text
 
     # -- presets -----------------------------------------------------------------------
-    def set_targets(self, names: list[str]) -> None:
-        """The targets the Start button can use (the first is the default)."""
+    def set_targets(self, names: list[str], local: set[str] | frozenset[str] = frozenset({"This computer"})) -> None:
+        """The targets the Start button can use (the first is the default); ``local``: those on this computer."""
         current = self.target_box.currentText()
+        self.local_targets = set(local)
         self.target_box.clear()
         self.target_box.addItems(names)
         if current in names:
@@ -300,7 +312,8 @@ class TrainingPage(QWidget):
         self._generation += 1
         generation = self._generation
         base = self.config_path.parent if self.config_path else (self.workspace or Path.cwd())
-        self.runner.start(analyse, dict(self.raw), base, self.workspace,
+        on_cpu = self.target_box.currentText() in self.local_targets and not this_computer_has_cuda()
+        self.runner.start(analyse, dict(self.raw), base, self.workspace, on_cpu,
                           on_done=lambda result: self._analysed(generation, result),
                           on_error=lambda message: self._show_problems([("error", f"Could not check the settings: "
                                                                                   f"{message}", "")]))
@@ -365,8 +378,14 @@ class TrainingPage(QWidget):
             QListWidgetItem("Same as the preset.", self.diff_list)
 
     def _set_title(self) -> None:
-        name = self.config_path.name if self.config_path else "No config open"
-        self.title.setText(f"<b>{name}</b>{' — modified' if self.config_path and self.is_modified() else ''}")
+        if self.config_path is None:
+            self.title.setText("<b>No config open</b>")
+            return
+        if not self.config_path.exists():
+            state = " — new, not saved yet"
+        else:
+            state = " — modified" if self.is_modified() else ""
+        self.title.setText(f"<b>{self.config_path.name}</b>{state}")
 
     def import_kohya(self, path: Path) -> list[str]:
         """Merge a kohya_ss `.json` / sd-scripts `.toml` config into this one; returns what was left out."""

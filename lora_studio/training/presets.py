@@ -1,7 +1,9 @@
 """Presets: partial configs that set a starting point (built-in ones and the user's own).
 
 Built-in presets live in `resources/presets/`; a user's presets live in the workspace
-(`.lora_studio/presets/`), so everyone on the shared storage sees them.
+(`.lora_studio/presets/`), so everyone on the shared storage sees them. A workspace preset
+with `preset_for_new_trainings: true` is where New Training starts in that workspace (the
+demo's is its 64 px settings); without one, New Training starts from the schema's defaults.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from typing import Any
 import yaml
 
 from trainer.config.schema import OPTIONS_BY_NAME
+from trainer.demo_workspace import DEMO_SETTINGS, create_demo_workspace
 from trainer.fsutil import atomic_write_text
 
 from ..paths import resources_dir
 
 DESCRIPTION_KEY = "preset_description"
+FOR_NEW_TRAININGS_KEY = "preset_for_new_trainings"
+DEMO_PRESET = "demo"
 USER_PRESETS = Path(".lora_studio") / "presets"
 
 
@@ -31,6 +36,7 @@ class Preset:
     values: dict[str, Any]
     path: Path
     builtin: bool
+    for_new_trainings: bool = False
 
 
 def _load(path: Path, builtin: bool) -> Preset | None:
@@ -41,8 +47,9 @@ def _load(path: Path, builtin: bool) -> Preset | None:
     if not isinstance(data, dict):
         return None
     description = str(data.pop(DESCRIPTION_KEY, path.stem))
+    for_new = data.pop(FOR_NEW_TRAININGS_KEY, False) is True
     values = {k: v for k, v in data.items() if k in OPTIONS_BY_NAME}
-    return Preset(path.stem, description, values, path, builtin)
+    return Preset(path.stem, description, values, path, builtin, for_new and not builtin)
 
 
 def list_presets(workspace: Path | None) -> list[Preset]:
@@ -59,11 +66,31 @@ def list_presets(workspace: Path | None) -> list[Preset]:
     return found
 
 
-def save_user_preset(workspace: Path, name: str, description: str, values: dict[str, Any]) -> Path:
+def start_preset(presets: list[Preset]) -> Preset | None:
+    """The workspace preset New Training starts from, if the workspace names one."""
+    return next((p for p in presets if p.for_new_trainings), None)
+
+
+def save_user_preset(workspace: Path, name: str, description: str, values: dict[str, Any],
+                     for_new_trainings: bool = False) -> Path:
     """Save ``values`` as a workspace preset; paths are left out (they belong to one data set)."""
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "preset"
     path = workspace / USER_PRESETS / f"{slug}.yaml"
     kept = {k: v for k, v in values.items() if OPTIONS_BY_NAME[k].type != "path"}
-    text = yaml.safe_dump({DESCRIPTION_KEY: description, **kept}, sort_keys=False, allow_unicode=True)
+    head = {DESCRIPTION_KEY: description, **({FOR_NEW_TRAININGS_KEY: True} if for_new_trainings else {})}
+    text = yaml.safe_dump({**head, **kept}, sort_keys=False, allow_unicode=True)
     atomic_write_text(path, text)
     return path
+
+
+def create_demo(root: Path) -> Path:
+    """Create (or complete) the demo workspace and its start preset; returns the demo config's path.
+
+    The preset makes New Training in the demo start from the demo's 64 px settings, which
+    finish in about a minute on a CPU, instead of the schema's 512 px defaults (hours there).
+    """
+    config = create_demo_workspace(root)
+    if not (root / USER_PRESETS / f"{DEMO_PRESET}.yaml").exists():
+        save_user_preset(root, DEMO_PRESET, "Demo: 64 px on the tiny model (about a minute on a CPU)", DEMO_SETTINGS,
+                         for_new_trainings=True)
+    return config

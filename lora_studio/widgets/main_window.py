@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QThreadPool, Qt, QTimer, Signal
-from PySide6.QtGui import QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QUndoStack
+from PySide6.QtGui import QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShowEvent, QUndoStack
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
                                QStackedWidget, QToolBar, QVBoxLayout, QWidget)
 
@@ -25,17 +25,19 @@ from ..storage.file_ops import copy_images_into, move_to_trash
 from ..storage.names import is_image
 from ..tags import BulkEdit, Operation
 from ..theme import apply_theme
+from ..training.presets import create_demo
 from ..workers.image_check import ImageCheckTask
 from ..workers.tasks import FunctionTask, TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
 from .actions import create_actions
 from .caption_grid import ICON_MODE, TABLE_MODE, CaptionGrid
 from .detail_pane import DetailPane
+from .dock_layout import fit_side_docks, set_min_widths
 from .empty_state import EmptyState
 from .filter_bar import FilterBar
 from .problems_panel import ProblemsPanel
 from .tag_panel import TagPanel
-from .workbench import CAPTIONS, Workbench
+from .workbench import Workbench
 from .workspace_tree import WorkspaceTree
 
 
@@ -92,6 +94,7 @@ class MainWindow(QMainWindow):
             "details": self._dock("Details", self.detail, Qt.DockWidgetArea.RightDockWidgetArea),
             "problems": self._dock("Problems", self.problems, Qt.DockWidgetArea.BottomDockWidgetArea),
         }
+        set_min_widths(self.docks)
         self.resizeDocks([self.docks["workspace"], self.docks["details"]], [260, 380], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["problems"]], [110], Qt.Orientation.Vertical)
         from ..targets_ui.panel import TargetsPanel  # the Targets dock: hidden until Training > Targets…
@@ -104,8 +107,9 @@ class MainWindow(QMainWindow):
         self.empty_state = EmptyState([self.actions.open_workspace, self.actions.open_demo], self)
         self.pages.addWidget(self.empty_state)
         self.pages.addWidget(grid_page)
-        self.workbench = Workbench(self.pages, self.runner, self.thumbnails, self)
-        self.workbench.modeChanged.connect(self._mode_changed)
+        self.workbench = Workbench(self.pages, self.runner, self.thumbnails,
+                                   lambda: self.session.root if self.session else None, self)
+        self.workbench.captionsShown.connect(self._mode_changed)
         self.setCentralWidget(self.workbench)
         self._build_menus()
         self._build_toolbar()
@@ -125,12 +129,20 @@ class MainWindow(QMainWindow):
         else:
             self.resize(1400, 880)
         if state is not None:
-            self.restoreState(state)
+            self.restoreState(state)  # after the geometry: the docks are laid out in the restored size
+        self._docks_fitted = False  # the restored docks are checked against the window once, when shown
         self.set_grid_mode(self.settings.grid_mode)
         if self.settings.thumb_size is not None:
             self.grid.icon_view.set_thumb_size(self.settings.thumb_size)
         self.grid.icon_view.thumbSizeChanged.connect(lambda px: setattr(self.settings, "thumb_size", px))
         self._update_actions()
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
+        """On the first show, share the width out again if the restored docks did not fit."""
+        super().showEvent(event)
+        if not self._docks_fitted:
+            self._docks_fitted = True
+            fit_side_docks(self, self.docks)
 
     # -- construction ---------------------------------------------------------------------
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
@@ -150,14 +162,10 @@ class MainWindow(QMainWindow):
         file_menu.addAction(a.open_demo)
         file_menu.addSeparator()
         train_menu = bar.addMenu("&Training")
-        self.new_training_action = train_menu.addAction("&New Training…", QKeySequence("Ctrl+Shift+N"),
-                                                        lambda: self.workbench.new_training(
-                                                            self.session.root if self.session else None))
-        self.new_training_action.setToolTip("Set up a training run for the dataset on screen")
-        train_menu.addAction("&Open Training Config…", lambda: self.workbench.open_config())
+        train_menu.addActions([self.workbench.new_training_action, self.workbench.open_config_action])
         train_menu.addAction("&Import kohya Config…", self.workbench.import_kohya)
         train_menu.addSeparator()
-        train_menu.addAction("Show &Runs", QKeySequence("Ctrl+3"), lambda: self.workbench.setCurrentIndex(2))
+        train_menu.addAction("Show &Runs", QKeySequence("Ctrl+3"), self.workbench.show_runs)
         train_menu.addAction("&Targets…", self.targets_panel.reveal)
         file_menu.addActions([a.save, a.reload])
         self.convert_menu = file_menu.addMenu("&Convert Captions To")
@@ -171,7 +179,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(a.quit)
 
-        edit_menu = bar.addMenu("&Edit")
+        edit_menu = self.edit_menu = bar.addMenu("&Edit")
         self.undo_action = self._empty_stack.createUndoAction(self, "&Undo")
         self.redo_action = self._empty_stack.createRedoAction(self, "&Redo")
         self._undo_shortcuts()
@@ -211,9 +219,9 @@ class MainWindow(QMainWindow):
         toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.undo_action.setIcon(icon("undo"))
         self.redo_action.setIcon(icon("redo"))
-        self.new_training_action.setIcon(icon("demo"))
-        for item in (a.open_workspace, a.save, None, self.undo_action, self.redo_action, None, a.icon_mode,
-                     a.table_mode, None, a.bulk_edit, a.find_replace, None, a.reload, None, self.new_training_action):
+        self.workbench.new_training_action.setIcon(icon("demo"))
+        for item in (a.open_workspace, a.save, None, self.undo_action, self.redo_action, None, a.icon_mode, a.table_mode,
+                     None, a.bulk_edit, a.find_replace, None, a.reload, None, self.workbench.new_training_action):
             toolbar.addSeparator() if item is None else toolbar.addAction(item)
         for action in (self.undo_action, self.redo_action, a.reload, a.icon_mode, a.table_mode):
             toolbar.widgetForAction(action).setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
@@ -448,14 +456,13 @@ class MainWindow(QMainWindow):
 
     def _rebind_undo(self, stack: QUndoStack) -> None:
         """Point Undo/Redo at ``stack`` (names follow the last action: 'Undo Add tag …')."""
-        edit_menu = self.menuBar().actions()[1].menu()
         old_undo, old_redo = self.undo_action, self.redo_action
         self.undo_action = stack.createUndoAction(self, "&Undo")
         self.redo_action = stack.createRedoAction(self, "&Redo")
         self._undo_shortcuts()
         self.undo_action.setIcon(icon("undo"))
         self.redo_action.setIcon(icon("redo"))
-        for container in (edit_menu, self.toolbar):
+        for container in (self.edit_menu, self.toolbar):
             container.insertAction(old_undo, self.undo_action)
             container.insertAction(old_redo, self.redo_action)
             container.removeAction(old_undo)
@@ -507,12 +514,6 @@ class MainWindow(QMainWindow):
 
     def open_demo(self, root: Path | None = None) -> None:
         """Create the demo workspace in a worker (it may take a while), then open it."""
-        try:
-            from trainer.demo_workspace import create_demo_workspace
-        except ImportError as exc:
-            self._error("Demo not available", f"The trainer's demo module cannot be loaded ({exc}). "
-                                               "Install LoRA Studio with the trainer package, or open your own folder.")
-            return
         root = Path(root) if root else app_home() / "demo-workspace"
         self.statusBar().showMessage(f"Creating the demo workspace in {root} (a few seconds)…")
         self.progress.setRange(0, 0)
@@ -526,7 +527,7 @@ class MainWindow(QMainWindow):
             self.progress.hide()
             self._error("Demo not created", f"Creating the demo workspace in {root} failed: {message}")
 
-        self.runner.start(create_demo_workspace, root, on_done=done, on_error=failed)
+        self.runner.start(create_demo, root, on_done=done, on_error=failed)
 
     # -- image checks and problems ---------------------------------------------------------------
     def _start_background_work(self, session: DatasetSession) -> None:
@@ -800,10 +801,13 @@ class MainWindow(QMainWindow):
         box.open()
         self.last_error = message
 
-    def _mode_changed(self, index: int) -> None:
-        """The caption docks belong to the Captions tab; Train and Runs get the room."""
-        captions = index == CAPTIONS
-        for name in ("tags", "details", "problems"):
+    def _mode_changed(self, captions: bool) -> None:
+        """The caption docks belong to the Captions tab; Train and Runs get the room.
+
+        The workspace tree too: it opens datasets into the Captions grid, and on the Runs
+        tab its width is what the runs list needs to show every column.
+        """
+        for name in ("workspace", "tags", "details", "problems"):
             dock = self.docks[name]
             if captions:
                 dock.setVisible(getattr(dock, "_was_visible", True))
@@ -815,10 +819,11 @@ class MainWindow(QMainWindow):
     def _refresh_targets(self) -> None:
         from ..monitor.monitor_page import app_target_context
         try:
-            names = [t.name for t in app_target_context().settings.targets]
+            targets = app_target_context().settings.targets
         except Exception:  # noqa: BLE001 - an unreadable targets file: this computer still works
-            names = ["This computer"]
-        self.workbench.training.set_targets(names)
+            self.workbench.training.set_targets(["This computer"])
+            return
+        self.workbench.training.set_targets([t.name for t in targets], {t.name for t in targets if t.kind == "local"})
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         """Save captions and layout, stop workers."""
@@ -838,6 +843,9 @@ class MainWindow(QMainWindow):
         self.runner.cancel_all()
         self.thumbnails.stop()
         self.runner.pool.waitForDone(10_000)
+        if self.workbench.currentWidget() is not self.pages:
+            # The next start shows the Captions tab: save its docks, not the ones hidden for Train or Runs.
+            self._mode_changed(True)
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.sync()
         self.collector.stop()

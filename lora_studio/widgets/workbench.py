@@ -10,17 +10,18 @@ import re
 import time
 from pathlib import Path
 
+from typing import Callable
+
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QFileDialog, QMessageBox, QTabWidget, QWidget
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QStackedWidget, QTabWidget, QWidget
 
 from ..monitor.monitor_page import MonitorPage, app_target_context
 from ..targets.api import launch
 from ..training.page import TrainingPage
 from ..workers.tasks import TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
-
-CAPTIONS, TRAIN, RUNS = range(3)
-
+from .train_start import TrainingStartPage
 
 def find_base_models(workspace: Path) -> list[Path]:
     """Candidate base models in a workspace's `models/` folder (single files and diffusers folders)."""
@@ -35,31 +36,59 @@ def find_base_models(workspace: Path) -> list[Path]:
 class Workbench(QTabWidget):
     """Tabs for the caption grid, the training settings and the runs."""
 
-    modeChanged = Signal(int)
+    captionsShown = Signal(bool)  # True when the Captions tab comes to the front
 
     def __init__(self, captions: QWidget, runner: TaskRunner, thumbnails: ThumbnailLoader,
-                 parent: QWidget | None = None) -> None:
+                 current_dataset: Callable[[], Path | None], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("Workbench")
         self.setDocumentMode(True)
         self.runner = runner
         self.workspace: Path | None = None
+        self.new_training_action = QAction("&New Training…", self)
+        self.new_training_action.setShortcut(QKeySequence("Ctrl+Shift+N"))
+        self.new_training_action.setToolTip("Set up a training run for the dataset on screen")
+        self.new_training_action.triggered.connect(lambda: self.new_training(current_dataset()))
+        self.open_config_action = QAction("&Open Training Config…", self)
+        self.open_config_action.setToolTip("Edit a config file of the workspace (configs/)")
+        self.open_config_action.triggered.connect(lambda: self.open_config())
         self.training = TrainingPage(runner, self)
+        self.start_page = TrainingStartPage([self.new_training_action, self.open_config_action], runner, self)
+        self.start_page.configChosen.connect(lambda path: self.open_config(Path(path)))
+        # The Train tab: the start page until a config is open, then the form.
+        self.train_stack = QStackedWidget(self)
+        self.train_stack.addWidget(self.start_page)
+        self.train_stack.addWidget(self.training)
         self.monitor = MonitorPage(runner, thumbnails, self)
-        for page in (self.training, self.monitor):
+        for page in (self.train_stack, self.monitor):
             # A tab widget is as wide as its widest page's minimum; without this, the Train
             # page's row of buttons would squeeze the Captions tab's docks to nothing.
             page.setMinimumSize(480, 320)
+        self.captions = captions
         self.addTab(captions, "Captions")
-        self.addTab(self.training, "Train")
+        self.addTab(self.train_stack, "Train")
         self.addTab(self.monitor, "Runs")
-        self.currentChanged.connect(self.modeChanged)
+        self.currentChanged.connect(self._tab_changed)
         self.training.startRequested.connect(self.start_training)
 
     def set_workspace(self, workspace: Path | None) -> None:
-        """Follow another workspace: its runs, its presets."""
+        """Follow another workspace: its runs, its presets, its configs."""
         self.workspace = workspace
         self.monitor.set_workspace(workspace)
+        self.start_page.set_workspace(workspace)
+
+    def _tab_changed(self, index: int) -> None:
+        self.captionsShown.emit(self.widget(index) is self.captions)
+        if self.widget(index) is self.train_stack and self.train_stack.currentWidget() is self.start_page:
+            self.start_page.refresh()  # a config may have been saved or copied in meanwhile
+
+    def show_training_page(self) -> None:
+        """The Train tab with the config being edited."""
+        self.train_stack.setCurrentWidget(self.training)
+        self.setCurrentWidget(self.train_stack)
+
+    def show_runs(self) -> None:
+        self.setCurrentWidget(self.monitor)
 
     # -- configs -----------------------------------------------------------------------
     def new_training(self, dataset: Path | None) -> None:
@@ -84,7 +113,7 @@ class Workbench(QTabWidget):
         values["output_dir"] = f"../runs/{name}-{time.strftime('%Y%m%d-%H%M')}"
         values["output_name"] = name
         self.training.new_config(path, self.workspace, values)
-        self.setCurrentIndex(TRAIN)
+        self.show_training_page()
 
     def open_config(self, path: Path | None = None) -> None:
         """Edit an existing YAML config (asks for it when ``path`` is None)."""
@@ -95,7 +124,7 @@ class Workbench(QTabWidget):
                 return
             path = Path(chosen)
         self.training.open_config(path, self.workspace)
-        self.setCurrentIndex(TRAIN)
+        self.show_training_page()
 
     def import_kohya(self) -> None:
         """Bring a kohya_ss `.json` or sd-scripts `.toml` config into the open (or a new) config."""
@@ -110,7 +139,7 @@ class Workbench(QTabWidget):
         except (OSError, ValueError) as exc:
             QMessageBox.warning(self, "Import", f"{chosen} cannot be imported: {exc}")
             return
-        self.setCurrentIndex(TRAIN)
+        self.show_training_page()
         if left_out:
             QMessageBox.information(self, "Imported", "Imported. Not imported (see Problems for why):\n\n"
                                     + "\n".join(left_out))
@@ -140,7 +169,7 @@ class Workbench(QTabWidget):
             QMessageBox.warning(self, "Not started", "The run was not started:\n\n" + "\n".join(failures))
             return
         self.training.start_reason.setText("")
-        self.setCurrentIndex(RUNS)
+        self.show_runs()
         self.monitor.refresh_runs()
         self.monitor.pending_selection = str(outcome.prepared.local_run_dir)
 

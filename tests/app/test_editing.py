@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QItemSelectionModel, Qt
 
-from app_helpers import open_folder
+from app_helpers import open_folder, screenshot
 from lora_studio.models.caption_model import COL_CAPTION
 from lora_studio.models.filter_proxy import Filter
 from lora_studio.storage.dataset import open_dataset
@@ -32,6 +32,17 @@ def test_inline_edit_is_undoable_and_autosaved(qtbot, window, dataset_factory):
     assert window.session.captions[2] == ""
     window.redo_action.trigger()
     assert window.session.captions[2] == "a new caption"
+
+
+def test_undo_and_redo_stay_in_the_edit_menu_after_a_dataset_opens(qtbot, window, dataset_factory):
+    open_folder(qtbot, window, dataset_factory("csv"))
+    menus = {action.text().replace("&", ""): action.menu() for action in window.menuBar().actions()}
+    holding = {name for name, menu in menus.items()
+               if {window.undo_action, window.redo_action} & set(menu.actions())}
+    assert holding == {"Edit"}
+    edit = menus["Edit"].actions()
+    assert edit.index(window.undo_action) == 0 and edit.index(window.redo_action) == 1
+    screenshot(window, "edit-menu-after-open")
 
 
 def test_typing_in_detail_pane_merges_into_one_undo_step(qtbot, window, dataset_factory):

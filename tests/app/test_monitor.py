@@ -178,7 +178,7 @@ def test_new_training_and_start_from_the_main_window(window, demo, qtbot):
     """The whole flow a user clicks through: workspace -> New Training -> Start -> Runs tab."""
     window.open_workspace(demo)
     qtbot.waitUntil(lambda: window.session is not None, timeout=30_000)
-    window.new_training_action.trigger()
+    window.workbench.new_training_action.trigger()
     page = window.workbench.training
     assert page.config_path.parent == demo / "configs" and window.workbench.currentIndex() == 1
     for name, value in (("max_train_steps", 4), ("resolution", 64), ("min_bucket_reso", 32),

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 from trainer.rundir import read_status
 
@@ -32,15 +33,11 @@ def copy_workspace(source: Path, dest: Path) -> Path:
 
 def write_config(workspace: Path, name: str, output_dir: str, **overrides) -> Path:
     """A config in ``workspace/configs`` based on the demo's, with relative paths and overrides."""
-    text = (workspace / "configs" / "demo.yaml").read_text(encoding="utf-8")
-    lines = [line for line in text.splitlines()
-             if not any(line.startswith(f"{key}:") for key in ("output_dir", *FAST, *overrides))
-             and not line.startswith("  - ") and not line.startswith("sample_prompts")]
-    values = {**FAST, **overrides}
-    lines.append(f"output_dir: {json.dumps('../' + output_dir, ensure_ascii=False)}")
-    lines += [f"{key}: {json.dumps(value)}" for key, value in values.items()]
+    values = yaml.safe_load((workspace / "configs" / "demo.yaml").read_text(encoding="utf-8"))
+    values.pop("sample_prompts", None)
+    values.update({**FAST, **overrides, "output_dir": f"../{output_dir}"})
     path = workspace / "configs" / f"{name}.yaml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text(yaml.safe_dump(values, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
 
 

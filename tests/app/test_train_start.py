@@ -1,0 +1,111 @@
+"""The Train tab before and at New Training: an empty state that says what to do, New Training
+from the workspace's start preset (the demo's 64 px settings), and the CPU-speed warning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app_helpers import screenshot
+from lora_studio.training.analysis import analyse
+from lora_studio.training.presets import create_demo, list_presets, start_preset
+from trainer.demo_workspace import DEMO_SETTINGS, create_demo_workspace
+
+
+@pytest.fixture
+def demo_ws(tmp_path) -> Path:
+    """The demo workspace as the app creates it (with its start preset), without the model."""
+    root = tmp_path / "demo"
+    create_demo_workspace(root, make_model=False)
+    model = root / "models" / "tiny-sd" / "tiny-sd-v1.safetensors"
+    model.parent.mkdir(parents=True, exist_ok=True)
+    model.write_bytes(b"")  # the form checks that the path exists; nothing loads it here
+    create_demo(root)
+    return root
+
+
+def _open(qtbot, window, workspace: Path) -> None:
+    window.open_workspace(workspace)
+    qtbot.waitUntil(lambda: window.session is not None, timeout=30_000)
+
+
+def test_train_tab_without_a_config_says_what_to_do_and_lists_the_configs(qtbot, window, demo_ws):
+    _open(qtbot, window, demo_ws)
+    bench = window.workbench
+    bench.setCurrentWidget(bench.train_stack)
+    start = bench.start_page
+    assert bench.train_stack.currentWidget() is start and not bench.training.isVisible()
+    assert start.title.text() == "No training config open"
+    assert [b.defaultAction() for b in start.buttons] == [bench.new_training_action, bench.open_config_action]
+    qtbot.waitUntil(lambda: start.configs.count() == 1, timeout=10_000)
+    item = start.configs.item(0)
+    assert item.text().startswith("demo.yaml") and "shapes" in item.text() and "64 px" in item.text()
+    screenshot(window, "train-tab-no-config")
+    start.configs.itemActivated.emit(item)
+    assert bench.train_stack.currentWidget() is bench.training
+    assert bench.training.config_path == demo_ws / "configs" / "demo.yaml"
+
+
+def test_new_training_in_the_demo_starts_from_its_64px_preset(qtbot, window, demo_ws):
+    _open(qtbot, window, demo_ws)
+    window.workbench.new_training_action.trigger()
+    page = window.workbench.training
+    assert window.workbench.train_stack.currentWidget() is page
+    assert page.preset_box.currentText().startswith("★ Demo: 64 px")
+    values = page.form.values()
+    for name, value in DEMO_SETTINGS.items():
+        assert values[name] == value, name
+    assert "new, not saved yet" in page.title.text() and not page.config_path.exists()
+    qtbot.waitUntil(lambda: page.analysis is not None and page.analysis.figures is not None, timeout=20_000)
+    assert page.analysis.figures.total_steps == 36  # 36 images, batch 4, 4 epochs: a minute on a CPU
+    assert not [p for p in page.analysis.problems if p.severity == "error"]
+    page.resize(1400, 820)
+    screenshot(window, "train-tab-demo-new-training")
+    assert page.save() and "new, not saved yet" not in page.title.text()
+
+
+def test_new_training_without_a_start_preset_starts_from_the_schema_defaults(qtbot, window, tmp_path):
+    workspace = tmp_path / "plain"
+    create_demo_workspace(workspace, make_model=False)  # no start preset: the trainer's demo only
+    assert start_preset(list_presets(workspace)) is None
+    _open(qtbot, window, workspace)
+    window.workbench.new_training_action.trigger()
+    page = window.workbench.training
+    assert page.preset_box.currentText() == "Defaults" and page.form.values()["resolution"] == 512
+    assert page.save()  # else closing the window asks whether to save it
+
+
+def _values(workspace: Path, resolution: int) -> dict:
+    return {"train_data_dir": str(workspace / "datasets" / "shapes"), "base_model": str(workspace / "models" / "tiny-sd"
+            / "tiny-sd-v1.safetensors"), "output_dir": str(workspace / "runs" / "new"), "resolution": resolution,
+            "max_train_steps": 360, "batch_size": 4, "min_bucket_reso": 32, "max_bucket_reso": 1024,
+            "bucket_reso_steps": 32}
+
+
+def _cpu_warnings(analysis) -> list[str]:
+    return [p.message for p in analysis.problems if p.severity == "warning" and "CPU" in p.message]
+
+
+def test_a_cpu_run_at_512px_gets_a_warning_that_names_the_cpu(demo_ws):
+    values = _values(demo_ws, 512)
+    assert analyse(values, demo_ws, demo_ws).figures is not None  # valid settings
+    assert _cpu_warnings(analyse(values, demo_ws, demo_ws, on_cpu=True))
+    assert not _cpu_warnings(analyse(values, demo_ws, demo_ws, on_cpu=False))  # a GPU target
+    assert not _cpu_warnings(analyse(_values(demo_ws, 64), demo_ws, demo_ws, on_cpu=True))
+
+
+def test_the_time_estimate_scales_an_earlier_runs_speed_to_the_new_size(demo_ws):
+    run = demo_ws / "runs" / "shapes-demo"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("resolution: 64\n", encoding="utf-8")
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 0.1, "samples_per_s": 40.0}) + "\n"
+                                               for s in range(1, 6)), encoding="utf-8")
+    small = analyse(_values(demo_ws, 64), demo_ws, demo_ws, on_cpu=True)
+    assert small.seconds == pytest.approx(360 * 4 / 40.0) and small.speed_source == "shapes-demo at 64 px"
+    assert not _cpu_warnings(small)  # 36 s
+    big = analyse(_values(demo_ws, 512), demo_ws, demo_ws, on_cpu=True)
+    assert big.seconds > 100 * small.seconds  # 64x the pixels
+    [warning] = _cpu_warnings(big)
+    assert " h at 512 px" in warning
