@@ -33,11 +33,6 @@ def tag_counts(captions: Iterable[str]) -> Counter[str]:
     return counts
 
 
-def has_tag(caption: str, tag: str) -> bool:
-    """Whether ``tag`` is one of the caption's tags (exact, case-sensitive)."""
-    return tag in split_tags(caption)
-
-
 class Operation(str, Enum):
     """The bulk operations a user can run over a scope of images."""
 

@@ -12,7 +12,7 @@ from PIL import Image
 from trainer.images import (
     DEFAULT_MAX_IMAGE_PIXELS,
     ImageProblem,
-    check_image,
+    check_full_decode,
     image_size,
     open_rgb,
 )
@@ -44,7 +44,7 @@ def test_plain_rgb_jpeg(tmp_path: Path) -> None:
     noisy_rgb().save(path, quality=90)
     image = open_rgb(path)
     assert (image.mode, image.size) == ("RGB", (64, 48))
-    assert check_image(path) is None
+    assert check_full_decode(path) is None
     assert image_size(path) == (64, 48)
 
 
@@ -147,7 +147,7 @@ def test_truncated_jpeg(tmp_path: Path) -> None:
         open_rgb(path)
     assert "truncated" in info.value.message
     assert "re-export" in info.value.hint
-    problem = check_image(path)
+    problem = check_full_decode(path)
     assert problem is not None and problem.path == str(path) and "truncated" in problem.message
     assert image_size(path) == (256, 256)  # the header alone is fine
 
@@ -156,7 +156,7 @@ def test_truncated_png(tmp_path: Path) -> None:
     path = tmp_path / "truncated.png"
     noisy_rgb((128, 128)).save(path)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    problem = check_image(path)
+    problem = check_full_decode(path)
     assert problem is not None and "truncated or damaged" in problem.message
 
 
@@ -191,10 +191,10 @@ def test_bomb_is_refused_from_the_header(tmp_path: Path) -> None:
 def test_pixel_limit_is_a_parameter(tmp_path: Path) -> None:
     path = tmp_path / "a.png"
     noisy_rgb((64, 48)).save(path)
-    problem = check_image(path, max_pixels=1000)
+    problem = check_full_decode(path, max_pixels=1000)
     assert problem is not None and "64x48 = 3,072 pixels" in problem.message and "1,000" in problem.message
-    assert check_image(path, max_pixels=3072) is None
-    assert check_image(path, max_pixels=None) is None
+    assert check_full_decode(path, max_pixels=3072) is None
+    assert check_full_decode(path, max_pixels=None) is None
 
 
 def test_limit_above_pillows_global_guard_is_honoured(tmp_path: Path) -> None:
@@ -204,7 +204,7 @@ def test_limit_above_pillows_global_guard_is_honoured(tmp_path: Path) -> None:
     # (after touching only the first rows of the 361 MB buffer).
     path = giant_png(tmp_path / "large.png", 19_000, 19_000, color_type=0)
     assert 19_000 * 19_000 > 2 * Image.MAX_IMAGE_PIXELS
-    problem = check_image(path, max_pixels=500_000_000)
+    problem = check_full_decode(path, max_pixels=500_000_000)
     assert problem is not None
     assert "truncated or damaged" in problem.message and "bomb" not in problem.message
 

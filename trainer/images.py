@@ -239,7 +239,7 @@ def _orientation(image: Image.Image) -> int:
         return 1
 
 
-def check_image(path: Path | str, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Problem | None:
+def check_full_decode(path: Path | str, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Problem | None:
     """Decode the whole image (so truncation is caught); return its problem or ``None``."""
     try:
         open_rgb(path, max_pixels)

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 from trainer.fsutil import atomic_write_text
 
@@ -340,8 +340,3 @@ def list_checkpoints(root: Path | str, marker: str = "COMPLETE") -> list[Path]:
         return []
     return sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-")
                   and not p.name.endswith(".tmp") and (p / marker).exists())
-
-
-def iter_records(records: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    """Events of one kind."""
-    return [r for r in records if r.get("kind") == kind]

@@ -33,8 +33,11 @@ def _jpeg_complete(path: Path, file_size: int) -> bool:
     return tail.endswith(b"\xff\xd9")
 
 
-def check_image(path: Path) -> ImageInfo:
-    """Size and problem (None when fine) of one image file."""
+def check_header_and_end(path: Path) -> ImageInfo:
+    """Size and problem (None when fine) of one image file, from its header and its last bytes.
+
+    No pixel is decoded; the full check is the trainer's ``trainer.images.check_full_decode``.
+    """
     try:
         file_size = os.path.getsize(path)
     except OSError as exc:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..targets import (CertificateChanged, HostKeyChanged, PreflightReport, Target, TargetContext, TargetError,
-                       UntrustedCertificate, UntrustedHostKey, preflight)
+from ..targets import (PreflightReport, Target, TargetContext, TargetError, UntrustedCertificate, UntrustedHostKey,
+                       preflight)
 from ..targets.api import open_shell
 from ..targets.model import LocalTarget
 from ..targets.preflight import ERROR, SKIPPED, check_shared_files, check_trainer
@@ -107,8 +107,3 @@ def refusal(report: PreflightReport) -> str | None:
         if check.name == "reachable" and check.status == ERROR and CHANGED_MARK in check.message:
             return check.message
     return None
-
-
-def is_refusal(error: Exception | None) -> bool:
-    """True for a changed host key or certificate (never offered for trust from here)."""
-    return isinstance(error, (HostKeyChanged, CertificateChanged))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from ..storage.image_check import check_image
+from ..storage.image_check import check_header_and_end
 from .tasks import CancelToken
 
 
@@ -19,7 +19,7 @@ class ImageCheckSignals(QObject):
 
 
 class ImageCheckTask:
-    """Runs ``check_image`` over ``(rel, path)`` pairs; cancellable between files.
+    """Runs ``check_header_and_end`` over ``(rel, path)`` pairs; cancellable between files.
 
     Start it with ``pool.start(task.run)`` (a callable, not a QRunnable: see tasks.py).
     """
@@ -36,7 +36,7 @@ class ImageCheckTask:
         for rel, path in self.items:
             if self.cancel_token.cancelled:
                 return
-            pending[rel] = check_image(path)
+            pending[rel] = check_header_and_end(path)
             if time.monotonic() - last > 0.1:
                 self.signals.batch.emit(pending)
                 pending = {}

@@ -1,7 +1,8 @@
 """Thumbnails: decoded at reduced size in a thread pool, cached on disk and in memory.
 
-- Decoding uses Pillow's JPEG draft mode (the decoder scales by 1/2..1/8 while reading)
-  and ``thumbnail``; a 4000 px photo never exists at full size in memory.
+- Decoding goes through the trainer's ``open_rgb`` (one colour conversion for the grid,
+  the detail view and training) with JPEG draft mode (the decoder scales by 1/2..1/8
+  while reading) and ``thumbnail``; a 4000 px JPEG never exists at full size in memory.
 - The disk cache is keyed by path, file size and mtime, so an edited image gets a new
   thumbnail and a stale one is never shown.
 - The memory cache is an LRU bounded in bytes.
@@ -20,33 +21,40 @@ import warnings
 from collections import OrderedDict
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image
 from PySide6.QtCore import QObject, QThread, QThreadPool, Signal
 from PySide6.QtGui import QImage, QPixmap
+
+from trainer.images import ImageProblem, open_rgb
 
 THUMB_PX = 192
 MEMORY_BYTES = 128 * 1024 * 1024
 MAX_PENDING = 600
+# Part of every cache key: raised when decoding changes, so thumbnails an older decoder
+# cached are decoded again (version 1 had its own conversion: 16-bit grey came out white).
+DECODER_VERSION = 2
 
 
 def cache_key(path: Path, file_size: int, mtime_ns: int, px: int) -> str:
     """Stable name of a thumbnail in the disk cache."""
-    return hashlib.sha1(f"{path}|{file_size}|{mtime_ns}|{px}".encode()).hexdigest()
+    return hashlib.sha1(f"{path}|{file_size}|{mtime_ns}|{px}|v{DECODER_VERSION}".encode()).hexdigest()
 
 
 def decode_thumbnail(path: Path, px: int) -> Image.Image:
-    """A reduced RGB copy of the image at ``path`` (orientation applied), at most ``px`` a side."""
+    """A reduced RGB copy of the image at ``path``, at most ``px`` a side, as the trainer sees it.
+
+    The conversion is the trainer's own (:func:`trainer.images.open_rgb`: EXIF orientation,
+    transparency on white, CMYK, palette and 16-bit scaled), so a card never shows other
+    colours than the model is trained on. ``min_side`` lets libjpeg decode a big JPEG at
+    1/2..1/8 scale while reading. Raises :class:`~trainer.images.ImageProblem`.
+    """
     with warnings.catch_warnings():
+        # Pillow warns about odd but readable files (EXIF, palette transparency); the
+        # dataset check reports real problems, a thumbnail is no place for that noise.
         warnings.simplefilter("ignore")
-        with Image.open(path) as im:
-            im.draft("RGB", (px * 2, px * 2))  # JPEG: let the decoder downscale
-            im = ImageOps.exif_transpose(im)
-            im.thumbnail((px, px), Image.Resampling.BILINEAR, reducing_gap=2.0)
-            if im.mode in ("RGBA", "LA", "P", "PA"):
-                im = im.convert("RGBA")
-                background = Image.new("RGBA", im.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(background, im)
-            return im.convert("RGB")
+        image = open_rgb(path, min_side=px * 2)
+    image.thumbnail((px, px), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return image
 
 
 def to_qimage(im: Image.Image) -> QImage:
@@ -192,7 +200,8 @@ class ThumbnailLoader(QObject):
             try:
                 image = self._load(path, size, mtime)
             except Exception as exc:  # noqa: BLE001 - a bad image is shown as a badge, not a crash
-                reason = str(exc) or exc.__class__.__name__
+                # The badge names the file already; an ImageProblem's str() would repeat the path.
+                reason = exc.message if isinstance(exc, ImageProblem) else str(exc) or exc.__class__.__name__
                 with self._lock:
                     self._in_flight.discard(key)
                 self.failures[key] = reason

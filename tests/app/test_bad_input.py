@@ -9,7 +9,7 @@ import pytest
 
 from app_helpers import make_images, open_folder, screenshot
 from lora_studio.storage.dataset import DatasetError, open_dataset, save_store
-from lora_studio.storage.image_check import check_image
+from lora_studio.storage.image_check import check_header_and_end
 
 
 def messages(opened):
@@ -76,11 +76,11 @@ def test_broken_images_get_a_reason(tmp_path):
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "text.png").write_text("not an image")
     (tmp_path / "notes.md").write_text("ignored: not an image extension")
-    assert check_image(tmp_path / "good.jpg").problem is None
-    assert "truncated" in check_image(tmp_path / "truncated.jpg").problem
-    assert "corrupt or truncated" in check_image(tmp_path / "truncated.png").problem
-    assert "empty" in check_image(tmp_path / "empty.png").problem
-    assert "not a readable image" in check_image(tmp_path / "text.png").problem
+    assert check_header_and_end(tmp_path / "good.jpg").problem is None
+    assert "truncated" in check_header_and_end(tmp_path / "truncated.jpg").problem
+    assert "corrupt or truncated" in check_header_and_end(tmp_path / "truncated.png").problem
+    assert "empty" in check_header_and_end(tmp_path / "empty.png").problem
+    assert "not a readable image" in check_header_and_end(tmp_path / "text.png").problem
     assert "notes.md" not in [e.rel for e in open_dataset(tmp_path).entries]
 
 

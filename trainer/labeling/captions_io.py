@@ -8,7 +8,7 @@ is not lost, and "fill" never overwrites it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,8 +101,3 @@ def write_results(
     except CaptionFileError as exc:
         raise LabelInputErrors([LabelInputError(p.message, p.hint, p.path, p.line) for p in exc.problems]) from exc
     return changed
-
-
-def relative_keys(folder: Path, images: Iterable[Path]) -> list[str]:
-    """Caption keys (POSIX paths relative to ``folder``) of images."""
-    return [image.relative_to(folder).as_posix() for image in images]
