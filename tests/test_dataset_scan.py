@@ -226,7 +226,7 @@ def test_ten_thousand_images_without_decoding(tmp_path: Path, monkeypatch: pytes
     def no_decoding(*args: object, **kwargs: object) -> None:
         raise AssertionError("check_images=False must not decode images")
 
-    monkeypatch.setattr(dataset_scan, "check_image", no_decoding)
+    monkeypatch.setattr(dataset_scan, "check_full_decode", no_decoding)
     rows = ["filename,prompt"]
     for folder in ("10_a", "5_b"):
         (tmp_path / folder).mkdir()

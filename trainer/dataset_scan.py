@@ -29,11 +29,13 @@ from trainer.captions import (
     Problem,
     default_metadata_path,
     detect_format,
+    find_images,
     is_image_name,
+    is_skipped_name,
     load_captions,
     sidecar_path,
 )
-from trainer.images import DEFAULT_MAX_IMAGE_PIXELS, check_image
+from trainer.images import DEFAULT_MAX_IMAGE_PIXELS, check_full_decode
 
 _REPEAT_FOLDER = re.compile(r"^(\d+)_(.+)$")
 _MAX_CHECK_THREADS = 8
@@ -96,11 +98,6 @@ class DatasetScan:
         )
 
 
-def _skipped(name: str) -> bool:
-    # Hidden entries, caches ("_cache", "__pycache__") and macOS "._x.jpg" forks.
-    return name.startswith((".", "_"))
-
-
 def repeats_for(rel_path: str) -> int:
     """Repeats of an image from its top folder: ``10_style/a.png`` -> 10, else 1."""
     top, sep, _ = rel_path.partition("/")
@@ -110,41 +107,6 @@ def repeats_for(rel_path: str) -> int:
     if match is None or int(match.group(1)) < 1:
         return 1
     return int(match.group(1))
-
-
-def find_images(root: Path | str) -> list[Path]:
-    """All images under ``root``, sorted by their relative path.
-
-    Subfolders are searched recursively (kohya ``N_name`` folders and plain ones alike);
-    names starting with ``.`` or ``_`` are skipped. Symlinked folders are followed once.
-    """
-    root = Path(os.path.abspath(root))
-    found: list[tuple[str, Path]] = []
-    seen_dirs: set[str] = set()
-    pending = [(root, "")]
-    while pending:
-        folder, prefix = pending.pop()
-        real = os.path.realpath(folder)
-        if real in seen_dirs:
-            continue  # A symlink loop, or the same folder linked twice.
-        seen_dirs.add(real)
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue  # Unreadable subfolder: its images are simply not found.
-        for entry in entries:
-            if _skipped(entry.name):
-                continue
-            rel = f"{prefix}{entry.name}"
-            try:
-                if entry.is_dir():
-                    pending.append((Path(entry.path), f"{rel}/"))
-                elif is_image_name(entry.name) and entry.is_file():
-                    found.append((rel, Path(entry.path)))
-            except OSError:
-                continue
-    found.sort(key=lambda pair: pair[0])
-    return [path for _, path in found]
 
 
 def scan_dataset(
@@ -293,7 +255,7 @@ def _orphan_sidecars(images: list[Path], caption_extension: str) -> list[Problem
             continue
         for name in names:
             path = folder / name
-            if name.lower().endswith(ext.lower()) and not _skipped(name) and path not in owned:
+            if name.lower().endswith(ext.lower()) and not is_skipped_name(name) and path not in owned:
                 problems.append(Problem(
                     str(path), None, "caption file has no image with the same name",
                     "rename it to match its image, or delete it", severity="warning",
@@ -307,5 +269,5 @@ def _image_problems(images: Iterable[Path], max_pixels: int | None) -> list[Prob
         return []
     workers = max(1, min(_MAX_CHECK_THREADS, os.cpu_count() or 1, len(images)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image-check") as pool:
-        results = pool.map(lambda path: check_image(path, max_pixels), images)
+        results = pool.map(lambda path: check_full_decode(path, max_pixels), images)
         return [problem for problem in results if problem is not None]

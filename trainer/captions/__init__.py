@@ -36,7 +36,7 @@ from .csv_format import CAPTION_COLUMNS, FILENAME_COLUMNS
 from .document import MetadataDocument
 from .formats import CaptionFormat, default_metadata_path, detect_format
 from .jsonl_format import JSONL_CAPTION_KEYS, JSONL_FILENAME_KEYS
-from .paths import IMAGE_EXTENSIONS, is_image_name, safe_relative_path, sidecar_path
+from .paths import IMAGE_EXTENSIONS, find_images, is_image_name, is_skipped_name, safe_relative_path, sidecar_path
 from .problems import CaptionFileError, CaptionReadResult, Problem
 from .sidecars import SidecarSet, SidecarText, read_sidecar, read_sidecars, write_sidecars
 from .text import TextFormat
@@ -45,7 +45,7 @@ __all__ = [
     "CAPTION_COLUMNS", "FILENAME_COLUMNS", "IMAGE_EXTENSIONS", "JSONL_CAPTION_KEYS",
     "JSONL_FILENAME_KEYS", "CaptionFileError", "CaptionFormat", "CaptionReadResult",
     "MetadataDocument", "Problem", "SidecarSet", "SidecarText", "TextFormat",
-    "convert_captions", "default_metadata_path", "detect_format", "is_image_name",
+    "convert_captions", "default_metadata_path", "detect_format", "find_images", "is_image_name", "is_skipped_name",
     "load_captions", "read_captions", "read_sidecar", "safe_relative_path", "sidecar_path",
     "write_captions",
 ]
@@ -72,15 +72,12 @@ def load_captions(
     """Like :func:`read_captions`, with the row line numbers and rejected names as well.
 
     ``images`` (absolute paths) is used for TXT sidecars; when omitted the folder is
-    scanned with :func:`trainer.dataset_scan.find_images`.
+    scanned with :func:`find_images`.
     """
     folder = Path(folder)
     fmt = CaptionFormat(fmt)
     if fmt is CaptionFormat.TXT:
         if images is None:
-            # Imported here because dataset_scan imports this package.
-            from trainer.dataset_scan import find_images
-
             images = find_images(folder)
         return read_sidecars(folder, images, caption_extension)
     path = _metadata_path(folder, fmt, metadata_path)

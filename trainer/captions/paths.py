@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from pathlib import Path
@@ -55,3 +56,44 @@ def check_caption_extension(ext: str) -> str:
     if ext.lower() in IMAGE_EXTENSIONS or len(ext) < 2 or "/" in ext or "\\" in ext:
         raise ValueError(f"caption_extension {ext!r} cannot be used for caption files")
     return ext
+
+
+def is_skipped_name(name: str) -> bool:
+    """Names a dataset scan passes over: hidden entries, caches ("_cache", "__pycache__") and
+    macOS "._x.jpg" forks."""
+    return name.startswith((".", "_"))
+
+
+def find_images(root: Path | str) -> list[Path]:
+    """All images under ``root``, sorted by their relative path.
+
+    Subfolders are searched recursively (kohya ``N_name`` folders and plain ones alike);
+    names starting with ``.`` or ``_`` are skipped. Symlinked folders are followed once.
+    """
+    root = Path(os.path.abspath(root))
+    found: list[tuple[str, Path]] = []
+    seen_dirs: set[str] = set()
+    pending = [(root, "")]
+    while pending:
+        folder, prefix = pending.pop()
+        real = os.path.realpath(folder)
+        if real in seen_dirs:
+            continue  # A symlink loop, or the same folder linked twice.
+        seen_dirs.add(real)
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue  # Unreadable subfolder: its images are simply not found.
+        for entry in entries:
+            if is_skipped_name(entry.name):
+                continue
+            rel = f"{prefix}{entry.name}"
+            try:
+                if entry.is_dir():
+                    pending.append((Path(entry.path), f"{rel}/"))
+                elif is_image_name(entry.name) and entry.is_file():
+                    found.append((rel, Path(entry.path)))
+            except OSError:
+                continue
+    found.sort(key=lambda pair: pair[0])
+    return [path for _, path in found]
