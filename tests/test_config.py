@@ -150,3 +150,29 @@ def test_unquoted_yaml_off_and_no_mean_the_choices(tmp_path):
     config, problems = load_config(path)
     assert config is not None, problems
     assert config.cache_latents == "off" and config.mixed_precision == "no"
+
+
+def test_kohya_style_cache_latents_true_and_false(tmp_path):
+    path = tmp_path / "c.yaml"
+    for text, expected in (("true", "disk"), ("false", "off"), ('"True"', "disk"), ("memory", "memory")):
+        path.write_text(f"train_data_dir: {tmp_path}\nbase_model: {tmp_path}\noutput_dir: out\n"
+                        f"cache_latents: {text}\n", encoding="utf-8")
+        config, problems = load_config(path)
+        assert config is not None, (text, problems)
+        assert config.cache_latents == expected, text
+
+
+def test_a_small_resolution_moves_the_default_bucket_range_with_a_notice(tmp_path):
+    base = {"train_data_dir": str(tmp_path), "base_model": str(tmp_path), "output_dir": str(tmp_path / "o")}
+    config, problems = validate_mapping({**base, "resolution": 128}, tmp_path)
+    assert config is not None, problems
+    assert config.min_bucket_reso == 64 and config.max_bucket_reso == 1024
+    [notice] = [p for p in problems if p.option == "min_bucket_reso"]
+    assert notice.severity == "info" and "set to 64" in notice.message
+    config, problems = validate_mapping({**base, "resolution": 2048}, tmp_path)
+    assert config is not None and config.max_bucket_reso == 4096
+    # A range the user set stays theirs: the conflict is an error, as before.
+    config, problems = validate_mapping({**base, "resolution": 128, "min_bucket_reso": 256}, tmp_path)
+    assert config is None and any(p.option == "resolution" and "outside the bucket range" in p.message
+                                  for p in problems)
+

@@ -176,6 +176,8 @@ def _coerce(option: Option, value: Any) -> tuple[Any, str | None]:
             return str(value), None
         return None, f"must be a {'path' if kind == 'path' else 'text value'} (got {value!r})"
     if kind == "choice":
+        if option.bool_means is not None and (isinstance(value, bool) or str(value).lower() in ("true", "false")):
+            return option.bool_means[value is True or str(value).lower() == "true"], None
         if isinstance(value, bool):
             # YAML 1.1 reads an unquoted `off`/`no` as false and `on`/`yes` as true.
             spellings = ("on", "yes", "true") if value else ("off", "no", "false")
@@ -238,6 +240,23 @@ def _check_path(option: Option, path: Path) -> str | None:
     if option.path_kind == "file" and not path.is_file():
         return f"{path} is not a file"
     return None
+
+
+def _adapt_bucket_range(values: dict[str, Any], raw: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Move a bucket bound the user did not set so that it holds the resolution, as kohya users expect
+    (`resolution: 128` alone is valid); yields a notice for each change. A bound set in the
+    config stays, and the cross checks report the conflict."""
+    if not values["enable_bucket"]:
+        return
+    resolution = values["resolution"]
+    if resolution < values["min_bucket_reso"] and "min_bucket_reso" not in raw:
+        values["min_bucket_reso"] = int(max(OPTIONS_BY_NAME["min_bucket_reso"].minimum, resolution // 2 // 8 * 8))
+        yield ("min_bucket_reso", f"set to {values['min_bucket_reso']} (the default, 256, is above resolution "
+               f"{resolution})")
+    if resolution > values["max_bucket_reso"] and "max_bucket_reso" not in raw:
+        values["max_bucket_reso"] = int(min(OPTIONS_BY_NAME["max_bucket_reso"].maximum, resolution * 2))
+        yield ("max_bucket_reso", f"set to {values['max_bucket_reso']} (the default, 1024, is below resolution "
+               f"{resolution})")
 
 
 def _cross_checks(values: dict[str, Any]) -> Iterator[tuple[str, str, str, str]]:
@@ -342,6 +361,8 @@ def validate_mapping(raw: Any, base_dir: Path | None = None, *, file: str | None
                     "use auto, never, or the path of a folder such as output_dir/checkpoints/step-00000100")
 
     if not any(p.severity == "error" for p in problems):
+        for option, message in _adapt_bucket_range(values, raw):
+            problem(option, message, "set min_bucket_reso / max_bucket_reso to choose the range yourself", "info")
         for option, message, hint, severity in _cross_checks(values):
             problem(option, message, hint, severity)
 

@@ -47,6 +47,9 @@ class Option:
     must_exist: bool = False
     # Keys older configs or other tools used for this option; read, then rewritten.
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    # For a `choice` that other tools spell as a bool (kohya's `cache_latents: true`): the
+    # choices that false and true mean.
+    bool_means: tuple[str, str] | None = None
 
     def choice_values(self) -> list[str]:
         """The allowed values of a `choice` option, in declaration order."""
@@ -97,7 +100,8 @@ OPTIONS: tuple[Option, ...] = (
            _DATA, minimum=64, maximum=4096),
     Option("enable_bucket", "bool", True, "Group images by aspect ratio (buckets) instead of cropping every image to a square.",
            _DATA),
-    Option("min_bucket_reso", "int", 256, "Smallest bucket side in pixels.", _DATA, advanced=True, minimum=32, maximum=4096),
+    Option("min_bucket_reso", "int", 256, "Smallest bucket side in pixels (left unset, it goes down to a smaller "
+           "resolution).", _DATA, advanced=True, minimum=32, maximum=4096),
     Option("max_bucket_reso", "int", 1024, "Largest bucket side in pixels.", _DATA, advanced=True, minimum=32, maximum=8192),
     Option("bucket_reso_steps", "int", 64, "Bucket sides are multiples of this many pixels (64 suits SD; must be a multiple of 8).",
            _DATA, advanced=True, minimum=8, maximum=512),
@@ -189,7 +193,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("cache_latents", "choice", "disk", "Encode every image with the VAE once and reuse the result every epoch.", _MEM, choices=(
         Choice("off", "Encode images every step: slowest, uses no cache space."),
         Choice("memory", "Keep the encoded images in RAM for this run."),
-        Choice("disk", "Also keep them on disk, keyed by image content, so later runs and resumes start fast."))),
+        Choice("disk", "Also keep them on disk, keyed by image content, so later runs and resumes start fast.")),
+        bool_means=("off", "disk")),
     Option("cache_dir", "path", None, "Folder of the latent cache on disk. Empty means `.lora_cache` inside the data folder "
            "(or the run folder when the data folder is read-only).", _MEM, advanced=True, nullable=True, path_kind="dir"),
     Option("cache_text_encoder_outputs", "bool", True, "Encode each caption once when the text encoder is frozen and captions "
