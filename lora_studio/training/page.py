@@ -316,7 +316,7 @@ class TrainingPage(QWidget):
         self.runner.start(analyse, dict(self.raw), base, self.workspace, on_cpu,
                           on_done=lambda result: self._analysed(generation, result),
                           on_error=lambda message: self._show_problems([("error", f"Could not check the settings: "
-                                                                                  f"{message}", "")]))
+                                                                                  f"{message}", "")]), owner=self)
 
     def _analysed(self, generation: int, analysis: Analysis) -> None:
         if generation != self._generation:

@@ -104,7 +104,8 @@ class TrainingStartPage(EmptyState):
             return
         self.configs_label.setText(f"Looking for configs in {workspace / 'configs'}…")
         self.runner.start(list_configs, workspace, on_done=lambda entries: self._listed(workspace, entries),
-                          on_error=lambda message: self.configs_label.setText(f"The configs cannot be listed: {message}"))
+                          on_error=lambda message: self.configs_label.setText(f"The configs cannot be listed: {message}"),
+                          owner=self)
 
     def refresh(self) -> None:
         """List the configs again (a new one may have been saved)."""

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, QThreadPool, Signal
 
 
@@ -73,10 +74,16 @@ class TaskRunner(QObject):
 
     def start(self, fn: Callable[..., Any], *args: Any, on_done: Callable[[Any], None] | None = None,
               on_error: Callable[[str], None] | None = None, with_progress: bool = False,
-              on_progress: Callable[[int, int], None] | None = None) -> FunctionTask:
-        """Run ``fn(*args)`` in the pool; callbacks run on the UI thread."""
+              on_progress: Callable[[int, int], None] | None = None, owner: QObject | None = None) -> FunctionTask:
+        """Run ``fn(*args)`` in the pool; callbacks run on the UI thread.
+
+        ``owner``: the widget the callbacks update. When it is gone by the time the work
+        reports back (its window closed meanwhile), the callbacks are skipped.
+        """
         task = FunctionTask(fn, *args, with_progress=with_progress)
         self._running.add(task)
+        if owner is not None:
+            on_done, on_error, on_progress = (_while_alive(owner, c) for c in (on_done, on_error, on_progress))
 
         def forget(*_: Any) -> None:
             self._running.discard(task)
@@ -103,3 +110,14 @@ class TaskRunner(QObject):
     def busy(self) -> bool:
         """Whether any task has not reported back yet."""
         return bool(self._running)
+
+
+def _while_alive(owner: QObject, callback: Callable[..., None] | None) -> Callable[..., None] | None:
+    """``callback``, skipped once ``owner``'s C++ object has been deleted."""
+    if callback is None:
+        return None
+
+    def guarded(*args: Any) -> None:
+        if shiboken6.isValid(owner):
+            callback(*args)
+    return guarded

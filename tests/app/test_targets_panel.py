@@ -154,7 +154,8 @@ def test_ssh_target_first_use_prompt_then_a_preflight_failure(qtbot, panel, sshd
     with qtbot.waitSignal(panel.targets.checkFinished, timeout=120_000):
         panel.targets.run_check()
     checks = _by_name(panel)
-    assert checks["reachable"].status == "ok" and checks["trainer"].status == "ok", [(c.name, c.message) for c in panel.targets.checks.rows]
+    assert checks["reachable"].status == "ok" and checks["trainer"].status == "ok", (checks["trainer"].message,
+                                                                                    checks["trainer"].hint)
     assert checks["shared_files"].status == "error" and "path mapping" in checks["shared_files"].hint
     assert checks["base_model"].status == "error" and "/srv/not-mounted/lora/models" in checks["base_model"].message
     assert checks["config"].status == "skipped"
@@ -277,7 +278,6 @@ def test_targets_dock_is_in_the_menus(qtbot, window):
 @pytest.mark.slow
 def test_running_remote_job_shows_on_the_runs_tab(qtbot, window, sshd, demo_workspace, tmp_path, reap_trainers):
     from lora_studio.monitor.monitor_page import app_target_context
-    from lora_studio.widgets.workbench import RUNS
 
     workspace = copy_workspace(demo_workspace, tmp_path / "ws")
     view = tmp_path / "gpu-view"   # the same files at another path: the target's mount
@@ -298,7 +298,7 @@ def test_running_remote_job_shows_on_the_runs_tab(qtbot, window, sshd, demo_work
     reap_trainers.append(outcome.info.pid)
     try:
         wait_state(run_dir, ("training",), timeout=180, min_step=3)
-        window.workbench.setCurrentIndex(RUNS)
+        window.workbench.show_runs()
         monitor = window.workbench.monitor
         monitor.refresh_runs()
         qtbot.waitUntil(lambda: monitor.run_dir == run_dir, timeout=20_000)

@@ -109,3 +109,21 @@ def test_the_time_estimate_scales_an_earlier_runs_speed_to_the_new_size(demo_ws)
     assert big.seconds > 100 * small.seconds  # 64x the pixels
     [warning] = _cpu_warnings(big)
     assert " h at 512 px" in warning
+
+
+def test_a_check_that_reports_after_the_page_closed_is_dropped(qtbot, demo_ws):
+    """Closing the window while the settings are being checked: no callback on deleted widgets."""
+    import shiboken6
+
+    from lora_studio.training.page import TrainingPage
+    from lora_studio.workers.tasks import TaskRunner
+
+    runner = TaskRunner()
+    page = TrainingPage(runner)
+    page.open_config(demo_ws / "configs" / "demo.yaml", demo_ws)
+    page._timer.stop()
+    page._validate()  # the check is now in a worker
+    page.deleteLater()  # posted before the worker can report back
+    qtbot.waitUntil(lambda: not shiboken6.isValid(page), timeout=10_000)
+    assert runner.pool.waitForDone(10_000)
+    qtbot.wait(100)  # deliver the worker's queued report: pytest-qt fails the test on an exception in it
