@@ -156,7 +156,8 @@ def step_ratios(tmp: Path, model_path: Path, resolutions: list[int], quick: bool
     """Trainer step time over the bare forward + backward, per resolution."""
     figures: dict[str, float] = {}
     for resolution in resolutions:
-        steps = 3 if quick or resolution >= 512 else 6
+        # Small steps are noisy: more of them where they are cheap (about 20 s per resolution at most).
+        steps = max(3, round(30 * (64 / resolution) ** 2)) * (1 if quick else 2)
         bare = bare_step_s(model_path, resolution, steps)
         inside = trainer_step_s(tmp, model_path, resolution, steps)
         figures[f"bare_step_s_{resolution}px"] = round(bare, 4)

@@ -21,7 +21,9 @@ class OptimizerUnavailable(Exception):
 def make_optimizer(name: str, param_groups: list[dict[str, Any]], lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """The optimizer for the LoRA parameter groups (each group may carry its own `lr`)."""
     if name == "AdamW":
-        return torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay)
+        # One batched update for the hundreds of small LoRA tensors: PyTorch picks that on
+        # GPUs by itself, not on a CPU, where the per-tensor loop cost 7% of a 64 px step.
+        return torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay, foreach=True)
     if name == "SGD":
         return torch.optim.SGD(param_groups, lr=lr, momentum=0.9, weight_decay=weight_decay)
     if name == "Adafactor":

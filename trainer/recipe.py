@@ -388,7 +388,7 @@ class LoRATrainingRecipe:
         self.dist.average_gradients(params)
         self.scaler.unscale_(self.optimizer)
         if self.config.max_grad_norm:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm))
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm, foreach=True))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.lr_scheduler.step()
