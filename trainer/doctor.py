@@ -35,6 +35,10 @@ def collect(path: Path | None = None) -> dict[str, Any]:
         "torch": None, "cuda": None, "gpus": [], "problems": [],
     }
     folder = path or Path.cwd()
+    # The run folder may not exist yet (the preflight asks before it is made): the free
+    # space that counts is that of the folder it will be made in.
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
     usage = shutil.disk_usage(folder)
     report["disk"] = {"path": str(folder), "free_gb": round(usage.free / 2**30, 2), "total_gb": round(usage.total / 2**30, 2)}
     try:

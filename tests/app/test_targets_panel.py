@@ -145,10 +145,11 @@ def test_ssh_target_first_use_prompt_then_a_preflight_failure(qtbot, panel, sshd
 
     # The target's mapping points at a folder the host does not have: the preflight says which check and what to do.
     dialog = panel.targets.edit_selected()
-    dialog.mappings.add_row(str(workspace), "/srv/not-mounted/lora")
+    elsewhere = f"{tmp_path}/not-mounted/lora"  # a folder the host does not have (and not outside the test's own)
+    dialog.mappings.add_row(str(workspace), elsewhere)
     assert dialog.password.placeholderText().startswith("leave empty")
     dialog.accept()
-    assert load_settings(settings_file()).target("gpu-ssh").mappings == (PathMapping(str(workspace), "/srv/not-mounted/lora"),)
+    assert load_settings(settings_file()).target("gpu-ssh").mappings == (PathMapping(str(workspace), elsewhere),)
     panel.targets.refresh_configs()
     panel.targets.set_config(config)
     with qtbot.waitSignal(panel.targets.checkFinished, timeout=120_000):
@@ -157,7 +158,7 @@ def test_ssh_target_first_use_prompt_then_a_preflight_failure(qtbot, panel, sshd
     assert checks["reachable"].status == "ok" and checks["trainer"].status == "ok", (checks["trainer"].message,
                                                                                     checks["trainer"].hint)
     assert checks["shared_files"].status == "error" and "path mapping" in checks["shared_files"].hint
-    assert checks["base_model"].status == "error" and "/srv/not-mounted/lora/models" in checks["base_model"].message
+    assert checks["base_model"].status == "error" and f"{elsewhere}/models" in checks["base_model"].message
     assert checks["config"].status == "skipped"
     row = [c.name for c in panel.targets.checks.rows].index("shared_files")
     assert panel.targets.checks.index(row, 2).data() == checks["shared_files"].hint

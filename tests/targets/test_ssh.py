@@ -80,7 +80,8 @@ def test_changed_host_key_is_refused(sshd, tmp_path):
 def test_preflight_failures_say_what_to_do(sshd, demo_workspace, tmp_path):
     workspace, view = mapped_workspace(demo_workspace, tmp_path)
     config = write_config(workspace, "pf", "runs/pf", max_train_steps=2)
-    wrong = ssh_target(sshd, python="/nonexistent/python3", mappings=(PathMapping(str(workspace), "/srv/not-mounted"),))
+    elsewhere = f"{tmp_path}/not-mounted"  # a folder the host does not have (and not outside the test's own)
+    wrong = ssh_target(sshd, python="/nonexistent/python3", mappings=(PathMapping(str(workspace), elsewhere),))
     ctx = pinned_context(sshd, tmp_path, wrong)
     _, report = preflight(wrong, config, ctx)
     by_name = {c.name: c for c in report.checks}
@@ -88,7 +89,7 @@ def test_preflight_failures_say_what_to_do(sshd, demo_workspace, tmp_path):
     assert by_name["reachable"].status == "ok"
     assert by_name["shared_files"].status == "error" and "path mapping" in by_name["shared_files"].hint
     assert by_name["trainer"].status == "error" and report.trainer_missing and "install" in by_name["trainer"].hint
-    assert by_name["base_model"].status == "error" and "/srv/not-mounted/models" in by_name["base_model"].message
+    assert by_name["base_model"].status == "error" and f"{elsewhere}/models" in by_name["base_model"].message
     assert by_name["config"].status == "skipped"
 
 
