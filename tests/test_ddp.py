@@ -11,6 +11,9 @@ import pytest
 import torch
 
 from tests.cli_helpers import ROOT, trainer_cli
+from trainer.config import load_config
+from trainer.dataset_scan import scan_dataset
+from trainer.estimate import run_figures
 from tests.test_train_e2e import make_dataset
 
 pytestmark = pytest.mark.slow
@@ -38,6 +41,10 @@ def test_two_process_ddp_trains_and_writes_the_curve_once(tmp_path):
     assert [m["step"] for m in metrics] == [1, 2, 3, 4]  # written once, by rank 0
     status = json.loads((out / "status.json").read_text())
     assert status["state"] == "completed" and status["step"] == 4 and status["total_epochs"] == 2
+    # The form's figures count the same steps for two processes as the trainer did.
+    loaded, _ = load_config(config)
+    figures = run_figures(loaded, scan_dataset(data, check_images=False).items, world_size=2)
+    assert (figures.steps_per_epoch, figures.total_steps, figures.epochs) == (2, status["total_steps"], 2)
     state = torch.load(out / "checkpoints" / "step-00000002" / "training_state.pt", weights_only=True)
     assert len(state["rank_rng"]) == 2  # both ranks' random states, for resume
     assert (out / "run.safetensors").exists()

@@ -73,3 +73,25 @@ def cover_and_crop(width: int, height: int, bucket: Bucket) -> tuple[tuple[int, 
 def count_batches(bucket_counts: dict[Bucket, int], batch_size: int) -> int:
     """Batches in one epoch when batches never mix buckets (`bucket_counts`: images with repeats)."""
     return sum(-(-count // batch_size) for count in bucket_counts.values())
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """How many optimizer steps a run makes: per epoch, in all, and over how many epochs."""
+
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int
+
+
+def plan_steps(batches: int, accumulation: int, world_size: int, epochs: int, max_train_steps: int | None) -> StepPlan:
+    """The step count the trainer uses and the form shows (one function, so they agree).
+
+    One optimizer step takes ``accumulation`` x ``world_size`` batches (every process of a
+    multi-GPU run trains on its own batch); a short last group still makes a step.
+    """
+    if not batches:
+        return StepPlan(0, max_train_steps or 0, 0)
+    per_epoch = -(-batches // (accumulation * world_size))
+    total = max_train_steps or epochs * per_epoch
+    return StepPlan(per_epoch, total, -(-total // per_epoch))

@@ -9,12 +9,11 @@ this trainer on a GPU; treat it as +-30%.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from trainer.buckets import assign_bucket, buckets_for, count_batches
+from trainer.buckets import assign_bucket, buckets_for, count_batches, plan_steps
 from trainer.images import ImageProblem, image_size
 
 # Parameters of the frozen parts (UNet, text encoder, VAE), in millions.
@@ -40,8 +39,11 @@ class RunFigures:
     unreadable: list[str] = field(default_factory=list)
 
 
-def run_figures(config: Any, items: Iterable[Any]) -> RunFigures:
-    """Steps per epoch and in all, exactly as the trainer will count them (reads image headers)."""
+def run_figures(config: Any, items: Iterable[Any], world_size: int = 1) -> RunFigures:
+    """Steps per epoch and in all, exactly as the trainer will count them (reads image headers).
+
+    ``world_size``: the processes of a multi-GPU run (each trains on its own batches).
+    """
     buckets = buckets_for(config)
     counts: Counter = Counter()
     images = 0
@@ -55,10 +57,9 @@ def run_figures(config: Any, items: Iterable[Any]) -> RunFigures:
         images += 1
         counts[assign_bucket(width, height, buckets)] += item.repeats
     batches = count_batches(counts, config.batch_size)
-    steps_per_epoch = max(1, math.ceil(batches / config.gradient_accumulation_steps)) if batches else 0
-    total = config.max_train_steps or config.epochs * steps_per_epoch
-    epochs = math.ceil(total / steps_per_epoch) if steps_per_epoch else 0
-    return RunFigures(images, sum(counts.values()), len(counts), batches, steps_per_epoch, total, epochs, unreadable)
+    plan = plan_steps(batches, config.gradient_accumulation_steps, world_size, config.epochs, config.max_train_steps)
+    return RunFigures(images, sum(counts.values()), len(counts), batches, plan.steps_per_epoch, plan.total_steps,
+                      plan.epochs, unreadable)
 
 
 @dataclass

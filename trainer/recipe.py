@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from trainer import __version__
+from trainer.buckets import plan_steps
 from trainer.checkpoint import write_checkpoint
 from trainer.config import TrainConfig
 from trainer.distributed import DistContext
@@ -122,9 +123,9 @@ class LoRATrainingRecipe:
 
         self.samples = build_samples(self.items, cfg)
         n_batches = batches_per_epoch(self.samples, cfg.batch_size)
-        self.steps_per_epoch = math.ceil(n_batches / (cfg.gradient_accumulation_steps * self.dist.world_size))
-        self.total_steps = cfg.max_train_steps or cfg.epochs * self.steps_per_epoch
-        self.total_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        plan = plan_steps(n_batches, cfg.gradient_accumulation_steps, self.dist.world_size, cfg.epochs,
+                          cfg.max_train_steps)
+        self.steps_per_epoch, self.total_steps, self.total_epochs = plan.steps_per_epoch, plan.total_steps, plan.epochs
         self.run.update(total_steps=self.total_steps, total_epochs=self.total_epochs)
         log.info("%d images, %d batches per epoch, %d steps per epoch, %d steps in %d epochs", len(self.samples),
                  n_batches, self.steps_per_epoch, self.total_steps, self.total_epochs)
