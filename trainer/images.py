@@ -15,7 +15,7 @@ from typing import IO
 
 from PIL import Image, ImageFile, ImageOps
 
-from trainer.captions import Problem
+from trainer.problems import ExplainedError, Problem
 
 DEFAULT_MAX_IMAGE_PIXELS = 178_956_970  # Pillow's own default bomb limit.
 
@@ -28,17 +28,18 @@ _DECODE_ERRORS = (OSError, EOFError, SyntaxError, ValueError, IndexError, struct
 _FIX_HINT = "re-export or re-download the image, or remove it from the dataset"
 
 
-class ImageProblem(Exception):
+class ImageProblem(ExplainedError):
     """An image that cannot be used, with what went wrong and what to do."""
 
     def __init__(self, path: Path | str, message: str, hint: str) -> None:
+        super().__init__(message, hint)
         self.path = str(path)
-        self.message = message
-        self.hint = hint
-        super().__init__(f"{self.path}: {message} — {hint}")
+
+    def __str__(self) -> str:
+        return str(self.to_problem())  # "path: message — hint", as the dataset scan reports it
 
     def to_problem(self) -> Problem:
-        """The same, as a dataset :class:`~trainer.captions.Problem`."""
+        """The same, as a dataset :class:`~trainer.problems.Problem`."""
         return Problem(self.path, None, self.message, self.hint)
 
 

@@ -36,15 +36,16 @@ def check_optimizer(name: str) -> list[ConfigProblem]:
     import importlib.util
     package = _OPTIMIZER_PACKAGES.get(name)
     if package and importlib.util.find_spec(package) is None:
-        return [ConfigProblem("optimizer", f"optimizer {name} needs the {package} package, which is not installed",
-                              f"pip install {package} on the training machine, or use optimizer: AdamW")]
+        return [ConfigProblem(f"optimizer {name} needs the {package} package, which is not installed",
+                              f"pip install {package} on the training machine, or use optimizer: AdamW",
+                              option="optimizer")]
     return []
 
 
 def check_base_model(path: Path, allow_pickle: bool) -> list[ConfigProblem]:
     """Problems with `base_model` that can be seen without loading it."""
     def problem(message: str, hint: str) -> list[ConfigProblem]:
-        return [ConfigProblem("base_model", message, hint)]
+        return [ConfigProblem(message, hint, option="base_model")]
 
     if path.is_dir():
         if not (path / "model_index.json").exists() and not (path / "unet").is_dir():

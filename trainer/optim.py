@@ -8,14 +8,11 @@ from typing import Any
 import torch
 from diffusers.optimization import get_scheduler
 
+from trainer.problems import ExplainedError
 
-class OptimizerUnavailable(Exception):
+
+class OptimizerUnavailable(ExplainedError):
     """The chosen optimizer needs a package (or hardware) this machine lacks."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 def make_optimizer(name: str, param_groups: list[dict[str, Any]], lr: float, weight_decay: float) -> torch.optim.Optimizer:

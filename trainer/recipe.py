@@ -36,6 +36,7 @@ from trainer.lora_metadata import kohya_metadata, tag_frequency
 from trainer.models import load_sd_model
 from trainer.optim import make_optimizer, make_scheduler
 from trainer.precision import resolve_precision
+from trainer.problems import ExplainedError
 from trainer.resume import ADAPTER_FILE, TRAINER_STATE_FILE, TRAINING_STATE_FILE
 from trainer.rundir import RunWriter, checkpoint_name
 from trainer.sampling import make_samples
@@ -46,13 +47,8 @@ log = logging.getLogger("trainer")
 SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
-class TrainingFailure(Exception):
+class TrainingFailure(ExplainedError):
     """A failure we can explain: a message and what to do."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 class StopRequested(Exception):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from trainer.checkpoint import COMPLETE_MARKER
 from trainer.config import TrainConfig
+from trainer.problems import ExplainedError
 from trainer.rundir import ACTIVE_STATES, CHECKPOINTS_DIR, is_stale, local_pid_alive, read_status
 
 ADAPTER_FILE = "adapter.safetensors"
@@ -31,13 +32,8 @@ class ResumePlan:
     skipped: list[str] = field(default_factory=list)
 
 
-class ResumeRefused(Exception):
+class ResumeRefused(ExplainedError):
     """The run folder cannot be used as asked; message and hint say why and what to do."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 def checkpoint_problem(folder: Path) -> str | None:

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 from trainer import __version__
@@ -40,7 +40,7 @@ def check_all(config_path: Path, check_images: bool = True):
         return None, None, lines, False
     from trainer.model_check import check_base_model, check_optimizer
     model_problems = check_base_model(Path(config.base_model), config.allow_pickle) + check_optimizer(config.optimizer)
-    lines += [str(ConfigProblem(p.option, p.message, p.hint, None, str(config_path))) for p in model_problems]
+    lines += [str(replace(p, path=str(config_path))) for p in model_problems]
     scan = _dataset_problems(config, check_images)
     lines += [str(p) if p.severity == "error" else f"{p.severity}: {p}" for p in scan.problems]
     ok = not model_problems and not any(p.severity == "error" for p in scan.problems)
@@ -50,12 +50,12 @@ def check_all(config_path: Path, check_images: bool = True):
 def validate_command(config_path: Path, as_json: bool = False, check_images: bool = True) -> int:
     """`python -m trainer validate`: print every problem; exit 2 when there is an error."""
     config, problems = load_config(config_path)
-    records = [asdict(p) for p in problems]
+    records = [_record(p) for p in problems]
     scan = None
     if config is not None:
         from trainer.model_check import check_base_model, check_optimizer
         model_problems = check_base_model(Path(config.base_model), config.allow_pickle) + check_optimizer(config.optimizer)
-        records += [asdict(p) | {"file": str(config_path)} for p in model_problems]
+        records += [_record(replace(p, path=str(config_path))) for p in model_problems]
         scan = _dataset_problems(config, check_images)
         records += [{"option": "", "file": p.path, "line": p.line, "message": p.message, "hint": p.hint,
                      "severity": p.severity} for p in scan.problems]
@@ -74,6 +74,12 @@ def validate_command(config_path: Path, as_json: bool = False, check_images: boo
             errors = sum(r["severity"] == "error" for r in records)
             print(f"{config_path}: {errors} problem(s) must be fixed before training", file=sys.stderr)
     return EXIT_OK if ok else EXIT_INVALID
+
+
+def _record(problem: ConfigProblem) -> dict:
+    """A config problem as `validate --json` writes it: the app reads these keys from a target's trainer."""
+    return {"option": problem.option, "message": problem.message, "hint": problem.hint, "line": problem.line,
+            "file": problem.path, "severity": problem.severity}
 
 
 def _format_record(record: dict) -> str:
@@ -195,7 +201,7 @@ def _train(config_path: Path, dist, process_started: float) -> int:
     try:
         plan = dist.broadcast(plan_resume(config) if dist.is_main else None)
     except ResumeRefused as exc:
-        print(f"{config_path}: resume: {exc.message} ({exc.hint})", file=sys.stderr)
+        print(f"{config_path}: resume: {exc.explained()}", file=sys.stderr)
         dist.broadcast(None)
         return EXIT_INVALID
     if plan is None:

@@ -14,14 +14,13 @@ from pathlib import Path
 from trainer.captions import MetadataDocument, SidecarSet
 from trainer.captions import Problem as CaptionProblem
 
-from .problems import Problem, Severity
+from .problems import Problem
 
 
 def from_trainer(problem: CaptionProblem) -> Problem:
     """The app's form of a problem reported by the caption module."""
-    severity = Severity.ERROR if problem.is_error else Severity.WARNING
     hint = problem.hint[:1].upper() + problem.hint[1:]
-    return Problem(Path(problem.path), problem.line, f"{problem.message}.", f"{hint}.", severity)
+    return Problem(Path(problem.path), problem.line, f"{problem.message}.", f"{hint}.", problem.severity)
 
 
 def editor_notes(store: MetadataDocument | SidecarSet, images: set[str]) -> Iterator[Problem]:
@@ -31,11 +30,11 @@ def editor_notes(store: MetadataDocument | SidecarSet, images: set[str]) -> Iter
     path = store.path
     if store.text_format.bom:
         yield Problem(path, 1, "starts with a byte-order mark (BOM).",
-                      "It is kept when saving; the trainer ignores it.", Severity.WARNING)
+                      "It is kept when saving; the trainer ignores it.", "warning")
     for rel, line in sorted(store.lines.items(), key=lambda item: item[1]):
         if rel not in images:
             yield Problem(path, line, f"is for '{rel}', which does not exist.",
-                          "The row is kept in the file and not shown.", Severity.WARNING)
+                          "The row is kept in the file and not shown.", "warning")
         elif "\n" in store.captions[rel] or "\r" in store.captions[rel]:
             yield Problem(path, line, f"has a line break inside the caption of '{rel}'.",
-                          "It is kept; most trainers read the caption as one line.", Severity.WARNING)
+                          "It is kept; most trainers read the caption as one line.", "warning")

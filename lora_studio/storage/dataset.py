@@ -16,7 +16,7 @@ from trainer.fsutil import atomic_write_bytes
 
 from .caption_notes import editor_notes, from_trainer
 from .names import find_images
-from .problems import Problem, Severity
+from .problems import Problem
 
 # One shared caption module (``trainer.captions``) reads and writes every format, so the
 # app saves exactly what the trainer reads: a metadata file is a MetadataDocument, .txt
@@ -71,7 +71,7 @@ def detect_format(root: Path, images: list[Path]) -> tuple[str, list[Problem]]:
     if len(present) > 1:
         problems.append(Problem(root / METADATA_NAMES.get(present[0], ""), None,
                                 f"is used; this folder also has {', '.join(present[1:])} captions, which are ignored.",
-                                "Convert or delete the captions you do not want.", Severity.WARNING))
+                                "Convert or delete the captions you do not want.", "warning"))
     return (present[0] if present else "txt"), problems
 
 

@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
-
-class Severity(str, Enum):
-    """How bad a problem is: errors block or skip something, warnings inform."""
-
-    ERROR = "error"
-    WARNING = "warning"
+from trainer.problems import Problem as TrainerProblem
 
 
 @dataclass(frozen=True)
-class Problem:
-    """One problem, naming the file (and line when there is one) and the fix."""
+class Problem(TrainerProblem):
+    """One problem, naming the file (and line when there is one) and the fix.
+
+    The trainer's problem, as the app shows it: ``path`` is a :class:`~pathlib.Path`, the
+    text names the file alone (the panel's tooltip has the full path), and message and
+    hint are sentences of their own.
+    """
 
     path: Path
-    line: int | None
-    message: str
-    hint: str = ""
-    severity: Severity = Severity.WARNING
 
     @property
     def location(self) -> str:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from trainer.problems import ExplainedError
 
-class TargetError(Exception):
+
+class TargetError(ExplainedError):
     """A target operation failed; ``hint`` says what the user can do about it."""
 
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(f"{message} ({hint})" if hint else message)
-        self.message = message
-        self.hint = hint
+    def __str__(self) -> str:
+        return self.explained()  # the app shows str(error) in dialogs and logs: the hint belongs there
 
 
 class TargetConfigError(TargetError):

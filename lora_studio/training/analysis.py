@@ -115,8 +115,8 @@ def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on
                         check_images=False, max_image_pixels=config.max_image_pixels)
     result.data_problems = len(scan.errors)
     for problem in scan.errors[:20]:
-        result.problems.append(ConfigProblem("train_data_dir", f"{Path(problem.path).name}: {problem.message}",
-                                             problem.hint, problem.line, problem.path))
+        result.problems.append(ConfigProblem(f"{Path(problem.path).name}: {problem.message}", problem.hint,
+                                             option="train_data_dir", line=problem.line, path=problem.path))
     result.figures = run_figures(config, scan.items)
     result.memory = estimate_memory(config)
     speed = recent_speed(workspace)
@@ -139,9 +139,9 @@ def _slow_cpu_warning(resolution: int, seconds: float | None) -> ConfigProblem |
             return None
         hours = seconds / 3600
         length = f"about {hours:.1f} h" if hours >= 1.5 else f"about {math.ceil(seconds / 60)} min"
-        return ConfigProblem("resolution", f"This run trains on the CPU (no CUDA GPU here): {length} at "
-                             f"{resolution} px.", hint, severity="warning")
+        return ConfigProblem(f"This run trains on the CPU (no CUDA GPU here): {length} at {resolution} px.", hint,
+                             severity="warning", option="resolution")
     if resolution < SLOW_CPU_RESOLUTION:
         return None
-    return ConfigProblem("resolution", f"This run trains on the CPU (no CUDA GPU here): at {resolution} px a "
-                         "full-size model takes minutes a step, so the run may take hours.", hint, severity="warning")
+    return ConfigProblem(f"This run trains on the CPU (no CUDA GPU here): at {resolution} px a full-size model "
+                         "takes minutes a step, so the run may take hours.", hint, severity="warning", option="resolution")

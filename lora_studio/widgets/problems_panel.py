@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QListWidget, QListWidgetItem
 
 from ..resources import icon
-from ..storage.problems import Problem, Severity
+from ..storage.problems import Problem
 
 
 REL_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -32,7 +32,7 @@ class ProblemsPanel(QListWidget):
         """Replace the list."""
         self.clear()
         for problem in problems:
-            item = QListWidgetItem(icon("error" if problem.severity is Severity.ERROR else "warning"), str(problem))
+            item = QListWidgetItem(icon("error" if problem.is_error else "warning"), str(problem))
             item.setToolTip(str(problem.path) + (f", line {problem.line}" if problem.line else ""))
             self.addItem(item)
         for rel, reason in sorted(image_problems.items()):

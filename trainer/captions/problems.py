@@ -6,25 +6,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The shared problem type: the caption readers' findings are the dataset scan's and the app's too.
+from trainer.problems import Problem
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a dataset, said so that a user can fix it."""
-
-    path: str
-    line: int | None
-    message: str
-    hint: str
-    severity: str = "error"  # "error" or "warning"
-
-    def __str__(self) -> str:
-        where = self.path if self.line is None else f"{self.path}:{self.line}"
-        return f"{where}: {self.message} — {self.hint}"
-
-    @property
-    def is_error(self) -> bool:
-        """True for problems that stop training (warnings do not)."""
-        return self.severity == "error"
+__all__ = ["CaptionFileError", "CaptionReadResult", "Problem"]
 
 
 class CaptionFileError(ValueError):

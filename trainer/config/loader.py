@@ -18,24 +18,28 @@ import yaml
 
 from trainer.config.migrate import migrate
 from trainer.config.schema import OPTIONS, OPTIONS_BY_NAME, SCHEMA_VERSION, Option, defaults
+from trainer.problems import Problem
 
 # Keys that are not options but may appear at the top of a config file.
 _META_KEYS = ("schema_version",)
 
 
-@dataclass(frozen=True)
-class ConfigProblem:
-    """One thing wrong with a config: where, what, and what to do about it."""
+@dataclass(frozen=True, kw_only=True)
+class ConfigProblem(Problem):
+    """One thing wrong with a config: where, what, and what to do about it.
 
-    option: str
-    message: str
-    hint: str = ""
+    Built as ``ConfigProblem(message, hint, severity, option=..., line=..., path=...)``:
+    ``path`` (the config file) and ``line`` are redeclared as keywords with defaults,
+    because a problem of the form or of a mapping has neither; ``severity`` may also be
+    "info".
+    """
+
+    path: str | None = None
     line: int | None = None
-    file: str | None = None
-    severity: str = "error"
+    option: str = ""  # the option concerned, or "" for the file as a whole
 
     def __str__(self) -> str:
-        where = self.file or "config"
+        where = self.path or "config"
         if self.line is not None:
             where += f":{self.line}"
         text = f"{where}: {self.option + ': ' if self.option else ''}{self.message}"
@@ -113,8 +117,8 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, list[ConfigProblem]]:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc)
-        return None, [ConfigProblem("", f"is not valid YAML: {reason}", "fix the syntax at that line "
-                                    "(indentation, a missing colon or an unclosed quote)", line, file)]
+        return None, [ConfigProblem(f"is not valid YAML: {reason}", "fix the syntax at that line "
+                                    "(indentation, a missing colon or an unclosed quote)", line=line, path=file)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -304,7 +308,7 @@ def validate_mapping(raw: Any, base_dir: Path | None = None, *, file: str | None
     problems: list[ConfigProblem] = []
 
     def problem(option: str, message: str, hint: str = "", severity: str = "error") -> None:
-        problems.append(ConfigProblem(option, message, hint, lines.get(option), file, severity))
+        problems.append(ConfigProblem(message, hint, severity, option=option, line=lines.get(option), path=file))
 
     if raw is None:
         raw = {}
@@ -378,11 +382,11 @@ def load_config(path: str | Path, *, check_paths: bool = True) -> tuple[TrainCon
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        return None, [ConfigProblem("", "does not exist", "check the path given to --config", None, file)]
+        return None, [ConfigProblem("does not exist", "check the path given to --config", path=file)]
     except UnicodeDecodeError:
-        return None, [ConfigProblem("", "is not UTF-8 text", "save the file as UTF-8", None, file)]
+        return None, [ConfigProblem("is not UTF-8 text", "save the file as UTF-8", path=file)]
     except OSError as exc:
-        return None, [ConfigProblem("", f"cannot be read: {exc.strerror}", "check the file's permissions", None, file)]
+        return None, [ConfigProblem(f"cannot be read: {exc.strerror}", "check the file's permissions", path=file)]
     raw, problems = _parse_yaml(text, file)
     if problems:
         return None, problems
@@ -395,9 +399,9 @@ def load_config(path: str | Path, *, check_paths: bool = True) -> tuple[TrainCon
         retry, retry_problems = validate_mapping(raw, Path.cwd(), file=file, key_lines=lines, check_paths=True)
         if retry is not None:
             config, problems = retry, retry_problems + [ConfigProblem(
-                "", f"relative paths were found from the current folder ({Path.cwd()}), not from the config's folder",
+                f"relative paths were found from the current folder ({Path.cwd()}), not from the config's folder",
                 "write paths relative to the config file's folder (or absolute) so the config works from anywhere",
-                None, file, "warning")]
+                "warning", path=file)]
     if config is not None:
         config.source = path.resolve()
     return config, problems

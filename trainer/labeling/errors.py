@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+from trainer.problems import ExplainedError
 
-class LabelInputError(Exception):
+
+class LabelInputError(ExplainedError):
     """Bad input (options, dataset, model folder): exit code 2, nothing is written."""
 
     def __init__(self, message: str, hint: str, path: str | None = None, line: int | None = None) -> None:
-        self.message = message
-        self.hint = hint
+        super().__init__(message, hint)
         self.path = path
         self.line = line
-        super().__init__(str(self))
 
     def __str__(self) -> str:
+        # The command prints each of several input errors as one line: where, what, what to do.
         where = ""
         if self.path:
             where = f"{self.path}:{self.line}: " if self.line else f"{self.path}: "
-        return f"{where}{self.message} ({self.hint})"
+        return f"{where}{self.explained()}"
 
 
 class LabelInputErrors(Exception):
@@ -28,10 +29,8 @@ class LabelInputErrors(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-class LabelFailure(Exception):
+class LabelFailure(ExplainedError):
     """The job failed while running (model error, out of memory at batch size 1): exit code 1."""
 
-    def __init__(self, message: str, hint: str) -> None:
-        self.message = message
-        self.hint = hint
-        super().__init__(f"{message} ({hint})")
+    def __str__(self) -> str:
+        return self.explained()  # what reaches a log through str() says what to do too

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
+from trainer.problems import ExplainedError
 
-class ModelLoadError(Exception):
+
+class ModelLoadError(ExplainedError):
     """A base model could not be loaded, said in words a user can act on.
 
     ``message`` says what is wrong (and names the file); ``hint`` says what to do about
     it, or is empty. ``str(error)`` is the message alone, so that callers that only
     print the exception still print something sensible.
     """
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return self.message
