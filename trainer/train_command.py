@@ -32,17 +32,22 @@ def _dataset_problems(config: TrainConfig, check_images: bool):
     return scan
 
 
+def _problem_line(problem) -> str:
+    """A problem as a line of the log: errors plain, the rest with their severity in front."""
+    return str(problem) if problem.severity == "error" else f"{problem.severity}: {problem}"
+
+
 def check_all(config_path: Path, check_images: bool = True):
     """Config, base model and data set checks: (config or None, scan or None, problems as text lines, ok)."""
     config, problems = load_config(config_path)
-    lines = [str(p) if p.severity == "error" else f"{p.severity}: {p}" for p in problems]
+    lines = [_problem_line(p) for p in problems]
     if config is None:
         return None, None, lines, False
     from trainer.model_check import check_base_model, check_optimizer
     model_problems = check_base_model(Path(config.base_model), config.allow_pickle) + check_optimizer(config.optimizer)
     lines += [str(replace(p, path=str(config_path))) for p in model_problems]
     scan = _dataset_problems(config, check_images)
-    lines += [str(p) if p.severity == "error" else f"{p.severity}: {p}" for p in scan.problems]
+    lines += [_problem_line(p) for p in scan.problems]
     ok = not model_problems and not any(p.severity == "error" for p in scan.problems)
     return config, scan, lines, ok
 
