@@ -75,7 +75,7 @@ def last_step(metrics: Path) -> int:
 def corrupted_checkpoints(run: Path) -> list[str]:
     """Checkpoints that claim to be complete but do not verify."""
     from trainer.resume import checkpoint_problem
-    from trainer.rundir import list_checkpoints
+    from trainer.checkpoint import list_checkpoints
     return [f"{p.name}: {checkpoint_problem(p)}" for p in list_checkpoints(run) if checkpoint_problem(p)]
 
 

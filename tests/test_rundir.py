@@ -7,7 +7,8 @@ import os
 import time
 
 from trainer.checkpoint import write_checkpoint
-from trainer.rundir import JsonlTail, MetricsSeries, RunWriter, is_stale, list_checkpoints, read_status
+from trainer.checkpoint import list_checkpoints
+from trainer.rundir import JsonlTail, MetricsSeries, RunWriter, is_stale, read_status
 
 
 def test_writer_keeps_status_current_and_heartbeat_fresh(tmp_path):

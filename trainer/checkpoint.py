@@ -1,8 +1,11 @@
-"""Crash-safe checkpoint folders: `step-N.tmp/` is written, fsynced, marked and renamed.
+"""The checkpoint format, in one place (torch-free): folder and file names, the crash-safe
+write, listing and pruning. Reading one back (and checking it is usable) is
+:mod:`trainer.resume`'s, with these names.
 
-A checkpoint counts only when its `COMPLETE` marker exists and it has its final name, so a
-crash while saving leaves the previous checkpoint as the newest valid one. Old checkpoints
-are pruned only after the new one is complete.
+`checkpoints/step-N.tmp/` is written, fsynced, marked and renamed to `step-N/`. A checkpoint
+counts only when its `COMPLETE` marker exists and it has its final name, so a crash while
+saving leaves the previous checkpoint as the newest valid one. Old checkpoints are pruned
+only after the new one is complete.
 """
 
 from __future__ import annotations
@@ -15,9 +18,37 @@ from pathlib import Path
 from typing import Callable
 
 from trainer.fsutil import fsync_dir
-from trainer.rundir import CHECKPOINTS_DIR, checkpoint_name, list_checkpoints
+from trainer.rundir import CHECKPOINTS_DIR
 
 COMPLETE_MARKER = "COMPLETE"
+# What a checkpoint folder holds.
+ADAPTER_FILE = "adapter.safetensors"        # the LoRA weights (peft layout)
+TRAINING_STATE_FILE = "training_state.pt"   # optimizer, schedule, scaler, RNG states (weights_only)
+TRAINER_STATE_FILE = "trainer_state.json"   # step, epoch, data position, structure, python/numpy RNG
+
+
+def checkpoint_name(step: int) -> str:
+    """Folder name of the checkpoint at ``step``: sorts by step as text."""
+    return f"step-{step:08d}"
+
+
+def checkpoint_folder(run_root: Path, step: int) -> Path:
+    """Where the checkpoint of ``step`` lives in a run folder."""
+    return Path(run_root) / CHECKPOINTS_DIR / checkpoint_name(step)
+
+
+def checkpoint_folders(run_root: Path | str) -> list[Path]:
+    """Every checkpoint folder of a run, complete or not, newest first (resume checks each)."""
+    folder = Path(run_root) / CHECKPOINTS_DIR
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-")), reverse=True)
+
+
+def list_checkpoints(run_root: Path | str) -> list[Path]:
+    """Complete checkpoint folders of a run, oldest first (incomplete ones are ignored)."""
+    return sorted(p for p in checkpoint_folders(run_root)
+                  if not p.name.endswith(".tmp") and (p / COMPLETE_MARKER).exists())
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -33,9 +64,9 @@ def write_checkpoint(run_root: Path, step: int, write_files: Callable[[Path], No
 
     ``keep_last_n`` > 0 prunes older complete checkpoints afterwards (0 keeps all).
     """
-    parent = run_root / CHECKPOINTS_DIR
+    final = checkpoint_folder(run_root, step)
+    parent = final.parent
     parent.mkdir(parents=True, exist_ok=True)
-    final = parent / checkpoint_name(step)
     tmp = parent / (final.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)  # left by a crash during an earlier save of this step
@@ -66,7 +97,7 @@ def write_checkpoint(run_root: Path, step: int, write_files: Callable[[Path], No
 
 def prune_checkpoints(run_root: Path, keep_last_n: int) -> list[Path]:
     """Delete all but the newest ``keep_last_n`` complete checkpoints; returns the deleted ones."""
-    complete = list_checkpoints(run_root, COMPLETE_MARKER)
+    complete = list_checkpoints(run_root)
     doomed = complete[:-keep_last_n] if keep_last_n > 0 else []
     for folder in doomed:
         shutil.rmtree(folder, ignore_errors=True)

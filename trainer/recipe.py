@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from trainer import __version__
 from trainer.buckets import plan_steps
-from trainer.checkpoint import write_checkpoint
+from trainer.checkpoint import (ADAPTER_FILE, TRAINER_STATE_FILE, TRAINING_STATE_FILE, checkpoint_folder,
+                                write_checkpoint)
 from trainer.config import TrainConfig
 from trainer.distributed import DistContext
 from trainer.data import (BatchEntry, ImageBatchDataset, Sample, batches_per_epoch, build_samples, epoch_batches,
@@ -37,8 +38,7 @@ from trainer.models import load_sd_model
 from trainer.optim import make_optimizer, make_scheduler
 from trainer.precision import resolve_precision
 from trainer.problems import ExplainedError
-from trainer.resume import ADAPTER_FILE, TRAINER_STATE_FILE, TRAINING_STATE_FILE
-from trainer.rundir import RunWriter, checkpoint_name
+from trainer.rundir import RunWriter
 from trainer.sampling import make_samples
 from trainer.text_encoding import PromptEncoder
 
@@ -442,7 +442,7 @@ class LoRATrainingRecipe:
         # Every rank's random state, so that each rank continues its own noise after a resume.
         rank_rng = self.dist.gather({"generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()})
         if not self.dist.is_main:
-            return self.root / "checkpoints" / checkpoint_name(step)
+            return checkpoint_folder(self.root, step)
         self.run.set_state("saving")
 
         def write(folder: Path) -> None:

@@ -14,15 +14,10 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.checkpoint import COMPLETE_MARKER
+from trainer.checkpoint import ADAPTER_FILE, COMPLETE_MARKER, TRAINER_STATE_FILE, TRAINING_STATE_FILE, checkpoint_folders
 from trainer.config import TrainConfig
 from trainer.problems import ExplainedError
-from trainer.rundir import ACTIVE_STATES, CHECKPOINTS_DIR, is_stale, local_pid_alive, read_status
-
-ADAPTER_FILE = "adapter.safetensors"
-TRAINING_STATE_FILE = "training_state.pt"
-TRAINER_STATE_FILE = "trainer_state.json"
-
+from trainer.rundir import ACTIVE_STATES, is_stale, local_pid_alive, read_status
 
 @dataclass
 class ResumePlan:
@@ -77,13 +72,6 @@ def _live_owner(status: dict | None) -> str | None:
     return f"pid {pid} on host {host}"
 
 
-def _candidates(root: Path) -> list[Path]:
-    folder = root / CHECKPOINTS_DIR
-    if not folder.is_dir():
-        return []
-    return sorted((p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-")), reverse=True)
-
-
 # What a launcher writes into the run folder before the trainer starts: not a previous run.
 _LAUNCH_FILES = {"STOP", "config.yaml", "run.json", "train.log"}
 
@@ -114,7 +102,7 @@ def plan_resume(config: TrainConfig) -> ResumePlan:
         raise ResumeRefused(f"output_dir {root} holds a run that already completed (step {status.get('step')})",
                             "choose a new output_dir to train again, or delete that folder")
     skipped = []
-    for folder in _candidates(root):
+    for folder in checkpoint_folders(root):
         problem = checkpoint_problem(folder)
         if problem is None:
             return ResumePlan(folder, skipped)

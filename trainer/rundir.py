@@ -38,11 +38,6 @@ HEARTBEAT_INTERVAL_S = 5.0
 STALE_AFTER_S = 60.0
 
 
-def checkpoint_name(step: int) -> str:
-    """Folder name of the checkpoint at ``step``: sorts by step as text."""
-    return f"step-{step:08d}"
-
-
 @dataclass
 class RunPaths:
     """Where each file of a run directory lives."""
@@ -331,12 +326,3 @@ class MetricsSeries:
 def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
     """Every complete record of a `.jsonl` file (a convenience for tests and tools)."""
     return JsonlTail(Path(path)).read_new()
-
-
-def list_checkpoints(root: Path | str, marker: str = "COMPLETE") -> list[Path]:
-    """Complete checkpoint folders of a run, oldest first (incomplete ones are ignored)."""
-    folder = Path(root) / CHECKPOINTS_DIR
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-")
-                  and not p.name.endswith(".tmp") and (p / marker).exists())

@@ -22,7 +22,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QFormL
                                QTabWidget,
                                QVBoxLayout, QWidget)
 
-from trainer.rundir import EVENTS_FILE, LOG_FILE, METRICS_FILE, JsonlTail, list_checkpoints, read_status
+from trainer.checkpoint import list_checkpoints
+from trainer.rundir import EVENTS_FILE, LOG_FILE, METRICS_FILE, JsonlTail, read_status
 
 from ..paths import app_home
 from ..targets.api import TargetContext
