@@ -75,8 +75,8 @@ def time_real_steps(recipe, steps: int) -> float:
     batches = epoch_batches(recipe.samples, cfg.batch_size, cfg.seed, 0, cfg.random_flip)
     loader = None
     if recipe.latents is None:
-        from trainer.recipe import _image_loader
-        loader = _image_loader(recipe.samples, batches * (steps // len(batches) + 1), 0, cfg)
+        from trainer.data import image_loader
+        loader = image_loader(recipe.samples, batches * (steps // len(batches) + 1), 0, cfg)
     start = time.perf_counter()
     for i in range(steps):
         images = next(loader) if loader is not None else None

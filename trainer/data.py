@@ -115,3 +115,11 @@ class ImageBatchDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return torch.stack([load_image_tensor(self.samples[e.index], e.flip, self.max_pixels) for e in self.batches[index]])
+
+
+def image_loader(samples: list[Sample], batches: list[list[BatchEntry]], start: int, cfg):
+    """Iterator over image batches from `start`, loaded by background workers."""
+    dataset = ImageBatchDataset(samples, batches[start:], cfg.max_image_pixels)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False, num_workers=cfg.num_workers,
+                                         persistent_workers=False)
+    return iter(loader)

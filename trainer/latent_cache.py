@@ -144,3 +144,18 @@ def _write(path: Path, stats: LatentStats) -> None:
                            durable=False)
     except OSError:
         pass  # a full or read-only cache folder only costs speed next time
+
+
+def writable_cache_dir(data_dir: Path, run_root: Path) -> Path:
+    """`.lora_cache` in the data folder (shared by later runs), else inside the run folder."""
+    preferred = data_dir / ".lora_cache"
+    try:
+        preferred.mkdir(exist_ok=True)
+        probe = preferred / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return preferred
+    except OSError:
+        fallback = run_root / "cache"
+        fallback.mkdir(parents=True, exist_ok=True)
+        return fallback

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -43,3 +44,26 @@ def resolve_precision(device_choice: str, mixed_precision: str) -> Precision:
         return Precision(device, torch.float32, None, False, name)
     dtype = torch.bfloat16 if name == "bf16" else torch.float16
     return Precision(device, dtype, dtype, name == "fp16" and use_cuda, name)
+
+
+def move_to(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """Move a model, casting only when the dtype changes (a no-op cast makes diffusers warn)."""
+    module.to(device)
+    if next(module.parameters()).dtype != dtype:
+        # diffusers warns about a cast it cannot improve on here (the models have no
+        # fp32-only modules); keep the user's log free of it.
+        diffusers_logger = logging.getLogger("diffusers")
+        level = diffusers_logger.level
+        diffusers_logger.setLevel(logging.ERROR)
+        try:
+            module.to(dtype=dtype)
+        finally:
+            diffusers_logger.setLevel(level)
+    return module
+
+
+def autocast(precision: Precision):
+    """The forward pass's autocast context for ``precision`` (a disabled one without mixed precision)."""
+    if precision.autocast_dtype is None:
+        return torch.autocast(precision.device.type, enabled=False)
+    return torch.autocast(precision.device.type, dtype=precision.autocast_dtype)

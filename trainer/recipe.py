@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -28,15 +27,16 @@ from trainer.checkpoint import (ADAPTER_FILE, TRAINER_STATE_FILE, TRAINING_STATE
                                 write_checkpoint)
 from trainer.config import TrainConfig
 from trainer.distributed import DistContext
-from trainer.data import (BatchEntry, ImageBatchDataset, Sample, batches_per_epoch, build_samples, epoch_batches,
+from trainer.data import (BatchEntry, Sample, batches_per_epoch, build_samples, epoch_batches, image_loader,
                           load_image_tensor, process_caption)
-from trainer.latent_cache import LatentCache, LatentStats
+from trainer.latent_cache import LatentCache, LatentStats, writable_cache_dir
 from trainer.lora import (add_lora, lora_state_dict, save_safetensors, text_encoder_target_modules, to_diffusers,
                           to_kohya, unet_target_modules)
 from trainer.lora_metadata import kohya_metadata, tag_frequency
 from trainer.models import load_sd_model
 from trainer.optim import make_optimizer, make_scheduler
-from trainer.precision import resolve_precision
+from trainer.precision import autocast, move_to, resolve_precision
+from trainer.rng_state import host_rng_state, restore_host_rng, restore_torch_rng, seed_everything, torch_rng_state
 from trainer.problems import ExplainedError
 from trainer.rundir import RunWriter
 from trainer.sampling import make_samples
@@ -88,7 +88,7 @@ class LoRATrainingRecipe:
         log.info("device %s, precision %s%s", device, self.precision.name,
                  f", {self.dist.world_size} processes" if self.dist.enabled else "")
         # Each rank draws its own noise; rank 0 of a single process uses the plain seed.
-        _seed_everything(cfg.seed + self.dist.rank)
+        seed_everything(cfg.seed + self.dist.rank)
 
         prediction = None if cfg.prediction_type == "auto" else cfg.prediction_type
         self.model = load_sd_model(cfg.base_model, allow_pickle=cfg.allow_pickle, prediction_type=prediction)
@@ -96,9 +96,9 @@ class LoRATrainingRecipe:
         log.info("loaded %s (%s, %s prediction)", cfg.base_model, model.family, model.prediction_type)
 
         # The VAE stays fp32: SD's VAE overflows in fp16, and it only runs to fill the cache.
-        _move(model.vae, device, torch.float32).requires_grad_(False).eval()
-        _move(model.unet, device, self.precision.weight_dtype)
-        _move(model.text_encoder, device, self.precision.weight_dtype if not cfg.train_text_encoder else torch.float32)
+        move_to(model.vae, device, torch.float32).requires_grad_(False).eval()
+        move_to(model.unet, device, self.precision.weight_dtype)
+        move_to(model.text_encoder, device, self.precision.weight_dtype if not cfg.train_text_encoder else torch.float32)
 
         alpha = cfg.lora_scale_alpha
         self.unet_params = add_lora(model.unet, unet_target_modules(model.unet, cfg.lora_target),
@@ -159,7 +159,7 @@ class LoRATrainingRecipe:
         cfg = self.config
         cache_dir = None
         if cfg.cache_latents == "disk":
-            cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else _writable_cache_dir(Path(cfg.train_data_dir), self.root)
+            cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else writable_cache_dir(Path(cfg.train_data_dir), self.root)
         cache = LatentCache(self.model.vae_identity, cache_dir)
         flips = (False, True) if cfg.random_flip else (False,)
         entries = [(s, f) for s in self.samples for f in flips]
@@ -220,9 +220,7 @@ class LoRATrainingRecipe:
         self.optimizer.load_state_dict(training["optimizer"])
         self.lr_scheduler.load_state_dict(training["lr_scheduler"])
         self.scaler.load_state_dict(training["grad_scaler"])
-        torch.set_rng_state(training["torch_rng"])
-        if training["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(training["cuda_rng"])
+        restore_torch_rng(training)
         self.generator.set_state(training["generator"])
         rank_rng = training.get("rank_rng") or []
         if self.dist.enabled:
@@ -232,9 +230,7 @@ class LoRATrainingRecipe:
             else:
                 log.warning("the checkpoint was saved by %d process(es), this run has %d: noise will differ from an "
                             "uninterrupted run", len(rank_rng), self.dist.world_size)
-        random.setstate(_tupled(state["python_rng"]))
-        kind, keys, *rest = state["numpy_rng"]
-        np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+        restore_host_rng(state)
         self.global_step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
@@ -279,7 +275,7 @@ class LoRATrainingRecipe:
             plan = [(g, self._positions(g, len(batches))) for g in groups]
             images = None
             if self.latents is None:
-                images = _image_loader(self.samples, [batches[p] for _, ps in plan for p in ps], 0, cfg)
+                images = image_loader(self.samples, [batches[p] for _, ps in plan for p in ps], 0, cfg)
             for group, positions in plan:
                 losses = []
                 for position in positions:
@@ -354,7 +350,7 @@ class LoRATrainingRecipe:
                                   generator=self.generator).to(device)
         noisy = model.noise_scheduler.add_noise(latents, noise, timesteps)
         target = noise if model.prediction_type == "epsilon" else model.noise_scheduler.get_velocity(latents, noise, timesteps)
-        with _autocast(self.precision):
+        with autocast(self.precision):
             hidden = self.prompts(captions)
             prediction = model.unet(noisy.to(self.precision.weight_dtype), timesteps, hidden.to(self.precision.weight_dtype)).sample
         loss = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
@@ -424,7 +420,7 @@ class LoRATrainingRecipe:
         self.model.unet.eval()
         self.model.text_encoder.eval()
         try:
-            with _autocast(self.precision):
+            with autocast(self.precision):
                 records = make_samples(self.pipeline, self.config, self.global_step, self.root / "samples",
                                        self.precision.device)
         finally:
@@ -459,18 +455,15 @@ class LoRATrainingRecipe:
                 "optimizer": self.optimizer.state_dict(),
                 "lr_scheduler": self.lr_scheduler.state_dict(),
                 "grad_scaler": self.scaler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                **torch_rng_state(),
                 "generator": self.generator.get_state(),
                 "rank_rng": rank_rng,
             }, folder / TRAINING_STATE_FILE)
-            np_state = np.random.get_state()
             (folder / TRAINER_STATE_FILE).write_text(json.dumps({
                 "step": step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                 "total_steps": self.total_steps, "trainer_version": __version__, "time": time.time(),
                 "structure": self._structure(), "data_order": self._data_order(),
-                "python_rng": _jsonable(random.getstate()),
-                "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+                **host_rng_state(),
             }) + "\n", encoding="utf-8")
             _test_hook_kill("checkpoint", step)
 
@@ -532,22 +525,6 @@ class LoRATrainingRecipe:
 # helpers
 
 
-def _move(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-    """Move a model, casting only when the dtype changes (a no-op cast makes diffusers warn)."""
-    module.to(device)
-    if next(module.parameters()).dtype != dtype:
-        # diffusers warns about a cast it cannot improve on here (the models have no
-        # fp32-only modules); keep the user's log free of it.
-        diffusers_logger = logging.getLogger("diffusers")
-        level = diffusers_logger.level
-        diffusers_logger.setLevel(logging.ERROR)
-        try:
-            module.to(dtype=dtype)
-        finally:
-            diffusers_logger.setLevel(level)
-    return module
-
-
 def _test_hook_kill(point: str, step: int) -> None:
     """Fault injection for the resume tests: `LORA_TRAINER_KILL_AT=checkpoint:4` makes the
     process SIGKILL itself at that point, as a power cut would. Unset in normal use."""
@@ -556,57 +533,12 @@ def _test_hook_kill(point: str, step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _tupled(value: Any) -> Any:
-    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _autocast(precision):
-    if precision.autocast_dtype is None:
-        return torch.autocast(precision.device.type, enabled=False)
-    return torch.autocast(precision.device.type, dtype=precision.autocast_dtype)
-
-
 def _min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
     """Min-SNR-gamma loss weights (Hang et al. 2023): min(SNR, gamma) / SNR (or SNR + 1 for v)."""
     alphas_cumprod = scheduler.alphas_cumprod.to(timesteps.device)[timesteps].float()
     snr = alphas_cumprod / (1 - alphas_cumprod)
     clipped = torch.clamp(snr, max=gamma)
     return clipped / (snr + 1) if prediction_type == "v_prediction" else clipped / snr
-
-
-def _image_loader(samples: list[Sample], batches: list[list[BatchEntry]], start: int, cfg):
-    """Iterator over image batches from `start`, loaded by background workers."""
-    dataset = ImageBatchDataset(samples, batches[start:], cfg.max_image_pixels)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False, num_workers=cfg.num_workers,
-                                         persistent_workers=False)
-    return iter(loader)
-
-
-def _writable_cache_dir(data_dir: Path, run_root: Path) -> Path:
-    """`.lora_cache` in the data folder (shared by later runs), else inside the run folder."""
-    preferred = data_dir / ".lora_cache"
-    try:
-        preferred.mkdir(exist_ok=True)
-        probe = preferred / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-        return preferred
-    except OSError:
-        fallback = run_root / "cache"
-        fallback.mkdir(parents=True, exist_ok=True)
-        return fallback
 
 
 def _tensorboard_writer(folder: Path):
