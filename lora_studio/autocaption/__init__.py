@@ -17,5 +17,5 @@ Layout, smallest first:
 - :mod:`.reattach_bar` - the bar above the grid that offers such a job;
 - :mod:`.preview_model` - the preview table's item model;
 - :mod:`.dialog` - the "Auto-caption" dialog;
-- :mod:`.hook` - the main window's action and the glue to its dataset session.
+- :mod:`.hook` - the "Auto-caption…" action and the job bar (the window places them), and the glue to the session.
 """

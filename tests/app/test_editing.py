@@ -120,7 +120,7 @@ def test_bulk_operations_and_undo_memory(qtbot, window, dataset_factory):
 def test_bulk_dialog_previews_count_and_applies(qtbot, window, dataset_factory):
     folder = dataset_factory("csv")
     open_folder(qtbot, window, folder)
-    dialog = window.open_bulk_dialog(Operation.REPLACE)
+    dialog = window.bulk.open_bulk_dialog(Operation.REPLACE)
     dialog.scope_buttons["all"].setChecked(True)
     dialog.text.setText("painting")
     dialog.replacement.setText("oil painting")

@@ -77,7 +77,7 @@ def test_convert_in_the_app(qtbot, window, dataset_factory):
     folder = dataset_factory("txt")
     open_folder(qtbot, window, folder)
     with qtbot.waitSignal(window.session.converted, timeout=5000):
-        window.convert_to("csv")
-    assert window.session.format == "csv" and window.format_label.text() == "Format: csv"
+        window.datasets.convert_to("csv")
+    assert window.session.format == "csv" and window.status.format_label.text() == "Format: csv"
     assert open_dataset(folder).format == "csv"
     assert open_dataset(folder).captions == open_dataset(folder, "txt").captions

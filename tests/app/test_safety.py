@@ -73,7 +73,7 @@ def test_outside_change_to_other_image_keeps_my_edit(qtbot, window, dataset_fact
     window.session.autosave_timer.setInterval(3_600_000)
     window.session.set_captions({"img_000.png": "mine"}, "edit")
     (folder / "img_001.txt").write_text("theirs")
-    window.reload()  # F5; the folder is re-read in a worker
+    window.datasets.reload()  # F5; the folder is re-read in a worker
     qtbot.waitUntil(lambda: window.session.captions[1] == "theirs", timeout=5000)
     assert window.session.captions[0] == "mine"
     assert window.session.pending_conflicts == []
@@ -98,11 +98,11 @@ def make_conflict(qtbot, window, folder):
     text = text.replace("a painting of a red fox, forest", "fox, theirs").replace("a photo of a cat, indoors", "cat, theirs")
     (folder / "metadata.csv").write_text(text)
     window.session.check_disk()
-    qtbot.waitUntil(lambda: window.conflict_dialog is not None, timeout=5000)
+    qtbot.waitUntil(lambda: window.datasets.conflict_dialog is not None, timeout=5000)
     # while the conflict is open nothing is written over their file
     assert window.session.save(blocking=True) is False
     assert "fox, theirs" in (folder / "metadata.csv").read_text()
-    return window.conflict_dialog
+    return window.datasets.conflict_dialog
 
 
 @pytest.mark.parametrize("choice", ["keep_all", "take_all", "per_image"])

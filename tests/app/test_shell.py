@@ -102,9 +102,9 @@ def test_keyboard_undo_and_mode_switch(qtbot, window, dataset_factory):
 def test_theme_follows_choice(qtbot, window):
     from PySide6.QtWidgets import QApplication
     from PySide6.QtGui import QPalette
-    window.set_theme("dark")
+    window.theme.set_theme("dark")
     assert QApplication.instance().palette().color(QPalette.ColorRole.Window).lightness() < 80
-    window.set_theme("light")
+    window.theme.set_theme("light")
     assert QApplication.instance().palette().color(QPalette.ColorRole.Window).lightness() > 200
 
 
@@ -123,7 +123,7 @@ def test_screenshots_of_main_views(qtbot, window, demo_dataset):
         f"extra detail {i}" for i in range(30))}, "long")
     window.grid.select_source_row(2)
     qtbot.waitUntil(lambda: window.thumbnails.pending() == 0 and window.detail.viewer.has_image()
-                    and len(window.model.info) == window.model.rowCount() and not window.progress.isVisible(),
+                    and len(window.model.info) == window.model.rowCount() and not window.status.progress.isVisible(),
                     timeout=20_000)
     qtbot.wait(100)
     assert window.detail.warning.isVisible()  # past 75 CLIP tokens
@@ -134,11 +134,11 @@ def test_screenshots_of_main_views(qtbot, window, demo_dataset):
     window.set_grid_mode(1)
     qtbot.wait(50)
     screenshot(window, "main-table-mode")
-    window.set_theme("dark")
+    window.theme.set_theme("dark")
     window.set_grid_mode(0)
     qtbot.wait(50)
     screenshot(window, "main-dark")
-    window.set_theme("light")
+    window.theme.set_theme("light")
 
 
 def test_demo_workspace_opens(qtbot, window, tmp_path):
@@ -197,9 +197,9 @@ def test_a_workspace_scan_can_be_cancelled(window, tmp_path, qtbot):
     workspace_scan.direct_images = slow
     try:
         window.open_workspace(tmp_path / "share")
-        qtbot.waitUntil(window.cancel_scan.isVisible, timeout=5_000)
-        window.cancel_scan.click()
-        qtbot.waitUntil(lambda: not window.cancel_scan.isVisible(), timeout=10_000)
+        qtbot.waitUntil(window.status.cancel_scan.isVisible, timeout=5_000)
+        window.status.cancel_scan.click()
+        qtbot.waitUntil(lambda: not window.status.cancel_scan.isVisible(), timeout=10_000)
         assert "cancelled" in window.statusBar().currentMessage()
     finally:
         workspace_scan.direct_images = original
@@ -266,10 +266,10 @@ def test_opening_a_dataset_shows_progress_and_can_be_cancelled(qtbot, window, da
     window.open_dataset_folder(folder)
     wait_for_stall(qtbot, window, share)  # the open counts its way through the folder
     assert window.statusBar().currentMessage().startswith("Opening big… 512/1,200")
-    assert window.cancel_open.isVisible()
+    assert window.status.cancel_open.isVisible()
     screenshot(window, "opening-with-cancel")
-    window.cancel_open.click()
-    assert not window.cancel_open.isVisible()
+    window.status.cancel_open.click()
+    assert not window.status.cancel_open.isVisible()
     assert window.statusBar().currentMessage() == "Opening big cancelled; small is still open"
     share.release.set()  # the share wakes up; the open notices it was cancelled and stops
     assert window.runner.pool.waitForDone(10_000)
@@ -294,4 +294,4 @@ def test_opening_another_dataset_cancels_the_first(qtbot, window, dataset_factor
     qtbot.wait(50)
     assert share.calls < 1200
     assert window.session.root == other and window.model.rowCount() == 3
-    assert not window.cancel_open.isVisible()
+    assert not window.status.cancel_open.isVisible()

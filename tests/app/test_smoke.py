@@ -16,7 +16,7 @@ def test_open_each_format_shows_captions(qtbot, window, dataset_factory, fmt):
     assert session.captions[0] == "a painting of a red fox, forest"
     assert session.captions[2] == ""  # no caption yet
     assert window.model.rowCount() == 6
-    assert window.format_label.text() == f"Format: {fmt}"
+    assert window.status.format_label.text() == f"Format: {fmt}"
     qtbot.waitUntil(lambda: window.thumbnails.pending() == 0 and window.detail.viewer.has_image(), timeout=10_000)
     qtbot.wait(50)
     screenshot(window, f"smoke-{fmt}")

@@ -89,11 +89,11 @@ def test_drop_copies_images_in_and_trash_removes(qtbot, window, dataset_factory,
     trash_home = tmp_path / "xdg"
     os.environ["XDG_DATA_HOME"] = str(trash_home)
     try:
-        window.trash_selected()
+        window.files.trash_selected()
     finally:
         del os.environ["XDG_DATA_HOME"]
     if not (folder / "img_000.png").exists():
         assert window.model.rowCount() == 7
         assert not (folder / "img_000.txt").exists()  # its caption went along
     else:  # no trash on this platform: the app says so instead of deleting
-        assert "could not be moved to the trash" in window.last_error
+        assert "could not be moved to the trash" in window.status.last_error
