@@ -5,7 +5,7 @@ process, and the other app tests use offscreen):
 
     python happy_path_driver.py WORKSPACE ARTIFACTS RESULT_JSON
 
-Open the demo -> New Training (toolbar) -> type a longer step count -> Start -> wait for the
+Open the demo -> the Edit menu (Undo and Redo on top) -> New Training (toolbar) -> type a longer step count -> Start -> wait for the
 first metric line and a point on the loss plot -> Stop -> wait until the run is stopped.
 Clicks and typing are real X input events (xdotool) at the widgets' places on the screen;
 each stage is photographed by the X server. Every wait is on a condition the user would
@@ -114,8 +114,18 @@ def main() -> int:
                                text=True, timeout=30).stdout.split()
         return window.isVisible() and bool(found)
 
-    def new_training() -> None:
+    def open_edit_menu() -> None:
         play.shoot("happy-1-demo-captions")
+        bar = window.menuBar()
+        centre = bar.mapToGlobal(bar.actionGeometry(window.edit_menu.menuAction()).center())
+        xdotool("mousemove", "--sync", str(centre.x()), str(centre.y()), "click", "1")
+
+    def close_edit_menu() -> None:
+        play.shoot("happy-1b-edit-menu")
+        play.record["edit_menu"] = [a.text() for a in window.edit_menu.actions() if a.text()][:2]
+        xdotool("key", "Escape")
+
+    def new_training() -> None:
         click(window.toolbar.widgetForAction(bench.new_training_action))
 
     def type_steps() -> None:
@@ -157,7 +167,9 @@ def main() -> int:
 
     play.stage("the main window is on the X screen", window_mapped, lambda: window.open_demo(workspace))
     play.stage("the demo's captions are open", lambda: window.session is not None and window.workspace == workspace,
-               new_training)
+               open_edit_menu)
+    play.stage("the Edit menu is open", lambda: window.edit_menu.isVisible(), close_edit_menu)
+    play.stage("the Edit menu is closed", lambda: not window.edit_menu.isVisible(), new_training)
     play.stage("New Training shows the demo's settings",
                lambda: bench.train_stack.currentWidget() is page and page.analysis is not None
                and page.start_button.isEnabled(), type_steps)

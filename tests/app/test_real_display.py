@@ -59,6 +59,41 @@ def test_the_app_opens_its_window_on_a_real_x_display(xserver, monkeypatch, tmp_
         app.wait(timeout=30)
 
 
+def _grey_pixels(path: Path) -> int:
+    """Pixels of the screenshot at the mid-grey a 16-bit value of 32768 converts to."""
+    import numpy as np
+    from PIL import Image
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    return int(((r >= 124) & (r <= 132) & (r == g) & (g == b)).sum())
+
+
+def test_the_grid_shows_a_16bit_png_as_the_grey_the_trainer_sees(xserver, monkeypatch, tmp_path):
+    _skip_without_xcb(monkeypatch, xserver)
+    from PIL import Image
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.new("I;16", (400, 300), 32768).save(data / "grey16.png")
+    Image.new("RGB", (400, 300), (200, 40, 40)).save(data / "red.png")
+    (data / "metadata.csv").write_text("filename,prompt\ngrey16.png,a grey card\nred.png,a red card\n")
+    app = subprocess.Popen([sys.executable, "-m", "lora_studio", "--dataset", str(data)], cwd=ROOT,
+                           env=xserver.env(LORA_STUDIO_HOME=str(tmp_path / "home")), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "LoRA Studio"], env=xserver.env(),
+                       capture_output=True, timeout=90, check=True)
+        # The thumbnail is decoded off the UI thread: wait (bounded) until a grey card is on screen.
+        shot = ARTIFACTS / "real-x-grid-16bit.png"
+        deadline = time.monotonic() + 60
+        while _grey_pixels(xserver.screenshot(shot)) < 3000 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _grey_pixels(shot) >= 3000  # a white card (the old decoder) has none
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+
+
 def test_missing_x_libraries_are_named_with_the_packages_to_install(tmp_path, monkeypatch):
     """A plugin that links to a library this system lacks: the app names it and its Debian package."""
     cc = shutil.which("cc")
@@ -101,5 +136,6 @@ def test_the_demos_happy_path_on_a_real_display(xserver, monkeypatch, tmp_path):
     # The stop saved a checkpoint at the step it stopped at (save_steps may have saved earlier ones).
     assert status["last_checkpoint"] == f"checkpoints/{record['checkpoints'][-1]}"
     assert record["checkpoints"][-1] == f"step-{status['step']:08d}"
-    assert len(record["screenshots"]) == 5 and not any(is_blank(Path(p)) for p in record["screenshots"])
+    assert record["edit_menu"] == ["&Undo", "&Redo"]  # after the dataset opened: Edit keeps them
+    assert len(record["screenshots"]) == 6 and not any(is_blank(Path(p)) for p in record["screenshots"])
     assert record["total_s"] < 120, record["stages"]
