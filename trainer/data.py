@@ -123,3 +123,16 @@ def image_loader(samples: list[Sample], batches: list[list[BatchEntry]], start: 
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False, num_workers=cfg.num_workers,
                                          persistent_workers=False)
     return iter(loader)
+
+
+def batch_positions(group: int, n_batches: int, accumulation: int, world_size: int, rank: int) -> list[int]:
+    """Which batches of the epoch ``rank`` trains on in optimizer step ``group``.
+
+    One step takes ``accumulation`` x ``world_size`` consecutive batches; rank r takes every
+    world_size-th of them. With several ranks a short last group wraps round to the epoch's
+    first batches, so every rank has work (as DistributedSampler pads).
+    """
+    positions = [group * accumulation * world_size + m * world_size + rank for m in range(accumulation)]
+    if world_size == 1:
+        return [p for p in positions if p < n_batches]
+    return [p % n_batches for p in positions]

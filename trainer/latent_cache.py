@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,6 +23,8 @@ from safetensors.torch import load_file, save as safetensors_bytes
 
 from trainer.data import Sample
 from trainer.fsutil import atomic_write_bytes, atomic_write_text
+
+log = logging.getLogger("trainer")
 
 HASH_INDEX = "hashes.json"
 
@@ -159,3 +163,26 @@ def writable_cache_dir(data_dir: Path, run_root: Path) -> Path:
         fallback = run_root / "cache"
         fallback.mkdir(parents=True, exist_ok=True)
         return fallback
+
+
+def fill_latent_cache(samples: list[Sample], config, vae_identity: str, run_root: Path,
+                      encode: Callable[[list[tuple[Sample, bool]]], list[LatentStats]],
+                      progress: Callable[[int, int], None]) -> tuple[LatentCache, float]:
+    """The run's latent cache, filled (encoding what the disk cache lacks); returns it and the seconds it took.
+
+    `cache_latents: disk` keeps it in `cache_dir`, else `.lora_cache` in the data folder (or
+    the run folder when that is read-only); `memory` keeps it for this run only.
+    """
+    cache_dir = None
+    if config.cache_latents == "disk":
+        cache_dir = Path(config.cache_dir) if config.cache_dir else writable_cache_dir(Path(config.train_data_dir),
+                                                                                       run_root)
+    cache = LatentCache(vae_identity, cache_dir)
+    flips = (False, True) if config.random_flip else (False,)
+    started = time.time()
+    cache.prepare([(s, f) for s in samples for f in flips], encode, batch_size=max(1, config.batch_size),
+                  progress=progress)
+    seconds = time.time() - started
+    log.info("latent cache: %d encoded, %d read from %s in %.1f s", cache.encoded, cache.loaded_from_disk,
+             cache_dir or "memory", seconds)
+    return cache, seconds

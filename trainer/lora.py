@@ -130,3 +130,20 @@ def to_diffusers(unet_state: dict[str, torch.Tensor], te_state: dict[str, torch.
 def save_safetensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Write a `.safetensors` file atomically (a crash never leaves a truncated LoRA)."""
     atomic_write_bytes(path, safetensors_bytes({k: v.cpu() for k, v in tensors.items()}, metadata=metadata))
+
+
+def adapter_state(unet_state: dict[str, torch.Tensor], te_state: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """One checkpoint dict of both adapters: `unet.<key>` and `text_encoder.<key>`."""
+    state = {f"unet.{k}": v for k, v in unet_state.items()}
+    state.update({f"text_encoder.{k}": v for k, v in (te_state or {}).items()})
+    return state
+
+
+def split_adapter_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The UNet's and the text encoder's adapter weights of a dict :func:`adapter_state` made."""
+    parts: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] = ({}, {})
+    for key, tensor in state.items():
+        prefix, _, rest = key.partition(".")
+        if prefix in ("unet", "text_encoder"):
+            parts[prefix == "text_encoder"][rest] = tensor
+    return parts

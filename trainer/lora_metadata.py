@@ -15,6 +15,14 @@ from typing import Any, Iterable
 from trainer import __version__
 
 
+def captions_by_folder(samples: Iterable[Any], default_folder: str) -> dict[str, list[str]]:
+    """Captions grouped by their dataset folder (kohya's repeat folder, else ``default_folder``)."""
+    grouped: dict[str, list[str]] = {}
+    for sample in samples:
+        grouped.setdefault(sample.folder or default_folder, []).append(sample.caption)
+    return grouped
+
+
 def tag_frequency(captions_by_folder: dict[str, Iterable[str]]) -> dict[str, dict[str, int]]:
     """Comma-separated tags counted per dataset folder, as kohya's `ss_tag_frequency`."""
     result = {}

@@ -11,9 +11,7 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import random
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -27,12 +25,12 @@ from trainer.checkpoint import (ADAPTER_FILE, TRAINER_STATE_FILE, TRAINING_STATE
                                 write_checkpoint)
 from trainer.config import TrainConfig
 from trainer.distributed import DistContext
-from trainer.data import (BatchEntry, Sample, batches_per_epoch, build_samples, epoch_batches, image_loader,
-                          load_image_tensor, process_caption)
-from trainer.latent_cache import LatentCache, LatentStats, writable_cache_dir
-from trainer.lora import (add_lora, lora_state_dict, save_safetensors, text_encoder_target_modules, to_diffusers,
-                          to_kohya, unet_target_modules)
-from trainer.lora_metadata import kohya_metadata, tag_frequency
+from trainer.data import (BatchEntry, Sample, batch_positions, batches_per_epoch, build_samples, epoch_batches,
+                          image_loader, load_image_tensor, process_caption)
+from trainer.latent_cache import LatentCache, LatentStats, fill_latent_cache
+from trainer.lora import (adapter_state, add_lora, lora_state_dict, save_safetensors, split_adapter_state,
+                          text_encoder_target_modules, to_diffusers, to_kohya, unet_target_modules)
+from trainer.lora_metadata import captions_by_folder, kohya_metadata, tag_frequency
 from trainer.models import load_sd_model
 from trainer.optim import make_optimizer, make_scheduler
 from trainer.precision import autocast, move_to, resolve_precision
@@ -40,7 +38,10 @@ from trainer.rng_state import host_rng_state, restore_host_rng, restore_torch_rn
 from trainer.problems import ExplainedError
 from trainer.rundir import RunWriter
 from trainer.sampling import make_samples
-from trainer.text_encoding import PromptEncoder
+from trainer.fault_injection import kill_here_if_asked
+from trainer.objective import min_snr_weights
+from trainer.tensorboard_log import tensorboard_writer
+from trainer.text_encoding import PromptEncoder, long_caption_warning
 
 log = logging.getLogger("trainer")
 
@@ -144,36 +145,23 @@ class LoRATrainingRecipe:
         if self.prompts.cache_enabled:
             captions = [s.caption for s in self.samples] + ([""] if shuffled else [])
             self.prompts.precompute(captions)
-        self.tb = _tensorboard_writer(self.root / "tb") if cfg.tensorboard and self.dist.is_main else None
+        self.tb = tensorboard_writer(self.root / "tb") if cfg.tensorboard and self.dist.is_main else None
         self.pipeline = None
 
     def _warn_long_captions(self) -> None:
-        long = [s for s in self.samples if self.prompts.count_tokens(s.caption) > 75]
-        if long:
-            names = ", ".join(s.image_path.name for s in long[:5]) + (" ..." if len(long) > 5 else "")
-            message = f"{len(long)} caption(s) are longer than 75 CLIP tokens and will be cut off: {names}"
-            log.warning(message)
-            self.run.log_event("warning", message=message, hint="shorten those captions; words past 75 tokens are ignored")
+        warning = long_caption_warning(self.prompts, self.samples)
+        if warning:
+            log.warning(warning[0])
+            self.run.log_event("warning", message=warning[0], hint=warning[1])
 
     def _prepare_latent_cache(self) -> LatentCache:
-        cfg = self.config
-        cache_dir = None
-        if cfg.cache_latents == "disk":
-            cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else writable_cache_dir(Path(cfg.train_data_dir), self.root)
-        cache = LatentCache(self.model.vae_identity, cache_dir)
-        flips = (False, True) if cfg.random_flip else (False,)
-        entries = [(s, f) for s in self.samples for f in flips]
-        started = time.time()
-
         def progress(done: int, total: int) -> None:
             self.run.update(state="preparing", cache_progress=[done, total])
             if self.stop_flag():
                 raise StopRequested()
 
-        cache.prepare(entries, self._encode_latents, batch_size=max(1, cfg.batch_size), progress=progress)
-        self.cache_fill_s = time.time() - started
-        log.info("latent cache: %d encoded, %d read from %s in %.1f s", cache.encoded, cache.loaded_from_disk,
-                 cache_dir or "memory", time.time() - started)
+        cache, self.cache_fill_s = fill_latent_cache(self.samples, self.config, self.model.vae_identity, self.root,
+                                                     self._encode_latents, progress)
         return cache
 
     @torch.no_grad()
@@ -211,11 +199,10 @@ class LoRATrainingRecipe:
                        "the run continues, but it will not match an uninterrupted one exactly")
             log.warning(message)
             self.run.log_event("warning", message=message)
-        adapter = load_file(folder / ADAPTER_FILE)
-        load_lora_state_dict(self.model.unet, {k[5:]: v for k, v in adapter.items() if k.startswith("unet.")})
+        unet_adapter, te_adapter = split_adapter_state(load_file(folder / ADAPTER_FILE))
+        load_lora_state_dict(self.model.unet, unet_adapter)
         if self.te_params:
-            load_lora_state_dict(self.model.text_encoder,
-                                 {k[13:]: v for k, v in adapter.items() if k.startswith("text_encoder.")})
+            load_lora_state_dict(self.model.text_encoder, te_adapter)
         training = torch.load(folder / TRAINING_STATE_FILE, map_location="cpu", weights_only=True)
         self.optimizer.load_state_dict(training["optimizer"])
         self.lr_scheduler.load_state_dict(training["lr_scheduler"])
@@ -243,20 +230,6 @@ class LoRATrainingRecipe:
     # ------------------------------------------------------------------------------------
     # training
 
-    def _positions(self, group: int, n_batches: int) -> list[int]:
-        """Which batches of the epoch this rank trains on in optimizer step ``group``.
-
-        One step takes `gradient_accumulation_steps` x `world_size` consecutive batches; rank r
-        takes every world_size-th of them. With several ranks a short last group wraps round to
-        the epoch's first batches, so every rank has work (as DistributedSampler pads).
-        """
-        world, rank = self.dist.world_size, self.dist.rank
-        accum = self.config.gradient_accumulation_steps
-        positions = [group * accum * world + m * world + rank for m in range(accum)]
-        if world == 1:
-            return [p for p in positions if p < n_batches]
-        return [p % n_batches for p in positions]
-
     def train(self) -> str:
         """Run the loop until the last step (returns "completed") or a stop (returns "stopped")."""
         cfg = self.config
@@ -272,7 +245,8 @@ class LoRATrainingRecipe:
         while self.global_step < self.total_steps:
             batches = epoch_batches(self.samples, cfg.batch_size, cfg.seed, self.epoch, cfg.random_flip)
             groups = range(math.ceil(self.batch_in_epoch / per_step), math.ceil(len(batches) / per_step))
-            plan = [(g, self._positions(g, len(batches))) for g in groups]
+            plan = [(g, batch_positions(g, len(batches), cfg.gradient_accumulation_steps, self.dist.world_size,
+                                        self.dist.rank)) for g in groups]
             images = None
             if self.latents is None:
                 images = image_loader(self.samples, [batches[p] for _, ps in plan for p in ps], 0, cfg)
@@ -288,7 +262,7 @@ class LoRATrainingRecipe:
                 else:
                     grad_norm = self._non_finite_loss(mean_loss)
                 self.global_step += 1
-                _test_hook_kill("step", self.global_step)
+                kill_here_if_asked("step", self.global_step)
                 now = time.time()
                 if self.global_step % cfg.log_every_n_steps == 0:
                     self._log_step(mean_loss, grad_norm, window_samples / max(now - window_start, 1e-9), now)
@@ -355,7 +329,7 @@ class LoRATrainingRecipe:
             prediction = model.unet(noisy.to(self.precision.weight_dtype), timesteps, hidden.to(self.precision.weight_dtype)).sample
         loss = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         if cfg.min_snr_gamma:
-            loss = loss * _min_snr_weights(model.noise_scheduler, timesteps, cfg.min_snr_gamma, model.prediction_type)
+            loss = loss * min_snr_weights(model.noise_scheduler, timesteps, cfg.min_snr_gamma, model.prediction_type)
         loss = loss.mean()
         self.scaler.scale(loss / cfg.gradient_accumulation_steps).backward()
         return float(loss.detach())
@@ -444,9 +418,7 @@ class LoRATrainingRecipe:
         def write(folder: Path) -> None:
             unet_state = lora_state_dict(self.model.unet)
             te_state = lora_state_dict(self.model.text_encoder) if self.te_params else None
-            adapter = {f"unet.{k}": v for k, v in unet_state.items()}
-            adapter.update({f"text_encoder.{k}": v for k, v in (te_state or {}).items()})
-            save_safetensors(folder / ADAPTER_FILE, adapter)
+            save_safetensors(folder / ADAPTER_FILE, adapter_state(unet_state, te_state))
             # A ready-to-use LoRA of this step, so users can try checkpoints in ComfyUI/A1111.
             save_safetensors(folder / f"{cfg.resolved_output_name}-step{step:08d}.safetensors",
                              to_kohya(unet_state, te_state, cfg.lora_scale_alpha, SAVE_DTYPES[cfg.save_precision]),
@@ -465,7 +437,7 @@ class LoRATrainingRecipe:
                 "structure": self._structure(), "data_order": self._data_order(),
                 **host_rng_state(),
             }) + "\n", encoding="utf-8")
-            _test_hook_kill("checkpoint", step)
+            kill_here_if_asked("checkpoint", step)
 
         folder = write_checkpoint(self.root, step, write, cfg.keep_last_n_checkpoints)
         relative = str(folder.relative_to(self.root))
@@ -476,9 +448,7 @@ class LoRATrainingRecipe:
 
     def _metadata(self, finished_at: float) -> dict[str, str]:
         cfg = self.config
-        by_folder: dict[str, list[str]] = {}
-        for sample in self.samples:
-            by_folder.setdefault(sample.folder or Path(cfg.train_data_dir).name, []).append(sample.caption)
+        by_folder = captions_by_folder(self.samples, Path(cfg.train_data_dir).name)
         return kohya_metadata(config=cfg, base_model_version=self.model.base_model_version,
                               architecture=self.model.modelspec_architecture, num_images=len(self.samples),
                               steps=self.global_step, epoch=self.epoch + 1, started_at=self.started_at,
@@ -519,32 +489,3 @@ class LoRATrainingRecipe:
         if outcome == "completed":
             self.export()
         return outcome
-
-
-# ----------------------------------------------------------------------------------------
-# helpers
-
-
-def _test_hook_kill(point: str, step: int) -> None:
-    """Fault injection for the resume tests: `LORA_TRAINER_KILL_AT=checkpoint:4` makes the
-    process SIGKILL itself at that point, as a power cut would. Unset in normal use."""
-    target = os.environ.get("LORA_TRAINER_KILL_AT")
-    if target and target == f"{point}:{step}":
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
-    """Min-SNR-gamma loss weights (Hang et al. 2023): min(SNR, gamma) / SNR (or SNR + 1 for v)."""
-    alphas_cumprod = scheduler.alphas_cumprod.to(timesteps.device)[timesteps].float()
-    snr = alphas_cumprod / (1 - alphas_cumprod)
-    clipped = torch.clamp(snr, max=gamma)
-    return clipped / (snr + 1) if prediction_type == "v_prediction" else clipped / snr
-
-
-def _tensorboard_writer(folder: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional on training machines
-        log.warning("tensorboard is not installed: no tb/ event files")
-        return None
-    return SummaryWriter(log_dir=str(folder))

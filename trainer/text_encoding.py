@@ -56,3 +56,13 @@ class PromptEncoder:
         unique = sorted(set(captions))
         for start in range(0, len(unique), batch_size):
             self(unique[start:start + batch_size])
+
+
+def long_caption_warning(prompts: PromptEncoder, samples) -> tuple[str, str] | None:
+    """(message, hint) naming the captions the text encoder will cut off, or None when none are too long."""
+    long = [s for s in samples if prompts.count_tokens(s.caption) > 75]
+    if not long:
+        return None
+    names = ", ".join(s.image_path.name for s in long[:5]) + (" ..." if len(long) > 5 else "")
+    return (f"{len(long)} caption(s) are longer than 75 CLIP tokens and will be cut off: {names}",
+            "shorten those captions; words past 75 tokens are ignored")

@@ -23,10 +23,9 @@ from typing import Any
 
 import torch
 
-UNET_PREFIX = "model.diffusion_model."
-VAE_PREFIX = "first_stage_model."
-CLIP_PREFIX = "cond_stage_model.transformer.text_model."
-OPEN_CLIP_PREFIX = "cond_stage_model.model."
+from .ldm_file import CLIP_PREFIX, OPEN_CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX
+
+CLIP_TEXT_PREFIX = CLIP_PREFIX + "text_model."  # transformers' CLIPTextModel keys under the LDM prefix
 
 # Renames inside one residual block: (diffusers name, LDM name).
 _UNET_RESNET_RENAMES = {
@@ -179,7 +178,7 @@ def clip_to_ldm(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
         key = key.removeprefix("text_model.")
         if key.endswith("position_ids"):
             continue
-        result[CLIP_PREFIX + key] = tensor
+        result[CLIP_TEXT_PREFIX + key] = tensor
     return result
 
 

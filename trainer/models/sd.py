@@ -25,13 +25,8 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel  # noqa
 from transformers import CLIPTextModel, CLIPTokenizer  # noqa: E402
 
 from .errors import ModelLoadError  # noqa: E402
-from .ldm_single_file import (  # noqa: E402
-    PICKLE_HINT,
-    PICKLE_SUFFIXES,
-    SAFETENSORS_SUFFIXES,
-    load_ldm_components,
-    read_checkpoint,
-)
+from .ldm_file import PICKLE_HINT, PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, read_checkpoint  # noqa: E402
+from .ldm_single_file import load_ldm_components  # noqa: E402
 
 TOKENIZER_DIR = Path(__file__).resolve().parent.parent / "resources" / "clip_tokenizer"
 PREDICTION_TYPES = ("epsilon", "v_prediction")
