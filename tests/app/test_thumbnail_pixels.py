@@ -98,14 +98,18 @@ def assert_same_colours(shown: list, trained: list) -> None:
             f"at {point} the app shows {seen}, the trainer sees {wanted}")
 
 
-def thumbnail_of(qtbot, loader: ThumbnailLoader, path: Path) -> QImage:
-    """Ask the loader as a grid card does and wait for its ``ready`` (or ``failed``) signal."""
+def thumbnail_of(qtbot, cache: Path, path: Path) -> QImage:
+    """Ask a fresh loader as a grid card does and wait for its ``ready`` (or ``failed``) signal."""
     results: dict[str, object] = {}
-    loader.signals.ready.connect(lambda key, image: results.setdefault(key, image))
-    loader.signals.failed.connect(lambda key, reason: results.setdefault(key, reason))
-    st = path.stat()
-    assert loader.pixmap(path, st.st_size, st.st_mtime_ns) is None  # not cached: decoded now
-    qtbot.waitUntil(lambda: str(path) in results, timeout=10_000)
+    loader = ThumbnailLoader(cache, px=THUMB)
+    try:
+        loader.signals.ready.connect(lambda key, image: results.setdefault(key, image))
+        loader.signals.failed.connect(lambda key, reason: results.setdefault(key, reason))
+        st = path.stat()
+        assert loader.pixmap(path, st.st_size, st.st_mtime_ns) is None  # not cached: decoded now
+        qtbot.waitUntil(lambda: str(path) in results, timeout=10_000)
+    finally:
+        loader.stop()
     image = results[str(path)]
     assert isinstance(image, QImage), f"thumbnail failed: {image}"
     return image
@@ -114,11 +118,7 @@ def thumbnail_of(qtbot, loader: ThumbnailLoader, path: Path) -> QImage:
 @pytest.mark.parametrize("make", MAKERS, ids=lambda make: make.__name__)
 def test_thumbnail_shows_the_colours_the_trainer_trains_on(qtbot, tmp_path, make):
     path = make(tmp_path)
-    loader = ThumbnailLoader(tmp_path / "cache", px=THUMB)
-    try:
-        image = thumbnail_of(qtbot, loader, path)
-    finally:
-        loader.stop()
+    image = thumbnail_of(qtbot, tmp_path / "cache", path)
     trained = open_rgb(path)
     expected = trained.copy()
     expected.thumbnail((THUMB, THUMB))
@@ -127,21 +127,13 @@ def test_thumbnail_shows_the_colours_the_trainer_trains_on(qtbot, tmp_path, make
 
 
 def test_16bit_grey_thumbnail_is_mid_grey_not_white(qtbot, tmp_path):
-    loader = ThumbnailLoader(tmp_path / "cache", px=THUMB)
-    try:
-        image = thumbnail_of(qtbot, loader, grey_16bit(tmp_path))
-    finally:
-        loader.stop()
+    image = thumbnail_of(qtbot, tmp_path / "cache", grey_16bit(tmp_path))
     for r, g, b in colours(image):
         assert 124 <= r <= 132 and r == g == b, (r, g, b)  # 32768 / 257 = 127.5
 
 
 def test_rotated_jpeg_thumbnail_is_upright(qtbot, tmp_path):
-    loader = ThumbnailLoader(tmp_path / "cache", px=THUMB)
-    try:
-        image = thumbnail_of(qtbot, loader, rotated_jpeg(tmp_path))
-    finally:
-        loader.stop()
+    image = thumbnail_of(qtbot, tmp_path / "cache", rotated_jpeg(tmp_path))
     top_left, top_right, bottom_left, bottom_right = colours(image)
     for seen, wanted in ((top_left, RED), (top_right, RED), (bottom_left, BLUE), (bottom_right, BLUE)):
         assert all(abs(a - b) <= TOLERANCE for a, b in zip(seen, wanted)), (seen, wanted)
