@@ -38,7 +38,7 @@ EXCLUDES = ("torch", "torchvision", "diffusers", "transformers", "peft", "accele
             # (trainer.labeling's families stay: the app checks captioner folders with them; they
             # import torch/onnxruntime only when loading a model, which the app never does.)
             "trainer.recipe", "trainer.models", "trainer.cli", "trainer.labeling.cli", "trainer.labeling.job",
-            "trainer.labeling.tiny", "trainer.train_command", "trainer.model_check",
+            "trainer.labeling.tiny", "trainer.train_command",
             "trainer.resume", "trainer.optim", "trainer.precision", "trainer.distributed", "tkinter", "matplotlib", "scipy", "IPython", "pytest",
             "hypothesis", "PyInstaller", "PyQt5", "PyQt6", "PySide2",
             # pyqtgraph's optional 3D views and Qt's test module: the app uses neither. (PySide6.QtOpenGL
@@ -49,7 +49,7 @@ TRAINER_MODULES = ("trainer.config", "trainer.config.schema", "trainer.config.lo
                    "trainer.config.yaml_edit", "trainer.config.kohya_import", "trainer.captions", "trainer.images",
                    "trainer.dataset_scan", "trainer.rundir", "trainer.fsutil", "trainer.buckets",
                    "trainer.estimate", "trainer.demo_workspace", "trainer.checkpoint", "trainer.problems",
-                   "trainer.labeling.registry",
+                   "trainer.model_family", "trainer.model_check", "trainer.labeling.registry",
                    "trainer.labeling.merge", "trainer.labeling.args", "trainer.labeling.errors",
                    "trainer.labeling.model_search", "trainer.labeling.base", "trainer.labeling.wd14",
                    "trainer.labeling.image_to_text")

@@ -5,6 +5,7 @@ Measures, on the tiny model at batch 4 with latent caching on, in one run:
   latent sampling, caption processing, text embeddings) — warm (cache full);
 - in_memory_steps_per_s: the same steps on one batch already in memory (no data path);
 - data_stall_ratio: real / in-memory (1.0 means the data path costs nothing; target >= 0.95);
+  data_stall_step_time_ratio the same as step times (in-memory / real steps/s; target <= 1.02);
 - cold_epoch_steps_per_s: the first epoch with an empty disk cache, the encoding included;
 - uncached_steps_per_s: cache_latents off (images decoded and VAE-encoded every step);
 - time_to_first_step_s: process start to the first optimizer step of `python -m trainer train`
@@ -15,8 +16,11 @@ Measures, on the tiny model at batch 4 with latent caching on, in one run:
   loaded the same way, on one batch in memory (1.0 means the recipe adds nothing to the
   model's own work; target <= 1.10). Per-step times, so start-up does not count.
 
-Usage: python bench/trainer_throughput.py [--quick] [--resolution 64,256,512] ; the last line
-is one JSON object.
+``--family sdxl`` measures the tiny SDXL model instead (two text encoders, both cached, and
+the size conditioning of every image).
+
+Usage: python bench/trainer_throughput.py [--quick] [--family sd|sdxl] [--resolution 64,256,512] ;
+the last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -80,8 +84,8 @@ def time_real_steps(recipe, steps: int) -> float:
     start = time.perf_counter()
     for i in range(steps):
         images = next(loader) if loader is not None else None
-        latents, captions = recipe.batch_inputs(batches[i % len(batches)], images)
-        recipe.loss_and_backward(latents, captions)
+        latents, captions, geometry = recipe.batch_inputs(batches[i % len(batches)], images)
+        recipe.loss_and_backward(latents, captions, geometry)
         recipe.optimizer_step()
     return time.perf_counter() - start
 
@@ -91,10 +95,10 @@ def time_in_memory_steps(recipe, steps: int) -> float:
     from trainer.data import epoch_batches
     cfg = recipe.config
     batch = epoch_batches(recipe.samples, cfg.batch_size, cfg.seed, 0, cfg.random_flip)[0]
-    latents, captions = recipe.batch_inputs(batch, None)
+    latents, captions, geometry = recipe.batch_inputs(batch, None)
     start = time.perf_counter()
     for _ in range(steps):
-        recipe.loss_and_backward(latents, captions)
+        recipe.loss_and_backward(latents, captions, geometry)
         recipe.optimizer_step()
     return time.perf_counter() - start
 
@@ -113,20 +117,25 @@ def time_to_first_step(config_path: Path, out: Path) -> float:
 def bare_step_s(model_path: Path, resolution: int, rounds: int) -> float:
     """Median seconds of one forward + backward of the UNet with the trainer's LoRA, outside the recipe."""
     import torch
-    from trainer.lora import add_lora, unet_target_modules
-    from trainer.models import load_sd_model
-    model = load_sd_model(model_path)
+    from trainer.data import ImageGeometry
+    from trainer.lora import add_lora
+    from trainer.models.family import load_base_model
+    from trainer.text_encoding import Conditioning
+    model = load_base_model(model_path)
     unet = model.unet
-    add_lora(unet, unet_target_modules(unet, "attention_ff"), 8, 8.0, 0.0)
+    add_lora(unet, model.lora_targets("unet", "attention_ff"), 8, 8.0, 0.0)
     unet.train()
     side = resolution // model.vae_scale_factor
     latents = torch.randn(1, unet.config.in_channels, side, side)
-    hidden = torch.randn(1, model.tokenizer.model_max_length, unet.config.cross_attention_dim)
+    hidden = torch.randn(1, model.tokenizers[0].model_max_length, unet.config.cross_attention_dim)
+    pooled_width = unet.config.get("projection_class_embeddings_input_dim")
+    pooled = torch.randn(1, pooled_width - 6 * unet.config.addition_time_embed_dim) if pooled_width else None
+    geometry = [ImageGeometry((resolution, resolution), (0, 0), (resolution, resolution))]
     timesteps = torch.tensor([500])
     times = []
     for _ in range(rounds + 1):  # the first round warms the allocator up
         start = time.perf_counter()
-        unet(latents, timesteps, hidden).sample.float().pow(2).mean().backward()
+        model.predict(latents, timesteps, Conditioning(hidden, pooled), geometry).float().pow(2).mean().backward()
         times.append(time.perf_counter() - start)
     return statistics.median(times[1:])
 
@@ -171,9 +180,19 @@ def step_ratios(tmp: Path, model_path: Path, resolutions: list[int], quick: bool
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (under a minute)")
+    parser.add_argument("--family", default="sd", choices=("sd", "sdxl"),
+                        help="the tiny model's family (sd: SD 1.x shapes; sdxl: SDXL's two encoders and size conditioning)")
+    parser.add_argument("--reference-script", type=Path, default=None,
+                        help="with --family sdxl: diffusers' examples/text_to_image/train_text_to_image_lora_sdxl.py "
+                             "(from a diffusers checkout), to compare steps/s with it (see bench/reference_sdxl.py)")
+    parser.add_argument("--reference-path", default="",
+                        help="a folder with the reference script's extra packages (datasets, torchvision)")
     parser.add_argument("--resolution", default=None,
                         help="comma-separated resolutions for the step ratio (default 64,256,512; --quick: 64,256)")
     args = parser.parse_args()
+    if args.reference_script is not None and (args.family != "sdxl" or not args.reference_script.is_file()):
+        parser.error("--reference-script needs --family sdxl and the path of diffusers' "
+                     "train_text_to_image_lora_sdxl.py")
     images, steps, rounds = (32, 12, 2) if args.quick else (128, 64, 5)
     try:
         resolutions = [int(r) for r in (args.resolution or ("64,256" if args.quick else "64,256,512")).split(",")]
@@ -188,7 +207,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = make_tiny_model(tmp / "model").single_file
+        tiny = make_tiny_model(tmp / "model", family="sd1" if args.family == "sd" else "sdxl")
+        model = tiny.single_file
         make_dataset(tmp / "data", images, 64)
         per_epoch = images // 4
 
@@ -219,15 +239,22 @@ def main() -> None:
         cli_warm = write_config(tmp / "cli2.yaml", model, tmp / "data", tmp / "cli2", 2, "disk")
         first_warm = time_to_first_step(cli_warm, tmp / "cli2")
         ratios = step_ratios(tmp, model, resolutions, args.quick)
+        if args.reference_script is not None:
+            from bench.reference_sdxl import compare
+            ratios.update(compare(args.reference_script, tiny.diffusers_dir, model, tmp / "data", tmp,
+                                  5 if args.quick else 20, args.reference_path))
 
     real_rate = steps / min(real)
     memory_rate = steps / min(memory)
     result = {
         "device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(0),
-        "model": "tiny SD 1.x (make-tiny-model)", "batch_size": 4, "resolution": 64, "images": images,
+        "model": f"tiny {args.family} (make-tiny-model)", "family": args.family, "batch_size": 4, "resolution": 64,
+        "images": images,
         "real_steps_per_s": round(real_rate, 2),
         "in_memory_steps_per_s": round(memory_rate, 2),
         "data_stall_ratio": round(real_rate / memory_rate, 3),
+        # The same as a step-time ratio: real data path over batch in memory (target <= 1.02).
+        "data_stall_step_time_ratio": round(memory_rate / real_rate, 3),
         "cold_epoch_steps_per_s": round(per_epoch / cold_epoch, 2),
         "uncached_steps_per_s": round(steps / uncached, 2),
         "time_to_first_step_cold_s": round(first_cold, 2),

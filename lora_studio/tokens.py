@@ -14,7 +14,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-CLIP_TOKEN_LIMIT = 75
+CLIP_TOKEN_LIMIT = 75  # every family so far (SD, SDXL); each says its own in trainer.model_family
 
 # CLIP's pre-tokenizer splits letters, single digits and runs of other symbols; Python's
 # `re` has no \p{L}, so "letters" is written as word characters minus digits and '_'.

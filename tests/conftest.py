@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.cli_helpers import trainer_cli
+from trainer.model_family import FAMILIES
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +18,23 @@ def tiny_model(tmp_path_factory) -> Path:
     result = trainer_cli("make-tiny-model", str(folder))
     assert result.returncode == 0, result.stderr
     return folder
+
+
+@dataclass(frozen=True)
+class TinyFamilyModel:
+    """A registered family's tiny model, as a diffusers folder and as a single file."""
+
+    family: str
+    diffusers_dir: Path
+    single_file: Path
+
+
+@pytest.fixture(scope="session", params=[spec.id for spec in FAMILIES])
+def family_model(request, tmp_path_factory) -> TinyFamilyModel:
+    """Each registered family's tiny model (`make-tiny-model --family`): a test that takes this
+    fixture runs once per family, so a new family gets the whole suite by being registered."""
+    spec = next(s for s in FAMILIES if s.id == request.param)
+    folder = tmp_path_factory.mktemp(f"tiny-{spec.id}")
+    result = trainer_cli("make-tiny-model", str(folder), "--family", spec.tiny_variant)
+    assert result.returncode == 0, result.stderr
+    return TinyFamilyModel(spec.id, folder / "diffusers", next(folder.glob("*.safetensors")))

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from tests.cli_helpers import ROOT, trainer_cli
+from tests.cli_helpers import ROOT
 from trainer.config import load_config
 from trainer.dataset_scan import scan_dataset
 from trainer.estimate import run_figures
@@ -19,13 +19,12 @@ from tests.test_train_e2e import make_dataset
 pytestmark = pytest.mark.slow
 
 
-def test_two_process_ddp_trains_and_writes_the_curve_once(tmp_path):
-    assert trainer_cli("make-tiny-model", str(tmp_path / "model")).returncode == 0
+def test_two_process_ddp_trains_and_writes_the_curve_once(tmp_path, family_model):
     data = make_dataset(tmp_path / "data", "txt")
     out = tmp_path / "run"
     config = tmp_path / "config.yaml"
     config.write_text("\n".join([
-        f"train_data_dir: {data}", f"base_model: {tmp_path / 'model' / 'tiny-sd-v1.safetensors'}", f"output_dir: {out}",
+        f"train_data_dir: {data}", f"base_model: {family_model.single_file}", f"output_dir: {out}",
         "resolution: 64", "enable_bucket: false", "batch_size: 1", "max_train_steps: 4", "save_steps: 2",
         "tensorboard: false", "learning_rate: 1e-3"]) + "\n", encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -43,7 +43,7 @@ from trainer.models.ldm_single_file import (  # noqa: E402
     infer_vae_config,
 )
 from trainer.models.offline import is_offline_mode_enabled  # noqa: E402
-from trainer.models.sd import vae_identity  # noqa: E402
+from trainer.models.family import vae_identity  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("unet", "vae", "text_encoder")
@@ -93,7 +93,7 @@ def test_single_file_loads_the_same_model_as_the_diffusers_folder(tiny):
         torch.testing.assert_close(hidden, single.text_encoder(ids).last_hidden_state)
         torch.testing.assert_close(folder.unet(latents, 10, hidden).sample, single.unet(latents, 10, hidden).sample)
     for model in (folder, single):
-        assert (model.family, model.prediction_type) == ("sd1", "epsilon")
+        assert (model.variant, model.prediction_type) == ("sd1", "epsilon")
         assert model.base_model_version == "sd_v1"
         assert model.modelspec_architecture == "stable-diffusion-v1/lora"
         assert model.vae_scale_factor == 8  # as in SD: 64 px images give 8x8 latents
@@ -115,7 +115,7 @@ def test_sd2_single_file_with_open_clip_text_encoder(tiny_sd2):
     assert single.text_encoder.config.num_hidden_layers == 3
     assert single.text_encoder.config.hidden_act == "gelu"
     assert single.unet.config.use_linear_projection
-    assert (folder.family, single.family) == ("sd2", "sd2")
+    assert (folder.variant, single.variant) == ("sd2", "sd2")
     assert single.tokenizer.pad_token_id == 0  # "!", as OpenCLIP pads
     assert (single.base_model_version, single.modelspec_architecture) == ("sd_v2", "stable-diffusion-v2-512/lora")
     v_model = load_sd_model(tiny_sd2.single_file, prediction_type="v_prediction")
@@ -243,8 +243,8 @@ def test_loading_never_opens_a_connection(tiny, monkeypatch):
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    assert load_sd_model(tiny.single_file).family == "sd1"
-    assert load_sd_model(tiny.diffusers_dir).family == "sd1"
+    assert load_sd_model(tiny.single_file).variant == "sd1"
+    assert load_sd_model(tiny.diffusers_dir).variant == "sd1"
 
 
 def test_offline_mode_is_set_by_our_code_in_a_fresh_process(tiny, tmp_path):
@@ -261,8 +261,8 @@ def test_offline_mode_is_set_by_our_code_in_a_fresh_process(tiny, tmp_path):
         import huggingface_hub.constants
         assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
         assert huggingface_hub.constants.HF_HUB_OFFLINE is True
-        assert load_sd_model({str(tiny.single_file)!r}).family == "sd1"
-        assert load_sd_model({str(tiny.diffusers_dir)!r}).family == "sd1"
+        assert load_sd_model({str(tiny.single_file)!r}).variant == "sd1"
+        assert load_sd_model({str(tiny.diffusers_dir)!r}).variant == "sd1"
         print("offline-ok")
         """
     )
@@ -318,10 +318,11 @@ def test_a_lora_is_not_a_base_model(tmp_path):
 
 @pytest.mark.parametrize(("keys", "expected"), [
     (["conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight",
-      "model.diffusion_model.input_blocks.0.0.weight"], "SDXL is not supported yet"),
+      "model.diffusion_model.input_blocks.0.0.weight"], "SDXL model without its OpenCLIP bigG text encoder"),
     (["encoder.down.0.block.0.conv1.weight", "decoder.up.0.block.0.conv1.weight"], "standalone VAE"),
     (["down_blocks.0.resnets.0.conv1.weight", "conv_in.weight"], "diffusers-format component"),
-    (["model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale"], "not an SD 1.x/2.x UNet"),
+    (["model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale"], "Flux.1 models are not supported yet"),
+    (["model.diffusion_model.some_new_block.weight"], "not a Stable Diffusion UNet"),
     (["model.diffusion_model.input_blocks.0.0.weight"], "no text encoder"),
 ])
 def test_files_that_are_not_sd_base_models_are_refused(tmp_path, keys, expected):
@@ -404,9 +405,9 @@ def test_diffusers_folder_prediction_type(tmp_path, tiny):
         load_sd_model(folder, prediction_type="sample")
 
 
-def test_sdxl_diffusers_folder_is_refused(tmp_path):
+def test_sdxl_diffusers_folder_is_not_loaded_as_sd(tmp_path):
     (tmp_path / "model_index.json").write_text('{"_class_name": "StableDiffusionXLPipeline"}')
-    with pytest.raises(ModelLoadError, match="SDXL is not supported yet"):
+    with pytest.raises(ModelLoadError, match="an SDXL base model, not a Stable Diffusion 1.x/2.x model"):
         load_sd_model(tmp_path)
 
 

@@ -41,11 +41,10 @@ def write_config(folder: Path, model: Path, data: Path, out: Path, **extra) -> P
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """A tiny model, a data set and the weights of one uninterrupted run."""
-    folder = tmp_path_factory.mktemp("resume")
-    assert trainer_cli("make-tiny-model", str(folder / "model")).returncode == 0
-    model = folder / "model" / "tiny-sd-v1.safetensors"
+def setup(tmp_path_factory, family_model):
+    """A tiny model (of each family), a data set and the weights of one uninterrupted run."""
+    folder = tmp_path_factory.mktemp(f"resume-{family_model.family}")
+    model = family_model.single_file
     data = make_dataset(folder / "data", "csv")
     config = write_config(folder, model, data, folder / "reference")
     result = trainer_cli("train", "--config", str(config))

@@ -35,10 +35,11 @@ def _build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the option schema")
     schema.add_argument("--json", action="store_true", help="as JSON (default: a readable list)")
 
-    tiny = sub.add_parser("make-tiny-model", help="write a tiny random SD 1.x model (diffusers folder + single file)")
+    tiny = sub.add_parser("make-tiny-model", help="write a tiny random model (diffusers folder + single file)")
     tiny.add_argument("dir", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--family", choices=("sd1", "sd2"), default="sd1", help="SD 1.x (CLIP) or SD 2.x (OpenCLIP) shapes")
+    tiny.add_argument("--family", choices=("sd1", "sd2", "sdxl"), default="sd1",
+                      help="SD 1.x (CLIP), SD 2.x (OpenCLIP) or SDXL (both encoders) shapes")
 
     kohya = sub.add_parser("import-kohya", help="turn a kohya_ss .json or sd-scripts .toml config into ours")
     kohya.add_argument("source", type=Path)

@@ -28,6 +28,19 @@ class Sample:
     bucket: Bucket
     repeats: int
     folder: str  # the dataset sub-folder it came from, for `ss_tag_frequency`
+    size: tuple[int, int] = (0, 0)  # the image's width and height as used (EXIF rotation applied)
+
+
+@dataclass(frozen=True)
+class ImageGeometry:
+    """Where a training image came from: SDXL conditions on it (its ``time_ids``); others ignore it.
+
+    All pairs are (height, width) / (top, left), in pixels, as SDXL's micro-conditioning has them.
+    """
+
+    original: tuple[int, int]  # the image's own size
+    crop_top_left: tuple[int, int]  # the crop's corner in the resized image
+    target: tuple[int, int]  # the bucket's size
 
 
 @dataclass(frozen=True)
@@ -46,8 +59,22 @@ def build_samples(items, config) -> list[Sample]:
         width, height = image_size(item.image_path)
         folder = item.rel_path.rsplit("/", 1)[0] if "/" in item.rel_path else ""
         samples.append(Sample(Path(item.image_path), item.caption or "", assign_bucket(width, height, buckets),
-                              item.repeats, folder))
+                              item.repeats, folder, (width, height)))
     return samples
+
+
+def image_geometry(sample: Sample, flip: bool) -> ImageGeometry:
+    """The sample's original size, crop corner and target size, as :func:`load_image_tensor` crops it.
+
+    A mirrored image's crop is mirrored too: its left edge is the unmirrored crop's right edge
+    seen from the other side (sd-scripts does the same for SDXL's crop conditioning).
+    """
+    width, height = sample.size
+    (new_w, _new_h), (left, top, right, _bottom) = cover_and_crop(width, height, sample.bucket)
+    if flip:
+        left = new_w - right
+    return ImageGeometry(original=(height, width), crop_top_left=(top, left),
+                         target=(sample.bucket.height, sample.bucket.width))
 
 
 def epoch_batches(samples: list[Sample], batch_size: int, seed: int, epoch: int, random_flip: bool) -> list[list[BatchEntry]]:

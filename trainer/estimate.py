@@ -1,10 +1,11 @@
 """Figures a user wants before starting: steps, and roughly how much GPU memory (torch-free).
 
 The step count uses the same buckets and batching as the trainer, so it is exact. The memory
-figure is an estimate: weights + LoRA training state + activations, with constants taken
-from public reports of kohya's sd-scripts on SD 1.5 (about 6 GB at 512 px, batch 1, fp16
-without gradient checkpointing, about 4 GB with it). It has not yet been calibrated against
-this trainer on a GPU; treat it as +-30%.
+figure is an estimate: weights + LoRA training state + activations, with each family's
+constants (:class:`trainer.model_family.FamilySpec`: parameter counts, LoRA size per rank,
+activations at its usual resolution) taken from public reports of kohya's sd-scripts, which
+the family's ``estimate_source`` names. It has not yet been calibrated against this trainer
+on a GPU; treat it as +-30%.
 """
 
 from __future__ import annotations
@@ -15,14 +16,11 @@ from typing import Any, Iterable
 
 from trainer.buckets import assign_bucket, buckets_for, count_batches, plan_steps
 from trainer.images import ImageProblem, image_size
+from trainer.model_family import FAMILIES_BY_ID, SD
 
-# Parameters of the frozen parts (UNet, text encoder, VAE), in millions.
-_PARAMS_M = {"sd1": {"unet": 860, "text_encoder": 123, "vae": 84}, "sd2": {"unet": 866, "text_encoder": 340, "vae": 84}}
-# Trainable LoRA parameters per unit of rank, in millions (SD 1.5 layer sizes).
-_LORA_PARAMS_PER_RANK_M = {"attention": 0.20, "attention_ff": 0.40, "all": 0.85}
-_ACTIVATIONS_GB_AT_512 = 3.0  # batch 1, fp16/bf16, no gradient checkpointing
 _CHECKPOINTING_FACTOR = 0.35
 _CUDA_CONTEXT_GB = 0.6
+_OPTIMIZER_STATE_BYTES = {"AdamW": 8, "AdamW8bit": 2, "Adafactor": 4, "SGD": 4, "Prodigy": 16}
 
 
 @dataclass
@@ -64,27 +62,30 @@ def run_figures(config: Any, items: Iterable[Any], world_size: int = 1) -> RunFi
 
 @dataclass
 class MemoryEstimate:
-    """Estimated peak GPU memory in GiB, and what it is made of."""
+    """Estimated peak GPU memory in GiB, what it is made of, and where the constants come from."""
 
     total_gb: float
     parts: dict[str, float]
+    source: str = ""
 
 
-def estimate_memory(config: Any, family: str = "sd1") -> MemoryEstimate:
-    """Peak GPU memory of a run from its config (see the module docstring for the basis)."""
-    params = _PARAMS_M.get(family, _PARAMS_M["sd1"])
+def estimate_memory(config: Any, family: str = "sd") -> MemoryEstimate:
+    """Peak GPU memory of a run from its config, with ``family``'s constants (see the module docstring)."""
+    spec = FAMILIES_BY_ID.get(family, SD)
+    params = spec.params_m
     half = config.mixed_precision in ("fp16", "bf16", "auto")
     weight_bytes = 2 if half else 4
     te_trained = config.train_text_encoder
-    frozen = params["unet"] * weight_bytes + params["text_encoder"] * (4 if te_trained else weight_bytes)
+    encoders = sum(v for k, v in params.items() if k.startswith("text_encoder"))
+    frozen = params["unet"] * weight_bytes + encoders * (4 if te_trained else weight_bytes)
     frozen += params["vae"] * 4  # the VAE stays fp32 (it overflows in fp16)
-    lora = _LORA_PARAMS_PER_RANK_M[config.lora_target] * config.lora_rank * (1.6 if te_trained else 1.0)
-    optimizer_bytes = {"AdamW": 8, "AdamW8bit": 2, "Adafactor": 4, "SGD": 4, "Prodigy": 16}.get(config.optimizer, 8)
-    lora_state = lora * (4 + 4 + optimizer_bytes)  # weights, gradients, optimizer state
-    scale = (config.resolution / 512) ** 2 * config.batch_size * (1.0 if half else 1.8)
-    activations = _ACTIVATIONS_GB_AT_512 * scale * (_CHECKPOINTING_FACTOR if config.gradient_checkpointing else 1.0)
+    lora = spec.lora_params_per_rank_m[config.lora_target] * config.lora_rank * (1.6 if te_trained else 1.0)
+    lora_state = lora * (4 + 4 + _OPTIMIZER_STATE_BYTES.get(config.optimizer, 8))  # weights, gradients, optimizer
+    scale = (config.resolution / spec.default_resolution) ** 2 * config.batch_size * (1.0 if half else 1.8)
+    activations = spec.activations_gb * scale * (_CHECKPOINTING_FACTOR if config.gradient_checkpointing else 1.0)
     if te_trained:
-        activations += 0.3 * config.batch_size
+        activations += 0.3 * config.batch_size * len([k for k in params if k.startswith("text_encoder")])
     parts = {"model weights": frozen / 1024, "LoRA training state": lora_state / 1024,
              "activations": activations, "CUDA context": _CUDA_CONTEXT_GB}
-    return MemoryEstimate(round(sum(parts.values()), 1), {k: round(v, 2) for k, v in parts.items()})
+    return MemoryEstimate(round(sum(parts.values()), 1), {k: round(v, 2) for k, v in parts.items()},
+                          f"{spec.label}: {spec.estimate_source}")

@@ -3,10 +3,13 @@
 Two output layouts:
 - kohya (`lora_unet_*`, `lora_te_*`, `.lora_down.weight`, `.lora_up.weight`, `.alpha`) with
   `ss_*` metadata: what AUTOMATIC1111/Forge, ComfyUI and diffusers' `load_lora_weights` read;
+  the module names are the family's (:meth:`trainer.models.family.DiffusionModel.kohya_name`);
 - diffusers/peft (`unet.<module>.lora_A.weight`, ...) as `pytorch_lora_weights.safetensors`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
@@ -22,9 +25,6 @@ _UNET_ATTENTION = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0",
 _UNET_FEED_FORWARD = ("ff.net.0.proj", "ff.net.2", "proj_in", "proj_out")
 _TE_ATTENTION = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj")
 _TE_FEED_FORWARD = ("mlp.fc1", "mlp.fc2")
-
-UNET_PREFIX = "lora_unet"
-TEXT_ENCODER_PREFIX = "lora_te"
 
 
 def _matches(name: str, suffixes: tuple[str, ...]) -> bool:
@@ -94,36 +94,37 @@ def _pairs(state: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torc
     return pairs
 
 
-def to_kohya(unet_state: dict[str, torch.Tensor], te_state: dict[str, torch.Tensor] | None,
-             alpha: float, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Rename peft LoRA weights to kohya's key layout (module path with `_` for `.`)."""
+# A component's LoRA weights in peft layout, by component name ("unet", "text_encoder", ...).
+AdapterStates = dict[str, dict[str, torch.Tensor]]
+
+
+def to_kohya(states: AdapterStates, kohya_name: Callable[[str, str], str], alpha: float,
+             dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Rename peft LoRA weights to kohya's key layout; ``kohya_name(component, module)`` is the family's rule."""
     out: dict[str, torch.Tensor] = {}
-    for prefix, state in ((UNET_PREFIX, unet_state), (TEXT_ENCODER_PREFIX, te_state or {})):
+    for component, state in states.items():
         for module, (down, up) in _pairs(state).items():
-            if prefix == TEXT_ENCODER_PREFIX and not module.startswith("text_model."):
-                # transformers 5 dropped CLIPTextModel's `text_model.` level; A1111, ComfyUI
-                # and diffusers all expect kohya's `lora_te_text_model_encoder_...` names.
-                module = "text_model." + module
-            name = f"{prefix}_{module.replace('.', '_')}"
+            name = kohya_name(component, module)
             out[f"{name}.lora_down.weight"] = down.to(dtype).contiguous()
             out[f"{name}.lora_up.weight"] = up.to(dtype).contiguous()
             out[f"{name}.alpha"] = torch.tensor(float(alpha), dtype=dtype)
     return out
 
 
-def to_diffusers(unet_state: dict[str, torch.Tensor], te_state: dict[str, torch.Tensor] | None,
-                 rank: int, alpha: float, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """peft-layout weights with `unet.`/`text_encoder.` prefixes, as diffusers saves them.
+def to_diffusers(states: AdapterStates, diffusers_name: Callable[[str, str], str], rank: int, alpha: float,
+                 dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """peft-layout weights with their component as prefix (`unet.`, `text_encoder.`, ...), as diffusers saves them;
+    ``diffusers_name(component, key)`` is the family's rule for the rest of the key.
 
     The alpha/rank scale is folded into the up weights, so every loader applies the LoRA at
     the trained strength without needing the alpha value.
     """
     scale = alpha / rank
     out: dict[str, torch.Tensor] = {}
-    for prefix, state in (("unet", unet_state), ("text_encoder", te_state or {})):
+    for component, state in states.items():
         for key, tensor in state.items():
             value = tensor * scale if ".lora_B." in key else tensor
-            out[f"{prefix}.{key}"] = value.to(dtype).contiguous()
+            out[f"{component}.{diffusers_name(component, key)}"] = value.to(dtype).contiguous()
     return out
 
 
@@ -132,18 +133,15 @@ def save_safetensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str,
     atomic_write_bytes(path, safetensors_bytes({k: v.cpu() for k, v in tensors.items()}, metadata=metadata))
 
 
-def adapter_state(unet_state: dict[str, torch.Tensor], te_state: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
-    """One checkpoint dict of both adapters: `unet.<key>` and `text_encoder.<key>`."""
-    state = {f"unet.{k}": v for k, v in unet_state.items()}
-    state.update({f"text_encoder.{k}": v for k, v in (te_state or {}).items()})
-    return state
+def adapter_state(states: AdapterStates) -> dict[str, torch.Tensor]:
+    """One checkpoint dict of every adapter: `<component>.<key>` (`unet.`, `text_encoder.` ...)."""
+    return {f"{component}.{key}": tensor for component, state in states.items() for key, tensor in state.items()}
 
 
-def split_adapter_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """The UNet's and the text encoder's adapter weights of a dict :func:`adapter_state` made."""
-    parts: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] = ({}, {})
+def split_adapter_state(state: dict[str, torch.Tensor]) -> AdapterStates:
+    """Each component's adapter weights of a dict :func:`adapter_state` made."""
+    parts: AdapterStates = {}
     for key, tensor in state.items():
-        prefix, _, rest = key.partition(".")
-        if prefix in ("unet", "text_encoder"):
-            parts[prefix == "text_encoder"][rest] = tensor
+        component, _, rest = key.partition(".")
+        parts.setdefault(component, {})[rest] = tensor
     return parts

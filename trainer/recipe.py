@@ -2,7 +2,9 @@
 
 One class, read top to bottom. The loop is the standard latent-diffusion objective: encode
 images to latents (cached), add noise at a random timestep, and train the LoRA layers of
-the UNet (and optionally of the text encoder) to predict that noise (or velocity).
+the UNet (and optionally of the text encoders) to predict that noise (or velocity). What
+differs between model families (SD, SDXL) is asked of the family's model
+(:class:`trainer.models.family.DiffusionModel`); this module never names a family.
 """
 
 from __future__ import annotations
@@ -26,12 +28,11 @@ from trainer.checkpoint import (ADAPTER_FILE, TRAINER_STATE_FILE, TRAINING_STATE
 from trainer.config import TrainConfig
 from trainer.distributed import DistContext
 from trainer.data import (BatchEntry, Sample, batch_positions, batches_per_epoch, build_samples, epoch_batches,
-                          image_loader, load_image_tensor, process_caption)
+                          image_geometry, image_loader, load_image_tensor, process_caption)
 from trainer.latent_cache import LatentCache, LatentStats, fill_latent_cache
-from trainer.lora import (adapter_state, add_lora, lora_state_dict, save_safetensors, split_adapter_state,
-                          text_encoder_target_modules, to_diffusers, to_kohya, unet_target_modules)
-from trainer.lora_metadata import captions_by_folder, kohya_metadata, tag_frequency
-from trainer.models import load_sd_model
+from trainer.lora import adapter_state, add_lora, save_safetensors, split_adapter_state
+from trainer.lora_files import LoraFiles
+from trainer.models.family import UNET, ImageGeometry, load_base_model
 from trainer.optim import make_optimizer, make_scheduler
 from trainer.precision import autocast, move_to, resolve_precision
 from trainer.rng_state import host_rng_state, restore_host_rng, restore_torch_rng, seed_everything, torch_rng_state
@@ -39,14 +40,10 @@ from trainer.problems import ExplainedError
 from trainer.rundir import RunWriter
 from trainer.sampling import make_samples
 from trainer.fault_injection import kill_here_if_asked
-from trainer.objective import min_snr_weights
 from trainer.tensorboard_log import tensorboard_writer
-from trainer.text_encoding import PromptEncoder, long_caption_warning
+from trainer.text_encoding import long_caption_warning
 
 log = logging.getLogger("trainer")
-
-SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-
 
 class TrainingFailure(ExplainedError):
     """A failure we can explain: a message and what to do."""
@@ -92,33 +89,41 @@ class LoRATrainingRecipe:
         seed_everything(cfg.seed + self.dist.rank)
 
         prediction = None if cfg.prediction_type == "auto" else cfg.prediction_type
-        self.model = load_sd_model(cfg.base_model, allow_pickle=cfg.allow_pickle, prediction_type=prediction)
+        self.model = load_base_model(cfg.base_model, model_family=cfg.model_family, allow_pickle=cfg.allow_pickle,
+                                     prediction_type=prediction)
         model = self.model
-        log.info("loaded %s (%s, %s prediction)", cfg.base_model, model.family, model.prediction_type)
+        log.info("loaded %s (%s, %s prediction)", cfg.base_model, model.variant, model.prediction_type)
+        # The trained text encoders and their learning rates; the others stay frozen.
+        self.text_encoder_lrs = model.text_encoder_lrs(cfg)
 
-        # The VAE stays fp32: SD's VAE overflows in fp16, and it only runs to fill the cache.
+        # The VAE stays fp32: SD's and SDXL's VAEs overflow in fp16, and it mostly runs to fill the cache.
         move_to(model.vae, device, torch.float32).requires_grad_(False).eval()
         move_to(model.unet, device, self.precision.weight_dtype)
-        move_to(model.text_encoder, device, self.precision.weight_dtype if not cfg.train_text_encoder else torch.float32)
+        for name, encoder in model.text_encoders.items():
+            move_to(encoder, device, torch.float32 if name in self.text_encoder_lrs else self.precision.weight_dtype)
 
         alpha = cfg.lora_scale_alpha
-        self.unet_params = add_lora(model.unet, unet_target_modules(model.unet, cfg.lora_target),
-                                    cfg.lora_rank, alpha, cfg.lora_dropout)
-        self.te_params: list[torch.nn.Parameter] = []
-        if cfg.train_text_encoder:
-            self.te_params = add_lora(model.text_encoder, text_encoder_target_modules(model.text_encoder, cfg.lora_target),
-                                      cfg.lora_rank, alpha, cfg.lora_dropout)
-        else:
-            model.text_encoder.requires_grad_(False).eval()
+        self.adapted: dict[str, list[torch.nn.Parameter]] = {}
+        for name in (UNET, *self.text_encoder_lrs):
+            self.adapted[name] = add_lora(model.component(name), model.lora_targets(name, cfg.lora_target),
+                                          cfg.lora_rank, alpha, cfg.lora_dropout)
+        for name, encoder in model.text_encoders.items():
+            if name not in self.adapted:
+                encoder.requires_grad_(False).eval()
         if cfg.gradient_checkpointing:
             model.unet.enable_gradient_checkpointing()
-            if cfg.train_text_encoder:
-                te = model.text_encoder  # transformers 5 renamed the method
+            for name in self.text_encoder_lrs:
+                te = model.text_encoders[name]  # transformers 5 renamed the method
                 (getattr(te, "activation_checkpointing_enable", None) or te.gradient_checkpointing_enable)()
-        n_params = sum(p.numel() for p in self.unet_params + self.te_params)
-        log.info("LoRA rank %d alpha %g on %s layers: %d trainable parameters", cfg.lora_rank, alpha, cfg.lora_target, n_params)
+        self.params = [p for params in self.adapted.values() for p in params]
+        log.info("LoRA rank %d alpha %g on %s layers of %s: %d trainable parameters", cfg.lora_rank, alpha,
+                 cfg.lora_target, ", ".join(self.adapted), sum(p.numel() for p in self.params))
+        if cfg.clip_skip != 1 and "clip_skip" not in model.spec.own_options:
+            self.run.log_event("warning", message=f"clip_skip {cfg.clip_skip} has no effect on {model.spec.label} "
+                               "models", hint="set clip_skip to 1")
 
         self.samples = build_samples(self.items, cfg)
+        self.files = LoraFiles(model, cfg, self.samples, self.started_at)
         n_batches = batches_per_epoch(self.samples, cfg.batch_size)
         plan = plan_steps(n_batches, cfg.gradient_accumulation_steps, self.dist.world_size, cfg.epochs,
                           cfg.max_train_steps)
@@ -127,9 +132,8 @@ class LoRATrainingRecipe:
         log.info("%d images, %d batches per epoch, %d steps per epoch, %d steps in %d epochs", len(self.samples),
                  n_batches, self.steps_per_epoch, self.total_steps, self.total_epochs)
 
-        groups = [{"params": self.unet_params, "lr": cfg.learning_rate}]
-        if self.te_params:
-            groups.append({"params": self.te_params, "lr": cfg.text_encoder_lr or cfg.learning_rate})
+        groups = [{"params": self.adapted[UNET], "lr": cfg.learning_rate}]
+        groups += [{"params": self.adapted[name], "lr": lr} for name, lr in self.text_encoder_lrs.items()]
         self.optimizer = make_optimizer(cfg.optimizer, groups, cfg.learning_rate, cfg.weight_decay)
         self.lr_scheduler = make_scheduler(cfg.lr_scheduler, self.optimizer, cfg.lr_warmup_steps, self.total_steps,
                                            cfg.lr_scheduler_num_cycles, cfg.lr_scheduler_power)
@@ -138,8 +142,8 @@ class LoRATrainingRecipe:
         self.generator = torch.Generator().manual_seed(cfg.seed + self.dist.rank)
 
         shuffled = cfg.shuffle_caption or cfg.caption_dropout_rate > 0
-        self.prompts = PromptEncoder(model.tokenizer, model.text_encoder, cfg.clip_skip, device,
-                                     cache=cfg.cache_text_encoder_outputs and not cfg.train_text_encoder and not cfg.shuffle_caption)
+        self.prompts = model.prompt_encoder(cfg.clip_skip, device, cache=cfg.cache_text_encoder_outputs
+                                            and not self.text_encoder_lrs and not cfg.shuffle_caption)
         self._warn_long_captions()
         self.latents = self._prepare_latent_cache() if cfg.cache_latents != "off" else None
         if self.prompts.cache_enabled:
@@ -176,7 +180,11 @@ class LoRATrainingRecipe:
     def _structure(self) -> dict[str, Any]:
         """Options that shape the LoRA's tensors: a checkpoint only fits a run with the same ones."""
         cfg = self.config
-        return {"lora_rank": cfg.lora_rank, "lora_target": cfg.lora_target, "train_text_encoder": cfg.train_text_encoder}
+        structure = {"lora_rank": cfg.lora_rank, "lora_target": cfg.lora_target,
+                     "train_text_encoder": cfg.train_text_encoder}
+        if len(self.model.text_encoders) > 1:  # which of several encoders: SD checkpoints never said
+            structure["text_encoders"] = sorted(self.text_encoder_lrs)
+        return structure
 
     def _data_order(self) -> dict[str, Any]:
         """Options that decide which batch comes when: changing them breaks exactness, not resume."""
@@ -199,10 +207,9 @@ class LoRATrainingRecipe:
                        "the run continues, but it will not match an uninterrupted one exactly")
             log.warning(message)
             self.run.log_event("warning", message=message)
-        unet_adapter, te_adapter = split_adapter_state(load_file(folder / ADAPTER_FILE))
-        load_lora_state_dict(self.model.unet, unet_adapter)
-        if self.te_params:
-            load_lora_state_dict(self.model.text_encoder, te_adapter)
+        adapters = split_adapter_state(load_file(folder / ADAPTER_FILE))
+        for name in self.adapted:
+            load_lora_state_dict(self.model.component(name), adapters.get(name, {}))
         training = torch.load(folder / TRAINING_STATE_FILE, map_location="cpu", weights_only=True)
         self.optimizer.load_state_dict(training["optimizer"])
         self.lr_scheduler.load_state_dict(training["lr_scheduler"])
@@ -235,9 +242,7 @@ class LoRATrainingRecipe:
         cfg = self.config
         device = self.precision.device
         self.run.set_state("training", step=self.global_step, epoch=self.epoch + 1)
-        self.model.unet.train()
-        if self.te_params:
-            self.model.text_encoder.train()
+        self._set_training(True)
         per_step = cfg.gradient_accumulation_steps * self.dist.world_size
         window_start, window_samples = time.time(), 0
         last_status = 0.0
@@ -289,11 +294,12 @@ class LoRATrainingRecipe:
 
     def _micro_step(self, batch: list[BatchEntry], images: torch.Tensor | None) -> float:
         """Forward and backward of one batch; returns its loss."""
-        latents, captions = self.batch_inputs(batch, images)
-        return self.loss_and_backward(latents, captions)
+        latents, captions, geometry = self.batch_inputs(batch, images)
+        return self.loss_and_backward(latents, captions, geometry)
 
-    def batch_inputs(self, batch: list[BatchEntry], images: torch.Tensor | None) -> tuple[torch.Tensor, list[str]]:
-        """The data path: scaled latents (on the device) and this step's captions for a batch."""
+    def batch_inputs(self, batch: list[BatchEntry], images: torch.Tensor | None
+                     ) -> tuple[torch.Tensor, list[str], list[ImageGeometry]]:
+        """The data path: scaled latents (on the device), this step's captions and each image's geometry."""
         cfg = self.config
         if self.latents is not None:
             stats = [self.latents.get(self.samples[e.index], e.flip) for e in batch]
@@ -304,14 +310,14 @@ class LoRATrainingRecipe:
                 dist = self.model.vae.encode(images.to(self.precision.device, torch.float32)).latent_dist
             mean, std = dist.mean.cpu(), dist.std.cpu()
         latents = mean + std * torch.randn(mean.shape, generator=self.generator)
-        latents = (latents * self.model.vae.config.scaling_factor).to(self.precision.device)
+        latents = self.model.scale_latents(latents).to(self.precision.device)
         # Caption shuffling/dropout depend only on where we are, so a resume repeats them exactly.
         caption_rng = random.Random(hash((cfg.seed, self.epoch, self.global_step, self.dist.rank, batch[0].index)))
         captions = [process_caption(self.samples[e.index].caption, shuffle=cfg.shuffle_caption, keep_tokens=cfg.keep_tokens,
                                     dropout_rate=cfg.caption_dropout_rate, rng=caption_rng) for e in batch]
-        return latents, captions
+        return latents, captions, [image_geometry(self.samples[e.index], e.flip) for e in batch]
 
-    def loss_and_backward(self, latents: torch.Tensor, captions: list[str]) -> float:
+    def loss_and_backward(self, latents: torch.Tensor, captions: list[str], geometry: list[ImageGeometry]) -> float:
         """The diffusion loss of one batch and its backward pass; returns the loss."""
         cfg = self.config
         device = self.precision.device
@@ -320,16 +326,15 @@ class LoRATrainingRecipe:
         if cfg.noise_offset:
             noise += cfg.noise_offset * torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=self.generator)
         noise = noise.to(device)
-        timesteps = torch.randint(0, model.noise_scheduler.config.num_train_timesteps, (latents.shape[0],),
-                                  generator=self.generator).to(device)
-        noisy = model.noise_scheduler.add_noise(latents, noise, timesteps)
-        target = noise if model.prediction_type == "epsilon" else model.noise_scheduler.get_velocity(latents, noise, timesteps)
+        timesteps = model.sample_timesteps(latents.shape[0], self.generator).to(device)
+        noisy, target = model.noisy_and_target(latents, noise, timesteps)
+        dtype = self.precision.weight_dtype
         with autocast(self.precision):
-            hidden = self.prompts(captions)
-            prediction = model.unet(noisy.to(self.precision.weight_dtype), timesteps, hidden.to(self.precision.weight_dtype)).sample
+            conditioning = self.prompts(captions).to(dtype)
+            prediction = model.predict(noisy.to(dtype), timesteps, conditioning, geometry)
         loss = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         if cfg.min_snr_gamma:
-            loss = loss * min_snr_weights(model.noise_scheduler, timesteps, cfg.min_snr_gamma, model.prediction_type)
+            loss = loss * model.loss_weights(timesteps, cfg.min_snr_gamma)
         loss = loss.mean()
         self.scaler.scale(loss / cfg.gradient_accumulation_steps).backward()
         return float(loss.detach())
@@ -350,7 +355,7 @@ class LoRATrainingRecipe:
 
     def optimizer_step(self) -> float | None:
         """Clip, step the optimizer and the schedule, clear gradients; returns the gradient norm."""
-        params = self.unet_params + self.te_params
+        params = self.params
         grad_norm = None
         self.dist.average_gradients(params)
         self.scaler.unscale_(self.optimizer)
@@ -391,16 +396,13 @@ class LoRATrainingRecipe:
         if self.pipeline is None:
             from trainer.models import build_pipeline  # imports diffusers' pipelines: only when sampling
             self.pipeline = build_pipeline(self.model)
-        self.model.unet.eval()
-        self.model.text_encoder.eval()
+        self._set_training(False)
         try:
             with autocast(self.precision):
                 records = make_samples(self.pipeline, self.config, self.global_step, self.root / "samples",
                                        self.precision.device)
         finally:
-            self.model.unet.train()
-            if self.te_params:
-                self.model.text_encoder.train()
+            self._set_training(True)
         for record in records:
             self.run.log_event("sample", **record)
         self.run.set_state("training")
@@ -416,13 +418,11 @@ class LoRATrainingRecipe:
         self.run.set_state("saving")
 
         def write(folder: Path) -> None:
-            unet_state = lora_state_dict(self.model.unet)
-            te_state = lora_state_dict(self.model.text_encoder) if self.te_params else None
-            save_safetensors(folder / ADAPTER_FILE, adapter_state(unet_state, te_state))
+            states = self.files.states(self.adapted)
+            save_safetensors(folder / ADAPTER_FILE, adapter_state(states))
             # A ready-to-use LoRA of this step, so users can try checkpoints in ComfyUI/A1111.
-            save_safetensors(folder / f"{cfg.resolved_output_name}-step{step:08d}.safetensors",
-                             to_kohya(unet_state, te_state, cfg.lora_scale_alpha, SAVE_DTYPES[cfg.save_precision]),
-                             self._metadata(finished_at=time.time()))
+            self.files.write_kohya(folder / f"{cfg.resolved_output_name}-step{step:08d}.safetensors", states, step,
+                                   self.epoch + 1)
             torch.save({
                 "optimizer": self.optimizer.state_dict(),
                 "lr_scheduler": self.lr_scheduler.state_dict(),
@@ -446,14 +446,10 @@ class LoRATrainingRecipe:
         log.info("checkpoint saved: %s", relative)
         return folder
 
-    def _metadata(self, finished_at: float) -> dict[str, str]:
-        cfg = self.config
-        by_folder = captions_by_folder(self.samples, Path(cfg.train_data_dir).name)
-        return kohya_metadata(config=cfg, base_model_version=self.model.base_model_version,
-                              architecture=self.model.modelspec_architecture, num_images=len(self.samples),
-                              steps=self.global_step, epoch=self.epoch + 1, started_at=self.started_at,
-                              finished_at=finished_at, tag_freq=tag_frequency(by_folder),
-                              base_model_name=Path(cfg.base_model).name, resolution=(cfg.resolution, cfg.resolution))
+    def _set_training(self, training: bool) -> None:
+        """Train mode for the adapted parts (dropout on), eval mode while sampling."""
+        for name in self.adapted:
+            self.model.component(name).train(training)
 
     def export(self) -> Path:
         """Write the final LoRA (kohya layout with metadata) and the diffusers-layout file (rank 0)."""
@@ -461,13 +457,10 @@ class LoRATrainingRecipe:
         if not self.dist.is_main:
             return self.root / f"{cfg.resolved_output_name}.safetensors"
         self.run.set_state("saving")
-        dtype = SAVE_DTYPES[cfg.save_precision]
-        unet_state = lora_state_dict(self.model.unet)
-        te_state = lora_state_dict(self.model.text_encoder) if self.te_params else None
+        states = self.files.states(self.adapted)
         path = self.root / f"{cfg.resolved_output_name}.safetensors"
-        save_safetensors(path, to_kohya(unet_state, te_state, cfg.lora_scale_alpha, dtype), self._metadata(time.time()))
-        save_safetensors(self.root / "diffusers" / "pytorch_lora_weights.safetensors",
-                         to_diffusers(unet_state, te_state, cfg.lora_rank, cfg.lora_scale_alpha, dtype), {"format": "pt"})
+        self.files.write_kohya(path, states, self.global_step, self.epoch + 1)
+        self.files.write_diffusers(self.root, states)
         self.run.log_event("export", path=path.name, step=self.global_step)
         log.info("saved %s", path)
         return path

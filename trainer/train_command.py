@@ -43,8 +43,8 @@ def check_all(config_path: Path, check_images: bool = True):
     lines = [_problem_line(p) for p in problems]
     if config is None:
         return None, None, lines, False
-    from trainer.model_check import check_base_model, check_optimizer
-    model_problems = check_base_model(Path(config.base_model), config.allow_pickle) + check_optimizer(config.optimizer)
+    from trainer.model_check import check_model_options
+    model_problems = check_model_options(config)
     lines += [str(replace(p, path=str(config_path))) for p in model_problems]
     scan = _dataset_problems(config, check_images)
     lines += [_problem_line(p) for p in scan.problems]
@@ -58,8 +58,8 @@ def validate_command(config_path: Path, as_json: bool = False, check_images: boo
     records = [_record(p) for p in problems]
     scan = None
     if config is not None:
-        from trainer.model_check import check_base_model, check_optimizer
-        model_problems = check_base_model(Path(config.base_model), config.allow_pickle) + check_optimizer(config.optimizer)
+        from trainer.model_check import check_model_options
+        model_problems = check_model_options(config)
         records += [_record(replace(p, path=str(config_path))) for p in model_problems]
         scan = _dataset_problems(config, check_images)
         records += [{"option": "", "file": p.path, "line": p.line, "message": p.message, "hint": p.hint,

@@ -16,9 +16,11 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QDialog, QHBoxLayout, QHeaderView, QLabel, QProgressBar,
                                QPushButton, QTableView, QVBoxLayout, QWidget)
 
+from ..jobs.follow import RunFolderJob
+from ..jobs.places import Place
+from ..workers.tasks import TaskRunner
 from .captioners import CaptionerChoice
 from .job import FORCE_AFTER_MS, JobEnd, LabelJob
-from .launchers import JobProcess, LabelLauncher
 from .plan import ApplyPlan, Outcome, plan_changes, undo_name
 from .preview_model import COL_AFTER, COL_IMAGE, COL_NOW, PreviewModel
 from .reattach import PendingJob, mark_handled
@@ -39,26 +41,26 @@ def _plural(count: int, word: str) -> str:
 
 
 class AutoCaptionDialog(QDialog):
-    """Non-modal; the job runs as a subprocess, so the grid stays usable meanwhile."""
+    """Non-modal; the job runs as a process of its own, so the grid stays usable meanwhile."""
 
     applied = Signal(int, str)  # captions changed, the undo step's name
     jobChanged = Signal()  # a job started, ended, or went on running with the dialog hidden
 
     def __init__(self, *, dataset: Path, scopes: dict[str, list[str]],
                  captions: Callable[[], dict[str, str] | None], apply: Callable[[dict[str, str], str], int],
-                 captioners: list[CaptionerChoice], workspace: Path, launchers: list[LabelLauncher],
-                 flush_edits: Callable[[], None] = lambda: None, parent: QWidget | None = None,
-                 poll_ms: int = 300) -> None:
+                 captioners: list[CaptionerChoice], workspace: Path, places: list[Place],
+                 runner: TaskRunner | None = None, flush_edits: Callable[[], None] = lambda: None,
+                 parent: QWidget | None = None, poll_ms: int = 300) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Auto-caption — {dataset.name}")
         self.dataset, self.captions_fn, self.apply_fn = dataset, captions, apply
         self.workspace, self.flush_edits, self.poll_ms = workspace, flush_edits, poll_ms
+        self.runner = runner  # starts jobs (and their checks) in workers; None: the dialog only shows jobs
         self.job: LabelJob | None = None
         self.target_name = ""  # where the job runs ("" for this computer)
         self.plan = ApplyPlan()
         self._closing = False
-        self._shutting_down = False
-        self.settings = SettingsPanel(scopes, captioners, workspace, launchers, self)
+        self.settings = SettingsPanel(scopes, captioners, workspace, places, self)
         self._build()
         self.settings.changed.connect(self._update_summary)
         self._update_summary()
@@ -216,12 +218,12 @@ class AutoCaptionDialog(QDialog):
 
     # -- the job ------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the job (a subprocess; this returns at once)."""
+        """Start the job on the chosen place (detached, in a worker; this returns at once)."""
         if self.running:
             return
         self.flush_edits()  # a caption being typed counts: "fill" must not caption that image
-        launcher = self.settings.launcher()
-        if self.problem() is not None or launcher is None:
+        place = self.settings.place()
+        if self.problem() is not None or place is None or self.runner is None:
             self._update_summary()
             return
         request = self.settings.request(self.dataset, self.images_to_caption())
@@ -230,13 +232,13 @@ class AutoCaptionDialog(QDialog):
         except OSError as exc:
             self._show_errors("Cannot create the job's run folder:", [str(exc)])
             return
-        self.target_name = getattr(launcher, "target_name", "")
-        self._follow(LabelJob(request, launcher, run_dir, self, self.poll_ms))
+        self.target_name = place.target_name
+        self._follow(LabelJob(request, run_dir, self, self.poll_ms))
         where = f" on {self.target_name}" if self.target_name else ""
         self.headline.setText(f"Captioning {_plural(len(request.images), 'image')}{where}…")
         self.state_label.setText(f"Starting{where}… (run folder {run_dir})")
         try:
-            self.job.start()
+            self.job.start(place, self.runner)
         except OSError as exc:
             self.job = None
             self._set_running(False)
@@ -256,17 +258,17 @@ class AutoCaptionDialog(QDialog):
         self.progress.setRange(0, 0)
         self.progress.show()
 
-    def attach(self, pending: PendingJob, process: JobProcess) -> None:
+    def attach(self, pending: PendingJob, process: RunFolderJob) -> None:
         """Follow a job found again in its run folder (started before the app restarted)."""
         self.settings.show_request(pending.request, pending.target)
         self.target_name = pending.target
         where = f" on {pending.target}" if pending.target else ""
-        self._follow(LabelJob(pending.request, None, pending.run_dir, self, self.poll_ms))
+        self._follow(LabelJob(pending.request, pending.run_dir, self, self.poll_ms))
         self.headline.setText(f"Captioning {_plural(len(pending.request.images), 'image')}{where}…"
                               if pending.running else "Reading the job's results…")
         self.state_label.setText(f"Run folder {pending.run_dir}")
         assert self.job is not None
-        self.job.attach(process)
+        self.job.attach(process, on_share=bool(pending.target))
         self.jobChanged.emit()
 
     def pending_job(self) -> PendingJob | None:
@@ -328,9 +330,8 @@ class AutoCaptionDialog(QDialog):
             self.state_label.setText(text)
 
     def _on_finished(self, end: JobEnd) -> None:
-        if self._closing:
-            if not self._shutting_down:  # closed by the user; at app exit the results are offered next time
-                self._discard_results()
+        if self._closing:  # closed by the user while it stopped: its results are not offered again
+            self._discard_results()
             super().reject()
             return
         self._set_running(False)
@@ -429,7 +430,7 @@ class AutoCaptionDialog(QDialog):
         """Close. A job on a target keeps running (the bar above the grid shows it); a job of
         this computer is stopped first (nothing was written, so nothing is lost)."""
         if self.running and self.job is not None:
-            if self.job.detached:
+            if self.target_name:  # on a saved target (a GPU VM, most often): it goes on there
                 self.hide()
                 self.jobChanged.emit()
                 return
@@ -441,10 +442,7 @@ class AutoCaptionDialog(QDialog):
         super().reject()
 
     def shutdown(self) -> None:
-        """The app is closing: a job of this computer ends at once; a job on a target runs on."""
+        """The app is closing: the job runs on, detached (on this computer too); opening its
+        dataset again offers it (running, or its results to apply)."""
         if self.running and self.job is not None:
-            if self.job.detached:
-                self.job.release()
-                return
-            self._closing = self._shutting_down = True
-            self.job.kill()
+            self.job.release()

@@ -4,8 +4,8 @@ Kept out of the main window, which only places what this controller owns: its ac
 (the Edit menu, the toolbar) and its bar (between the filter bar and the grid). The
 controller opens the dialog for the dataset on screen, applies the results to *that*
 dataset's session as one undo step, and shows the bar when the dataset has a job to come
-back to (still running on a target, or ended with results not applied, e.g. after the app
-was closed). It sees the window only through the collaborators it is given.
+back to (still running, here or on a target, or ended with results not applied, e.g. after
+the app was closed). It sees the window only through the collaborators it is given.
 """
 
 from __future__ import annotations
@@ -18,13 +18,15 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QWidget
 
 from ..editing.session import DatasetSession
+from ..jobs.follow import RunFolderJob
+from ..jobs.places import job_context, places
 from ..resources import icon
+from ..targets_ui.store import app_context
 from ..workers.tasks import TaskRunner
 from .captioners import find_captioners, job_workspace
 from .dialog import AutoCaptionDialog
 from .reattach import PendingJob, find_pending_jobs, mark_handled, pending_job
 from .reattach_bar import JobBar
-from .target_launcher import attach_process, available_launchers
 
 BAR_REFRESH_MS = 3000
 # The dialog's scope counts follow the grid's selection and filter, a moment after they settle.
@@ -102,7 +104,7 @@ class AutoCaptionController(QObject):
             dataset=session.root, scopes=self._scopes(session), captions=lambda: self._captions(session),
             apply=lambda changes, name: self._apply(session, changes, name),
             captioners=find_captioners(workspace, session.root), workspace=job_workspace(workspace, session.root),
-            launchers=available_launchers(self.runner), flush_edits=self._flush_edits, parent=self._parent,
+            places=places(app_context), runner=self.runner, flush_edits=self._flush_edits, parent=self._parent,
             poll_ms=self.poll_ms)
         session.captionsChanged.connect(dialog.grid_changed)
         dialog.applied.connect(lambda count, name: self._show_message(
@@ -205,7 +207,7 @@ class AutoCaptionController(QObject):
         if dialog is None:
             return None
         self._found = [found for found in self._found if found.run_dir != job.run_dir]
-        dialog.attach(job, attach_process(job.run_dir, self.runner, dialog))
+        dialog.attach(job, RunFolderJob(job.run_dir, self.runner, job_context(app_context), dialog))
         return dialog
 
     def _discard(self, job: PendingJob) -> None:
@@ -251,6 +253,9 @@ class AutoCaptionController(QObject):
         self._update_bar()
 
     def shutdown(self) -> None:
-        """The window closes: a running job ends with it (it only proposed captions)."""
+        """The window closes: running jobs are let go; they run on, and their dataset's bar offers them next time."""
         for dialog in list(self._dialogs):  # a closing one may still run
             dialog.shutdown()
+        self._dialogs.clear()  # let go: a second close of the window finds nothing to do
+        self.dialog = None
+        self._bar_timer.stop()

@@ -1,10 +1,10 @@
-"""One running auto-caption job, followed through its run folder.
+"""One auto-caption job: the trainer's ``label`` command on the app's one job stack.
 
-The job's process is started by a launcher; progress comes from ``status.json`` and the
-results from ``captions.jsonl`` (read incrementally, a few small reads per second, the way
-the Runs page follows training). Stopping writes ``STOP``, which works on any target that
-sees the run folder; a job that has not yet created its run folder gets SIGTERM instead,
-because the trainer removes a ``STOP`` left from before it started.
+The job is started and followed like any trainer command (:mod:`lora_studio.jobs`): detached
+on the chosen target, in its run folder, found again after a restart. What is about
+captions lives here: the request and image list written first, progress from
+``status.json``, the results from ``captions.jsonl`` (read incrementally, a few small reads
+per second, the way the Runs page follows training), and how the end reads in words.
 """
 
 from __future__ import annotations
@@ -15,18 +15,16 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from trainer.fsutil import atomic_write_text
 from trainer.rundir import JsonlTail, read_status
 
-from .launchers import JobProcess, LabelLauncher
-from .request import LabelRequest, write_images_file, write_request
+from ..jobs.follow import RunFolderJob
+from ..jobs.places import Place
+from ..targets.runs import EXIT_INVALID, EXIT_LOST, EXIT_OK
+from ..workers.tasks import TaskRunner
+from .request import RESULTS_FILE, LabelRequest, write_images_file, write_request
 
-RESULTS_FILE = "captions.jsonl"
-STOP_FILE = "STOP"
 FORCE_AFTER_MS = 15_000  # after a stop request, offer to end the process at once
-EXIT_INVALID = 2
-EXIT_LOST = -1
-DETACHED_POLL_MS = 1000
+SHARE_POLL_MS = 1000  # a job on a target: its run folder is on a share another machine writes
 
 
 @dataclass
@@ -51,16 +49,16 @@ def input_problems(output: str) -> list[str]:
 def describe_end(code: int, output: str, status: dict[str, Any], stop_requested: bool) -> JobEnd:
     """Turn the exit code, the console output and the final status into a :class:`JobEnd`."""
     state = status.get("state")
-    if code == 0:  # done or stopped on request (the trainer's exit codes)
+    if code == EXIT_OK:  # done or stopped on request (the trainer's exit codes)
         if state == "stopped":
             return JobEnd("stopped", f"Stopped after {status.get('step', 0)} of {status.get('total_steps', 0)} images.")
         return JobEnd("completed", "Done.")
     if code == EXIT_INVALID:
         problems = input_problems(output) or [output.strip()[-2000:]]
         return JobEnd("invalid", "The job did not start:", problems)
-    if code == -1 and stop_requested:
-        return JobEnd("stopped", "Stopped.")
     error = status.get("error") or {}
+    if stop_requested and not error:  # signalled before it said anything of its own
+        return JobEnd("stopped", "Stopped.")
     if error:
         return JobEnd("failed", f"The job failed: {error.get('message', '')}", [error.get("hint", "")])
     tail = "\n".join(output.strip().splitlines()[-8:])
@@ -74,14 +72,12 @@ class LabelJob(QObject):
     resultsAdded = Signal(list)  # new captions.jsonl records
     finished = Signal(object)  # JobEnd
 
-    def __init__(self, request: LabelRequest, launcher: LabelLauncher | None, run_dir: Path,
-                 parent: QObject | None = None,
+    def __init__(self, request: LabelRequest, run_dir: Path, parent: QObject | None = None,
                  poll_ms: int = 300) -> None:
         super().__init__(parent)
         self.request = request
-        self.launcher = launcher
         self.run_dir = run_dir
-        self.process: JobProcess | None = None
+        self.process: RunFolderJob | None = None
         self.tail = JsonlTail(run_dir / RESULTS_FILE)
         self.records: list[dict[str, Any]] = []
         self.status: dict[str, Any] = {}
@@ -90,28 +86,23 @@ class LabelJob(QObject):
         self.timer = QTimer(self, interval=poll_ms)
         self.timer.timeout.connect(self.poll)
 
-    def start(self) -> None:
-        """Write the image list and start the process (returns at once)."""
-        assert self.launcher is not None
+    def start(self, place: Place, runner: TaskRunner) -> None:
+        """Write the image list and the request, and start the job on ``place`` (returns at once)."""
         images_file = write_images_file(self.run_dir, self.request.images)
         # The request goes with the run folder, so that a restarted app finds the job for this dataset.
-        write_request(self.run_dir, self.request, getattr(self.launcher, "target_name", ""))
-        args = self.request.label_args(self.run_dir, images_file)
-        self.attach(self.launcher.start(args, self.run_dir.parent, self))
+        write_request(self.run_dir, self.request, place.target_name)
+        job = self.request.trainer_job(self.run_dir, images_file)
+        self.attach(RunFolderJob.start_on(place.target, job, place.context, runner, self),
+                    on_share=place.target.kind != "local")
 
-    def attach(self, process: JobProcess) -> None:
+    def attach(self, process: RunFolderJob, on_share: bool = False) -> None:
         """Follow ``process`` (a job just started, or one found again after the app restarted)."""
         self.process = process
         self.process.finished.connect(self._process_finished)
-        if process.detached:  # the run folder is on a share and another machine writes it: once a second
-            self.timer.setInterval(max(self.timer.interval(), DETACHED_POLL_MS))
+        if on_share:  # another machine writes the run folder: once a second is enough
+            self.timer.setInterval(max(self.timer.interval(), SHARE_POLL_MS))
         self.timer.start()
         self.poll()
-
-    @property
-    def detached(self) -> bool:
-        """Whether the job runs on its own (a target): closing the app leaves it running."""
-        return self.process is not None and self.process.detached
 
     @property
     def running(self) -> bool:
@@ -129,29 +120,22 @@ class LabelJob(QObject):
             self.status = status
             self.statusChanged.emit(status)
         if self.process is not None and self.end is None:
-            self.process.observe(status)  # a job on a target ends by its status: one read serves both
+            self.process.observe(status)  # one read of status.json serves the follower too
 
     def stop(self) -> None:
         """Ask the job to stop after the current batch; what it did so far is kept."""
-        if not self.running or self.process is None:
-            return
-        self.stop_requested = True
-        if not (self.run_dir / "status.json").exists():
-            self.process.terminate()  # not started yet: the trainer would delete an early STOP
-            return
-        try:
-            atomic_write_text(self.run_dir / STOP_FILE, "stop requested from LoRA Studio\n")
-        except OSError:
-            self.process.terminate()
+        if self.running and self.process is not None:
+            self.stop_requested = True
+            self.process.stop()
 
     def kill(self) -> None:
-        """End the process at once (the app is closing, or the user forces it)."""
-        if self.process is not None and self.process.is_running():
+        """End the process at once (the user forces it)."""
+        if self.running and self.process is not None:
             self.stop_requested = True
-            self.process.kill()
+            self.process.stop_now()
 
     def release(self) -> None:
-        """Stop following a detached job (the app is closing); it runs on and can be found again."""
+        """Stop following the job (the app is closing); it runs on and can be found again."""
         self.timer.stop()
         if self.process is not None:
             self.process.release()
@@ -163,7 +147,7 @@ class LabelJob(QObject):
         finally:  # whatever the last read did, the dialog must learn that the job ended
             self.end = describe_end(code, output, self.status, self.stop_requested)
             if code == EXIT_LOST and self.end.state == "failed" and not self.status.get("error") and self.records:
-                # Ended in the middle (the app that ran it closed, or its machine stopped): what
+                # Ended in the middle (its process was killed, or its machine stopped): what
                 # it captioned is in captions.jsonl and can still be applied.
                 done = int(self.status.get("step") or len(self.records))
                 self.end = JobEnd("stopped", f"The job was interrupted after {done:,} of "

@@ -18,10 +18,9 @@ from trainer.fsutil import atomic_write_text
 from trainer.rundir import ACTIVE_STATES
 
 from ..targets.runs import summarize_run
-from .request import LABEL_PREFIX, RUNS_DIR, LabelRequest, read_request
+from .request import LABEL_PREFIX, RESULTS_FILE, RUNS_DIR, LabelRequest, read_request
 
 APPLIED_FILE = "applied.json"  # the user dealt with the results: applied, or discarded them
-RESULTS_FILE = "captions.jsonl"
 SCAN_LIMIT = 50  # newest label folders looked at; older unapplied jobs are not worth a bar
 
 

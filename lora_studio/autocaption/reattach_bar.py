@@ -1,7 +1,8 @@
 """The bar above the caption grid that brings back an auto-caption job of the open dataset.
 
-Shown when the dataset has a job that runs on (on a GPU VM, or the dialog was closed while
-it runs there) or ended with results nobody applied yet (the app was closed meanwhile).
+Shown when the dataset has a job that runs on (on a GPU VM whose dialog was closed, or on
+any target after the app was closed and opened again: jobs run detached) or ended with
+results nobody applied yet (the app was closed meanwhile).
 One line, like a browser's notification bar: what the job is, and one button to act.
 """
 

@@ -10,10 +10,16 @@ from typing import Any
 
 from trainer.fsutil import atomic_write_text
 
+from ..targets.launch import TrainerJob
+
 IMAGES_FILE = "images.txt"  # the list of images to caption, written into the run folder
+RESULTS_FILE = "captions.jsonl"  # what the job generated, one line an image (the trainer writes it)
 REQUEST_FILE = "request.json"  # the request as the desktop sees it: lets a restarted app find the job
 RUNS_DIR = "runs"
 LABEL_PREFIX = "label-"
+# The label options that hold paths, and how a message names each one: mapped for the target at the start.
+PATH_OPTIONS = {"--input": "the dataset folder", "--model": "the model folder", "--run-dir": "the job's run folder",
+                "--images": "the image list"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,10 @@ class LabelRequest:
         if self.exclude.strip():
             args += ["--exclude", self.exclude.strip()]
         return args
+
+    def trainer_job(self, run_dir: Path, images_file: Path) -> TrainerJob:
+        """The ``label`` command as a job of the app's one job stack (paths as the desktop sees them)."""
+        return TrainerJob(("label", *self.label_args(run_dir, images_file)), run_dir, PATH_OPTIONS)
 
     def to_json(self, target: str = "") -> str:
         """The request as JSON for ``request.json`` (paths as the desktop sees them), with the target's name."""

@@ -10,8 +10,8 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QDoubleSpinBox, QFormLay
 
 from trainer.labeling.args import DEFAULT_GENERAL_THRESHOLD
 
+from ..jobs.places import Place
 from .captioners import CaptionerChoice, check_captioner
-from .launchers import LabelLauncher
 from .request import LabelRequest
 
 SCOPES = (("selected", "Selected"), ("filtered", "Filtered"), ("all", "All"))
@@ -46,7 +46,7 @@ class SettingsPanel(QWidget):
     changed = Signal()  # anything that changes what Start would do
 
     def __init__(self, scopes: dict[str, list[str]], captioners: list[CaptionerChoice], workspace: Path,
-                 launchers: list[LabelLauncher], parent: QWidget | None = None) -> None:
+                 places: list[Place], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.scopes, self.workspace = scopes, workspace
         scope_box = QGroupBox("Images", self)
@@ -87,8 +87,8 @@ class SettingsPanel(QWidget):
         for value, label in DEVICES:
             self.device.addItem(label, value)
         self.target = QComboBox(self)
-        for launcher in launchers:
-            self.target.addItem(launcher.name, launcher)
+        for place in places:
+            self.target.addItem(place.name, place)
         self.threshold_label, self.exclude_label = QLabel("Tag threshold:", self), QLabel("Exclude tags:", self)
 
         settings = QGroupBox("Settings", self)
@@ -134,7 +134,7 @@ class SettingsPanel(QWidget):
         """fill | append | prepend | replace."""
         return str(self.mode_combo.currentData())
 
-    def launcher(self) -> LabelLauncher | None:
+    def place(self) -> Place | None:
         """Where the job runs."""
         return self.target.currentData()
 
@@ -178,7 +178,7 @@ class SettingsPanel(QWidget):
         self.exclude.setText(request.exclude)
         self.batch.setValue(request.batch_size)
         self.device.setCurrentIndex(max(0, self.device.findData(request.device)))
-        names = [getattr(self.target.itemData(index), "target_name", "") for index in range(self.target.count())]
+        names = [self.target.itemData(index).target_name for index in range(self.target.count())]
         if target in names:  # "" is this computer
             self.target.setCurrentIndex(names.index(target))
 

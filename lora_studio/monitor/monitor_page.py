@@ -25,10 +25,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QFormL
 from trainer.checkpoint import list_checkpoints
 from trainer.rundir import EVENTS_FILE, LOG_FILE, METRICS_FILE, JsonlTail, read_status
 
-from ..paths import app_home
-from ..targets.api import TargetContext
-from ..targets.model import load_settings
 from ..targets.runs import RunSummary, list_runs, summarize_run
+from ..targets_ui.store import app_context
 from ..workers.tasks import TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
 from .log_view import LogView
@@ -43,11 +41,6 @@ REFRESH_MS = 1000
 RUNS_REFRESH_MS = 3000
 
 
-def app_target_context() -> TargetContext:
-    """The saved targets and the app's known_hosts (what the Targets panel edits)."""
-    return TargetContext(load_settings(app_home() / "targets.json"), app_home() / "known_hosts")
-
-
 def _eta(seconds: float | None) -> str:
     if not seconds or math.isnan(seconds):
         return "—"
@@ -60,7 +53,7 @@ class MonitorPage(QWidget):
     runSelected = Signal(str)
 
     def __init__(self, runner: TaskRunner, thumbnails: ThumbnailLoader, parent: QWidget | None = None,
-                 context=app_target_context, refresh_ms: int = REFRESH_MS, runs_refresh_ms: int = RUNS_REFRESH_MS) -> None:
+                 context=app_context, refresh_ms: int = REFRESH_MS, runs_refresh_ms: int = RUNS_REFRESH_MS) -> None:
         super().__init__(parent)
         self.setObjectName("MonitorPage")
         self.runner = runner

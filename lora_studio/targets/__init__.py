@@ -9,16 +9,18 @@ data and gets dataclasses back. Modules, one job each:
 - :mod:`.commands` quoted POSIX command lines; :mod:`.shell` running them
 - :mod:`.ssh` paramiko with pinned host keys; :mod:`.credentials` the OS keyring
 - :mod:`.vsphere` vCenter TLS pinning, inventory, power-on; :mod:`.guestops` Guest Operations
-- :mod:`.preflight` checks before launch; :mod:`.launch` detached start and run.json
-- :mod:`.control` / :mod:`.stop` liveness and the staged stop; :mod:`.runs` re-attach
+- :mod:`.preflight` checks before launch; :mod:`.launch` a trainer command (train, label) mapped for a
+  target, started detached in its run folder, and run.json (:func:`.api.start_job` is the one entry)
+- :mod:`.control` / :mod:`.stop` liveness and the staged stop; :mod:`.runs` re-attach, and how a run ended
 - :mod:`.install` the trainer from a wheel on the shared storage
 """
 
-from .api import (LaunchOutcome, TargetContext, inventory, install_trainer, is_running, launch, pin_vcenter, power_on,
-                  preflight, start, stop, stop_now, trust_ssh_host, vcenter_certificate)
+from .api import (LaunchOutcome, RunProbe, TargetContext, inventory, install_trainer, is_running, launch, pin_vcenter,
+                  power_on, preflight, start, start_job, stop, stop_now, trust_ssh_host, vcenter_certificate)
 from .credentials import forget_password, load_password, store_password
 from .errors import (CertificateChanged, ConnectionFailed, HostKeyChanged, LaunchFailed, TargetConfigError, TargetError,
                      UntrustedCertificate, UntrustedHostKey)
+from .launch import PathsNotVisible, TrainerJob
 from .model import (LocalTarget, SshTarget, Target, TargetSettings, VCenter, VSphereTarget, load_settings,
                     save_settings)
 from .pathmap import PathMapper, PathMapping
@@ -30,10 +32,10 @@ from .vsphere import CertificateInfo, VmRow
 
 __all__ = [
     "CertificateChanged", "CertificateInfo", "Check", "ConnectionFailed", "HostKeyChanged", "LaunchFailed",
-    "LaunchOutcome", "LocalTarget", "PathMapper", "PathMapping", "PreflightReport", "RunInfo", "RunSummary",
-    "SshTarget", "StopResult", "Target", "TargetConfigError", "TargetContext", "TargetError", "TargetSettings",
-    "UntrustedCertificate", "UntrustedHostKey", "VCenter", "VSphereTarget", "VmRow", "forget_password",
+    "LaunchOutcome", "LocalTarget", "PathMapper", "PathMapping", "PathsNotVisible", "PreflightReport", "RunInfo",
+    "RunProbe", "RunSummary", "SshTarget", "StopResult", "Target", "TargetConfigError", "TargetContext", "TargetError",
+    "TargetSettings", "TrainerJob", "UntrustedCertificate", "UntrustedHostKey", "VCenter", "VSphereTarget", "VmRow", "forget_password",
     "install_trainer", "inventory", "load_password", "store_password",
     "is_running", "launch", "list_runs", "load_settings", "pin_vcenter", "power_on", "preflight", "read_run_info",
-    "request_stop", "save_settings", "start", "stop", "stop_now", "trust_ssh_host", "vcenter_certificate",
+    "request_stop", "save_settings", "start", "start_job", "stop", "stop_now", "trust_ssh_host", "vcenter_certificate",
 ]

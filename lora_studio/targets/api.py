@@ -1,4 +1,4 @@
-"""What the Targets panel calls: preflight, launch, liveness, stop, inventory, trust.
+"""What the app calls: preflight, launch, start a trainer command, liveness, stop, inventory, trust.
 
 Every function is blocking and thread-safe in the sense that it shares no state: call it
 from a worker thread with plain data (targets, paths, a :class:`TargetContext`) and show
@@ -8,15 +8,18 @@ the dataclass it returns. Errors are :class:`TargetError` subclasses with a ``hi
 from __future__ import annotations
 
 import contextlib
-import posixpath
+import socket
+import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import credentials
 from .control import ProcessControl, ShellProcessControl
 from .errors import TargetError, UntrustedCertificate, UntrustedHostKey
-from .launch import launch_local, launch_with_shell
+from .launch import (MappedJob, TrainerJob, check_trainer_runs, map_job, record_start, start_here, start_with_shell,
+                     train_job)
 from .model import LocalTarget, SshTarget, Target, TargetSettings, VCenter, VSphereTarget
 from .prepare import PreparedRun, prepare_run
 from .preflight import ERROR, PreflightReport, run_preflight
@@ -25,6 +28,9 @@ from .runs import active_runs_on
 from .shell import LocalShell, Shell
 from .stop import STOP_NOW_KILL_AFTER_S, StopResult, stop_now as _stop_now, stop_run
 from .vsphere import CertificateInfo, VCenterSession, VmRow, connect_vcenter, fetch_certificate, normalize_thumbprint
+
+if TYPE_CHECKING:
+    from .guestops import GuestOps
 
 
 def _keyring_password(account: str, what: str) -> str:
@@ -82,13 +88,17 @@ def open_shell(target: Target, ctx: TargetContext, prepared: PreparedRun | None 
             finally:
                 shell.close()
             return
-        from .guestops import GuestOps, GuestShell
+        from .guestops import guest_shell
         if prepared is None:
             raise TargetError("Guest Operations need a run folder for their output", "prepare the run first")
-        ops = GuestOps(session, target.vm, target.guest_user,
-                       ctx.password(target.guest_secret_account(), f"the guest OS of {target.vm}"))
-        scratch = ".lora-studio-guest"
-        yield GuestShell(ops, Path(prepared.local_run_dir) / scratch, posixpath.join(prepared.target_run_dir, scratch))
+        yield guest_shell(_guest_ops(session, target, ctx), prepared)
+
+
+def _guest_ops(session: VCenterSession, target: VSphereTarget, ctx: TargetContext) -> GuestOps:
+    """Guest Operations on ``target``'s VM with its guest login (the password from the keyring)."""
+    from .guestops import GuestOps
+    return GuestOps(session, target.vm, target.guest_user,
+                    ctx.password(target.guest_secret_account(), f"the guest OS of {target.vm}"))
 
 
 def preflight(target: Target, config_path: Path | str, ctx: TargetContext, *,
@@ -142,20 +152,53 @@ def launch(target: Target, config_path: Path | str, ctx: TargetContext, *, works
 
 def start(target: Target, prepared: PreparedRun, ctx: TargetContext) -> RunInfo:
     """Start the trainer for an already prepared (and preflighted) run."""
+    return start_job(target, train_job(prepared), ctx)
+
+
+def start_job(target: Target, job: TrainerJob, ctx: TargetContext, *, check_trainer: bool = False) -> RunInfo:
+    """Start ``job`` detached on ``target`` and write its ``run.json``; returns once it has started.
+
+    The one way the app starts a trainer command, training and auto-captioning alike: the
+    paths are mapped to the target's view (:class:`~.launch.PathsNotVisible` names every one it
+    cannot see), and the command runs in a session of its own in the run folder, its output in
+    ``train.log``, over the target's channel: this machine, SSH, SSH to a VM's guest IP, or
+    Guest Operations. ``check_trainer`` first checks that the trainer runs there, for commands
+    started without a preflight. Blocking: call it from a worker. Raises TargetError subclasses.
+    """
+    mapped = map_job(job, target)
+    extra = {"kind": job.command}  # what the run folder holds, for readers that list runs
     if isinstance(target, LocalTarget):
-        return launch_local(prepared, target)
+        if check_trainer:
+            check_trainer_runs(LocalShell(), target)
+        started = time.time()
+        pid, host = start_here(target, mapped)
+        return record_start(target, mapped, pid=pid, host=host, launch="subprocess", started_at=started, extra=extra)
+    from .ssh import SshShell
     if isinstance(target, SshTarget):
-        with open_shell(target, ctx, prepared) as shell:
-            return launch_with_shell(shell, prepared, target, "ssh")
+        with SshShell(target, ctx.known_hosts) as shell:
+            return _start_over_ssh(shell, target, mapped, check_trainer, extra)
     with connect(ctx.settings.vcenter(target.vcenter), ctx) as session:
         if target.launch == "ssh":
-            from .ssh import SshShell
             with SshShell(target.ssh_target(session.guest_ip(target.vm)), ctx.known_hosts) as shell:
-                return launch_with_shell(shell, prepared, target, "ssh", vm=target.vm, vcenter=target.vcenter)
-        from .guestops import GuestOps, launch_guest_ops
-        ops = GuestOps(session, target.vm, target.guest_user,
-                       ctx.password(target.guest_secret_account(), f"the guest OS of {target.vm}"))
-        return launch_guest_ops(ops, prepared, target)
+                return _start_over_ssh(shell, target, mapped, check_trainer, extra, vm=target.vm, vcenter=target.vcenter)
+        from .guestops import guest_shell, start_in_guest
+        ops = _guest_ops(session, target, ctx)
+        if check_trainer:
+            check_trainer_runs(guest_shell(ops, mapped.prepared()), target)
+        started = time.time()
+        pid = start_in_guest(ops, target, mapped)
+        return record_start(target, mapped, pid=pid, host=ops.vm_name, launch="guest_ops", started_at=started,
+                            vm=target.vm, vcenter=target.vcenter, extra=extra)
+
+
+def _start_over_ssh(shell: Shell, target: Target, mapped: MappedJob, check_trainer: bool, extra: dict[str, Any],
+                    vm: str = "", vcenter: str = "") -> RunInfo:
+    if check_trainer:
+        check_trainer_runs(shell, target)
+    started = time.time()
+    pid = start_with_shell(shell, target, mapped)
+    return record_start(target, mapped, pid=pid, host=shell.host, launch="ssh", started_at=started, vm=vm,
+                        vcenter=vcenter, extra=extra)
 
 
 @contextlib.contextmanager
@@ -164,17 +207,20 @@ def run_control(run_dir: Path | str, ctx: TargetContext) -> Iterator[ProcessCont
     info = read_run_info(run_dir)
     if info is None:
         raise TargetError(f"{run_dir} has no readable run.json", "this run was not started by LoRA Studio; stop it with the STOP file")
-    target = ctx.settings.target(info.target_name)
-    if isinstance(target, VSphereTarget) and info.launch == "guest_ops":
-        from .guestops import GuestOps, GuestProcessControl
-        with connect(ctx.settings.vcenter(target.vcenter), ctx) as session:
-            ops = GuestOps(session, target.vm, target.guest_user,
-                           ctx.password(target.guest_secret_account(), f"the guest OS of {target.vm}"))
-            yield GuestProcessControl(ops, info.pid)
-        return
-    if isinstance(target, LocalTarget):
+    if info.target_kind == LocalTarget.kind:
+        # This machine needs no saved target; but a pid means this machine's process only when
+        # the run was started here (the workspace may be shared with other desks).
+        if info.host != socket.gethostname():
+            raise TargetError(f"{run_dir} was started on {info.host}, not on this computer",
+                              "stop it with the STOP file, or from the app on that computer")
         control = ShellProcessControl(LocalShell, info.pid)
     else:
+        target = ctx.settings.target(info.target_name)
+        if isinstance(target, VSphereTarget) and info.launch == "guest_ops":
+            from .guestops import GuestProcessControl
+            with connect(ctx.settings.vcenter(target.vcenter), ctx) as session:
+                yield GuestProcessControl(_guest_ops(session, target, ctx), info.pid)
+            return
         from .ssh import SshShell
         ssh = target if isinstance(target, SshTarget) else target.ssh_target(info.host)
         control = ShellProcessControl(lambda: SshShell(ssh, ctx.known_hosts), info.pid)
@@ -182,6 +228,48 @@ def run_control(run_dir: Path | str, ctx: TargetContext) -> Iterator[ProcessCont
         yield control
     finally:
         control.close()
+
+
+class RunProbe:
+    """Whether a run's trainer still runs, asked again and again over one kept connection.
+
+    For a follower that asks every few seconds: one SSH login (or vCenter session) serves
+    every check of the run, and is opened again after a failure. One check at a time (a
+    lock), from worker threads.
+    """
+
+    def __init__(self, run_dir: Path | str, ctx: TargetContext) -> None:
+        self.run_dir, self.ctx = run_dir, ctx
+        self._lock = threading.Lock()
+        self._stack: contextlib.ExitStack | None = None
+        self._control: ProcessControl | None = None
+        self._closed = False
+
+    def alive(self) -> bool:
+        """True while the process exists; raises TargetError when the target cannot be asked."""
+        with self._lock:
+            if self._closed:  # a check that was under way when the follower let go: no new connection
+                raise TargetError("the run is no longer followed")
+            if self._control is None:
+                stack = contextlib.ExitStack()
+                self._control = stack.enter_context(run_control(self.run_dir, self.ctx))
+                self._stack = stack
+            try:
+                return self._control.is_alive()
+            except TargetError:
+                self._close()  # connect again next time
+                raise
+
+    def _close(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+        self._stack, self._control = None, None
+
+    def close(self) -> None:
+        """Release the connection for good (the trainer is not affected)."""
+        with self._lock:
+            self._closed = True
+            self._close()
 
 
 def is_running(run_dir: Path | str, ctx: TargetContext) -> bool:

@@ -13,6 +13,9 @@ import shlex
 from typing import Mapping, Sequence
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The exit code of a launch script whose ``cd`` into the run folder failed: the target does
+# not see the folder there (a wrong path mapping). Chosen outside the trainer's own codes.
+EXIT_NO_RUN_DIR = 97
 
 
 def join(argv: Sequence[str]) -> str:
@@ -30,11 +33,6 @@ def python_argv(python: str, *args: str) -> list[str]:
     """
     parts = shlex.split(python) if python.strip() else ["python3"]
     return [*parts, "-m", "trainer", *args]
-
-
-def train_argv(python: str, config: str) -> list[str]:
-    """The trainer's train command for a config path as the target sees it."""
-    return python_argv(python, "train", "--config", config)
 
 
 def env_prefix(env: Mapping[str, str] | None) -> str:
@@ -60,7 +58,7 @@ def detached_launch(argv: Sequence[str], run_dir: str, log_name: str = "train.lo
     nohup exec in place and ``$!`` is the trainer's own pid.
     """
     log = posixpath.join(run_dir, log_name)
-    return (f"cd {shlex.quote(run_dir)} || exit 97; "
+    return (f"cd {shlex.quote(run_dir)} || exit {EXIT_NO_RUN_DIR}; "
             f"{env_prefix(env)}setsid nohup {join(argv)} >> {shlex.quote(log)} 2>&1 < /dev/null & echo $!")
 
 
@@ -71,7 +69,8 @@ def exec_in_run_dir(argv: Sequence[str], run_dir: str, log_name: str = "train.lo
     session, and reports that pid; ``exec`` keeps it the trainer's pid.
     """
     log = posixpath.join(run_dir, log_name)
-    return f"cd {shlex.quote(run_dir)} || exit 97; exec {join(argv)} >> {shlex.quote(log)} 2>&1 < /dev/null"
+    return (f"cd {shlex.quote(run_dir)} || exit {EXIT_NO_RUN_DIR}; "
+            f"exec {join(argv)} >> {shlex.quote(log)} 2>&1 < /dev/null")
 
 
 def process_probe(pid: int) -> str:

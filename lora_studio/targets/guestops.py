@@ -18,14 +18,11 @@ from typing import Sequence
 
 from pyVmomi import vim
 
-from lora_studio import __version__ as APP_VERSION
-
 from . import commands
 from .errors import ConnectionFailed, LaunchFailed, TargetError
-from .launch import target_python
+from .launch import MappedJob, trainer_argv
 from .model import VSphereTarget
 from .prepare import PreparedRun
-from .runinfo import RunInfo, write_run_info
 from .shell import CommandResult
 from .vsphere import VCenterSession
 
@@ -127,6 +124,11 @@ class GuestShell:
         pass
 
 
+def guest_shell(ops: GuestOps, prepared: PreparedRun) -> GuestShell:
+    """A :class:`GuestShell` whose output files go to a scratch folder in the run folder (seen on both sides)."""
+    return GuestShell(ops, Path(prepared.local_run_dir) / SCRATCH, posixpath.join(prepared.target_run_dir, SCRATCH))
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8", errors="replace")
@@ -148,16 +150,12 @@ class GuestProcessControl:
         self.ops.terminate(self.pid)
 
 
-def launch_guest_ops(ops: GuestOps, prepared: PreparedRun, target: VSphereTarget) -> RunInfo:
-    """Start the trainer through StartProgramInGuest with its output in the run folder's train.log."""
-    argv = commands.train_argv(target_python(target), prepared.target_config)
-    started = time.time()
+def start_in_guest(ops: GuestOps, target: VSphereTarget, mapped: MappedJob) -> int:
+    """Start the trainer command through StartProgramInGuest, output in the run folder's train.log; its pid.
+
+    ``exec`` keeps VMware Tools' pid the trainer's own, so liveness and signals reach it.
+    """
     try:
-        pid = ops.start(commands.exec_in_run_dir(argv, prepared.target_run_dir), cwd=prepared.target_run_dir)
+        return ops.start(commands.exec_in_run_dir(trainer_argv(target, mapped), mapped.run_dir), cwd=mapped.run_dir)
     except TargetError as exc:
         raise LaunchFailed(f"could not start the trainer in {ops.vm_name}: {exc.message}", exc.hint) from None
-    info = RunInfo(target_kind=target.kind, target_name=target.name, host=ops.vm_name, pid=pid, command=argv,
-                   started_at=started, app_version=APP_VERSION, launch="guest_ops", run_dir=prepared.target_run_dir,
-                   config=prepared.target_config, vm=target.vm, vcenter=target.vcenter)
-    write_run_info(prepared.local_run_dir, info)
-    return info

@@ -1,9 +1,10 @@
-"""Re-attach: every run under a workspace with its state, read from files only.
+"""Re-attach: every run under a workspace with its state, and how a run ended, read from files only.
 
 No connection is needed to watch: status.json and run.json are on the shared storage.
 A run whose heartbeat is stale is ``lost`` (the trainer died or its machine did; resume
 it); on this machine the process is checked too, so a stale but live run (a long hang)
-stays in its state.
+stays in its state. A detached trainer has no parent to report its exit code to, so
+:func:`exit_code_of` reads it from the run folder.
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from trainer.rundir import ACTIVE_STATES, RUN_FILE, STALE_AFTER_S, STATUS_FILE, is_stale, local_pid_alive, read_status
+from trainer.rundir import (ACTIVE_STATES, LOG_FILE, RUN_FILE, STALE_AFTER_S, STATUS_FILE, is_stale, local_pid_alive,
+                            read_status)
 
 from .runinfo import RunInfo, read_run_info
 
 # Folders that never hold runs and can be huge (datasets, caches): not descended into.
 _SKIP = {"checkpoints", "samples", "tb", ".lora_cache", "__pycache__", ".git", "node_modules"}
 MAX_DEPTH = 8
+LOG_TAIL_CHARS = 64_000  # of a run's console output, kept for error messages
+# The trainer's exit codes (train and label alike), and EXIT_LOST: it ended without saying how.
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_LOST = 0, 1, 2, -1
 
 
 @dataclass(frozen=True)
@@ -112,3 +117,26 @@ def list_runs(workspace: Path | str, now: float | None = None) -> list[RunSummar
 def active_runs_on(workspace: Path | str, target_name: str) -> list[RunSummary]:
     """Runs of ``target_name`` that are still going (for the one-job-per-target rule)."""
     return [r for r in list_runs(workspace) if r.target == target_name and r.state in (*ACTIVE_STATES, "launched")]
+
+
+def read_log_tail(run_dir: Path | str, limit: int = LOG_TAIL_CHARS) -> str:
+    """The end of the run's ``train.log`` (its console output), '' when there is none."""
+    try:
+        with open(Path(run_dir) / LOG_FILE, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - limit))
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def exit_code_of(status: dict | None, log: str) -> int:
+    """The trainer's exit code as its run folder tells it, once it has ended (there is no process to ask)."""
+    state = (status or {}).get("state")
+    if state in ("completed", "stopped"):
+        return EXIT_OK
+    if state == "failed":
+        return EXIT_FAILED  # status.json has the error and its hint
+    if status is None:  # ended before its first status: bad input (exit 2) prints `error:` lines
+        return EXIT_INVALID if any(line.startswith("error: ") for line in log.splitlines()) else EXIT_FAILED
+    return EXIT_LOST  # gone in the middle of the job

@@ -18,13 +18,24 @@ from ..targets import (Target, TargetConfigError, TargetContext, TargetSettings,
 
 
 def settings_file() -> Path:
-    """Where the targets are saved (the same file monitor_page.app_target_context reads)."""
+    """Where the targets are saved."""
     return app_home() / "targets.json"
 
 
 def known_hosts_file() -> Path:
     """The app's own known_hosts (pinned SSH host keys)."""
     return app_home() / "known_hosts"
+
+
+def app_context(settings: TargetSettings | None = None) -> TargetContext:
+    """What the targets backend needs from the app: the targets (``settings``, else those saved by
+    the Targets panel, read now) and the app's known_hosts; passwords come from the OS keyring.
+
+    The one place a TargetContext of the app is made: training, auto-captioning, the Runs page
+    and the Targets panel all reach their targets through it. Raises TargetConfigError when
+    the saved file cannot be read.
+    """
+    return TargetContext(load_settings(settings_file()) if settings is None else settings, known_hosts_file())
 
 
 class TargetStore(QObject):
@@ -48,9 +59,9 @@ class TargetStore(QObject):
         self.changed.emit()
 
     def context(self) -> TargetContext:
-        """What a worker needs: a snapshot of the settings and the known_hosts file (passwords: the keyring)."""
-        return TargetContext(replace(self.settings, vcenters=list(self.settings.vcenters),
-                                     targets=list(self.settings.targets)), known_hosts_file())
+        """What a worker needs: a snapshot of the settings in memory, in the app's context."""
+        return app_context(replace(self.settings, vcenters=list(self.settings.vcenters),
+                                   targets=list(self.settings.targets)))
 
     def _save(self, settings: TargetSettings) -> None:
         save_settings(settings_file(), settings)

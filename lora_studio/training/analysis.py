@@ -19,6 +19,8 @@ import yaml
 from trainer.config import ConfigProblem, validate_mapping
 from trainer.dataset_scan import scan_dataset
 from trainer.estimate import MemoryEstimate, RunFigures, estimate_memory, run_figures
+from trainer.model_check import check_base_model
+from trainer.model_family import Detection, ModelKindError, detect_family
 
 # Step time grows a little faster than the pixel count (attention is quadratic in it): a
 # speed measured at one resolution is scaled by (pixel ratio) ** this to another.
@@ -39,6 +41,7 @@ class Analysis:
     seconds: float | None = None
     speed_source: str | None = None  # e.g. "shapes-demo at 64 px"
     data_problems: int = 0
+    family: Detection | None = None  # what the base model is, when it is a model we can train
 
     @property
     def errors(self) -> list[ConfigProblem]:
@@ -118,7 +121,10 @@ def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on
         result.problems.append(ConfigProblem(f"{Path(problem.path).name}: {problem.message}", problem.hint,
                                              option="train_data_dir", line=problem.line, path=problem.path))
     result.figures = run_figures(config, scan.items)
-    result.memory = estimate_memory(config)
+    result.family = base_model_family(config)
+    # The trainer's own header check says what a wrong file is (a LoRA, an SDXL refiner...).
+    result.problems += check_base_model(Path(config.base_model), config.allow_pickle, config.model_family)
+    result.memory = estimate_memory(config, result.family.family if result.family else "sd")
     speed = recent_speed(workspace)
     if speed and result.figures.total_steps:
         images = result.figures.total_steps * config.batch_size * config.gradient_accumulation_steps
@@ -129,6 +135,14 @@ def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on
         if warning is not None:
             result.problems.append(warning)
     return result
+
+
+def base_model_family(config: Any) -> Detection | None:
+    """The family of the config's base model (read from its header), or None when it is not trainable."""
+    try:
+        return detect_family(config.base_model, allow_pickle=config.allow_pickle)
+    except ModelKindError:
+        return None
 
 
 def _slow_cpu_warning(resolution: int, seconds: float | None) -> ConfigProblem | None:

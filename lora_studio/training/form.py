@@ -1,6 +1,7 @@
 """The settings form: every option of the trainer's schema, grouped, searchable, with an
-"advanced" toggle, per-field reset, a mark on fields that differ from the preset, and the
-validator's messages shown on the field they concern."""
+"advanced" toggle, per-field reset, a mark on fields that differ from the preset, the
+validator's messages shown on the field they concern, and only the options the base model's
+family uses (SDXL has no clip skip; SD has no second text encoder)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from PySide6.QtWidgets import (QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, Q
                                QToolButton, QVBoxLayout, QWidget)
 
 from trainer.config.schema import GROUPS, OPTIONS, OPTIONS_BY_NAME, Option, defaults
+from trainer.model_family import FAMILY_OPTIONS, SD, Detection, FamilySpec
 
+from .base_model_editor import BaseModelEditor
+from .model_finder import FoundModel
 from .option_editors import OptionEditor, make_editor
 
 
@@ -87,6 +91,7 @@ class TrainingForm(QWidget):
         self.labels: dict[str, QLabel] = {}
         self.groups: dict[str, QGroupBox] = {}
         self.baseline: dict[str, Any] = defaults()
+        self.family: FamilySpec = SD  # until a base model says otherwise: the schema defaults' family
 
         self.search = QLineEdit(self)
         self.search.setPlaceholderText("Find an option by name or help text…")
@@ -109,7 +114,8 @@ class TrainingForm(QWidget):
             self.groups[group] = box
             body_layout.addWidget(box)
             for option in (o for o in OPTIONS if o.group == group):
-                editor = make_editor(option, base_dir, box)
+                editor = (BaseModelEditor(option, base_dir, box) if option.name == "base_model"
+                          else make_editor(option, base_dir, box))
                 row = OptionRow(editor, box)
                 label = QLabel(option_label(option) + (" *" if option.required else ""), box)
                 label.setMinimumWidth(self._label_width())
@@ -164,6 +170,30 @@ class TrainingForm(QWidget):
         current = self.values()
         return {name: (self.baseline[name], value) for name, value in current.items()
                 if OPTIONS_BY_NAME[name].type != "path" and not same_value(name, value, self.baseline[name])}
+
+    # -- the model family --------------------------------------------------------------
+    def set_family(self, detection: Detection | None) -> None:
+        """Show the base model's family on its field and only the options that family uses."""
+        self.base_model_editor.set_family(detection)
+        family = detection.spec if detection is not None else SD
+        if family is not self.family:
+            self.family = family
+            self._apply_visibility()
+
+    def set_models(self, models: list[FoundModel]) -> None:
+        """The workspace's base models, for the base_model field's menu."""
+        self.base_model_editor.set_models(models)
+
+    @property
+    def base_model_editor(self) -> BaseModelEditor:
+        """The base_model field's editor."""
+        editor = self.rows["base_model"].editor
+        assert isinstance(editor, BaseModelEditor)
+        return editor
+
+    def uses(self, name: str) -> bool:
+        """Whether the current family uses option ``name`` (options of other families are hidden)."""
+        return name not in FAMILY_OPTIONS or name in self.family.own_options
 
     # -- problems ----------------------------------------------------------------------
     def show_problems(self, problems: list[Any]) -> None:
@@ -222,7 +252,8 @@ class TrainingForm(QWidget):
                 row = self.rows[option.name]
                 matches = not query or query in option.name.replace("_", " ") or query in option.name \
                     or query in option.help.lower()
-                visible = matches and (advanced or not option.advanced or row.error.isVisible())
+                visible = matches and (advanced or not option.advanced or row.error.isVisible()) \
+                    and (self.uses(option.name) or row.error.isVisible())
                 form.setRowVisible(row, visible)
                 any_visible |= visible
             box.setVisible(any_visible)

@@ -8,6 +8,7 @@ widget) says what is wrong with it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -155,12 +156,15 @@ class PathEditor(TextEditor):
             self.line.setText(relative_to(Path(chosen), base))
 
 
-def relative_to(path: Path, base: Path | None) -> str:
-    """``path`` relative to ``base`` when it lies inside it (configs then move with the workspace)."""
+def relative_to(path: Path, base: Path | None, *, allow_parent: bool = False) -> str:
+    """``path`` relative to ``base`` when it lies inside it (configs then move with the workspace);
+    with ``allow_parent`` also through ``..`` (a config in configs/ naming models/...). Else absolute."""
     if base is not None:
         try:
+            if allow_parent:
+                return Path(os.path.relpath(path, base)).as_posix()
             return path.resolve().relative_to(base.resolve()).as_posix()
-        except ValueError:
+        except ValueError:  # not inside base, or on another drive (Windows)
             pass
     return str(path)
 

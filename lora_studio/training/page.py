@@ -25,6 +25,7 @@ from trainer.fsutil import atomic_write_text
 
 from ..workers.tasks import TaskRunner
 from .analysis import Analysis, analyse, this_computer_has_cuda
+from .model_finder import find_base_models
 from .form import TrainingForm, same_value
 from .presets import Preset, list_presets, save_user_preset, start_preset
 
@@ -41,6 +42,7 @@ class TrainingPage(QWidget):
 
     startRequested = Signal(str)  # the saved config's path
     analysisDone = Signal()
+    familyChanged = Signal(str)  # the base model's family id, after each check
 
     def __init__(self, runner: TaskRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -163,6 +165,8 @@ class TrainingPage(QWidget):
             return
         self.saved_text = text
         self._reload_presets()
+        if workspace is not None:
+            self.runner.start(find_base_models, workspace, on_done=self.form.set_models, owner=self)
         self._set_yaml(text)
         self._yaml_to_form()
         self._set_title()
@@ -322,6 +326,8 @@ class TrainingPage(QWidget):
         if generation != self._generation:
             return  # the user typed again meanwhile; a newer check is on its way
         self.analysis = analysis
+        self.form.set_family(analysis.family)
+        self.familyChanged.emit(analysis.family.family if analysis.family else "sd")
         self.form.show_problems(analysis.problems)
         entries = [(p.severity, f"{p.option + ': ' if p.option else ''}{p.message}" + (f" — {p.hint}" if p.hint else ""),
                     p.option) for p in analysis.problems]
@@ -368,7 +374,7 @@ class TrainingPage(QWidget):
         memory = analysis.memory
         parts = ", ".join(f"{k} {v:.1f}" for k, v in memory.parts.items())
         self.memory.setText(f"GPU memory: about <b>{memory.total_gb:.1f} GB</b><br><small>{parts} GB; an estimate "
-                            "for SD 1.x, ±30%</small>")
+                            f"(±30%) from {memory.source}</small>")
 
     def _refresh_differences(self) -> None:
         self.diff_list.clear()

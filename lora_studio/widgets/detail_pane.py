@@ -11,7 +11,9 @@ from PySide6.QtGui import QColor, QSyntaxHighlighter, QTextCharFormat
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPlainTextEdit, QSplitter, QToolButton, QVBoxLayout, QWidget)
 
 from ..resources import icon
-from ..tokens import CLIP_TOKEN_LIMIT, count_tokens, token_cutoff, word_count
+from trainer.model_family import FAMILIES_BY_ID, SD
+
+from ..tokens import count_tokens, token_cutoff, word_count
 from ..workers.tasks import TaskRunner
 from .image_viewer import ImageViewer
 
@@ -54,6 +56,7 @@ class DetailPane(QWidget):
     def __init__(self, runner: TaskRunner, parent=None) -> None:
         super().__init__(parent)
         self.rel: str | None = None
+        self.family = SD  # whose token limit the counter shows (the training being edited sets it)
         self.viewer = ImageViewer(runner, self)
         self.title = QLabel("No image selected", self)
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -178,11 +181,19 @@ class DetailPane(QWidget):
         text = self.editor.toPlainText()
         tokens, exact = count_tokens(text)
         approx = "" if exact else "≈"
-        self.counts.setText(f"{word_count(text)} words · {approx}{tokens} / {CLIP_TOKEN_LIMIT} CLIP tokens")
-        over = tokens > CLIP_TOKEN_LIMIT
-        self.highlighter.set_cutoff(token_cutoff(text) if over else None)
+        limit = self.family.token_limit
+        self.counts.setText(f"{word_count(text)} words · {approx}{tokens} / {limit} CLIP tokens")
+        over = tokens > limit
+        self.highlighter.set_cutoff(token_cutoff(text, limit) if over else None)
         self.warning.setVisible(over)
         if over:
-            self.warning.setText(f"⚠ {tokens - CLIP_TOKEN_LIMIT} token(s) past the 75-token CLIP limit are ignored "
-                                 "by SD 1.x/2.x training (greyed out above). Shorten the caption or move key words "
-                                 "to the front.")
+            self.warning.setText(f"⚠ {tokens - limit} token(s) past the {limit}-token CLIP limit are ignored "
+                                 f"by {self.family.label} training (greyed out above). Shorten the caption or move "
+                                 "key words to the front.")
+
+    def set_family(self, family: str) -> None:
+        """Count against the token limit of ``family`` (the base model of the training being edited)."""
+        spec = FAMILIES_BY_ID.get(family, SD)
+        if spec is not self.family:
+            self.family = spec
+            self._update_counts()

@@ -301,6 +301,7 @@ class MainWindow(QMainWindow):
             signal.connect(self._update_count)
             signal.connect(lambda *_: self.autocaption.scopes_changed())
         self.workbench.captionsShown.connect(self._mode_changed)
+        self.workbench.training.familyChanged.connect(self.detail.set_family)
         self.theme.themeChanged.connect(self.retint_icons)
         datasets.datasetOpened.connect(self.datasetOpened)  # last: the app's own followers come first
         datasets.datasetFailed.connect(self.datasetFailed)

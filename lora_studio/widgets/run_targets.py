@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from ..targets_ui.store import app_context
 from ..training.page import TrainingPage
 
 
 def offer_targets(training: TrainingPage) -> None:
     """Fill ``training``'s target list from the saved targets (read again: the Targets panel may have changed them)."""
-    from ..monitor.monitor_page import app_target_context
     try:
-        targets = app_target_context().settings.targets
+        targets = app_context().settings.targets
     except Exception:  # noqa: BLE001 - an unreadable targets file: this computer still works
         training.set_targets(["This computer"])
         return

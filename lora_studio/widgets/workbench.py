@@ -16,22 +16,15 @@ from PySide6.QtCore import Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QStackedWidget, QTabWidget, QWidget
 
-from ..monitor.monitor_page import MonitorPage, app_target_context
+from ..monitor.monitor_page import MonitorPage
 from ..targets.api import launch
+from ..targets_ui.store import app_context
+from ..training.model_finder import find_base_models
+from ..training.option_editors import relative_to
 from ..training.page import TrainingPage
 from ..workers.tasks import TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
 from .train_start import TrainingStartPage
-
-def find_base_models(workspace: Path) -> list[Path]:
-    """Candidate base models in a workspace's `models/` folder (single files and diffusers folders)."""
-    folder = workspace / "models"
-    if not folder.is_dir():
-        return []
-    found = [p for p in folder.rglob("*.safetensors") if "lora" not in p.parent.name.lower()]
-    found += [p.parent for p in folder.rglob("model_index.json")]
-    return sorted(set(found))
-
 
 class Workbench(QTabWidget):
     """Tabs for the caption grid, the training settings and the runs."""
@@ -106,10 +99,10 @@ class Workbench(QTabWidget):
             counter += 1
         values: dict = {}
         if dataset is not None:
-            values["train_data_dir"] = _relative(dataset, configs)
+            values["train_data_dir"] = relative_to(dataset, configs, allow_parent=True)
         models = find_base_models(self.workspace)
         if models:
-            values["base_model"] = _relative(models[0], configs)
+            values["base_model"] = relative_to(models[0].path, configs, allow_parent=True)
         values["output_dir"] = f"../runs/{name}-{time.strftime('%Y%m%d-%H%M')}"
         values["output_name"] = name
         self.training.new_config(path, self.workspace, values)
@@ -148,7 +141,7 @@ class Workbench(QTabWidget):
     def start_training(self, config_path: str) -> None:
         """Preflight and launch on the chosen target in a worker; then show the run."""
         try:
-            context = app_target_context()
+            context = app_context()
         except Exception as exc:  # noqa: BLE001 - an unreadable targets file is shown, not raised
             QMessageBox.warning(self, "Targets", f"The saved targets cannot be read: {exc}")
             return
@@ -177,12 +170,3 @@ class Workbench(QTabWidget):
         self.training.start_button.setEnabled(True)
         self.training.start_reason.setText("")
         QMessageBox.warning(self, "Not started", f"The run could not be started: {message}")
-
-
-def _relative(path: Path, base: Path) -> str:
-    """``path`` relative to ``base`` (configs move with their workspace), else absolute."""
-    import os
-    try:
-        return Path(os.path.relpath(path, base)).as_posix()
-    except ValueError:  # another drive on Windows
-        return str(path)

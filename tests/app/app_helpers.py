@@ -75,3 +75,34 @@ def new_main_window(qtbot, size: tuple[int, int] | None = (1400, 860)):
         win.resize(*size)
     win.show()
     return win
+
+
+# The tensor names (and the shapes the family check looks at) of each family's base model.
+BASE_MODEL_KEYS = {
+    "sd1": {"model.diffusion_model.input_blocks.0.0.weight": [320, 4, 3, 3],
+            "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight": [77, 768]},
+    "sdxl": {"model.diffusion_model.input_blocks.0.0.weight": [320, 4, 3, 3],
+             "model.diffusion_model.label_emb.0.0.weight": [1280, 2816],
+             "conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight": [77, 768],
+             "conditioner.embedders.1.model.positional_embedding": [77, 1280]},
+    "lora": {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": [4, 320],
+             "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": [320, 4]},
+}
+
+
+def write_base_model_header(path: Path, family: str = "sd1") -> Path:
+    """A `.safetensors` file whose header is a ``family`` base model's (or, for "lora", a LoRA's),
+    with zero data: what the form's family check reads; nothing in the app loads the weights."""
+    import json
+    import math
+    import struct
+
+    header, offset = {}, 0
+    for key, shape in BASE_MODEL_KEYS[family].items():
+        size = 2 * math.prod(shape)
+        header[key] = {"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(offset))
+    return path

@@ -6,20 +6,27 @@ side loads neither torch nor onnxruntime.
 
 from __future__ import annotations
 
+import importlib
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import shiboken6
 from PIL import Image
 from PySide6.QtCore import QItemSelectionModel, Qt
 
-from app_helpers import open_folder, screenshot
+from app_helpers import new_main_window, open_folder, screenshot
 from lora_studio.autocaption.plan import Outcome, plan_changes
+from lora_studio.autocaption.reattach import find_pending_jobs
 from lora_studio.models.caption_model import COL_CAPTION
 from lora_studio.storage.dataset import open_dataset
+from lora_studio.targets.runinfo import read_run_info
+from tests.targets.conftest import reap_trainers  # noqa: F401 - kills what a failed test leaves running
+from tests.targets.helpers import pid_alive, wait_state
 
 ROOT = Path(__file__).resolve().parents[2]
 RED, BLUE = (230, 20, 20), (20, 20, 230)
@@ -248,14 +255,68 @@ def test_closing_while_running_stops_the_job(qtbot, window, tmp_path, tagger):
     qtbot.waitUntil(lambda: window.autocaption.dialog is None, timeout=JOB_TIMEOUT_MS)
     assert job.end is not None and job.end.state == "stopped"
     assert not any(window.session.captions)  # nothing applied
-    # A job still running when the window closes ends with it (no process left behind).
+
+
+def close_window(win) -> None:
+    win.close()
+    assert win.runner.pool.waitForDone(20_000)
+
+
+def gated_python(folder: Path) -> tuple[Path, Path]:
+    """(an interpreter that holds a ``label`` job at its start until ``gate`` exists, ``gate``)."""
+    gate, wrapper = folder / "gate-open", folder / "gated-python"
+    wrapper.write_text(f'#!/bin/sh\ncase " $* " in *" label "*) while [ ! -e {shlex.quote(str(gate))} ]; do sleep 0.05; '
+                       f'done;; esac\nexec {shlex.quote(sys.executable)} "$@"\n', encoding="utf-8")
+    wrapper.chmod(0o755)
+    return wrapper, gate
+
+
+def test_a_job_on_this_computer_outlives_the_app(qtbot, window, tmp_path, tagger, reap_trainers, monkeypatch):
+    images = {f"i{i:03d}.png": (i % 256, 0, 255 - i % 256) for i in range(40)}
+    data = make_workspace(tmp_path / "workspace", tagger, images, {})
+    # The job waits at its start until the app is gone, so it cannot end first, however fast the machine.
+    python, gate = gated_python(tmp_path)
+    monkeypatch.setattr(importlib.import_module("lora_studio.targets.launch"), "trainer_python", lambda: str(python))
+    open_folder(qtbot, window, data)
     dialog = open_dialog(window)
-    dialog.settings.batch.setValue(1)
+    dialog.settings.scope_buttons["all"].setChecked(True)
+    assert dialog.settings.target.currentText() == "This computer"
     dialog.start_button.click()
     job = dialog.job
-    qtbot.waitUntil(lambda: bool(job.status), timeout=JOB_TIMEOUT_MS)
-    window.close()
-    assert job.end is not None and not job.process.is_running()
+    run_dir = job.run_dir
+    qtbot.waitUntil(lambda: read_run_info(run_dir) is not None, timeout=JOB_TIMEOUT_MS)
+    # Started like training on this computer: detached, in a session of its own, run.json says where.
+    info = read_run_info(run_dir)
+    assert (info.target_kind, info.launch, info.extra) == ("local", "subprocess", {"kind": "label"})
+    assert os.getsid(info.pid) == info.pid
+    reap_trainers.append(info.pid)
+    assert job.end is None
+    close_window(window)
+    follower = job.process
+    dialog.deleteLater()  # the app's side of the job goes entirely
+    qtbot.waitUntil(lambda: not shiboken6.isValid(follower), timeout=10_000)
+    assert pid_alive(info.pid)
+
+    gate.touch()
+    wait_state(run_dir, ("completed",), timeout=JOB_TIMEOUT_MS / 1000)
+    [found] = find_pending_jobs(data.parent, data)  # what opening the dataset looks for
+    assert (found.run_dir, found.state, found.results) == (run_dir, "finished", len(images))
+
+    again = new_main_window(qtbot)
+    open_folder(qtbot, again, data)
+    bar = again.autocaption.bar
+    qtbot.waitUntil(bar.isVisible, timeout=10_000)
+    assert bar.job.run_dir == run_dir and "Auto-caption results are waiting" in bar.text.text()
+    bar.show_button.click()
+    dialog = again.autocaption.dialog
+    if dialog.job.end is None:
+        qtbot.waitSignal(dialog.job.finished, timeout=JOB_TIMEOUT_MS).wait()
+    assert dialog.job.end.state == "completed", (dialog.job.end.message, dialog.job.end.problems)
+    assert dialog.apply_button.text() == f"Apply to {len(images)} images"
+    dialog.apply_button.click()
+    assert all(captions_of(again).values())
+    assert again.undo_action.text() == f"&Undo Auto-caption {len(images)} images"
+    close_window(again)
 
 
 def test_plan_uses_the_captions_of_now():
@@ -283,7 +344,7 @@ def test_no_model_says_where_to_put_one(qtbot, tmp_path):
 
     scopes = {"selected": [], "filtered": ["a.png"], "all": ["a.png"]}
     dialog = AutoCaptionDialog(dataset=tmp_path / "ds", scopes=scopes, captions=lambda: {"a.png": ""},
-                               apply=lambda changes, name: 0, captioners=[], workspace=tmp_path, launchers=[])
+                               apply=lambda changes, name: 0, captioners=[], workspace=tmp_path, places=[])
     qtbot.addWidget(dialog)
     assert dialog.settings.model_combo.currentText() == "No captioning models found"
     assert str(tmp_path / "models" / "captioners") in dialog.settings.model_hint.text()
@@ -292,13 +353,22 @@ def test_no_model_says_where_to_put_one(qtbot, tmp_path):
 
 def test_a_trainer_that_cannot_start_is_reported(qtbot, tmp_path):
     from lora_studio.autocaption.job import LabelJob
-    from lora_studio.autocaption.launchers import LocalLauncher
     from lora_studio.autocaption.request import LabelRequest
+    from lora_studio.jobs.places import Place
+    from lora_studio.targets import LocalTarget, TargetContext, TargetSettings
+    from lora_studio.workers.tasks import TaskRunner
 
     run_dir = tmp_path / "runs" / "label-x"
     run_dir.mkdir(parents=True)
-    job = LabelJob(LabelRequest(tmp_path, ("a.png",), tmp_path / "model"), LocalLauncher(str(tmp_path / "no-python")),
-                   run_dir)
+    target = LocalTarget(python=str(tmp_path / "no-python"))
+    place = Place("This computer", target, TargetContext(TargetSettings(targets=[target]), tmp_path / "known_hosts"))
+    runner = TaskRunner()
+    job = LabelJob(LabelRequest(tmp_path, ("a.png",), tmp_path / "model"), run_dir)
     with qtbot.waitSignal(job.finished, timeout=10_000) as blocker:
-        job.start()
-    assert blocker.args[0].state == "failed" and "could not be started" in " ".join(blocker.args[0].problems)
+        job.start(place, runner)
+    end = blocker.args[0]
+    assert end.state == "invalid" and end.message == "The job did not start:"
+    assert "the trainer does not run on This computer" in end.problems[0], end.problems
+    assert "install the trainer from the Targets panel" in end.problems[0]
+    assert not (run_dir / "run.json").exists()  # nothing was started
+    assert runner.pool.waitForDone(10_000)

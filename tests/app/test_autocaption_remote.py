@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -22,7 +24,8 @@ from app_helpers import new_main_window, open_folder, screenshot
 from lora_studio.autocaption.reattach import APPLIED_FILE, find_pending_jobs
 from lora_studio.targets import LocalTarget, PathMapping, SshTarget, TargetSettings, save_settings
 from lora_studio.targets.ssh import trust_host_key
-from tests.targets.conftest import memory_keyring, sshd  # noqa: F401 - the real sshd and an in-memory keyring
+from tests.targets.conftest import memory_keyring, reap_trainers, sshd  # noqa: F401 - sshd, keyring, cleanup
+from tests.targets.helpers import pid_alive, wait_for
 
 JOB_TIMEOUT_MS = 90_000
 TARGET = "gpu-ssh"
@@ -248,14 +251,19 @@ def test_a_remote_job_is_found_again_after_the_app_restarted(qtbot, window, shar
     close_window(again)
 
 
-def test_a_local_job_cut_short_by_closing_the_app_can_still_be_applied(qtbot, window, shared):
+def test_a_local_job_whose_trainer_died_can_still_be_applied(qtbot, window, shared, reap_trainers):
     data = shared(count=MANY)
     open_folder(qtbot, window, data)
     dialog = open_dialog(window)
-    start(dialog, batch=1)  # on this computer: a child process of the app
+    start(dialog, batch=1)  # on this computer: detached, it would outlive the app
     job = dialog.job
     qtbot.waitUntil(lambda: len(job.records) >= 2, timeout=JOB_TIMEOUT_MS)
-    close_window(window)  # ends the child process; what it captioned is in its run folder
+    pid = json.loads((job.run_dir / "run.json").read_text())["pid"]
+    reap_trainers.append(pid)
+    os.kill(pid, signal.SIGSTOP)  # held where it is while the app closes
+    close_window(window)
+    os.kill(pid, signal.SIGKILL)  # then its machine goes down: what it captioned is in its run folder
+    wait_for(lambda: not pid_alive(pid), 10, "the killed trainer to be gone")
 
     again = new_main_window(qtbot)
     open_folder(qtbot, again, data)
@@ -299,21 +307,23 @@ def test_discarded_results_are_not_offered_again(qtbot, window, shared):
 
 
 def test_label_paths_are_mapped_for_the_target_and_end_states_read_from_the_run_folder(tmp_path):
-    from lora_studio.autocaption.remote import LabelStartError, map_label_args
     from lora_studio.autocaption.request import LabelRequest, read_request, write_request
-    from lora_studio.autocaption.watch import exit_code_of
+    from lora_studio.targets.launch import PathsNotVisible, map_job
+    from lora_studio.targets.runs import exit_code_of
 
     desk = tmp_path / "share"
     target = SshTarget(name="vm", host="h", user="u", mappings=(PathMapping(str(desk), "/data/lora"),))
     request = LabelRequest(desk / "ds", ("a.png", "sub/b.png"), desk / "models" / "m", trigger="zz", threshold=0.4)
-    args = request.label_args(desk / "runs" / "label-1", desk / "runs" / "label-1" / "images.txt")
-    mapped = map_label_args(args, target)
-    assert mapped[mapped.index("--input") + 1] == "/data/lora/ds"
-    assert mapped[mapped.index("--images") + 1] == "/data/lora/runs/label-1/images.txt"
-    assert mapped[mapped.index("--trigger") + 1] == "zz"  # not a path: unchanged
+    job = request.trainer_job(desk / "runs" / "label-1", desk / "runs" / "label-1" / "images.txt")
+    mapped = map_job(job, target)
+    args = mapped.args
+    assert args[0] == "label" and mapped.run_dir == "/data/lora/runs/label-1" and mapped.config == ""
+    assert args[args.index("--input") + 1] == "/data/lora/ds"
+    assert args[args.index("--images") + 1] == "/data/lora/runs/label-1/images.txt"
+    assert args[args.index("--trigger") + 1] == "zz"  # not a path: unchanged
     outside = LabelRequest(tmp_path / "elsewhere", ("a.png",), desk / "models" / "m")
-    with pytest.raises(LabelStartError) as caught:
-        map_label_args(outside.label_args(desk / "runs" / "x", desk / "runs" / "x" / "images.txt"), target)
+    with pytest.raises(PathsNotVisible) as caught:
+        map_job(outside.trainer_job(desk / "runs" / "x", desk / "runs" / "x" / "images.txt"), target)
     assert caught.value.problems[0] == f"vm cannot see the dataset folder: {tmp_path / 'elsewhere'}"
     assert len(caught.value.problems) == 2 and "add a path mapping" in caught.value.problems[1]
 

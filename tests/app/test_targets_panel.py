@@ -278,7 +278,7 @@ def test_targets_dock_is_in_the_menus(qtbot, window):
 
 @pytest.mark.slow
 def test_running_remote_job_shows_on_the_runs_tab(qtbot, window, sshd, demo_workspace, tmp_path, reap_trainers):
-    from lora_studio.monitor.monitor_page import app_target_context
+    from lora_studio.targets_ui.store import app_context
 
     workspace = copy_workspace(demo_workspace, tmp_path / "ws")
     view = tmp_path / "gpu-view"   # the same files at another path: the target's mount
@@ -293,7 +293,7 @@ def test_running_remote_job_shows_on_the_runs_tab(qtbot, window, sshd, demo_work
     window.open_workspace(workspace)
     config = write_config(workspace, "remote", "runs/remote", max_train_steps=2000)
     run_dir = workspace / "runs" / "remote"
-    ctx = app_target_context()
+    ctx = app_context()
     outcome = launch(ctx.settings.target("gpu-ssh"), config, ctx, workspace=workspace)
     assert outcome.started, outcome.report.summary()
     reap_trainers.append(outcome.info.pid)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app_helpers import screenshot
+from app_helpers import screenshot, write_base_model_header
 from lora_studio.training.analysis import analyse
 from lora_studio.training.presets import create_demo, list_presets, start_preset
 from trainer.demo_workspace import DEMO_SETTINGS, create_demo_workspace
@@ -20,8 +20,7 @@ def demo_ws(tmp_path) -> Path:
     root = tmp_path / "demo"
     create_demo_workspace(root, make_model=False)
     model = root / "models" / "tiny-sd" / "tiny-sd-v1.safetensors"
-    model.parent.mkdir(parents=True, exist_ok=True)
-    model.write_bytes(b"")  # the form checks that the path exists; nothing loads it here
+    write_base_model_header(model)  # the form reads the header's family; nothing loads it here
     create_demo(root)
     return root
 

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app_helpers import screenshot
+from app_helpers import screenshot, write_base_model_header
 from trainer.config import validate_mapping
 from trainer.config.schema import OPTIONS, defaults
 from trainer.demo_workspace import create_demo_workspace
@@ -22,8 +22,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 def workspace(tmp_path) -> Path:
     create_demo_workspace(tmp_path / "ws", make_model=False)
     model = tmp_path / "ws" / "models" / "tiny-sd" / "tiny-sd-v1.safetensors"
-    model.parent.mkdir(parents=True, exist_ok=True)
-    model.write_bytes(b"")  # the form checks that the path exists; nothing loads it here
+    write_base_model_header(model)  # the form reads the header's family; nothing loads it here
     return tmp_path / "ws"
 
 
@@ -196,7 +195,8 @@ def _same(a: dict, b: dict) -> bool:
     return True
 
 
-@pytest.mark.parametrize("preset", ["sd15-style", "sd15-character", "low-vram-8gb", "quick-test"])
+@pytest.mark.parametrize("preset", ["sd15-style", "sd15-character", "sdxl-style", "sdxl-character", "low-vram-8gb",
+                                    "quick-test"])
 def test_every_preset_round_trips_and_validates(page, preset, workspace):
     names = [page.preset_box.itemData(i) for i in range(page.preset_box.count())]
     page.preset_box.setCurrentIndex(names.index(preset))
@@ -207,3 +207,42 @@ def test_every_preset_round_trips_and_validates(page, preset, workspace):
     _same(page.form.values(), full)
     config, problems = validate_mapping(yaml.safe_load(page.yaml_edit.toPlainText()), workspace / "configs")
     assert config is not None, [str(p) for p in problems]
+
+
+def _visible(page, name: str) -> bool:
+    return page.form.rows[name].isVisibleTo(page.form)
+
+
+def test_the_base_model_shows_its_family_and_the_form_only_that_familys_options(page, qtbot, workspace):
+    write_base_model_header(workspace / "models" / "sdxl" / "base-xl.safetensors", "sdxl")
+    write_base_model_header(workspace / "models" / "loras" / "style.safetensors", "lora")
+    page.open_config(workspace / "configs" / "demo.yaml", workspace)  # the Models menu is read again
+    editor = page.form.base_model_editor
+    qtbot.waitUntil(lambda: len(editor.models_menu.actions()) == 2, timeout=10_000)
+    entries = [action.text() for action in editor.models_menu.actions()]
+    # Both base models, with their families; the LoRA is no choice for a base model.
+    assert entries == ["SDXL\t../models/sdxl/base-xl.safetensors", "SD 1.x\t../models/tiny-sd/tiny-sd-v1.safetensors"]
+    settle(qtbot, page)
+    page.form.show_advanced.setChecked(True)
+    assert editor.badge.text() == "SD 1.x" and editor.badge.isVisibleTo(page)
+    assert _visible(page, "clip_skip") and not _visible(page, "train_text_encoder_2")
+    qtbot.wait(200)  # let the groups lay out their new rows
+    screenshot(page, "training_form_sd1_model")
+
+    families = []
+    page.familyChanged.connect(families.append)
+    editor.models_menu.actions()[0].trigger()
+    settle(qtbot, page)
+    assert "base_model: ../models/sdxl/base-xl.safetensors" in page.yaml_edit.toPlainText()
+    assert editor.badge.text() == "SDXL" and families[-1] == "sdxl"
+    assert not _visible(page, "clip_skip")
+    assert _visible(page, "train_text_encoder_2") and _visible(page, "text_encoder_2_lr")
+    assert "SDXL" in page.memory.text()
+    qtbot.wait(200)
+    screenshot(page, "training_form_sdxl_model")
+
+    editor.line.setText("../models/loras/style.safetensors")
+    settle(qtbot, page)
+    row = page.form.rows["base_model"]
+    assert row.error.isVisible() and "looks like a LoRA, not a base model" in row.error.text()
+    assert not editor.badge.isVisibleTo(page) and not page.start_button.isEnabled()

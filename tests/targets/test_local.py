@@ -11,7 +11,7 @@ import pytest
 
 from lora_studio.targets import (LocalTarget, TargetContext, TargetError, TargetSettings, is_running, launch, preflight,
                                  stop, stop_now)
-from lora_studio.targets.launch import launch_local
+from lora_studio.targets.api import start as start_prepared
 from lora_studio.targets.prepare import prepare_run
 from lora_studio.targets.runinfo import read_run_info
 from lora_studio.targets.stop import STAGES
@@ -35,11 +35,11 @@ def fake_run(tmp_path, monkeypatch, reap_trainers):
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text("train_data_dir: ../data\nbase_model: ../m.safetensors\noutput_dir: ../runs/fake\n")
         target = fake_target()
-        info = launch_local(prepare_run(config, target), target)
+        ctx = TargetContext(TargetSettings(targets=[target]), tmp_path / "known_hosts")
+        info = start_prepared(target, prepare_run(config, target), ctx)
         reap_trainers.append(info.pid)
         run_dir = tmp_path / "runs" / "fake"
         wait_state(run_dir, ("training",), timeout=20, min_step=2)
-        ctx = TargetContext(TargetSettings(targets=[target]), tmp_path / "known_hosts")
         return ctx, run_dir, info.pid
     return start
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from trainer.model_family import FAMILIES
+
 SCHEMA_VERSION = 1
 
 # Option types. "path" values are resolved against the config file's folder.
@@ -116,14 +118,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_image_pixels", "int", 178_956_970, "Images with more pixels than this are refused as possible decompression bombs.",
            _DATA, advanced=True, minimum=1_000_000, maximum=10**12),
     # --- Model ------------------------------------------------------------------------
-    Option("base_model", "path", None, "Stable Diffusion 1.x/2.x base model: a single `.safetensors` file or a diffusers folder.",
-           _MODEL, required=True, path_kind="file_or_dir", must_exist=True),
-    Option("prediction_type", "choice", "auto", "What the model predicts; only v-prediction SD 2.x 768 models need `v_prediction`.",
+    Option("base_model", "path", None, "Base model (Stable Diffusion 1.x/2.x or SDXL): a single `.safetensors` file or a "
+           "diffusers folder.", _MODEL, required=True, path_kind="file_or_dir", must_exist=True),
+    Option("model_family", "choice", "auto", "The base model's family. `auto` tells it from the model's files; a family "
+           "named here must match them.", _MODEL, advanced=True,
+           choices=(Choice("auto", "Tell the family from the model's files."),
+                    *(Choice(spec.id, spec.label) for spec in FAMILIES))),
+    Option("prediction_type", "choice", "auto", "What the model predicts; only v-prediction models (SD 2.x 768-v, "
+           "v-pred SDXL models such as NoobAI-XL V-Pred) need `v_prediction`.",
            _MODEL, advanced=True, choices=(
-               Choice("auto", "Read it from the model (diffusers folder), else epsilon."),
-               Choice("epsilon", "Noise prediction: SD 1.x and SD 2.x 512 models."),
-               Choice("v_prediction", "Velocity prediction: SD 2.x 768-v models."))),
-    Option("clip_skip", "int", 1, "Use the text encoder's n-th layer from the end (2 for many anime models).", _MODEL,
+               Choice("auto", "Read it from the model (its metadata or scheduler config), else epsilon."),
+               Choice("epsilon", "Noise prediction: SD 1.x, SD 2.x 512 and most SDXL models."),
+               Choice("v_prediction", "Velocity prediction: SD 2.x 768-v and v-pred SDXL models."))),
+    Option("clip_skip", "int", 1, "Use the text encoder's n-th layer from the end (2 for many anime SD 1.x models; SDXL always "
+           "uses the penultimate layers).", _MODEL,
            minimum=1, maximum=12),
     Option("allow_pickle", "bool", False, "Allow `.ckpt/.pt/.bin` base models. A pickle file can run any code when loaded: "
            "only allow it for files you trust, or convert them to .safetensors.", _MODEL, advanced=True),
@@ -142,6 +150,13 @@ OPTIONS: tuple[Option, ...] = (
            _LORA),
     Option("text_encoder_lr", "float", None, "Learning rate of the text encoder's LoRA. Empty means the same as learning_rate.",
            _LORA, nullable=True, minimum=0.0, exclusive_minimum=True, maximum=1.0),
+    Option("train_text_encoder_2", "choice", "same", "SDXL: whether the second text encoder (OpenCLIP bigG) gets a LoRA.",
+           _LORA, advanced=True, bool_means=("false", "true"), choices=(
+               Choice("same", "As train_text_encoder (kohya trains both SDXL encoders together)."),
+               Choice("true", "Train it, whatever train_text_encoder says about the first one."),
+               Choice("false", "Leave it frozen (its outputs can then be cached)."))),
+    Option("text_encoder_2_lr", "float", None, "SDXL: learning rate of the second text encoder's LoRA. Empty means the same "
+           "as text_encoder_lr.", _LORA, advanced=True, nullable=True, minimum=0.0, exclusive_minimum=True, maximum=1.0),
     # --- Training ---------------------------------------------------------------------
     Option("batch_size", "int", 1, "Images per step. Larger is faster per image but needs more GPU memory.", _TRAIN,
            minimum=1, maximum=1024, aliases=("train_batch_size",)),

@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
-from .ldm_file import CLIP_PREFIX, OPEN_CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX
+from .ldm_file import (CLIP_PREFIX, OPEN_CLIP_PREFIX, SDXL_CLIP_L_PREFIX, SDXL_OPEN_CLIP_PREFIX, UNET_PREFIX,
+                       VAE_PREFIX)
 
-CLIP_TEXT_PREFIX = CLIP_PREFIX + "text_model."  # transformers' CLIPTextModel keys under the LDM prefix
 
 # Renames inside one residual block: (diffusers name, LDM name).
 _UNET_RESNET_RENAMES = {
@@ -88,6 +88,18 @@ def unet_to_ldm(state_dict: Mapping[str, Tensor], config: Mapping[str, Any]) -> 
     ``config`` is the UNet's config (``unet.config``); its block types and
     ``layers_per_block`` decide the LDM block numbering.
     """
+    return _apply_rules(state_dict, _unet_rules(config), UNET_PREFIX)
+
+
+def unet_module_names_to_ldm(modules: list[str], config: Mapping[str, Any]) -> dict[str, str]:
+    """LDM module paths (``input_blocks.4.1.proj_in``) of diffusers UNet module paths
+    (``down_blocks.1.attentions.0.proj_in``): the names sd-scripts gives SDXL's LoRA layers."""
+    probe = {f"{module}.weight": module for module in modules}
+    converted = _apply_rules(probe, _unet_rules(config), "")
+    return {module: key.removesuffix(".weight") for key, module in converted.items()}
+
+
+def _unet_rules(config: Mapping[str, Any]) -> list[_PrefixRule]:
     per_level = _layers_per_block(config) + 1  # LDM: the resnets plus a down/upsampler slot
     down_types = list(config["down_block_types"])
     up_types = list(config["up_block_types"])
@@ -102,6 +114,9 @@ def unet_to_ldm(state_dict: Mapping[str, Tensor], config: Mapping[str, Any]) -> 
         ("mid_block.resnets.0.", "middle_block.0.", _UNET_RESNET_RENAMES),
         ("mid_block.attentions.0.", "middle_block.1.", plain),
         ("mid_block.resnets.1.", "middle_block.2.", _UNET_RESNET_RENAMES),
+        # SDXL's added conditioning (pooled text and size/crop numbers).
+        ("add_embedding.linear_1.", "label_emb.0.0.", plain),
+        ("add_embedding.linear_2.", "label_emb.0.2.", plain),
     ]
     for level, block_type in enumerate(down_types):
         has_attention = "CrossAttn" in block_type
@@ -126,7 +141,7 @@ def unet_to_ldm(state_dict: Mapping[str, Tensor], config: Mapping[str, Any]) -> 
             slot = 2 if has_attention else 1
             last = per_level * level + per_level - 1
             rules.append((f"up_blocks.{level}.upsamplers.0.", f"output_blocks.{last}.{slot}.", plain))
-    return _apply_rules(state_dict, rules, UNET_PREFIX)
+    return rules
 
 
 def vae_to_ldm(state_dict: Mapping[str, Tensor], config: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -166,8 +181,9 @@ def vae_to_ldm(state_dict: Mapping[str, Tensor], config: Mapping[str, Any]) -> d
     return result
 
 
-def clip_to_ldm(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Convert a ``CLIPTextModel`` state dict to SD1's ``cond_stage_model.transformer.*`` keys.
+def clip_to_ldm(state_dict: Mapping[str, Tensor], prefix: str = CLIP_PREFIX) -> dict[str, Tensor]:
+    """Convert a ``CLIPTextModel`` state dict to SD1's ``cond_stage_model.transformer.*`` keys
+    (SDXL's CLIP-L: ``prefix`` ``conditioner.embedders.0.transformer.``).
 
     Accepts both the flattened layout of transformers >= 5.6 (``embeddings.*``) and the
     older one (``text_model.embeddings.*``). ``position_ids`` is a constant, not a weight,
@@ -178,19 +194,26 @@ def clip_to_ldm(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
         key = key.removeprefix("text_model.")
         if key.endswith("position_ids"):
             continue
-        result[CLIP_TEXT_PREFIX + key] = tensor
+        result[prefix + "text_model." + key] = tensor
     return result
 
 
-def clip_to_open_clip_ldm(state_dict: Mapping[str, Tensor], num_layers: int) -> dict[str, Tensor]:
+def clip_to_open_clip_ldm(state_dict: Mapping[str, Tensor], num_layers: int, *, prefix: str = OPEN_CLIP_PREFIX,
+                          add_unused_block: bool = True) -> dict[str, Tensor]:
     """Convert a ``CLIPTextModel`` state dict to SD2's OpenCLIP ``cond_stage_model.model.*`` keys.
 
     SD2 conditions on the penultimate layer of OpenCLIP, so diffusers' SD2 text encoder
     has one layer fewer than the OpenCLIP model. To write a file with the shape SD2 tools
     expect, one unused final block is appended (zero weights, unit layer norms), plus the
     ``text_projection`` that OpenCLIP carries (identity; SD never uses it).
+
+    SDXL's second encoder (``CLIPTextModelWithProjection``, ``prefix``
+    ``conditioner.embedders.1.model.``) has all its layers and a real projection: then
+    ``add_unused_block`` is False and its ``text_projection.weight`` is written transposed,
+    as OpenCLIP multiplies by it from the right.
     """
     flat = {key.removeprefix("text_model."): t for key, t in state_dict.items()}
+    projection = flat.pop("text_projection.weight", None)
     out: dict[str, Tensor] = {
         "token_embedding.weight": flat["embeddings.token_embedding.weight"],
         "positional_embedding": flat["embeddings.position_embedding.weight"],
@@ -224,15 +247,19 @@ def clip_to_open_clip_ldm(state_dict: Mapping[str, Tensor], num_layers: int) -> 
     leftover = sorted(k for k in flat if k not in used and not k.endswith("position_ids"))
     if leftover:
         raise KeyError(f"no OpenCLIP name for the text encoder weights {leftover[:5]}")
-    last = f"transformer.resblocks.{num_layers - 1}."
-    extra = f"transformer.resblocks.{num_layers}."
-    for key in [k for k in out if k.startswith(last)]:
-        name = key[len(last) :]
-        filler = torch.ones_like if name in ("ln_1.weight", "ln_2.weight") else torch.zeros_like
-        out[extra + name] = filler(out[key])
-    width = out["token_embedding.weight"].shape[1]
-    out["text_projection"] = torch.eye(width, dtype=out["token_embedding.weight"].dtype)
-    return {OPEN_CLIP_PREFIX + key: tensor for key, tensor in out.items()}
+    if add_unused_block:
+        last = f"transformer.resblocks.{num_layers - 1}."
+        extra = f"transformer.resblocks.{num_layers}."
+        for key in [k for k in out if k.startswith(last)]:
+            name = key[len(last) :]
+            filler = torch.ones_like if name in ("ln_1.weight", "ln_2.weight") else torch.zeros_like
+            out[extra + name] = filler(out[key])
+    if projection is not None:
+        out["text_projection"] = projection.T.contiguous()
+    else:
+        width = out["token_embedding.weight"].shape[1]
+        out["text_projection"] = torch.eye(width, dtype=out["token_embedding.weight"].dtype)
+    return {prefix + key: tensor for key, tensor in out.items()}
 
 
 _CLIP_LAYER_NAMES = [
@@ -252,9 +279,11 @@ _CLIP_LAYER_NAMES = [
 
 
 def export_ldm_checkpoint(
-    unet: torch.nn.Module, vae: torch.nn.Module, text_encoder: torch.nn.Module, family: str
+    unet: torch.nn.Module, vae: torch.nn.Module, text_encoder: Any, family: str
 ) -> dict[str, Tensor]:
-    """One LDM-layout state dict for a whole SD model (``family`` "sd1" or "sd2").
+    """One LDM-layout state dict for a whole model (``family`` "sd1", "sd2" or "sdxl").
+
+    ``text_encoder`` is the text encoder, or for SDXL the pair (CLIP-L, OpenCLIP bigG).
 
     The tensors are made contiguous (safetensors requires it) and detached; they may
     share memory with the models.
@@ -266,6 +295,11 @@ def export_ldm_checkpoint(
         state.update(clip_to_open_clip_ldm(text_encoder.state_dict(), num_layers))
     elif family == "sd1":
         state.update(clip_to_ldm(text_encoder.state_dict()))
+    elif family == "sdxl":
+        clip_l, open_clip = text_encoder  # SDXL's two encoders
+        state.update(clip_to_ldm(clip_l.state_dict(), SDXL_CLIP_L_PREFIX))
+        state.update(clip_to_open_clip_ldm(open_clip.state_dict(), int(open_clip.config.num_hidden_layers),
+                                           prefix=SDXL_OPEN_CLIP_PREFIX, add_unused_block=False))
     else:
         raise ValueError(f"unknown model family {family!r}")
     return {key: tensor.detach().contiguous() for key, tensor in state.items()}

@@ -57,7 +57,7 @@ CLIP_BOS_TOKEN_ID = 49406  # <|startoftext|>
 CLIP_EOS_TOKEN_ID = 49407  # <|endoftext|>
 SD2_PAD_TOKEN_ID = 0  # "!": OpenCLIP pads with token 0, so SD2's tokenizer does too
 
-_LAYOUT_HINT = "The file may be damaged, or be a model that LoRA Studio does not support (SD 1.x/2.x only)."
+LAYOUT_HINT = "The file may be damaged, or be a model that LoRA Studio does not support (SD 1.x/2.x and SDXL only)."
 
 
 @dataclass
@@ -83,9 +83,9 @@ def detect_family(state_dict: Mapping[str, Tensor]) -> str:
 
 def unet_attention_head_dim(family: str, block_out_channels: Iterable[int]) -> int | list[int]:
     """diffusers' ``attention_head_dim`` (really the head *count*) for a UNet of this family."""
-    if family == "sd2":
-        return [max(1, c // 64) for c in block_out_channels]
-    return 8
+    if family == "sd1":
+        return 8
+    return [max(1, c // 64) for c in block_out_channels]  # SD2 and SDXL: 64 channels per head
 
 
 def text_encoder_heads(hidden_size: int) -> int:
@@ -140,8 +140,13 @@ def _cross_attention_dim(state_dict: Mapping[str, Tensor]) -> int | None:
     return None
 
 
-def infer_unet_config(state_dict: Mapping[str, Tensor], family: str, *, sample_size: int) -> dict[str, Any]:
-    """A ``UNet2DConditionModel`` config that fits the LDM UNet weights in ``state_dict``."""
+def infer_unet_config(state_dict: Mapping[str, Tensor], family: str, *, sample_size: int,
+                      pooled_width: int | None = None) -> dict[str, Any]:
+    """A ``UNet2DConditionModel`` config that fits the LDM UNet weights in ``state_dict``.
+
+    ``pooled_width`` (SDXL): the width of the pooled text embedding that the UNet's added
+    conditioning (``label_emb``) takes beside the six size and crop numbers.
+    """
     p = UNET_PREFIX
     sd = state_dict
     conv_in = sd[p + "input_blocks.0.0.weight"]
@@ -181,7 +186,7 @@ def infer_unet_config(state_dict: Mapping[str, Tensor], family: str, *, sample_s
     time_embed = sd[p + "time_embed.0.weight"]
     if time_embed.shape[0] != 4 * block_out_channels[0]:
         raise ModelLoadError("the UNet's time embedding width is not 4x its base width; not an SD UNet")
-    return {
+    config = {
         "sample_size": sample_size,
         "in_channels": int(conv_in.shape[1]),
         "out_channels": int(sd[p + "out.2.weight"].shape[0]),
@@ -198,9 +203,19 @@ def infer_unet_config(state_dict: Mapping[str, Tensor], family: str, *, sample_s
         # from producing NaNs, and costs nothing in fp32.
         "upcast_attention": family == "sd2",
     }
+    added = sd.get(p + "label_emb.0.0.weight")
+    if added is not None:
+        # SDXL's micro-conditioning: the pooled text embedding and six numbers (sizes and
+        # crop), each number as a sinusoidal embedding of addition_time_embed_dim channels.
+        if pooled_width is None or (added.shape[1] - pooled_width) % 6:
+            raise ModelLoadError("the UNet's added conditioning does not fit the second text encoder's width")
+        config.update(addition_embed_type="text_time", addition_time_embed_dim=(added.shape[1] - pooled_width) // 6,
+                      projection_class_embeddings_input_dim=int(added.shape[1]))
+    return config
 
 
-def infer_vae_config(state_dict: Mapping[str, Tensor], *, sample_size: int) -> dict[str, Any]:
+def infer_vae_config(state_dict: Mapping[str, Tensor], *, sample_size: int,
+                     scaling_factor: float = LDM_VAE_SCALING_FACTOR) -> dict[str, Any]:
     """An ``AutoencoderKL`` config that fits the LDM VAE weights in ``state_dict``."""
     p = VAE_PREFIX
     sd = state_dict
@@ -217,7 +232,7 @@ def infer_vae_config(state_dict: Mapping[str, Tensor], *, sample_size: int) -> d
         "block_out_channels": block_out_channels,
         "layers_per_block": len(_indices(sd, p + "encoder.down.0.block.")),
         "latent_channels": int(sd[p + "decoder.conv_in.weight"].shape[1]),
-        "scaling_factor": LDM_VAE_SCALING_FACTOR,
+        "scaling_factor": scaling_factor,
         "mid_block_add_attention": p + "encoder.mid.attn_1.q.weight" in sd,
         "use_quant_conv": p + "quant_conv.weight" in sd,
         "use_post_quant_conv": p + "post_quant_conv.weight" in sd,
@@ -235,29 +250,32 @@ _OPEN_CLIP_LAYER_RENAMES = {
 }
 
 
-def convert_text_encoder(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], str]:
-    """The text encoder's weights in ``CLIPTextModel`` (flattened) names, and its layout.
+def clip_weights(state_dict: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """A HF-layout CLIP text encoder under ``prefix``, in ``CLIPTextModel``'s (flattened) names."""
+    clip = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    # Old transformers put everything under text_model.; newer ones flatten it.
+    converted = {k.removeprefix("text_model."): v for k, v in clip.items()}
+    return {k: v for k, v in converted.items() if not k.endswith("position_ids")}
 
-    The layout is ``"clip"`` (SD1, HF names under ``cond_stage_model.transformer.``) or
-    ``"open_clip"`` (SD2; the last block is dropped, see the module docstring).
+
+def open_clip_weights(state_dict: Mapping[str, Tensor], prefix: str, *, drop_last: bool) -> dict[str, Tensor]:
+    """An OpenCLIP text encoder under ``prefix`` in ``CLIPTextModel``'s (flattened) names.
+
+    ``drop_last``: SD2 conditions on the penultimate layer, and diffusers' SD2 text encoder
+    has one layer fewer (see the module docstring); SDXL keeps every layer and picks the
+    penultimate one when encoding. ``text_projection`` is left out (see :func:`open_clip_projection`).
     """
-    clip = {k[len(CLIP_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(CLIP_PREFIX)}
-    if clip:
-        # Old transformers put everything under text_model.; newer ones flatten it.
-        converted = {k.removeprefix("text_model."): v for k, v in clip.items()}
-        return {k: v for k, v in converted.items() if not k.endswith("position_ids")}, "clip"
-
-    oc = {k[len(OPEN_CLIP_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(OPEN_CLIP_PREFIX)}
+    oc = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
     blocks = _indices(oc, "transformer.resblocks.")
     if len(blocks) < 2:
-        raise ModelLoadError("the OpenCLIP text encoder has fewer than two layers; SD2 needs the penultimate one")
+        raise ModelLoadError("the OpenCLIP text encoder has fewer than two layers; its penultimate one is needed")
     out = {
         "embeddings.token_embedding.weight": oc["token_embedding.weight"],
         "embeddings.position_embedding.weight": oc["positional_embedding"],
         "final_layer_norm.weight": oc["ln_final.weight"],
         "final_layer_norm.bias": oc["ln_final.bias"],
     }
-    for i in blocks[:-1]:  # the last block is unused: SD2 conditions on the penultimate one
+    for i in blocks[:-1] if drop_last else blocks:
         src = f"transformer.resblocks.{i}."
         dst = f"encoder.layers.{i}."
         for kind in ("weight", "bias"):
@@ -269,7 +287,19 @@ def convert_text_encoder(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Te
             out[dst + f"self_attn.v_proj.{kind}"] = v
             for old, new in _OPEN_CLIP_LAYER_RENAMES.items():
                 out[dst + f"{new}.{kind}"] = oc[src + f"{old}.{kind}"]
-    return out, "open_clip"
+    return out
+
+
+def convert_text_encoder(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], str]:
+    """SD's text encoder weights in ``CLIPTextModel`` (flattened) names, and its layout.
+
+    The layout is ``"clip"`` (SD1, HF names under ``cond_stage_model.transformer.``) or
+    ``"open_clip"`` (SD2; the last block is dropped, see the module docstring).
+    """
+    clip = clip_weights(state_dict, CLIP_PREFIX)
+    if clip:
+        return clip, "clip"
+    return open_clip_weights(state_dict, OPEN_CLIP_PREFIX, drop_last=True), "open_clip"
 
 
 def infer_text_config(text_state: Mapping[str, Tensor], family: str) -> CLIPTextConfig:
@@ -301,9 +331,11 @@ def _owned(tensor: Tensor, dtype: torch.dtype) -> Tensor:
     return tensor
 
 
-def _load_strict(
+def load_strict(
     model: torch.nn.Module, weights: Mapping[str, Tensor], what: str, path: Path, dtype: torch.dtype
 ) -> None:
+    """Load ``weights`` into ``model`` (often on the meta device) exactly: a missing, extra or
+    misshapen weight is a :class:`ModelLoadError` naming ``what`` and the file."""
     # The tensors are prepared before loading: with assign=True they become the
     # parameters, so no second copy of the model is made (nor diffusers' .to() needed).
     weights = {k: _owned(v, dtype) for k, v in weights.items()}
@@ -312,24 +344,28 @@ def _load_strict(
     except (RuntimeError, KeyError) as exc:
         raise ModelLoadError(
             f"The {what} weights in {path} do not fit the model inferred from them: {exc}",
-            _LAYOUT_HINT,
+            LAYOUT_HINT,
         ) from exc
     leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if leftover:
         raise ModelLoadError(f"The {what} weights in {path} lack {leftover[:3]}")
 
 
-def _resolve_prediction_type(requested: str | None, metadata: Mapping[str, str]) -> str:
+def resolve_prediction_type(requested: str | None, metadata: Mapping[str, str]) -> str:
+    """The caller's prediction type, else the file's ``modelspec.prediction_type``, else epsilon."""
     if requested is not None:
         return requested
     stated = metadata.get("modelspec.prediction_type", "").strip().lower()
     return "v_prediction" if stated in ("v", "v_prediction", "v-prediction") else "epsilon"
 
 
-def _resolve_image_size(metadata: Mapping[str, str], family: str, prediction_type: str) -> int:
+def resolve_image_size(metadata: Mapping[str, str], family: str, prediction_type: str) -> int:
+    """The default image size: the file's ``modelspec.resolution``, else the family's usual one."""
     match = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", metadata.get("modelspec.resolution", ""))
     if match:
         return int(match.group(1))
+    if family == "sdxl":
+        return 1024
     return 768 if family == "sd2" and prediction_type == "v_prediction" else 512
 
 
@@ -343,8 +379,8 @@ def load_ldm_components(
     """
     sd, path = checkpoint.state_dict, checkpoint.path
     family = detect_family(sd)
-    prediction = _resolve_prediction_type(prediction_type, checkpoint.metadata)
-    image_size = _resolve_image_size(checkpoint.metadata, family, prediction)
+    prediction = resolve_prediction_type(prediction_type, checkpoint.metadata)
+    image_size = resolve_image_size(checkpoint.metadata, family, prediction)
 
     try:
         vae_config = infer_vae_config(sd, sample_size=image_size)
@@ -355,26 +391,26 @@ def load_ldm_components(
         text_weights, _layout = convert_text_encoder(sd)
         text_config = infer_text_config(text_weights, family)
     except ModelLoadError as exc:  # the inference rules' own words, plus the file's name
-        raise ModelLoadError(f"{path}: {exc.message}", exc.hint or _LAYOUT_HINT) from exc
+        raise ModelLoadError(f"{path}: {exc.message}", exc.hint or LAYOUT_HINT) from exc
     except (KeyError, IndexError, ValueError) as exc:
-        raise ModelLoadError(f"{path}: the checkpoint lacks an expected weight ({exc!r})", _LAYOUT_HINT) from exc
+        raise ModelLoadError(f"{path}: the checkpoint lacks an expected weight ({exc!r})", LAYOUT_HINT) from exc
     if text_config.hidden_size != unet_config["cross_attention_dim"]:
         raise ModelLoadError(
             f"{path}: the text encoder's width ({text_config.hidden_size}) does not match the "
             f"UNet's cross-attention width ({unet_config['cross_attention_dim']}).",
-            _LAYOUT_HINT,
+            LAYOUT_HINT,
         )
 
     with torch.device("meta"):
         unet = UNet2DConditionModel(**unet_config)
         vae = AutoencoderKL(**vae_config)
-    _load_strict(unet, unet_weights, "UNet", path, dtype)
-    _load_strict(vae, vae_weights, "VAE", path, dtype)
+    load_strict(unet, unet_weights, "UNet", path, dtype)
+    load_strict(vae, vae_weights, "VAE", path, dtype)
 
     # Built on the CPU, not the meta device: CLIPTextModel has a non-persistent
     # position_ids buffer that no state dict carries. Its init costs about a second.
     text_encoder = CLIPTextModel(text_config)
-    _load_strict(text_encoder, text_weights, "text encoder", path, dtype)
+    load_strict(text_encoder, text_weights, "text encoder", path, dtype)
     del unet_weights, vae_weights, text_weights
 
     for model in (unet, vae, text_encoder):

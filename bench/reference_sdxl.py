@@ -1,0 +1,103 @@
+"""Steps/s of this trainer against diffusers' SDXL LoRA example script, on the same tiny model and data.
+
+The reference is `examples/text_to_image/train_text_to_image_lora_sdxl.py` from a diffusers
+checkout, given by path at run time (it is never copied into this repository). It needs
+`datasets` and `torchvision`, which the trainer does not: ``--reference-path`` puts a folder
+that has them on its PYTHONPATH (for example one made with
+``pip install --target DIR -c constraints.txt torchvision datasets``).
+
+Both run the same settings (64 px, batch 4, LoRA rank 4 on the UNet's attention, AdamW at
+1e-4, fp32 on the CPU, no samples, no checkpoints). Each runs twice, for N and 3N steps;
+the difference of the two wall times over 2N steps is the time of one step, so start-up,
+model loading and latent caching (which do not grow with the step count) cancel out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def imagefolder_copy(data: Path, target: Path) -> Path:
+    """The images of ``data`` with a `metadata.jsonl` (file_name, text): what `datasets`' imagefolder reads."""
+    target.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for line in (data / "metadata.csv").read_text(encoding="utf-8").splitlines()[1:]:
+        name, caption = line.split(",", 1)
+        shutil.copy(data / name, target / name)
+        rows.append(json.dumps({"file_name": name, "text": caption}))
+    (target / "metadata.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return target
+
+
+def _timed(args: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(args[:3])} failed:\n{result.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+# PyPI's torchvision wheels are CUDA builds: next to a CPU torch their C++ ops do not load, and
+# importing torchvision then fails while it registers fake kernels for those ops. The reference
+# uses only torchvision's pure-Python transforms, so the registrations are skipped (a
+# sitecustomize in a folder put first on its PYTHONPATH); nothing it runs changes.
+_TORCHVISION_SHIM = (
+    "import sys, types\n"
+    "sys.modules.setdefault('torchvision._meta_registrations', types.ModuleType('torchvision._meta_registrations'))\n"
+)
+
+
+def reference_step_s(script: Path, model_dir: Path, data: Path, tmp: Path, steps: int, extra_path: str) -> float:
+    """Seconds per optimizer step of diffusers' script (difference of a 3N- and an N-step run)."""
+    folder = imagefolder_copy(data, tmp / "reference-data")
+    shim = tmp / "torchvision-shim"
+    shim.mkdir(exist_ok=True)
+    (shim / "sitecustomize.py").write_text(_TORCHVISION_SHIM, encoding="utf-8")
+    path = [str(shim), extra_path, os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in path if p)}
+    walls = []
+    for count in (steps, 3 * steps):
+        out = tmp / f"reference-{count}"
+        walls.append(_timed([sys.executable, str(script), "--pretrained_model_name_or_path", str(model_dir),
+                             "--train_data_dir", str(folder), "--caption_column", "text", "--resolution", "64",
+                             "--center_crop", "--train_batch_size", "4", "--max_train_steps", str(count),
+                             "--learning_rate", "1e-4", "--rank", "4", "--output_dir", str(out), "--seed", "1",
+                             "--mixed_precision", "no", "--dataloader_num_workers", "0",
+                             "--checkpointing_steps", "1000000", "--lr_scheduler", "constant"], env))
+    return (walls[1] - walls[0]) / (2 * steps)
+
+
+def our_step_s(model_file: Path, data: Path, tmp: Path, steps: int) -> float:
+    """Seconds per optimizer step of `python -m trainer train` with the reference's settings."""
+    walls = []
+    for count in (steps, 3 * steps):
+        out = tmp / f"ours-{count}"
+        config = tmp / f"ours-{count}.yaml"
+        config.write_text("\n".join([
+            f"train_data_dir: {data}", f"base_model: {model_file}", f"output_dir: {out}", "resolution: 64",
+            "enable_bucket: false", "batch_size: 4", f"max_train_steps: {count}", "save_steps: 0",
+            "learning_rate: 1e-4", "lora_rank: 4", "lora_target: attention", "cache_latents: memory",
+            "tensorboard: false", "num_workers: 0", "seed: 1", "max_grad_norm: 1.0",
+        ]) + "\n", encoding="utf-8")
+        walls.append(_timed([sys.executable, "-m", "trainer", "train", "--config", str(config)], dict(os.environ)))
+    return (walls[1] - walls[0]) / (2 * steps)
+
+
+def compare(script: Path, model_dir: Path, model_file: Path, data: Path, tmp: Path, steps: int,
+            extra_path: str) -> dict[str, float]:
+    """Both per-step times and their ratio (``steps_per_s_over_diffusers_reference``, target >= 1.2)."""
+    reference = reference_step_s(script, model_dir, data, tmp, steps, extra_path)
+    ours = our_step_s(model_file, data, tmp, steps)
+    print(f"SDXL tiny, 64 px, batch 4: ours {ours:.3f} s/step, diffusers' example {reference:.3f} s/step "
+          f"({reference / ours:.2f}x)", flush=True)
+    return {"reference_step_s": round(reference, 4), "our_step_s": round(ours, 4),
+            "steps_per_s_over_diffusers_reference": round(reference / ours, 2)}

@@ -1,0 +1,56 @@
+"""The base models a workspace holds, each with its family, for the base-model picker (torch-free).
+
+Only headers are read (a safetensors file's JSON header, a diffusers folder's
+``model_index.json``), so listing a folder of multi-gigabyte checkpoints on a share takes
+moments. Files that are not trainable base models (LoRAs, VAEs, refiners) are left out;
+run folders and caches are not searched. Blocking: call it from a worker.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainer.model_family import SAFETENSORS_SUFFIXES, Detection, ModelKindError, detect_family
+
+MAX_DEPTH = 4  # workspace/models/Stable-diffusion/sdxl/x.safetensors
+MAX_MODELS = 200
+_SKIPPED_FOLDERS = {"runs", "checkpoints", "samples", "tb", "node_modules", "__pycache__"}
+
+
+@dataclass(frozen=True)
+class FoundModel:
+    """A base model in the workspace and what it is."""
+
+    path: Path
+    detection: Detection
+
+
+def find_base_models(workspace: Path, *, max_depth: int = MAX_DEPTH, limit: int = MAX_MODELS) -> list[FoundModel]:
+    """Trainable base models under ``workspace`` (files and diffusers folders): those in its
+    ``models/`` folder first (where the demo and A1111-style layouts keep them), each part by path."""
+    found: list[FoundModel] = []
+    root_depth = len(Path(workspace).parts)
+    for folder, subfolders, files in os.walk(workspace):
+        here = Path(folder)
+        if "model_index.json" in files:
+            _add(found, here)
+            subfolders[:] = []  # a diffusers folder's parts are not models of their own
+            continue
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith(".") and d not in _SKIPPED_FOLDERS
+                               and len(here.parts) - root_depth < max_depth)
+        for name in sorted(files):
+            if name.lower().endswith(SAFETENSORS_SUFFIXES):
+                _add(found, here / name)
+        if len(found) >= limit:
+            break
+    models = Path(workspace) / "models"
+    return sorted(found[:limit], key=lambda model: (not model.path.is_relative_to(models), str(model.path).lower()))
+
+
+def _add(found: list[FoundModel], path: Path) -> None:
+    try:
+        found.append(FoundModel(path, detect_family(path)))
+    except (ModelKindError, OSError):
+        pass  # a LoRA, a VAE, a refiner or an unreadable file: not a choice for base_model

@@ -1,0 +1,57 @@
+"""The LoRA files a run writes: kohya-format with its `ss_*`/`modelspec.*` metadata, and diffusers-format.
+
+Names come from the model's family (:meth:`trainer.models.family.DiffusionModel.kohya_name`
+and ``diffusers_name``); the metadata from the run's config and data. Every write is atomic.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainer.lora import AdapterStates, lora_state_dict, save_safetensors, to_diffusers, to_kohya
+from trainer.lora_metadata import captions_by_folder, kohya_metadata, tag_frequency
+
+SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+DIFFUSERS_FILE = Path("diffusers") / "pytorch_lora_weights.safetensors"
+
+
+class LoraFiles:
+    """Writes one run's LoRA files for ``model`` (a family's DiffusionModel) under ``config``."""
+
+    def __init__(self, model: Any, config: Any, samples: list, started_at: float) -> None:
+        self.model = model
+        self.config = config
+        self.samples = samples
+        self.started_at = started_at
+        self.dtype = SAVE_DTYPES[config.save_precision]
+
+    def states(self, components) -> AdapterStates:
+        """The LoRA weights (peft layout) of each adapted component, in the order given (the UNet first)."""
+        return {name: lora_state_dict(self.model.component(name)) for name in components}
+
+    def write_kohya(self, path: Path, states: AdapterStates, steps: int, epoch: int) -> None:
+        """The kohya-format file at ``path``, with the metadata of a run ``steps`` steps in."""
+        cfg = self.config
+        save_safetensors(path, to_kohya(states, self.model.kohya_name, cfg.lora_scale_alpha, self.dtype),
+                         self._metadata(steps, epoch))
+
+    def write_diffusers(self, root: Path, states: AdapterStates) -> Path:
+        """``root/diffusers/pytorch_lora_weights.safetensors``, as diffusers' ``load_lora_weights`` reads it."""
+        cfg = self.config
+        path = root / DIFFUSERS_FILE
+        save_safetensors(path, to_diffusers(states, self.model.diffusers_name, cfg.lora_rank, cfg.lora_scale_alpha,
+                                            self.dtype), {"format": "pt"})
+        return path
+
+    def _metadata(self, steps: int, epoch: int) -> dict[str, str]:
+        cfg = self.config
+        by_folder = captions_by_folder(self.samples, Path(cfg.train_data_dir).name)
+        return kohya_metadata(config=cfg, base_model_version=self.model.base_model_version,
+                              architecture=self.model.modelspec_architecture, num_images=len(self.samples),
+                              steps=steps, epoch=epoch, started_at=self.started_at, finished_at=time.time(),
+                              tag_freq=tag_frequency(by_folder), base_model_name=Path(cfg.base_model).name,
+                              resolution=(cfg.resolution, cfg.resolution))

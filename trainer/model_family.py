@@ -1,0 +1,308 @@
+"""Which model family a base model belongs to, told from its files alone (torch-free).
+
+A family is one kind of base model the trainer can train a LoRA for (SD 1.x/2.x, SDXL), with
+the facts the app and the checks need before anything is loaded: how to recognise it, its
+text encoders' token limit, its usual resolution, the constants of the memory estimate and
+the options only it uses. The trainer's implementation of each family is a module under
+``trainer.models`` (named by :attr:`FamilySpec.implementation`).
+
+Recognising needs no torch: a ``.safetensors`` header is JSON (names, shapes), and a
+diffusers folder says what it is in ``model_index.json``. So the app shows a model's family
+as soon as it is chosen, and a wrong file is refused in milliseconds, named for what it is
+(a LoRA, a VAE, an SDXL refiner, a Flux.1 model), never reported as a broken file.
+
+Adding a family: write its module under ``trainer/models/`` (see docs/trainer.md) and add
+its :class:`FamilySpec` to :data:`FAMILIES` and its recognition rule to :func:`classify_keys`
+or :func:`classify_folder`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trainer.problems import ExplainedError
+
+SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+MAX_HEADER_BYTES = 100_000_000
+
+# Key prefixes of an original (LDM / CompVis / SGM) single-file checkpoint.
+UNET_PREFIX = "model.diffusion_model."
+VAE_PREFIX = "first_stage_model."
+CLIP_PREFIX = "cond_stage_model.transformer."  # SD1: CLIP in the HF layout
+OPEN_CLIP_PREFIX = "cond_stage_model.model."  # SD2: OpenCLIP
+SD_TEXT_PREFIXES = (CLIP_PREFIX, OPEN_CLIP_PREFIX)
+SDXL_CLIP_L_PREFIX = "conditioner.embedders.0.transformer."
+SDXL_OPEN_CLIP_PREFIX = "conditioner.embedders.1.model."
+SDXL_REFINER_PREFIX = "conditioner.embedders.0.model."  # the refiner has OpenCLIP bigG only
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """What the app and the checks know about a family without loading a model."""
+
+    id: str  # the `model_family` value
+    label: str  # for people: "SDXL"
+    implementation: str  # module under trainer.models with the family's model class
+    token_limit: int  # caption tokens the text encoder(s) see, start and end tokens not counted
+    default_resolution: int
+    bucket_range: tuple[int, int]  # the usual min/max bucket sides at the default resolution
+    # Memory estimate: frozen parameters (millions) of each part, LoRA parameters per unit of
+    # rank (millions) for each `lora_target`, and activations (GiB) at the default resolution,
+    # batch 1, half precision, no gradient checkpointing; `estimate_source` says where from.
+    params_m: Mapping[str, float]
+    lora_params_per_rank_m: Mapping[str, float]
+    activations_gb: float
+    estimate_source: str
+    # Options that only this family uses (the form hides them for other families).
+    own_options: frozenset[str] = field(default_factory=frozenset)
+    tiny_variant: str = ""  # `make-tiny-model --family` value of the family's tiny test model
+
+
+SD = FamilySpec(
+    id="sd", label="Stable Diffusion 1.x/2.x", implementation="sd", token_limit=75, default_resolution=512,
+    bucket_range=(256, 1024),
+    params_m={"unet": 860, "text_encoder": 123, "vae": 84},
+    lora_params_per_rank_m={"attention": 0.20, "attention_ff": 0.40, "all": 0.85},
+    activations_gb=3.0,
+    estimate_source="public reports of kohya's sd-scripts on SD 1.5 (about 6 GB at 512 px, batch 1, fp16)",
+    own_options=frozenset({"clip_skip"}),
+    tiny_variant="sd1",
+)
+SDXL = FamilySpec(
+    id="sdxl", label="SDXL", implementation="sdxl", token_limit=75, default_resolution=1024,
+    bucket_range=(512, 2048),
+    params_m={"unet": 2567, "text_encoder": 123, "text_encoder_2": 695, "vae": 84},
+    lora_params_per_rank_m={"attention": 0.58, "attention_ff": 1.16, "all": 1.95},
+    activations_gb=9.0,
+    estimate_source=("public reports of kohya's sd-scripts on SDXL 1.0 (about 12 GB at 1024 px, batch 1, bf16, "
+                     "text encoders cached)"),
+    own_options=frozenset({"train_text_encoder_2", "text_encoder_2_lr"}),
+    tiny_variant="sdxl",
+)
+FAMILIES: tuple[FamilySpec, ...] = (SD, SDXL)
+FAMILIES_BY_ID: dict[str, FamilySpec] = {spec.id: spec for spec in FAMILIES}
+# Options that some family uses and others do not (the form's show/hide rule).
+FAMILY_OPTIONS: frozenset[str] = frozenset().union(*(spec.own_options for spec in FAMILIES))
+
+
+class ModelKindError(ExplainedError):
+    """The base model is not one the trainer can train on; the message says what it is."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What a base model is: its family (when trainable), variant and a phrase for people."""
+
+    family: str  # a FamilySpec id
+    variant: str  # "sd1", "sd2", "sdxl"
+    what: str  # "an SDXL base model"
+
+    @property
+    def spec(self) -> FamilySpec:
+        """The family's :class:`FamilySpec`."""
+        return FAMILIES_BY_ID[self.family]
+
+    @property
+    def badge(self) -> str:
+        """A short name for a badge in the app: "SD 1.x", "SD 2.x", "SDXL"."""
+        return _BADGES.get(self.variant, self.spec.label)
+
+
+_BADGES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+def read_safetensors_header(path: Path) -> tuple[dict[str, list[int]], dict[str, str]]:
+    """Tensor shapes and metadata from a ``.safetensors`` header (raises ValueError when it is not one)."""
+    with open(path, "rb") as handle:
+        raw = handle.read(8)
+        if len(raw) != 8:
+            raise ValueError("the file is too short to be a safetensors file")
+        (size,) = struct.unpack("<Q", raw)
+        if size > MAX_HEADER_BYTES:
+            raise ValueError("its header size is implausible")
+        header = json.loads(handle.read(size))
+    if not isinstance(header, dict):
+        raise ValueError("its header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    shapes = {k: list(v.get("shape", [])) for k, v in header.items() if isinstance(v, dict)}
+    return shapes, {str(k): str(v) for k, v in metadata.items()}
+
+
+def detect_family(path: Path | str, *, allow_pickle: bool = False) -> Detection:
+    """The family of the base model at ``path`` (a single file or a diffusers folder).
+
+    Raises :class:`ModelKindError` for anything that is not a trainable base model, named
+    for what it is. A pickle file (``.ckpt`` ...) cannot be read without unpickling it: with
+    ``allow_pickle`` it is taken for SD (its keys are checked again once loaded), else refused.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ModelKindError(f"base model not found: {path}",
+                             "check `base_model`: it must be a .safetensors file or a diffusers folder")
+    if path.is_dir():
+        return classify_folder(path)
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        if allow_pickle:
+            return Detection("sd", "sd1", "a pickle checkpoint")
+        raise ModelKindError(f"{path.name} is a pickle file ({suffix}), and loading a pickle can run any code hidden in it",
+                             "convert it to .safetensors, or set `allow_pickle: true` if you trust where it came from")
+    if suffix not in SAFETENSORS_SUFFIXES:
+        raise ModelKindError(f"{path.name}: unsupported model file type {suffix or '(no extension)'!r}",
+                             "give a .safetensors checkpoint or a diffusers model folder (one with model_index.json)")
+    try:
+        shapes, _metadata = read_safetensors_header(path)
+    except (OSError, ValueError) as exc:
+        raise ModelKindError(f"{path.name} could not be read as a safetensors file: {exc}",
+                             "the file may be incomplete (an interrupted download?): download it again") from exc
+    return classify_keys(shapes, path.name)
+
+
+# --------------------------------------------------------------------------- single files
+
+# kohya (lora_unet_*, .lora_down), PEFT (lora_A/lora_B), old diffusers (to_k_lora.down),
+# LyCORIS (hada_w*, lokr_w*, oft_*): no base model has such names.
+_LORA_MARKERS = re.compile(r"lora|hada_w|lokr_w|\.oft_", re.IGNORECASE)
+_NOT_YET = "LoRA Studio trains Stable Diffusion 1.x/2.x and SDXL models"
+
+
+def _has(keys: Sequence[str], *prefixes: str) -> bool:
+    return any(k.startswith(prefixes) for k in keys)
+
+
+def classify_keys(shapes: Mapping[str, Sequence[int]], name: str) -> Detection:
+    """The family of a single-file checkpoint from its tensor names and shapes.
+
+    Raises :class:`ModelKindError` naming what the file is when it is not a trainable base
+    model. ``name`` is the file's name for the messages.
+    """
+    keys = list(shapes)
+    if not keys:
+        raise ModelKindError(f"{name} contains no tensors")
+    if sum(1 for k in keys if _LORA_MARKERS.search(k)) * 2 > len(keys):
+        raise ModelKindError(f"{name} looks like a LoRA, not a base model",
+                             "`base_model` must be a full checkpoint (such as sd_xl_base_1.0.safetensors); "
+                             "a LoRA is what training produces")
+    if any(k in ("emb_params", "string_to_param", "clip_l", "clip_g") for k in keys) and len(keys) < 8:
+        raise ModelKindError(f"{name} looks like a textual inversion embedding, not a base model",
+                             "`base_model` must be a full checkpoint")
+    if any(".double_blocks." in k or k.startswith("double_blocks.") for k in keys):
+        raise ModelKindError(f"{name} is a Flux.1 model; Flux.1 models are not supported yet", _NOT_YET)
+    if any(".joint_blocks." in k or k.startswith("joint_blocks.") for k in keys):
+        raise ModelKindError(f"{name} is a Stable Diffusion 3 model; SD3 models are not supported yet", _NOT_YET)
+    if _has(keys, "conditioner.embedders."):
+        return _classify_sdxl(shapes, keys, name)
+    if not _has(keys, UNET_PREFIX):
+        if _has(keys, "encoder.down.", "decoder.up."):
+            what = "a standalone VAE"
+        elif _has(keys, "down_blocks.", "conv_in.", "encoder.layers.", "text_model."):
+            what = "a single diffusers-format component"
+        else:
+            what = "something other than a Stable Diffusion checkpoint"
+        raise ModelKindError(f"{name} looks like {what}: it has no UNet weights (model.diffusion_model.*)",
+                             "give a full checkpoint, or a diffusers model folder (with model_index.json)")
+    if f"{UNET_PREFIX}input_blocks.0.0.weight" not in shapes:
+        raise ModelKindError(f"{name} has a model.diffusion_model but not a Stable Diffusion UNet (a newer "
+                             "architecture?)", _NOT_YET)
+    if not _has(keys, *SD_TEXT_PREFIXES):
+        raise ModelKindError(f"{name} has no text encoder (cond_stage_model.*)",
+                             "use a full checkpoint that includes the text encoder")
+    variant = "sd2" if _has(keys, SD_TEXT_PREFIXES[1]) or _cross_attention_width(shapes) == 1024 else "sd1"
+    return Detection("sd", variant, f"a Stable Diffusion {'2.x' if variant == 'sd2' else '1.x'} model")
+
+
+def _cross_attention_width(shapes: Mapping[str, Sequence[int]]) -> int | None:
+    for key, shape in shapes.items():
+        if key.startswith(UNET_PREFIX) and key.endswith("attn2.to_k.weight") and len(shape) == 2:
+            return int(shape[1])
+    return None
+
+
+def _classify_sdxl(shapes: Mapping[str, Sequence[int]], keys: Sequence[str], name: str) -> Detection:
+    if _has(keys, SDXL_REFINER_PREFIX) and not _has(keys, SDXL_OPEN_CLIP_PREFIX):
+        raise ModelKindError(f"{name} is an SDXL refiner, which has only one text encoder and refines finished "
+                             "images", "train LoRAs on an SDXL base model (such as sd_xl_base_1.0.safetensors)")
+    conv_in = shapes.get(f"{UNET_PREFIX}input_blocks.0.0.weight")
+    if conv_in is None:
+        raise ModelKindError(f"{name} has SDXL text encoders but no SDXL UNet (model.diffusion_model.*)",
+                             "give a full SDXL checkpoint, not a text-encoder file")
+    if len(conv_in) == 4 and conv_in[1] != 4:
+        raise ModelKindError(f"{name} is an SDXL inpainting model (its UNet takes {conv_in[1]} input channels); "
+                             "LoRA Studio trains text-to-image models, whose UNet takes 4",
+                             "choose the text-to-image version of the base model")
+    for prefix, encoder in ((SDXL_CLIP_L_PREFIX, "CLIP-L"), (SDXL_OPEN_CLIP_PREFIX, "OpenCLIP bigG")):
+        if not _has(keys, prefix):
+            raise ModelKindError(f"{name} is an SDXL model without its {encoder} text encoder "
+                                 f"({prefix.rstrip('.')}.*); SDXL needs both",
+                                 "use a full SDXL checkpoint that includes both text encoders")
+    return Detection("sdxl", "sdxl", "an SDXL base model")
+
+
+# ------------------------------------------------------------------------- diffusers folders
+
+
+def classify_folder(folder: Path) -> Detection:
+    """The family of a diffusers model folder from its ``model_index.json``."""
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        files = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (*SAFETENSORS_SUFFIXES, *PICKLE_SUFFIXES))
+        hint = (f"did you mean the file {files[0]}?" if files
+                else "give a diffusers model folder (with model_index.json) or a .safetensors checkpoint")
+        raise ModelKindError(f"{folder} has no model_index.json, so it is not a diffusers model folder", hint)
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelKindError(f"{index_path} could not be read: {exc}", "the model folder may be damaged") from exc
+    if not isinstance(index, dict):
+        raise ModelKindError(f"{index_path} is not a JSON object", "the model folder may be damaged")
+    pipeline = str(index.get("_class_name", ""))
+    if pipeline.startswith("Flux"):
+        raise ModelKindError(f"{folder} is a Flux.1 model; Flux.1 models are not supported yet", _NOT_YET)
+    if pipeline.startswith("StableDiffusion3"):
+        raise ModelKindError(f"{folder} is a Stable Diffusion 3 model; SD3 models are not supported yet", _NOT_YET)
+    if "Inpaint" in pipeline:
+        raise ModelKindError(f"{folder} is an inpainting model ({pipeline})",
+                             "choose the text-to-image version of the base model")
+    if "XL" in pipeline or "text_encoder_2" in index:
+        if index.get("text_encoder", "absent") in (None, [None, None]):  # the refiner says it has none
+            raise ModelKindError(f"{folder} is an SDXL refiner, which has only one text encoder and refines "
+                                 "finished images", "train LoRAs on an SDXL base model")
+        return Detection("sdxl", "sdxl", "an SDXL base model")
+    if pipeline and pipeline != "StableDiffusionPipeline":
+        raise ModelKindError(f"{folder} is a {pipeline} model folder; {_NOT_YET}",
+                             "choose a Stable Diffusion 1.x/2.x or SDXL model")
+    return Detection("sd", _sd_folder_variant(folder), "a Stable Diffusion model folder")
+
+
+def _sd_folder_variant(folder: Path) -> str:
+    try:
+        config = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "sd1"
+    if config.get("cross_attention_dim") == 1024 or config.get("use_linear_projection"):
+        return "sd2"
+    return "sd1"
+
+
+def resolve_family(detection: Detection, requested: str, where: str) -> FamilySpec:
+    """The family to train: what the model is, checked against an explicit `model_family`.
+
+    ``requested`` is "auto" or a family id; a model of another family is refused rather
+    than loaded into the wrong code.
+    """
+    if requested in ("", "auto") or requested == detection.family:
+        return detection.spec
+    if requested not in FAMILIES_BY_ID:
+        raise ModelKindError(f"model_family {requested!r} is not a known family",
+                             f"use one of: auto, {', '.join(FAMILIES_BY_ID)}")
+    raise ModelKindError(f"{where} is {detection.what}, but model_family says {requested!r}",
+                         f"set model_family to auto (or {detection.family})")
