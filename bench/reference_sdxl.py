@@ -7,9 +7,10 @@ that has them on its PYTHONPATH (for example one made with
 ``pip install --target DIR -c constraints.txt torchvision datasets``).
 
 Both run the same settings (64 px, batch 4, LoRA rank 4 on the UNet's attention, AdamW at
-1e-4, fp32 on the CPU, no samples, no checkpoints). Each runs twice, for N and 3N steps;
-the difference of the two wall times over 2N steps is the time of one step, so start-up,
-model loading and latent caching (which do not grow with the step count) cancel out.
+1e-4, fp32 on the CPU, no samples, no checkpoints). Per-step times, so that start-up, model
+loading and latent caching do not count: the median gap between consecutive steps, from the
+times of our `metrics.jsonl` lines and of the reference's `train_loss` TensorBoard events
+(accelerate logs one per optimizer step).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
-import time
+import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,12 +38,26 @@ def imagefolder_copy(data: Path, target: Path) -> Path:
     return target
 
 
-def _timed(args: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
+def _run(args: list[str], env: dict[str, str]) -> None:
     result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(args[:3])} failed:\n{result.stderr[-3000:]}")
-    return time.perf_counter() - start
+
+
+def median_gap(times: list[float]) -> float:
+    """The median time between consecutive steps, the first step (lazy initialisation) left out."""
+    return statistics.median(b - a for a, b in zip(times[1:], times[2:]))
+
+
+def _event_times(folder: Path, tag: str) -> list[float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = sorted(folder.rglob("events.out.tfevents.*"))
+    if not files:
+        raise SystemExit(f"the reference wrote no TensorBoard events under {folder}")
+    events = EventAccumulator(str(files[-1].parent), size_guidance={"scalars": 0})
+    events.Reload()
+    return [event.wall_time for event in events.Scalars(tag)]
 
 
 # PyPI's torchvision wheels are CUDA builds: next to a CPU torch their C++ ops do not load, and
@@ -56,7 +71,7 @@ _TORCHVISION_SHIM = (
 
 
 def reference_step_s(script: Path, model_dir: Path, data: Path, tmp: Path, steps: int, extra_path: str) -> float:
-    """Seconds per optimizer step of diffusers' script (difference of a 3N- and an N-step run)."""
+    """Seconds per optimizer step of diffusers' script (the median gap between its logged steps)."""
     folder = imagefolder_copy(data, tmp / "reference-data")
     shim = tmp / "torchvision-shim"
     shim.mkdir(exist_ok=True)
@@ -64,32 +79,27 @@ def reference_step_s(script: Path, model_dir: Path, data: Path, tmp: Path, steps
     path = [str(shim), extra_path, os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join(p for p in path if p)}
-    walls = []
-    for count in (steps, 3 * steps):
-        out = tmp / f"reference-{count}"
-        walls.append(_timed([sys.executable, str(script), "--pretrained_model_name_or_path", str(model_dir),
-                             "--train_data_dir", str(folder), "--caption_column", "text", "--resolution", "64",
-                             "--center_crop", "--train_batch_size", "4", "--max_train_steps", str(count),
-                             "--learning_rate", "1e-4", "--rank", "4", "--output_dir", str(out), "--seed", "1",
-                             "--mixed_precision", "no", "--dataloader_num_workers", "0",
-                             "--checkpointing_steps", "1000000", "--lr_scheduler", "constant"], env))
-    return (walls[1] - walls[0]) / (2 * steps)
+    out = tmp / "reference-run"
+    _run([sys.executable, str(script), "--pretrained_model_name_or_path", str(model_dir), "--train_data_dir",
+          str(folder), "--caption_column", "text", "--resolution", "64", "--center_crop", "--train_batch_size", "4",
+          "--max_train_steps", str(steps), "--learning_rate", "1e-4", "--rank", "4", "--output_dir", str(out),
+          "--seed", "1", "--mixed_precision", "no", "--dataloader_num_workers", "0", "--checkpointing_steps",
+          "1000000", "--lr_scheduler", "constant", "--report_to", "tensorboard"], env)
+    return median_gap(_event_times(out, "train_loss"))
 
 
 def our_step_s(model_file: Path, data: Path, tmp: Path, steps: int) -> float:
     """Seconds per optimizer step of `python -m trainer train` with the reference's settings."""
-    walls = []
-    for count in (steps, 3 * steps):
-        out = tmp / f"ours-{count}"
-        config = tmp / f"ours-{count}.yaml"
-        config.write_text("\n".join([
-            f"train_data_dir: {data}", f"base_model: {model_file}", f"output_dir: {out}", "resolution: 64",
-            "enable_bucket: false", "batch_size: 4", f"max_train_steps: {count}", "save_steps: 0",
-            "learning_rate: 1e-4", "lora_rank: 4", "lora_target: attention", "cache_latents: memory",
-            "tensorboard: false", "num_workers: 0", "seed: 1", "max_grad_norm: 1.0",
-        ]) + "\n", encoding="utf-8")
-        walls.append(_timed([sys.executable, "-m", "trainer", "train", "--config", str(config)], dict(os.environ)))
-    return (walls[1] - walls[0]) / (2 * steps)
+    out = tmp / "ours-run"
+    config = tmp / "ours.yaml"
+    config.write_text("\n".join([
+        f"train_data_dir: {data}", f"base_model: {model_file}", f"output_dir: {out}", "resolution: 64",
+        "enable_bucket: false", "batch_size: 4", f"max_train_steps: {steps}", "save_steps: 0",
+        "learning_rate: 1e-4", "lora_rank: 4", "lora_target: attention", "cache_latents: memory",
+        "tensorboard: false", "num_workers: 0", "seed: 1", "log_every_n_steps: 1",
+    ]) + "\n", encoding="utf-8")
+    _run([sys.executable, "-m", "trainer", "train", "--config", str(config)], dict(os.environ))
+    return median_gap([json.loads(line)["time"] for line in (out / "metrics.jsonl").read_text().splitlines()])
 
 
 def compare(script: Path, model_dir: Path, model_file: Path, data: Path, tmp: Path, steps: int,

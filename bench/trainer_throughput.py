@@ -242,7 +242,7 @@ def main() -> None:
         if args.reference_script is not None:
             from bench.reference_sdxl import compare
             ratios.update(compare(args.reference_script, tiny.diffusers_dir, model, tmp / "data", tmp,
-                                  5 if args.quick else 20, args.reference_path))
+                                  30 if args.quick else 100, args.reference_path))
 
     real_rate = steps / min(real)
     memory_rate = steps / min(memory)

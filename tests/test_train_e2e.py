@@ -115,10 +115,13 @@ def test_kohya_lora_loads_in_diffusers_and_changes_output(tmp_path, family_model
     data = make_dataset(tmp_path / "data", "csv")
     out = tmp_path / "run"
     config = write_config(tmp_path / "config.yaml", family_model.single_file, data, out, max_train_steps=6,
-                          sample_every_n_steps=0, sample_prompts=[], learning_rate=5e-2, lora_target="all",
-                          train_text_encoder=True)
+                          sample_every_n_steps=6, sample_prompts=["a red square"], learning_rate=5e-2,
+                          lora_target="all", train_text_encoder=True)
     result = trainer_cli("train", "--config", str(config))
     assert result.returncode == 0, result.stderr
+    # The family's own pipeline made the sample (SDXL's needs the pooled text and size conditioning).
+    sample = Image.open(out / "samples" / "step-00000006_p00.png")
+    assert sample.size == (64, 64)
 
     # diffusers picks the pipeline class from the folder's model_index.json.
     pipe = DiffusionPipeline.from_pretrained(family_model.diffusers_dir, local_files_only=True,
@@ -160,3 +163,60 @@ def test_kohya_lora_loads_in_diffusers_and_changes_output(tmp_path, family_model
     diffusers_layout = render()
     # Both files hold the same adapter (up to fp16 storage), so they draw the same picture.
     assert abs(diffusers_layout - after).max() < 2e-2
+
+
+@pytest.mark.slow
+def test_a_seed_style_config_trains_an_sdxl_single_file(tmp_path):
+    """The seed's keys and layout with an SDXL checkpoint as base_model: SDXL's sizes come by
+    themselves, the run folder follows the contract, and both files load fully in diffusers."""
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+    from safetensors import safe_open
+
+    assert trainer_cli("make-tiny-model", str(tmp_path / "tiny"), "--family", "sdxl").returncode == 0
+    models = tmp_path / "models" / "Stable-diffusion"
+    models.mkdir(parents=True)
+    (tmp_path / "tiny" / "tiny-sdxl.safetensors").rename(models / "sd_xl_base_tiny.safetensors")
+    make_dataset(tmp_path / "data" / "style_train", "csv")
+    config = tmp_path / "configs" / "my_lora_config.yaml"
+    config.parent.mkdir()
+    # The seed's config, key for key (one epoch instead of ten: SDXL's 1024 px is slow on a CPU).
+    config.write_text('train_data_dir: "../data/style_train"\nmetadata_path: "../data/style_train/metadata.csv"\n'
+                      'base_model: "../models/Stable-diffusion/sd_xl_base_tiny.safetensors"\nlora_rank: 8\n'
+                      'batch_size: 4\nepochs: 1\nlearning_rate: 2e-4\noutput_dir: "../output/my_style_lora"\n'
+                      'save_steps: 100\n', encoding="utf-8")
+    result = trainer_cli("train", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "SDXL model: resolution 1024" in result.stderr  # the family's sizes, said once
+
+    out = tmp_path / "output" / "my_style_lora"
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "completed" and status["step"] == status["total_steps"] > 0
+    assert (out / "config.yaml").exists() and (out / "metrics.jsonl").read_text().strip()
+    kinds = [json.loads(line)["kind"] for line in (out / "events.jsonl").read_text().splitlines()]
+    assert "start" in kinds and "export" in kinds
+    with safe_open(out / "my_style_lora.safetensors", "pt") as lora:
+        metadata = lora.metadata()
+        modules = {k.rsplit(".", 2)[0] for k in lora.keys() if k.endswith(".lora_down.weight")}
+    assert metadata["ss_base_model_version"] == "sdxl_base_v1-0"
+    assert metadata["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
+    assert metadata["modelspec.resolution"] == "1024x1024" and metadata["ss_resolution"] == "(1024, 1024)"
+    assert all(m.startswith(("lora_unet_input_blocks_", "lora_unet_middle_block_", "lora_unet_output_blocks_"))
+               for m in modules)
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(tmp_path / "tiny" / "diffusers", local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+
+    def render():
+        return pipe("a shape", num_inference_steps=2, width=64, height=64, generator=torch.Generator().manual_seed(0),
+                    output_type="np").images[0]
+
+    before = render()
+    pipe.load_lora_weights(str(out / "my_style_lora.safetensors"))
+    injected = [n for n, m in pipe.unet.named_modules() if hasattr(m, "lora_A") and len(m.lora_A)]
+    assert len(injected) == len(modules)
+    kohya = render()
+    assert abs(kohya - before).max() > 0
+    pipe.unload_lora_weights()
+    pipe.load_lora_weights(str(out / "diffusers"), weight_name="pytorch_lora_weights.safetensors")
+    assert abs(render() - kohya).max() < 2e-2

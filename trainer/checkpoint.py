@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from trainer.fsutil import fsync_dir
+from trainer.fsutil import fsync_dir, replace_folder
 from trainer.rundir import CHECKPOINTS_DIR
 
 COMPLETE_MARKER = "COMPLETE"
@@ -80,16 +80,8 @@ def write_checkpoint(run_root: Path, step: int, write_files: Callable[[Path], No
         # previous checkpoints were not touched and stay valid.
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if final.exists():
-        # Same step saved again (a resumed run): swap atomically, keeping the old one until then.
-        old = parent / (final.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    fsync_dir(parent)
+    # The same step saved again (a resumed run) swaps atomically, keeping the old one until then.
+    replace_folder(tmp, final)
     if keep_last_n > 0:
         prune_checkpoints(run_root, keep_last_n)
     return final

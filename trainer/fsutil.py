@@ -8,6 +8,7 @@ file intact and at worst a stray ``.tmp`` file that the next write replaces.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +23,23 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def replace_folder(staging: Path, final: Path) -> None:
+    """Put the complete folder ``staging`` in place of ``final`` (which may exist), then fsync the parent.
+
+    An existing ``final`` is moved aside first and deleted only once ``staging`` is in place, so
+    at every moment either the old folder or the new one is there, whole.
+    """
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, final)
+    fsync_dir(final.parent)
 
 
 def atomic_write_bytes(path: Path | str, data: bytes, durable: bool = True) -> None:

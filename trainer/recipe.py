@@ -45,6 +45,7 @@ from trainer.text_encoding import long_caption_warning
 
 log = logging.getLogger("trainer")
 
+
 class TrainingFailure(ExplainedError):
     """A failure we can explain: a message and what to do."""
 

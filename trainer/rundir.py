@@ -38,47 +38,26 @@ HEARTBEAT_INTERVAL_S = 5.0
 STALE_AFTER_S = 60.0
 
 
+def _member(name: str) -> property:
+    """A property for the file (or folder) ``name`` of the run directory."""
+    return property(lambda self: self.root / name, doc=f"The run's ``{name}``.")
+
+
 @dataclass
 class RunPaths:
     """Where each file of a run directory lives."""
 
     root: Path
 
-    @property
-    def status(self) -> Path:
-        return self.root / STATUS_FILE
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / METRICS_FILE
-
-    @property
-    def events(self) -> Path:
-        return self.root / EVENTS_FILE
-
-    @property
-    def log(self) -> Path:
-        return self.root / LOG_FILE
-
-    @property
-    def config(self) -> Path:
-        return self.root / CONFIG_FILE
-
-    @property
-    def stop(self) -> Path:
-        return self.root / STOP_FILE
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / CHECKPOINTS_DIR
-
-    @property
-    def samples(self) -> Path:
-        return self.root / SAMPLES_DIR
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.root / TENSORBOARD_DIR
+    status = _member(STATUS_FILE)
+    metrics = _member(METRICS_FILE)
+    events = _member(EVENTS_FILE)
+    log = _member(LOG_FILE)
+    config = _member(CONFIG_FILE)
+    stop = _member(STOP_FILE)
+    checkpoints = _member(CHECKPOINTS_DIR)
+    samples = _member(SAMPLES_DIR)
+    tensorboard = _member(TENSORBOARD_DIR)
 
 
 class RunWriter:

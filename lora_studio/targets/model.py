@@ -22,23 +22,29 @@ SSH_AUTH = ("agent", "key", "password")
 VM_LAUNCH = ("ssh", "guest_ops")
 
 
-@dataclass(frozen=True)
-class LocalTarget:
-    """This computer. ``python`` empty means the interpreter running the app's trainer."""
+@dataclass(frozen=True, kw_only=True)
+class _TargetBase:
+    """What every kind of target has: how its paths map to the desktop's, and how many jobs it takes."""
 
-    name: str = "This computer"
-    python: str = ""
     mappings: tuple[PathMapping, ...] = ()
     max_jobs: int = 1
-    kind: ClassVar[str] = "local"
 
     def mapper(self) -> PathMapper:
-        """The path mapper of this target (usually none: the desktop's paths are the target's)."""
+        """The path mapper of this target (none for this computer: the desktop's paths are its own)."""
         return PathMapper(self.mappings)
 
 
 @dataclass(frozen=True)
-class SshTarget:
+class LocalTarget(_TargetBase):
+    """This computer. ``python`` empty means the interpreter running the app's trainer."""
+
+    name: str = "This computer"
+    python: str = ""
+    kind: ClassVar[str] = "local"
+
+
+@dataclass(frozen=True)
+class SshTarget(_TargetBase):
     """A Linux machine reached over SSH, with the trainer installed (``python -m trainer``)."""
 
     name: str
@@ -48,8 +54,6 @@ class SshTarget:
     auth: str = "agent"  # agent | key | password (the password comes from the keyring)
     key_file: str = ""   # private key for auth == "key"; its passphrase, if any, from the keyring
     python: str = "python3"
-    mappings: tuple[PathMapping, ...] = ()
-    max_jobs: int = 1
     kind: ClassVar[str] = "ssh"
 
     def __post_init__(self) -> None:
@@ -69,10 +73,6 @@ class SshTarget:
     def secret_account(self) -> str:
         """Keyring account of this target's password (or key passphrase)."""
         return f"ssh:{self.user}@{self.host}:{self.port}"
-
-    def mapper(self) -> PathMapper:
-        """The path mapper of this target."""
-        return PathMapper(self.mappings)
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class VCenter:
 
 
 @dataclass(frozen=True)
-class VSphereTarget:
+class VSphereTarget(_TargetBase):
     """A VM of a vCenter's inventory. Launch over SSH to its guest IP, or through VMware
     Tools' Guest Operations API (no network path needed; ``guest_user`` and a keyring password)."""
 
@@ -111,8 +111,6 @@ class VSphereTarget:
     ssh_key_file: str = ""
     guest_user: str = ""
     python: str = "python3"
-    mappings: tuple[PathMapping, ...] = ()
-    max_jobs: int = 1
     kind: ClassVar[str] = "vsphere"
 
     def __post_init__(self) -> None:
@@ -133,10 +131,6 @@ class VSphereTarget:
         """The SSH target that reaches this VM at its guest ``ip``."""
         return SshTarget(name=self.name, host=ip, user=self.ssh_user, port=self.ssh_port, auth=self.ssh_auth,
                          key_file=self.ssh_key_file, python=self.python, mappings=self.mappings, max_jobs=self.max_jobs)
-
-    def mapper(self) -> PathMapper:
-        """The path mapper of this target."""
-        return PathMapper(self.mappings)
 
 
 Target = Union[LocalTarget, SshTarget, VSphereTarget]

@@ -109,24 +109,18 @@ def stop_run(local_run_dir: Path | str, control: ProcessControl | None, *, grace
                                         "there is no connection to signal it; check the target")
     elif control is None:
         raise TargetError("no connection to the target to signal the trainer", "use the STOP file, or connect first")
-    stage = "terminate"
-    report(stage)
-    try:
-        control.signal("TERM")
-    except TargetError as exc:
-        return result(stage, False, f"SIGTERM failed: {exc}")
-    if _wait(control, run_dir, kill_after_s, poll_s):
-        _mark_stopped(run_dir, stage)
-        return result(stage, True, "the trainer stopped after SIGTERM")
-    stage = "kill"
-    report(stage)
-    try:
-        control.signal("KILL")
-    except TargetError as exc:
-        return result(stage, False, f"SIGKILL failed: {exc}")
-    if _wait(control, run_dir, 15.0, poll_s):
-        _mark_stopped(run_dir, stage)
-        return result(stage, True, "the trainer was killed; resume continues from its last checkpoint")
+    # The signal stages: (stage, signal, how long to wait for the trainer to go, what success means).
+    signals = (("terminate", "TERM", kill_after_s, "the trainer stopped after SIGTERM"),
+               ("kill", "KILL", 15.0, "the trainer was killed; resume continues from its last checkpoint"))
+    for stage, name, wait_s, stopped in signals:
+        report(stage)
+        try:
+            control.signal(name)
+        except TargetError as exc:
+            return result(stage, False, f"SIG{name} failed: {exc}")
+        if _wait(control, run_dir, wait_s, poll_s):
+            _mark_stopped(run_dir, stage)
+            return result(stage, True, stopped)
     return result(stage, False, "the trainer survived SIGKILL (stuck in the kernel?); check the machine")
 
 

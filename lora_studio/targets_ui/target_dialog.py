@@ -12,6 +12,7 @@ from pathlib import Path
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
                                QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
+from ..boxes import port_box
 from ..targets import LocalTarget, SshTarget, Target, TargetConfigError, VmRow, VSphereTarget
 from .mapping_editor import MappingEditor
 
@@ -95,9 +96,7 @@ class TargetDialog(QDialog):
     def _ssh_fields(self, target: SshTarget | None) -> None:
         self.host = QLineEdit(target.host if target else "", self)
         self.host.setPlaceholderText("host name or IP address")
-        self.port = QSpinBox(self)
-        self.port.setRange(1, 65535)
-        self.port.setValue(target.port if target else 22)
+        self.port = port_box(self, target.port if target else 22)
         self.user = QLineEdit(target.user if target else "", self)
         self.auth = _combo(self, AUTH_LABELS, target.auth if target else "agent")
         self.key_file = QLineEdit(target.key_file if target else "", self)
@@ -121,9 +120,7 @@ class TargetDialog(QDialog):
         default_launch = target.launch if target else ("ssh" if vm is None or vm.ip else "guest_ops")
         self.launch = _combo(self, LAUNCH_LABELS, default_launch)
         self.user = QLineEdit(target.ssh_user if target else "", self)
-        self.port = QSpinBox(self)
-        self.port.setRange(1, 65535)
-        self.port.setValue(target.ssh_port if target else 22)
+        self.port = port_box(self, target.ssh_port if target else 22)
         self.auth = _combo(self, AUTH_LABELS, target.ssh_auth if target else "agent")
         self.key_file = QLineEdit(target.ssh_key_file if target else "", self)
         self.guest_user = QLineEdit(target.guest_user if target else "", self)

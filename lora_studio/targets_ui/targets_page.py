@@ -11,6 +11,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QMenu,
                                QMessageBox, QPushButton, QSplitter, QVBoxLayout, QWidget)
 
+from ..boxes import column
 from ..targets import (LocalTarget, PreflightReport, SshTarget, Target, TargetError, UntrustedCertificate,
                        UntrustedHostKey, VmRow, forget_password, install_trainer, store_password)
 from ..workers.tasks import TaskRunner
@@ -66,11 +67,7 @@ class TargetsPage(QWidget):
         for button in (add, self.edit_button, self.remove_button):
             list_buttons.addWidget(button)
         list_buttons.addStretch(1)
-        top = QWidget(self)
-        top_layout = QVBoxLayout(top)
-        top_layout.setContentsMargins(0, 0, 0, 0)
-        top_layout.addWidget(self.table, 1)
-        top_layout.addLayout(list_buttons)
+        top = column(self, (self.table, 1), list_buttons)
 
         # -- preflight ------------------------------------------------------------------------
         self.config_box = QComboBox(self)
@@ -107,12 +104,7 @@ class TargetsPage(QWidget):
         summary_row = QHBoxLayout()
         summary_row.addWidget(self.summary, 1)
         summary_row.addWidget(self.install_button)
-        bottom = QWidget(self)
-        bottom_layout = QVBoxLayout(bottom)
-        bottom_layout.setContentsMargins(0, 0, 0, 0)
-        bottom_layout.addLayout(check_row)
-        bottom_layout.addLayout(summary_row)
-        bottom_layout.addWidget(self.checks_view, 1)
+        bottom = column(self, check_row, summary_row, (self.checks_view, 1))
 
         splitter = QSplitter(Qt.Orientation.Vertical, self)
         splitter.addWidget(top)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QSpinBox, QVBoxLayout,
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QVBoxLayout,
                                QWidget)
 
+from ..boxes import port_box
 from ..targets import CertificateInfo, TargetConfigError, VCenter
 from ..targets.vsphere import normalize_thumbprint
 
@@ -29,9 +30,7 @@ class VCenterDialog(QDialog):
         self.name.setPlaceholderText("e.g. lab")
         self.host = QLineEdit(vcenter.host if vcenter else "", self)
         self.host.setPlaceholderText("vcenter.example.com")
-        self.port = QSpinBox(self)
-        self.port.setRange(1, 65535)
-        self.port.setValue(vcenter.port if vcenter else 443)
+        self.port = port_box(self, vcenter.port if vcenter else 443)
         self.user = QLineEdit(vcenter.user if vcenter else "", self)
         self.user.setPlaceholderText("administrator@vsphere.local")
         self.password = QLineEdit(self)

@@ -6,6 +6,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QPushButton, QVBoxLayout,
                                QWidget)
 
+from ..boxes import push_button
 from ..targets import (CertificateChanged, TargetError, UntrustedCertificate, VCenter, VmRow, forget_password,
                        inventory, power_on, store_password)
 from ..workers.tasks import TaskRunner
@@ -59,14 +60,9 @@ class VSpherePage(QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
         self.table.doubleClicked.connect(lambda _: self.use_selected())
-        self.refresh_button = QPushButton("Refresh", self)
-        self.refresh_button.clicked.connect(self.refresh)
-        self.power_button = QPushButton("Power on", self)
-        self.power_button.setObjectName("powerOnButton")
-        self.power_button.clicked.connect(self.power_on_selected)
-        self.use_button = QPushButton("Use this VM as a target…", self)
-        self.use_button.setObjectName("useVmButton")
-        self.use_button.clicked.connect(self.use_selected)
+        self.refresh_button = push_button("Refresh", self, self.refresh)
+        self.power_button = push_button("Power on", self, self.power_on_selected, name="powerOnButton")
+        self.use_button = push_button("Use this VM as a target…", self, self.use_selected, name="useVmButton")
         bottom = QHBoxLayout()
         bottom.addWidget(self.refresh_button)
         bottom.addStretch(1)

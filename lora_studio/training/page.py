@@ -23,6 +23,7 @@ from trainer.config.schema import OPTIONS_BY_NAME, SCHEMA_VERSION, defaults
 from trainer.config.yaml_edit import update_yaml_text
 from trainer.fsutil import atomic_write_text
 
+from ..boxes import push_button
 from ..workers.tasks import TaskRunner
 from .analysis import Analysis, analyse, this_computer_has_cuda
 from .model_finder import find_base_models
@@ -64,14 +65,11 @@ class TrainingPage(QWidget):
         self.preset_box = QComboBox(self)
         self.preset_box.setToolTip("Start from a preset; fields that differ from it are shown in bold")
         self.preset_box.activated.connect(self._preset_chosen)
-        self.save_button = QPushButton("Save", self)
+        self.save_button = push_button("Save", self, self.save)
         self.save_button.setShortcut("Ctrl+S")
-        self.save_button.clicked.connect(self.save)
-        self.reset_all_button = QPushButton("Reset all", self)
-        self.reset_all_button.setToolTip("Put every option back to the preset's value (paths are kept)")
-        self.reset_all_button.clicked.connect(self._preset_chosen)
-        self.save_preset_button = QPushButton("Save as preset…", self)
-        self.save_preset_button.clicked.connect(self._save_as_preset)
+        self.reset_all_button = push_button("Reset all", self, self._preset_chosen,
+                                            tip="Put every option back to the preset's value (paths are kept)")
+        self.save_preset_button = push_button("Save as preset…", self, self._save_as_preset)
         self.target_box = QComboBox(self)
         self.target_box.setObjectName("targetBox")
         self.target_box.setToolTip("Where the training runs (targets are set up in the Targets panel)")

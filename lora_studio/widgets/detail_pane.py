@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPlainTextEdit, QSplitter, Q
 from ..resources import icon
 from trainer.model_family import FAMILIES_BY_ID, SD
 
+from ..boxes import column
 from ..tokens import count_tokens, token_cutoff, word_count
 from ..workers.tasks import TaskRunner
 from .image_viewer import ImageViewer
@@ -92,11 +93,7 @@ class DetailPane(QWidget):
         self.warning.setWordWrap(True)
         self.warning.hide()
 
-        top = QWidget(self)
-        top_layout = QVBoxLayout(top)
-        top_layout.setContentsMargins(0, 0, 0, 0)
-        top_layout.addLayout(buttons)
-        top_layout.addWidget(self.viewer, 1)
+        top = column(self, buttons, (self.viewer, 1))
         bottom = QWidget(self)
         bottom_layout = QVBoxLayout(bottom)
         bottom_layout.setContentsMargins(0, 4, 0, 0)

@@ -81,13 +81,9 @@ def _positive_or_none(value: Any) -> float | None:
 # kohya key -> (our option, converter). Keys of the GUI JSON and of sd-scripts' arguments.
 _MAP: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "pretrained_model_name_or_path": ("base_model", str),
-    "train_data_dir": ("train_data_dir", str),
-    "output_dir": ("output_dir", str),
-    "output_name": ("output_name", str),
     "network_dim": ("lora_rank", int),
     "network_alpha": ("lora_alpha", float),
     "network_dropout": ("lora_dropout", float),
-    "learning_rate": ("learning_rate", float),
     "unet_lr": ("learning_rate", float),
     "text_encoder_lr": ("text_encoder_lr", _positive_or_none),
     "train_batch_size": ("batch_size", int),
@@ -99,32 +95,26 @@ _MAP: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "optimizer": ("optimizer", _optimizer),
     "optimizer_type": ("optimizer", _optimizer),
     "lr_scheduler": ("lr_scheduler", _scheduler),
-    "lr_warmup_steps": ("lr_warmup_steps", int),
     "lr_scheduler_num_cycles": ("lr_scheduler_num_cycles", lambda v: max(1, int(v or 1))),
-    "lr_scheduler_power": ("lr_scheduler_power", float),
     "mixed_precision": ("mixed_precision", _precision),
     "save_precision": ("save_precision", _save_precision),
     "save_every_n_epochs": ("save_every_n_epochs", lambda v: int(v or 0)),
     "save_every_n_steps": ("save_steps", lambda v: int(v or 0)),
-    "seed": ("seed", int),
-    "caption_extension": ("caption_extension", str),
-    "enable_bucket": ("enable_bucket", bool),
-    "min_bucket_reso": ("min_bucket_reso", int),
-    "max_bucket_reso": ("max_bucket_reso", int),
-    "bucket_reso_steps": ("bucket_reso_steps", int),
     "flip_aug": ("random_flip", bool),
-    "shuffle_caption": ("shuffle_caption", bool),
-    "keep_tokens": ("keep_tokens", int),
-    "caption_dropout_rate": ("caption_dropout_rate", float),
     "clip_skip": ("clip_skip", lambda v: max(1, int(v or 1))),
-    "noise_offset": ("noise_offset", float),
     "min_snr_gamma": ("min_snr_gamma", _positive_or_none),
-    "gradient_checkpointing": ("gradient_checkpointing", bool),
-    "gradient_accumulation_steps": ("gradient_accumulation_steps", int),
-    "max_grad_norm": ("max_grad_norm", float),
     "cache_latents_to_disk": ("cache_latents", lambda v: "disk" if v else "memory"),
     "sample_every_n_steps": ("sample_every_n_steps", lambda v: int(v or 0)),
 }
+# Keys that kohya and this trainer spell alike, with their plain type.
+_SAME_NAME: dict[type, tuple[str, ...]] = {
+    str: ("train_data_dir", "output_dir", "output_name", "caption_extension"),
+    int: ("lr_warmup_steps", "seed", "min_bucket_reso", "max_bucket_reso", "bucket_reso_steps", "keep_tokens",
+          "gradient_accumulation_steps"),
+    float: ("learning_rate", "lr_scheduler_power", "caption_dropout_rate", "noise_offset", "max_grad_norm"),
+    bool: ("enable_bucket", "shuffle_caption", "gradient_checkpointing"),
+}
+_MAP.update({name: (name, kind) for kind, names in _SAME_NAME.items() for name in names})
 
 
 def _flatten(data: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """Model families for the trainer: loading base models offline, tiny test models, pipelines.
 
+:func:`load_base_model` loads any registered family's model (the family comes from the
+files, see :mod:`trainer.model_family`); :class:`DiffusionModel` is what it returns.
+
 Importing this package switches the Hugging Face libraries to offline mode (see
 :mod:`trainer.models.offline`); LoRA Studio never downloads at run time. The public names
 below are imported lazily, so that ``trainer.models.errors`` and ``.offline`` stay cheap
@@ -16,22 +19,27 @@ from .offline import enable_offline_mode, offline_mode
 enable_offline_mode()
 
 if TYPE_CHECKING:
+    from .family import DiffusionModel, load_base_model
     from .pipeline import build_pipeline
     from .sd import SDModel, load_sd_model
     from .tiny import TinyModelPaths, make_tiny_model
 
 __all__ = [
+    "DiffusionModel",
     "ModelLoadError",
     "SDModel",
     "TinyModelPaths",
     "build_pipeline",
     "enable_offline_mode",
+    "load_base_model",
     "load_sd_model",
     "make_tiny_model",
     "offline_mode",
 ]
 
 _LAZY = {
+    "DiffusionModel": "family",
+    "load_base_model": "family",
     "SDModel": "sd",
     "load_sd_model": "sd",
     "TinyModelPaths": "tiny",

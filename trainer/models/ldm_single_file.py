@@ -351,6 +351,19 @@ def load_strict(
         raise ModelLoadError(f"The {what} weights in {path} lack {leftover[:3]}")
 
 
+def build_unet_and_vae(unet_config: dict[str, Any], unet_weights: Mapping[str, Tensor], vae_config: dict[str, Any],
+                       vae_weights: Mapping[str, Tensor], path: Path, dtype: torch.dtype
+                       ) -> tuple[UNet2DConditionModel, AutoencoderKL]:
+    """The UNet and VAE made on the meta device (no random init of ~1e9 weights) and given the
+    file's converted weights with :func:`load_strict`."""
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**unet_config)
+        vae = AutoencoderKL(**vae_config)
+    load_strict(unet, unet_weights, "UNet", path, dtype)
+    load_strict(vae, vae_weights, "VAE", path, dtype)
+    return unet, vae
+
+
 def resolve_prediction_type(requested: str | None, metadata: Mapping[str, str]) -> str:
     """The caller's prediction type, else the file's ``modelspec.prediction_type``, else epsilon."""
     if requested is not None:
@@ -401,11 +414,7 @@ def load_ldm_components(
             LAYOUT_HINT,
         )
 
-    with torch.device("meta"):
-        unet = UNet2DConditionModel(**unet_config)
-        vae = AutoencoderKL(**vae_config)
-    load_strict(unet, unet_weights, "UNet", path, dtype)
-    load_strict(vae, vae_weights, "VAE", path, dtype)
+    unet, vae = build_unet_and_vae(unet_config, unet_weights, vae_config, vae_weights, path, dtype)
 
     # Built on the CPU, not the meta device: CLIPTextModel has a non-persistent
     # position_ids buffer that no state dict carries. Its init costs about a second.

@@ -28,7 +28,7 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection  # noqa: E40
 
 from .errors import ModelLoadError  # noqa: E402
 from .ldm_file import SDXL_CLIP_L_PREFIX, SDXL_OPEN_CLIP_PREFIX, LdmCheckpoint  # noqa: E402
-from .ldm_single_file import (LAYOUT_HINT, load_strict, resolve_prediction_type, clip_weights,  # noqa: E402
+from .ldm_single_file import (LAYOUT_HINT, build_unet_and_vae, clip_weights, load_strict, resolve_prediction_type,  # noqa: E402
                               infer_text_config, infer_unet_config, infer_vae_config, open_clip_weights,
                               resolve_image_size)
 
@@ -81,11 +81,7 @@ def load_sdxl_components(checkpoint: LdmCheckpoint, *, prediction_type: str | No
             f"{path}: the two text encoders' widths ({clip_l_config.hidden_size} + {open_clip_config.hidden_size}) "
             f"do not add up to the UNet's cross-attention width ({unet_config['cross_attention_dim']}).", LAYOUT_HINT)
 
-    with torch.device("meta"):
-        unet = UNet2DConditionModel(**unet_config)
-        vae = AutoencoderKL(**vae_config)
-    load_strict(unet, unet_weights, "UNet", path, dtype)
-    load_strict(vae, vae_weights, "VAE", path, dtype)
+    unet, vae = build_unet_and_vae(unet_config, unet_weights, vae_config, vae_weights, path, dtype)
     # On the CPU, not the meta device: CLIP models have a position_ids buffer no file carries.
     text_encoder = CLIPTextModel(clip_l_config)
     load_strict(text_encoder, clip_l, "CLIP-L text encoder", path, dtype)

@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from diffusers import AutoencoderKL, UNet2DConditionModel  # noqa: E402
 from transformers import CLIPTextModel, CLIPTextModelWithProjection  # noqa: E402
 
-from ..fsutil import atomic_write_bytes, fsync_dir  # noqa: E402
+from ..fsutil import atomic_write_bytes, replace_folder  # noqa: E402
 from .ldm_export import export_ldm_checkpoint  # noqa: E402
 from .ldm_single_file import (  # noqa: E402
     CLIP_VOCAB_SIZE,
@@ -64,47 +64,30 @@ class TinyModelPaths:
 
 def tiny_unet_config(family: str = "sd1") -> dict[str, Any]:
     """The tiny UNet's config: SD's (or SDXL's) block structure, 32/64 channels, heads per the family's rules."""
-    if family == "sdxl":
-        return _tiny_sdxl_unet_config()
-    width = 64 if family == "sd2" else 32
-    return {
+    config: dict[str, Any] = {
         "sample_size": TINY_IMAGE_SIZE // 2 ** (len(TINY_VAE_CHANNELS) - 1),
         "in_channels": 4,
         "out_channels": 4,
-        # Attention at the high-resolution level first, as in SD (whose last level has none).
-        "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
-        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
         "block_out_channels": list(TINY_UNET_CHANNELS),
         "layers_per_block": 2,
-        "cross_attention_dim": width,
         "attention_head_dim": unet_attention_head_dim(family, TINY_UNET_CHANNELS),
-        "transformer_layers_per_block": 1,
-        "use_linear_projection": family == "sd2",
+        "use_linear_projection": family != "sd1",
         "upcast_attention": family == "sd2",
     }
-
-
-def _tiny_sdxl_unet_config() -> dict[str, Any]:
-    # SDXL's shape: no attention at the first level, deeper transformers further down (SDXL:
-    # 0/2/10), linear projections, and the added embedding of pooled text + six numbers.
-    pooled = TINY_SDXL_WIDTHS[1]
-    return {
-        "sample_size": TINY_IMAGE_SIZE // 2 ** (len(TINY_VAE_CHANNELS) - 1),
-        "in_channels": 4,
-        "out_channels": 4,
-        "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
-        "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
-        "block_out_channels": list(TINY_UNET_CHANNELS),
-        "layers_per_block": 2,
-        "cross_attention_dim": sum(TINY_SDXL_WIDTHS),
-        "attention_head_dim": unet_attention_head_dim("sdxl", TINY_UNET_CHANNELS),
-        "transformer_layers_per_block": [1, 2],
-        "use_linear_projection": True,
-        "upcast_attention": False,
-        "addition_embed_type": "text_time",
-        "addition_time_embed_dim": TINY_SDXL_TIME_EMBED,
-        "projection_class_embeddings_input_dim": pooled + 6 * TINY_SDXL_TIME_EMBED,
-    }
+    if family == "sdxl":
+        # SDXL's shape: no attention at the first level, deeper transformers further down (SDXL:
+        # 0/2/10), and the added embedding of the pooled text and six size numbers.
+        config.update(down_block_types=["DownBlock2D", "CrossAttnDownBlock2D"],
+                      up_block_types=["CrossAttnUpBlock2D", "UpBlock2D"], cross_attention_dim=sum(TINY_SDXL_WIDTHS),
+                      transformer_layers_per_block=[1, 2], addition_embed_type="text_time",
+                      addition_time_embed_dim=TINY_SDXL_TIME_EMBED,
+                      projection_class_embeddings_input_dim=TINY_SDXL_WIDTHS[1] + 6 * TINY_SDXL_TIME_EMBED)
+    else:
+        # Attention at the high-resolution level first, as in SD (whose last level has none).
+        config.update(down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
+                      up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"],
+                      cross_attention_dim=64 if family == "sd2" else 32, transformer_layers_per_block=1)
+    return config
 
 
 def tiny_vae_config(family: str = "sd1") -> dict[str, Any]:
@@ -170,34 +153,24 @@ def build_tiny_models(seed: int = 0, family: str = "sd1") -> tuple[UNet2DConditi
 def _model_index(family: str) -> dict[str, Any]:
     import diffusers
 
-    if family == "sdxl":
-        return {
-            "_class_name": "StableDiffusionXLPipeline",
-            "_diffusers_version": diffusers.__version__,
-            "feature_extractor": [None, None],
-            "image_encoder": [None, None],
-            "force_zeros_for_empty_prompt": True,
-            "scheduler": ["diffusers", "DDPMScheduler"],
-            "text_encoder": ["transformers", "CLIPTextModel"],
-            "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
-            "tokenizer": ["transformers", "CLIPTokenizer"],
-            "tokenizer_2": ["transformers", "CLIPTokenizer"],
-            "unet": ["diffusers", "UNet2DConditionModel"],
-            "vae": ["diffusers", "AutoencoderKL"],
-        }
-    return {
-        "_class_name": "StableDiffusionPipeline",
+    index: dict[str, Any] = {
         "_diffusers_version": diffusers.__version__,
         "feature_extractor": [None, None],
         "image_encoder": [None, None],
-        "requires_safety_checker": False,
-        "safety_checker": [None, None],
         "scheduler": ["diffusers", "DDPMScheduler"],
         "text_encoder": ["transformers", "CLIPTextModel"],
         "tokenizer": ["transformers", "CLIPTokenizer"],
         "unet": ["diffusers", "UNet2DConditionModel"],
         "vae": ["diffusers", "AutoencoderKL"],
     }
+    if family == "sdxl":
+        index.update(_class_name="StableDiffusionXLPipeline", force_zeros_for_empty_prompt=True,
+                     text_encoder_2=["transformers", "CLIPTextModelWithProjection"],
+                     tokenizer_2=["transformers", "CLIPTokenizer"])
+    else:
+        index.update(_class_name="StableDiffusionPipeline", requires_safety_checker=False,
+                     safety_checker=[None, None])
+    return dict(sorted(index.items()))
 
 
 _ARCHITECTURES = {"sd1": "stable-diffusion-v1", "sd2": "stable-diffusion-v2-512", "sdxl": "stable-diffusion-xl-v1-base"}
@@ -248,14 +221,7 @@ def make_tiny_model(out_dir: Path | str, seed: int = 0, *, family: str = "sd1") 
         load_bundled_tokenizer(family).save_pretrained(str(staging / "tokenizer"))
     make_noise_scheduler("epsilon").save_pretrained(staging / "scheduler")
     (staging / "model_index.json").write_text(json.dumps(_model_index(family), indent=2) + "\n", encoding="utf-8")
-    if final.exists():
-        old = out_dir / f".diffusers.old-{os.getpid()}"
-        os.replace(final, old)
-        os.replace(staging, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, final)
-    fsync_dir(out_dir)
+    replace_folder(staging, final)
 
     from safetensors.torch import save as save_safetensors
 
