@@ -33,11 +33,10 @@ def _config(folder: Path, base_model: str, **extra: str) -> Path:
 
 
 @pytest.fixture
-def fake_model(tmp_path) -> Path:
-    """A file that passes the header check (the data checks come first, so its weights are never read)."""
-    path = tmp_path / "model.safetensors"
-    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(1)}, path)
-    return path
+def fake_model(family_model) -> Path:
+    """Each registered family's tiny model: the data checks come before it is loaded, and must name
+    the same problems whatever the family."""
+    return family_model.single_file
 
 
 def test_every_data_problem_is_listed_and_nothing_is_written(tmp_path, fake_model):

@@ -52,6 +52,27 @@ def test_sd2_v_prediction_model_trains(tmp_path):
     assert list((out / "samples").glob("*.png"))
 
 
+def test_sdxl_v_prediction_with_only_the_second_text_encoder_trained(tmp_path):
+    """A v-pred SDXL model (NoobAI-XL V-Pred and the like) with a LoRA on OpenCLIP alone, at its own rate."""
+    assert trainer_cli("make-tiny-model", str(tmp_path / "model"), "--family", "sdxl").returncode == 0
+    data = make_dataset(tmp_path / "data", "txt")
+    out = tmp_path / "run"
+    config = write_config(tmp_path / "config.yaml", tmp_path / "model" / "tiny-sdxl.safetensors", data, out,
+                          max_train_steps=2, prediction_type="v_prediction", sample_every_n_steps=2,
+                          train_text_encoder=False, train_text_encoder_2=True, text_encoder_2_lr=3e-4)
+    result = trainer_cli("train", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    log = (out / "train.log").read_text()
+    assert "(sdxl, v_prediction prediction)" in log and "layers of unet, text_encoder_2:" in log
+    with safe_open(out / "run.safetensors", "pt") as lora:
+        metadata = lora.metadata()
+        prefixes = {k.split("_text_model")[0] if k.startswith("lora_te") else "lora_unet" for k in lora.keys()}
+    assert prefixes == {"lora_unet", "lora_te2"}  # CLIP-L stays frozen
+    assert metadata["modelspec.prediction_type"] == "v" and metadata["ss_v_parameterization"] == "True"
+    assert metadata["ss_base_model_version"] == "sdxl_base_v1-0"
+    assert list((out / "samples").glob("*.png"))
+
+
 @pytest.mark.parametrize("optimizer, message", [
     ("AdamW8bit", "optimizer AdamW8bit needs the bitsandbytes package"),
     ("Prodigy", "optimizer Prodigy needs the prodigyopt package"),

@@ -51,7 +51,8 @@ class LoraFiles:
         cfg = self.config
         by_folder = captions_by_folder(self.samples, Path(cfg.train_data_dir).name)
         return kohya_metadata(config=cfg, base_model_version=self.model.base_model_version,
-                              architecture=self.model.modelspec_architecture, num_images=len(self.samples),
+                              architecture=self.model.modelspec_architecture,
+                              prediction_type=self.model.prediction_type, num_images=len(self.samples),
                               steps=steps, epoch=epoch, started_at=self.started_at, finished_at=time.time(),
                               tag_freq=tag_frequency(by_folder), base_model_name=Path(cfg.base_model).name,
                               resolution=(cfg.resolution, cfg.resolution))

@@ -34,7 +34,8 @@ def tag_frequency(captions_by_folder: dict[str, Iterable[str]]) -> dict[str, dic
     return result
 
 
-def kohya_metadata(*, config: Any, base_model_version: str, architecture: str, num_images: int, steps: int,
+def kohya_metadata(*, config: Any, base_model_version: str, architecture: str, prediction_type: str, num_images: int,
+                   steps: int,
                    epoch: int, started_at: float, finished_at: float, tag_freq: dict[str, dict[str, int]],
                    base_model_name: str, resolution: tuple[int, int]) -> dict[str, str]:
     """Metadata for the kohya-format file: the `ss_*` training record plus `modelspec.*`."""
@@ -46,6 +47,8 @@ def kohya_metadata(*, config: Any, base_model_version: str, architecture: str, n
         "ss_network_alpha": f"{alpha:g}",
         "ss_network_args": json.dumps({"lora_target": config.lora_target, "trainer": "lora-studio"}),
         "ss_base_model_version": base_model_version,
+        # sd-scripts' flag for v-prediction (its only sign of it for SDXL, whose version string has none).
+        "ss_v_parameterization": str(prediction_type == "v_prediction"),
         "ss_sd_model_name": base_model_name,
         "ss_output_name": config.resolved_output_name,
         "ss_num_train_images": str(num_images),
@@ -81,7 +84,7 @@ def kohya_metadata(*, config: Any, base_model_version: str, architecture: str, n
         "modelspec.title": config.resolved_output_name,
         "modelspec.resolution": f"{resolution[0]}x{resolution[1]}",
         "modelspec.date": iso,
-        "modelspec.prediction_type": "v" if base_model_version.endswith("_v") else "epsilon",
+        "modelspec.prediction_type": "v" if prediction_type == "v_prediction" else "epsilon",
     }
 
 

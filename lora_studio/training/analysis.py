@@ -74,20 +74,45 @@ def this_computer_has_cuda() -> bool:
     return shutil.which("nvidia-smi") is not None
 
 
-def _run_resolution(run_dir: Path) -> int:
+def _run_config(run_dir: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-        return int(data.get("resolution", 512))
-    except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError):
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _run_resolution(config: dict[str, Any]) -> int:
+    try:
+        return int(config.get("resolution", 512))
+    except (TypeError, ValueError):
         return 512  # the schema's default
 
 
-def recent_speed(workspace: Path | None) -> MeasuredSpeed | None:
-    """Median images/s of the newest run in the workspace that logged any, its name and size."""
+def _run_family(config: dict[str, Any]) -> str:
+    """The family a run trained (its resolved config names the base model); "sd" when it cannot tell."""
+    if config.get("model_family") not in (None, "auto"):
+        return str(config["model_family"])
+    if not config.get("base_model"):
+        return "sd"
+    try:
+        return detect_family(str(config.get("base_model", "")), allow_pickle=bool(config.get("allow_pickle"))).family
+    except ModelKindError:
+        return "sd"
+
+
+def recent_speed(workspace: Path | None, family: str = "sd") -> MeasuredSpeed | None:
+    """Median images/s of the newest run of ``family`` in the workspace that logged any, its name and size.
+
+    Only runs of the same family count: an SDXL step costs several SD steps at the same size.
+    """
     if workspace is None:
         return None
     runs = sorted(workspace.glob("runs/*/metrics.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True)
     for metrics in runs[:10]:
+        config = _run_config(metrics.parent)
+        if _run_family(config) != family:
+            continue
         try:
             lines = metrics.read_text(encoding="utf-8").splitlines()[-200:]
         except OSError:
@@ -99,7 +124,7 @@ def recent_speed(workspace: Path | None) -> MeasuredSpeed | None:
             except (ValueError, KeyError, TypeError):
                 continue
         if speeds:
-            return MeasuredSpeed(statistics.median(speeds), metrics.parent.name, _run_resolution(metrics.parent))
+            return MeasuredSpeed(statistics.median(speeds), metrics.parent.name, _run_resolution(config))
     return None
 
 
@@ -125,7 +150,7 @@ def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on
     # The trainer's own header check says what a wrong file is (a LoRA, an SDXL refiner...).
     result.problems += check_base_model(Path(config.base_model), config.allow_pickle, config.model_family)
     result.memory = estimate_memory(config, result.family.family if result.family else "sd")
-    speed = recent_speed(workspace)
+    speed = recent_speed(workspace, result.family.family if result.family else "sd")
     if speed and result.figures.total_steps:
         images = result.figures.total_steps * config.batch_size * config.gradient_accumulation_steps
         result.seconds = images / speed.at(config.resolution)

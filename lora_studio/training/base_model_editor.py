@@ -20,6 +20,8 @@ from .option_editors import PathEditor, relative_to
 
 BADGE_STYLE = ("QLabel#familyBadge { border: 1px solid palette(mid); border-radius: 9px; padding: 1px 8px; "
                "font-weight: 600; }")
+# The arrow is part of the text: Qt's own menu indicator sits on top of the last letters.
+MENU_BUTTON_STYLE = "QToolButton#baseModelMenu::menu-indicator { image: none; width: 0px; }"
 
 
 class BaseModelEditor(PathEditor):
@@ -33,7 +35,8 @@ class BaseModelEditor(PathEditor):
         self.badge.setVisible(False)
         self.models_button = QToolButton(self)
         self.models_button.setObjectName("baseModelMenu")
-        self.models_button.setText("Models")
+        self.models_button.setText("Models ▾")
+        self.models_button.setStyleSheet(MENU_BUTTON_STYLE)
         self.models_button.setToolTip("Base models found in the workspace, with their family")
         self.models_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.models_menu = QMenu(self.models_button)

@@ -110,6 +110,29 @@ def test_the_time_estimate_scales_an_earlier_runs_speed_to_the_new_size(demo_ws)
     assert " h at 512 px" in warning
 
 
+def test_the_time_estimate_only_goes_by_runs_of_the_same_family(demo_ws):
+    import os
+    import time
+
+    def run(name: str, resolution: int, speed: float, base_model: Path | None = None) -> None:
+        folder = demo_ws / "runs" / name
+        folder.mkdir(parents=True)
+        lines = f"resolution: {resolution}\n" + (f"base_model: {base_model}\n" if base_model else "")
+        (folder / "config.yaml").write_text(lines, encoding="utf-8")
+        (folder / "metrics.jsonl").write_text(json.dumps({"step": 1, "samples_per_s": speed}) + "\n", encoding="utf-8")
+
+    run("shapes-demo", 64, 40.0)
+    xl_model = write_base_model_header(demo_ws / "models" / "xl" / "base.safetensors", "sdxl")
+    run("xl-run", 64, 4.0, xl_model)
+    later = time.time() + 10
+    os.utime(demo_ws / "runs" / "xl-run" / "metrics.jsonl", (later, later))  # the newest run
+    sd = analyse(_values(demo_ws, 64), demo_ws, demo_ws)
+    assert sd.speed_source == "shapes-demo at 64 px"  # the newer SDXL run says nothing about SD's speed
+    xl = analyse({**_values(demo_ws, 64), "base_model": str(xl_model)}, demo_ws, demo_ws)
+    assert xl.speed_source == "xl-run at 64 px" and xl.seconds == pytest.approx(10 * sd.seconds)
+    assert "SDXL" in xl.memory.source
+
+
 def test_a_check_that_reports_after_the_page_closed_is_dropped(qtbot, demo_ws):
     """Closing the window while the settings are being checked: no callback on deleted widgets."""
     import shiboken6

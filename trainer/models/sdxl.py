@@ -146,14 +146,14 @@ def _assemble(source: Path, unet: UNet2DConditionModel, vae: AutoencoderKL, text
     if unet.config.get("addition_embed_type") != "text_time":
         raise ModelLoadError(f"{source}: the UNet has no SDXL added conditioning (addition_embed_type text_time).",
                              "The folder's unet/ is not an SDXL UNet.")
-    v_pred = prediction_type == "v_prediction"
     return SdxlModel(
         unet=unet, vae=vae, text_encoders={TEXT_ENCODER: text_encoder, TEXT_ENCODER_2: text_encoder_2},
         tokenizers=tokenizers, noise_scheduler=make_noise_scheduler(prediction_type, scheduler_config),
         variant="sdxl", prediction_type=prediction_type, source=source,
-        # kohya writes sdxl_base_v1-0 for every SDXL base (v-pred ones included); modelspec says v.
+        # sd-scripts writes these for every SDXL base, v-prediction ones included: the metadata's
+        # prediction type (modelspec.prediction_type, ss_v_parameterization) tells those apart.
         base_model_version="sdxl_base_v1-0",
-        modelspec_architecture="stable-diffusion-xl-v1-base" + ("-v" if v_pred else "") + "/lora",
+        modelspec_architecture="stable-diffusion-xl-v1-base/lora",
     )
 
 
