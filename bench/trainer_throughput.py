@@ -115,27 +115,25 @@ def time_to_first_step(config_path: Path, out: Path) -> float:
 
 
 def bare_step_s(model_path: Path, resolution: int, rounds: int) -> float:
-    """Median seconds of one forward + backward of the UNet with the trainer's LoRA, outside the recipe."""
+    """Median seconds of one forward + backward of the denoiser with the trainer's LoRA, outside the recipe."""
     import torch
     from trainer.data import ImageGeometry
     from trainer.lora import add_lora
     from trainer.models.family import load_base_model
-    from trainer.text_encoding import Conditioning
     model = load_base_model(model_path)
-    unet = model.unet
-    add_lora(unet, model.lora_targets("unet", "attention_ff"), 8, 8.0, 0.0)
-    unet.train()
+    denoiser = model.denoiser
+    add_lora(denoiser, model.lora_targets(model.denoiser_name, "attention_ff"), 8, 8.0, 0.0)
+    denoiser.train()
     side = resolution // model.vae_scale_factor
-    latents = torch.randn(1, unet.config.in_channels, side, side)
-    hidden = torch.randn(1, model.tokenizers[0].model_max_length, unet.config.cross_attention_dim)
-    pooled_width = unet.config.get("projection_class_embeddings_input_dim")
-    pooled = torch.randn(1, pooled_width - 6 * unet.config.addition_time_embed_dim) if pooled_width else None
+    latents = torch.randn(1, model.vae.config.latent_channels, side, side)
+    with torch.no_grad():  # the text, as the trainer's cache holds it
+        conditioning = model.prompt_encoder(1, torch.device("cpu"), cache=False).encode(["a shape in flat style"])
     geometry = [ImageGeometry((resolution, resolution), (0, 0), (resolution, resolution))]
-    timesteps = torch.tensor([500])
+    timesteps = model.sample_timesteps(latents, torch.Generator().manual_seed(0))
     times = []
     for _ in range(rounds + 1):  # the first round warms the allocator up
         start = time.perf_counter()
-        model.predict(latents, timesteps, Conditioning(hidden, pooled), geometry).float().pow(2).mean().backward()
+        model.predict(latents, timesteps, conditioning, geometry).float().pow(2).mean().backward()
         times.append(time.perf_counter() - start)
     return statistics.median(times[1:])
 
@@ -180,19 +178,20 @@ def step_ratios(tmp: Path, model_path: Path, resolutions: list[int], quick: bool
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (under a minute)")
-    parser.add_argument("--family", default="sd", choices=("sd", "sdxl"),
-                        help="the tiny model's family (sd: SD 1.x shapes; sdxl: SDXL's two encoders and size conditioning)")
+    parser.add_argument("--family", default="sd", choices=("sd", "sdxl", "flux"),
+                        help="the tiny model's family (sd: SD 1.x shapes; sdxl: SDXL's two encoders and size "
+                             "conditioning; flux: Flux.1-dev's transformer, T5 and CLIP)")
     parser.add_argument("--reference-script", type=Path, default=None,
-                        help="with --family sdxl: diffusers' examples/text_to_image/train_text_to_image_lora_sdxl.py "
-                             "(from a diffusers checkout), to compare steps/s with it (see bench/reference_sdxl.py)")
+                        help="with --family sdxl or flux: diffusers' example script for it, from a diffusers checkout "
+                             "(see bench/reference_scripts.py), to compare steps/s with it")
     parser.add_argument("--reference-path", default="",
                         help="a folder with the reference script's extra packages (datasets, torchvision)")
     parser.add_argument("--resolution", default=None,
                         help="comma-separated resolutions for the step ratio (default 64,256,512; --quick: 64,256)")
     args = parser.parse_args()
-    if args.reference_script is not None and (args.family != "sdxl" or not args.reference_script.is_file()):
-        parser.error("--reference-script needs --family sdxl and the path of diffusers' "
-                     "train_text_to_image_lora_sdxl.py")
+    if args.reference_script is not None and (args.family == "sd" or not args.reference_script.is_file()):
+        parser.error("--reference-script needs --family sdxl or flux and the path of diffusers' example script "
+                     "(train_text_to_image_lora_sdxl.py, train_dreambooth_lora_flux.py)")
     images, steps, rounds = (32, 12, 2) if args.quick else (128, 64, 5)
     try:
         resolutions = [int(r) for r in (args.resolution or ("64,256" if args.quick else "64,256,512")).split(",")]
@@ -207,8 +206,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        tiny = make_tiny_model(tmp / "model", family="sd1" if args.family == "sd" else "sdxl")
-        model = tiny.single_file
+        tiny = make_tiny_model(tmp / "model", family="sd1" if args.family == "sd" else args.family)
+        model = tiny.single_file or tiny.diffusers_dir
         make_dataset(tmp / "data", images, 64)
         per_epoch = images // 4
 
@@ -240,8 +239,8 @@ def main() -> None:
         first_warm = time_to_first_step(cli_warm, tmp / "cli2")
         ratios = step_ratios(tmp, model, resolutions, args.quick)
         if args.reference_script is not None:
-            from bench.reference_sdxl import compare
-            ratios.update(compare(args.reference_script, tiny.diffusers_dir, model, tmp / "data", tmp,
+            from bench.reference_scripts import compare
+            ratios.update(compare(args.family, args.reference_script, tiny.diffusers_dir, model, tmp / "data", tmp,
                                   30 if args.quick else 100, args.reference_path))
 
     real_rate = steps / min(real)

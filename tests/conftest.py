@@ -26,7 +26,12 @@ class TinyFamilyModel:
 
     family: str
     diffusers_dir: Path
-    single_file: Path
+    single_file: Path | None  # None where the family's tiny model is a folder only (Flux.1)
+
+    @property
+    def base_model(self) -> Path:
+        """What a config's `base_model` names: the single file where there is one (what most users have)."""
+        return self.single_file or self.diffusers_dir
 
 
 @pytest.fixture(scope="session", params=[spec.id for spec in FAMILIES])
@@ -37,4 +42,4 @@ def family_model(request, tmp_path_factory) -> TinyFamilyModel:
     folder = tmp_path_factory.mktemp(f"tiny-{spec.id}")
     result = trainer_cli("make-tiny-model", str(folder), "--family", spec.tiny_variant)
     assert result.returncode == 0, result.stderr
-    return TinyFamilyModel(spec.id, folder / "diffusers", next(folder.glob("*.safetensors")))
+    return TinyFamilyModel(spec.id, folder / "diffusers", next(folder.glob("*.safetensors"), None))

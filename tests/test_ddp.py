@@ -24,7 +24,7 @@ def test_two_process_ddp_trains_and_writes_the_curve_once(tmp_path, family_model
     out = tmp_path / "run"
     config = tmp_path / "config.yaml"
     config.write_text("\n".join([
-        f"train_data_dir: {data}", f"base_model: {family_model.single_file}", f"output_dir: {out}",
+        f"train_data_dir: {data}", f"base_model: {family_model.base_model}", f"output_dir: {out}",
         "resolution: 64", "enable_bucket: false", "batch_size: 1", "max_train_steps: 4", "save_steps: 2",
         "tensorboard: false", "learning_rate: 1e-3"]) + "\n", encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -37,7 +37,7 @@ def _without(prefix: str) -> dict[str, list[int]]:
     (_without("conditioner.embedders.1."), "without its OpenCLIP bigG text encoder"),
     ({"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": [1, 1]}, "SD3 models are not supported yet"),
     ({"double_blocks.0.img_attn.qkv.weight": [1, 1], "single_blocks.0.linear1.weight": [1, 1]},
-     "Flux.1 models are not supported yet"),
+     "Flux.1 transformer as a single file; Flux.1 single files are not supported yet"),
     ({"lora_unet_input_blocks_4_1_proj_in.lora_down.weight": [4, 640]}, "looks like a LoRA"),
 ])
 def test_single_files_that_cannot_be_trained_are_named_for_what_they_are(shapes, expected):
@@ -56,7 +56,7 @@ def test_families_are_told_from_the_keys():
     ({"_class_name": "StableDiffusionXLImg2ImgPipeline", "text_encoder": [None, None],
       "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"]}, "SDXL refiner"),
     ({"_class_name": "StableDiffusionXLInpaintPipeline"}, "inpainting model"),
-    ({"_class_name": "FluxPipeline"}, "Flux.1 models are not supported yet"),
+    ({"_class_name": "FluxFillPipeline"}, "Flux.1 tools such as Fill or Kontext take extra inputs"),
     ({"_class_name": "StableDiffusion3Pipeline"}, "SD3 models are not supported yet"),
     ({"_class_name": "KandinskyPipeline"}, "is a KandinskyPipeline model folder"),
 ])
@@ -75,7 +75,7 @@ def test_an_explicit_model_family_must_match_the_files(tmp_path):
 
 @pytest.mark.parametrize(("shapes", "expected"), [
     ({"double_blocks.0.img_attn.qkv.weight": [1], "single_blocks.0.linear1.weight": [1]},
-     "Flux.1 models are not supported yet"),
+     "Flux.1 single files are not supported yet"),
     ({**_without("conditioner.embedders"), "conditioner.embedders.0.model.positional_embedding": [1]},
      "is an SDXL refiner"),
     (_without("conditioner.embedders.1."), "without its OpenCLIP bigG text encoder"),
@@ -106,12 +106,15 @@ def test_family_detection_imports_no_torch(tmp_path):
 # ------------------------------------------------------------------------------ SDXL loading
 
 
-def test_sdxl_single_file_loads_the_same_model_as_the_diffusers_folder(family_model):
+@pytest.mark.parametrize("variant", ["sdxl"])
+def test_sdxl_single_file_loads_the_same_model_as_the_diffusers_folder(tmp_path, variant):
     from trainer.models.family import load_base_model
+    from trainer.models.tiny import make_tiny_model
 
-    folder = load_base_model(family_model.diffusers_dir)
-    single = load_base_model(family_model.single_file)
-    assert type(folder) is type(single) and folder.family == single.family == family_model.family
+    paths = make_tiny_model(tmp_path, family=variant)
+    folder = load_base_model(paths.diffusers_dir)
+    single = load_base_model(paths.single_file)
+    assert type(folder) is type(single) and folder.family == single.family == "sdxl"
     for name in ("unet", *folder.text_encoders):
         a, b = folder.component(name).state_dict(), single.component(name).state_dict()
         assert a.keys() == b.keys(), name

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def write_config(folder: Path, model: Path, data: Path, out: Path, **extra) -> P
 def setup(tmp_path_factory, family_model):
     """A tiny model (of each family), a data set and the weights of one uninterrupted run."""
     folder = tmp_path_factory.mktemp(f"resume-{family_model.family}")
-    model = family_model.single_file
+    model = family_model.base_model
     data = make_dataset(folder / "data", "csv")
     config = write_config(folder, model, data, folder / "reference")
     result = trainer_cli("train", "--config", str(config))
@@ -152,13 +153,27 @@ def test_resume_never_refuses_a_used_folder_and_completed_runs_are_kept(setup):
     assert_same_weights(folder / "reference" / "lora.safetensors", reference)  # untouched
 
 
+def nan_copy(model: Path, folder: Path) -> Path:
+    """A copy of ``model`` whose denoiser's last layer is NaN (a single file, or a diffusers folder)."""
+    if model.is_dir():
+        broken = folder / "nan-model"
+        shutil.copytree(model, broken)
+        part = "transformer" if (broken / "transformer").is_dir() else "unet"
+        path, key = broken / part / "diffusion_pytorch_model.safetensors", ("proj_out.weight" if part == "transformer"
+                                                                            else "conv_out.weight")
+    else:
+        broken = path = folder / "nan-model.safetensors"
+        shutil.copy(model, path)
+        key = "model.diffusion_model.out.2.weight"
+    weights = load_file(path)
+    weights[key] = torch.full_like(weights[key], float("nan"))
+    save_file(weights, path)
+    return broken
+
+
 def test_nan_loss_stops_with_the_step_and_the_likely_causes(setup, tmp_path):
     folder, model, data, reference = setup
-    weights = load_file(model)
-    key = next(k for k in weights if k.startswith("model.diffusion_model.out.2.weight"))
-    weights[key] = torch.full_like(weights[key], float("nan"))
-    broken = tmp_path / "nan-model.safetensors"
-    save_file(weights, broken)
+    broken = nan_copy(model, tmp_path)
     out = tmp_path / "nan-run"
     result = trainer_cli("train", "--config", str(write_config(tmp_path, broken, data, out)))
     assert result.returncode == 1

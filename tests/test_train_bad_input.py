@@ -36,7 +36,7 @@ def _config(folder: Path, base_model: str, **extra: str) -> Path:
 def fake_model(family_model) -> Path:
     """Each registered family's tiny model: the data checks come before it is loaded, and must name
     the same problems whatever the family."""
-    return family_model.single_file
+    return family_model.base_model
 
 
 def test_every_data_problem_is_listed_and_nothing_is_written(tmp_path, fake_model):

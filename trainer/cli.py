@@ -38,8 +38,9 @@ def _build_parser() -> argparse.ArgumentParser:
     tiny = sub.add_parser("make-tiny-model", help="write a tiny random model (diffusers folder + single file)")
     tiny.add_argument("dir", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--family", choices=("sd1", "sd2", "sdxl"), default="sd1",
-                      help="SD 1.x (CLIP), SD 2.x (OpenCLIP) or SDXL (both encoders) shapes")
+    tiny.add_argument("--family", choices=("sd1", "sd2", "sdxl", "flux"), default="sd1",
+                      help="SD 1.x (CLIP), SD 2.x (OpenCLIP), SDXL (both encoders) or Flux.1-dev (T5 + CLIP, a diffusers "
+                           "folder only) shapes")
 
     kohya = sub.add_parser("import-kohya", help="turn a kohya_ss .json or sd-scripts .toml config into ours")
     kohya.add_argument("source", type=Path)
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         enable_offline_mode()
         from trainer.models.tiny import make_tiny_model
         paths = make_tiny_model(args.dir, seed=args.seed, family=args.family)
-        print(f"diffusers folder: {paths.diffusers_dir}\nsingle file:      {paths.single_file}")
+        print(f"diffusers folder: {paths.diffusers_dir}" + (f"\nsingle file:      {paths.single_file}"
+                                                               if paths.single_file else ""))
         return EXIT_OK
     if args.command == "import-kohya":
         return _import_kohya(args.source, args.output)

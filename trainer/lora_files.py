@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from trainer.lora import AdapterStates, lora_state_dict, save_safetensors, to_diffusers, to_kohya
+from trainer.lora import AdapterStates, lora_state_dict, save_safetensors, to_diffusers
 from trainer.lora_metadata import captions_by_folder, kohya_metadata, tag_frequency
 
 SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -36,7 +36,7 @@ class LoraFiles:
     def write_kohya(self, path: Path, states: AdapterStates, steps: int, epoch: int) -> None:
         """The kohya-format file at ``path``, with the metadata of a run ``steps`` steps in."""
         cfg = self.config
-        save_safetensors(path, to_kohya(states, self.model.kohya_name, cfg.lora_scale_alpha, self.dtype),
+        save_safetensors(path, self.model.kohya_weights(states, cfg.lora_scale_alpha, self.dtype),
                          self._metadata(steps, epoch))
 
     def write_diffusers(self, root: Path, states: AdapterStates) -> Path:

@@ -41,7 +41,7 @@ def kohya_metadata(*, config: Any, base_model_version: str, architecture: str, p
     """Metadata for the kohya-format file: the `ss_*` training record plus `modelspec.*`."""
     alpha = config.lora_scale_alpha
     iso = datetime.fromtimestamp(finished_at, timezone.utc).isoformat(timespec="seconds")
-    return {
+    metadata = {
         "ss_network_module": "networks.lora",
         "ss_network_dim": str(config.lora_rank),
         "ss_network_alpha": f"{alpha:g}",
@@ -84,8 +84,10 @@ def kohya_metadata(*, config: Any, base_model_version: str, architecture: str, p
         "modelspec.title": config.resolved_output_name,
         "modelspec.resolution": f"{resolution[0]}x{resolution[1]}",
         "modelspec.date": iso,
-        "modelspec.prediction_type": "v" if prediction_type == "v_prediction" else "epsilon",
     }
+    if prediction_type in ("epsilon", "v_prediction"):  # flow-matching models (Flux.1) have no such field
+        metadata["modelspec.prediction_type"] = "v" if prediction_type == "v_prediction" else "epsilon"
+    return metadata
 
 
 def now() -> float:

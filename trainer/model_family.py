@@ -52,7 +52,7 @@ class FamilySpec:
     token_limit: int  # caption tokens the text encoder(s) see, start and end tokens not counted
     default_resolution: int
     bucket_range: tuple[int, int]  # the usual min/max bucket sides at the default resolution
-    # Memory estimate: frozen parameters (millions) of each part, LoRA parameters per unit of
+    # Memory estimate: frozen parameters (millions) of each part (the denoiser: UNet or transformer), LoRA parameters per unit of
     # rank (millions) for each `lora_target`, and activations (GiB) at the default resolution,
     # batch 1, half precision, no gradient checkpointing; `estimate_source` says where from.
     params_m: Mapping[str, float]
@@ -62,30 +62,44 @@ class FamilySpec:
     # Options that only this family uses (the form hides them for other families).
     own_options: frozenset[str] = field(default_factory=frozenset)
     tiny_variant: str = ""  # `make-tiny-model --family` value of the family's tiny test model
+    token_encoder: str = "CLIP"  # whose tokens `token_limit` counts (the encoder that cuts captions off)
 
 
 SD = FamilySpec(
     id="sd", label="Stable Diffusion 1.x/2.x", implementation="sd", token_limit=75, default_resolution=512,
     bucket_range=(256, 1024),
-    params_m={"unet": 860, "text_encoder": 123, "vae": 84},
+    params_m={"denoiser": 860, "text_encoder": 123, "vae": 84},
     lora_params_per_rank_m={"attention": 0.20, "attention_ff": 0.40, "all": 0.85},
     activations_gb=3.0,
     estimate_source="public reports of kohya's sd-scripts on SD 1.5 (about 6 GB at 512 px, batch 1, fp16)",
-    own_options=frozenset({"clip_skip"}),
+    own_options=frozenset({"clip_skip", "prediction_type", "min_snr_gamma"}),
     tiny_variant="sd1",
 )
 SDXL = FamilySpec(
     id="sdxl", label="SDXL", implementation="sdxl", token_limit=75, default_resolution=1024,
     bucket_range=(512, 2048),
-    params_m={"unet": 2567, "text_encoder": 123, "text_encoder_2": 695, "vae": 84},
+    params_m={"denoiser": 2567, "text_encoder": 123, "text_encoder_2": 695, "vae": 84},
     lora_params_per_rank_m={"attention": 0.58, "attention_ff": 1.16, "all": 1.95},
     activations_gb=9.0,
     estimate_source=("public reports of kohya's sd-scripts on SDXL 1.0 (about 12 GB at 1024 px, batch 1, bf16, "
                      "text encoders cached)"),
-    own_options=frozenset({"train_text_encoder_2", "text_encoder_2_lr"}),
+    own_options=frozenset({"train_text_encoder_2", "text_encoder_2_lr", "prediction_type", "min_snr_gamma"}),
     tiny_variant="sdxl",
 )
-FAMILIES: tuple[FamilySpec, ...] = (SD, SDXL)
+FLUX = FamilySpec(
+    id="flux", label="Flux.1", implementation="flux", token_limit=512, default_resolution=1024,
+    bucket_range=(512, 2048),
+    # The 12B transformer, CLIP-L and T5-XXL (frozen, its outputs cached), the 16-channel VAE.
+    params_m={"denoiser": 11900, "text_encoder": 123, "text_encoder_2": 4760, "vae": 84},
+    lora_params_per_rank_m={"attention": 2.36, "attention_ff": 4.72, "all": 6.5},
+    activations_gb=12.0,
+    estimate_source=("public reports of ai-toolkit and sd-scripts on Flux.1-dev (about 24 GB at 1024 px, batch 1, "
+                     "bf16 weights, gradient checkpointing, T5 outputs cached)"),
+    own_options=frozenset({"guidance_scale", "timestep_sampling", "logit_mean", "logit_std", "mode_scale"}),
+    tiny_variant="flux",
+    token_encoder="T5",
+)
+FAMILIES: tuple[FamilySpec, ...] = (SD, SDXL, FLUX)
 FAMILIES_BY_ID: dict[str, FamilySpec] = {spec.id: spec for spec in FAMILIES}
 # Options that some family uses and others do not (the form's show/hide rule).
 FAMILY_OPTIONS: frozenset[str] = frozenset().union(*(spec.own_options for spec in FAMILIES))
@@ -114,7 +128,7 @@ class Detection:
         return _BADGES.get(self.variant, self.spec.label)
 
 
-_BADGES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+_BADGES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "flux": "Flux.1"}
 
 
 # ------------------------------------------------------------------------------ reading
@@ -172,7 +186,7 @@ def detect_family(path: Path | str, *, allow_pickle: bool = False) -> Detection:
 # kohya (lora_unet_*, .lora_down), PEFT (lora_A/lora_B), old diffusers (to_k_lora.down),
 # LyCORIS (hada_w*, lokr_w*, oft_*): no base model has such names.
 _LORA_MARKERS = re.compile(r"lora|hada_w|lokr_w|\.oft_", re.IGNORECASE)
-_NOT_YET = "LoRA Studio trains Stable Diffusion 1.x/2.x and SDXL models"
+_NOT_YET = "LoRA Studio trains Stable Diffusion 1.x/2.x, SDXL and Flux.1 models"
 
 
 def _has(keys: Sequence[str], *prefixes: str) -> bool:
@@ -196,7 +210,8 @@ def classify_keys(shapes: Mapping[str, Sequence[int]], name: str) -> Detection:
         raise ModelKindError(f"{name} looks like a textual inversion embedding, not a base model",
                              "`base_model` must be a full checkpoint")
     if any(".double_blocks." in k or k.startswith("double_blocks.") for k in keys):
-        raise ModelKindError(f"{name} is a Flux.1 model; Flux.1 models are not supported yet", _NOT_YET)
+        raise ModelKindError(f"{name} is a Flux.1 transformer as a single file; Flux.1 single files are not "
+                             "supported yet", "give the model's diffusers folder (with model_index.json)")
     if any(".joint_blocks." in k or k.startswith("joint_blocks.") for k in keys):
         raise ModelKindError(f"{name} is a Stable Diffusion 3 model; SD3 models are not supported yet", _NOT_YET)
     if _has(keys, "conditioner.embedders."):
@@ -265,8 +280,11 @@ def classify_folder(folder: Path) -> Detection:
     if not isinstance(index, dict):
         raise ModelKindError(f"{index_path} is not a JSON object", "the model folder may be damaged")
     pipeline = str(index.get("_class_name", ""))
+    if pipeline == "FluxPipeline":
+        return Detection("flux", "flux", "a Flux.1 model folder")
     if pipeline.startswith("Flux"):
-        raise ModelKindError(f"{folder} is a Flux.1 model; Flux.1 models are not supported yet", _NOT_YET)
+        raise ModelKindError(f"{folder} is a {pipeline} model (Flux.1 tools such as Fill or Kontext take extra "
+                             "inputs); LoRA Studio trains text-to-image Flux.1 models", "give a FluxPipeline folder")
     if pipeline.startswith("StableDiffusion3"):
         raise ModelKindError(f"{folder} is a Stable Diffusion 3 model; SD3 models are not supported yet", _NOT_YET)
     if "Inpaint" in pipeline:

@@ -32,7 +32,7 @@ from trainer.data import (BatchEntry, Sample, batch_positions, batches_per_epoch
 from trainer.latent_cache import LatentCache, LatentStats, fill_latent_cache
 from trainer.lora import adapter_state, add_lora, save_safetensors, split_adapter_state
 from trainer.lora_files import LoraFiles
-from trainer.models.family import UNET, ImageGeometry, load_base_model
+from trainer.models.family import ImageGeometry, load_base_model
 from trainer.optim import make_optimizer, make_scheduler
 from trainer.precision import autocast, move_to, resolve_precision
 from trainer.rng_state import host_rng_state, restore_host_rng, restore_torch_rng, seed_everything, torch_rng_state
@@ -94,34 +94,33 @@ class LoRATrainingRecipe:
                                      prediction_type=prediction)
         model = self.model
         log.info("loaded %s (%s, %s prediction)", cfg.base_model, model.variant, model.prediction_type)
+        model.configure(cfg)
         # The trained text encoders and their learning rates; the others stay frozen.
         self.text_encoder_lrs = model.text_encoder_lrs(cfg)
 
         # The VAE stays fp32: SD's and SDXL's VAEs overflow in fp16, and it mostly runs to fill the cache.
         move_to(model.vae, device, torch.float32).requires_grad_(False).eval()
-        move_to(model.unet, device, self.precision.weight_dtype)
+        move_to(model.denoiser, device, self.precision.weight_dtype)
         for name, encoder in model.text_encoders.items():
             move_to(encoder, device, torch.float32 if name in self.text_encoder_lrs else self.precision.weight_dtype)
 
         alpha = cfg.lora_scale_alpha
         self.adapted: dict[str, list[torch.nn.Parameter]] = {}
-        for name in (UNET, *self.text_encoder_lrs):
+        for name in (model.denoiser_name, *self.text_encoder_lrs):
             self.adapted[name] = add_lora(model.component(name), model.lora_targets(name, cfg.lora_target),
                                           cfg.lora_rank, alpha, cfg.lora_dropout)
         for name, encoder in model.text_encoders.items():
             if name not in self.adapted:
                 encoder.requires_grad_(False).eval()
         if cfg.gradient_checkpointing:
-            model.unet.enable_gradient_checkpointing()
+            model.denoiser.enable_gradient_checkpointing()
             for name in self.text_encoder_lrs:
                 te = model.text_encoders[name]  # transformers 5 renamed the method
                 (getattr(te, "activation_checkpointing_enable", None) or te.gradient_checkpointing_enable)()
         self.params = [p for params in self.adapted.values() for p in params]
         log.info("LoRA rank %d alpha %g on %s layers of %s: %d trainable parameters", cfg.lora_rank, alpha,
                  cfg.lora_target, ", ".join(self.adapted), sum(p.numel() for p in self.params))
-        if cfg.clip_skip != 1 and "clip_skip" not in model.spec.own_options:
-            self.run.log_event("warning", message=f"clip_skip {cfg.clip_skip} has no effect on {model.spec.label} "
-                               "models", hint="set clip_skip to 1")
+        self._warn_unused_options()
 
         self.samples = build_samples(self.items, cfg)
         self.files = LoraFiles(model, cfg, self.samples, self.started_at)
@@ -133,7 +132,7 @@ class LoRATrainingRecipe:
         log.info("%d images, %d batches per epoch, %d steps per epoch, %d steps in %d epochs", len(self.samples),
                  n_batches, self.steps_per_epoch, self.total_steps, self.total_epochs)
 
-        groups = [{"params": self.adapted[UNET], "lr": cfg.learning_rate}]
+        groups = [{"params": self.adapted[model.denoiser_name], "lr": cfg.learning_rate}]
         groups += [{"params": self.adapted[name], "lr": lr} for name, lr in self.text_encoder_lrs.items()]
         self.optimizer = make_optimizer(cfg.optimizer, groups, cfg.learning_rate, cfg.weight_decay)
         self.lr_scheduler = make_scheduler(cfg.lr_scheduler, self.optimizer, cfg.lr_warmup_steps, self.total_steps,
@@ -152,6 +151,18 @@ class LoRATrainingRecipe:
             self.prompts.precompute(captions)
         self.tb = tensorboard_writer(self.root / "tb") if cfg.tensorboard and self.dist.is_main else None
         self.pipeline = None
+
+    def _warn_unused_options(self) -> None:
+        """A warning for each option set in the config that this model's family does not use."""
+        from trainer.config.schema import OPTIONS_BY_NAME
+        from trainer.model_family import FAMILY_OPTIONS
+
+        spec = self.model.spec
+        for name in sorted(FAMILY_OPTIONS - spec.own_options):
+            if self.config[name] != OPTIONS_BY_NAME[name].default:
+                message = f"{name} has no effect on {spec.label} models"
+                log.warning(message)
+                self.run.log_event("warning", message=message, hint=f"remove {name} from the config")
 
     def _warn_long_captions(self) -> None:
         warning = long_caption_warning(self.prompts, self.samples)
@@ -327,7 +338,7 @@ class LoRATrainingRecipe:
         if cfg.noise_offset:
             noise += cfg.noise_offset * torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=self.generator)
         noise = noise.to(device)
-        timesteps = model.sample_timesteps(latents.shape[0], self.generator).to(device)
+        timesteps = model.sample_timesteps(latents, self.generator).to(device)
         noisy, target = model.noisy_and_target(latents, noise, timesteps)
         dtype = self.precision.weight_dtype
         with autocast(self.precision):

@@ -178,13 +178,15 @@ class DetailPane(QWidget):
         text = self.editor.toPlainText()
         tokens, exact = count_tokens(text)
         approx = "" if exact else "≈"
-        limit = self.family.token_limit
-        self.counts.setText(f"{word_count(text)} words · {approx}{tokens} / {limit} CLIP tokens")
+        limit, encoder = self.family.token_limit, self.family.token_encoder
+        if encoder != "CLIP":
+            approx = "≈"  # counted with CLIP's tokenizer, the one the app has; T5's pieces differ a little
+        self.counts.setText(f"{word_count(text)} words · {approx}{tokens} / {limit} {encoder} tokens")
         over = tokens > limit
         self.highlighter.set_cutoff(token_cutoff(text, limit) if over else None)
         self.warning.setVisible(over)
         if over:
-            self.warning.setText(f"⚠ {tokens - limit} token(s) past the {limit}-token CLIP limit are ignored "
+            self.warning.setText(f"⚠ {tokens - limit} token(s) past the {limit}-token {encoder} limit are ignored "
                                  f"by {self.family.label} training (greyed out above). Shorten the caption or move "
                                  "key words to the front.")
 

@@ -195,8 +195,8 @@ def _same(a: dict, b: dict) -> bool:
     return True
 
 
-@pytest.mark.parametrize("preset", ["sd15-style", "sd15-character", "sdxl-style", "sdxl-character", "low-vram-8gb",
-                                    "quick-test"])
+@pytest.mark.parametrize("preset", ["sd15-style", "sd15-character", "sdxl-style", "sdxl-character", "flux-dev-style",
+                                    "low-vram-8gb", "quick-test"])
 def test_every_preset_round_trips_and_validates(page, preset, workspace):
     names = [page.preset_box.itemData(i) for i in range(page.preset_box.count())]
     page.preset_box.setCurrentIndex(names.index(preset))
@@ -240,6 +240,19 @@ def test_the_base_model_shows_its_family_and_the_form_only_that_familys_options(
     assert "SDXL" in page.memory.text()
     qtbot.wait(200)
     screenshot(page, "training_form_sdxl_model")
+
+    flux = workspace / "models" / "flux-dev"
+    flux.mkdir()
+    (flux / "model_index.json").write_text('{"_class_name": "FluxPipeline"}', encoding="utf-8")
+    editor.line.setText("../models/flux-dev")
+    settle(qtbot, page)
+    assert editor.badge.text() == "Flux.1" and families[-1] == "flux"
+    assert _visible(page, "guidance_scale") and _visible(page, "timestep_sampling")
+    assert not _visible(page, "prediction_type") and not _visible(page, "min_snr_gamma")
+    assert not _visible(page, "clip_skip") and not _visible(page, "train_text_encoder_2")
+    assert "Flux.1" in page.memory.text()
+    qtbot.wait(200)
+    screenshot(page, "training_form_flux_model")
 
     editor.line.setText("../models/loras/style.safetensors")
     settle(qtbot, page)

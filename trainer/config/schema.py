@@ -172,6 +172,20 @@ OPTIONS: tuple[Option, ...] = (
            advanced=True, minimum=0.0, maximum=1000.0),
     Option("noise_offset", "float", 0.0, "Noise offset (0.05-0.1 helps very dark or bright images).", _TRAIN,
            advanced=True, minimum=0.0, maximum=1.0),
+    Option("guidance_scale", "float", 1.0, "Flux.1-dev: the guidance the distilled model is given while training "
+           "(1.0 is what diffusers and ai-toolkit use; sampling uses sample_guidance_scale).", _TRAIN, advanced=True,
+           minimum=0.0, maximum=50.0),
+    Option("timestep_sampling", "choice", "logit_normal", "Flux.1: how training picks noise levels (flow matching), "
+           "shifted towards more noise for larger images as Flux.1 was trained.", _TRAIN, advanced=True, choices=(
+               Choice("uniform", "Every noise level equally often."),
+               Choice("logit_normal", "Middle noise levels more often (SD3's and sd-scripts' choice)."),
+               Choice("mode", "Mode sampling with mode_scale (heavier tails)."))),
+    Option("logit_mean", "float", 0.0, "Flux.1: mean of logit_normal timestep sampling.", _TRAIN, advanced=True,
+           minimum=-10.0, maximum=10.0),
+    Option("logit_std", "float", 1.0, "Flux.1: standard deviation of logit_normal timestep sampling.", _TRAIN,
+           advanced=True, minimum=0.01, maximum=10.0),
+    Option("mode_scale", "float", 1.29, "Flux.1: scale of mode timestep sampling.", _TRAIN, advanced=True,
+           minimum=0.0, maximum=10.0),
     Option("min_snr_gamma", "float", None, "Min-SNR loss weighting gamma (5 is common); empty turns it off.", _TRAIN,
            advanced=True, nullable=True, minimum=0.0, exclusive_minimum=True, maximum=100.0),
     Option("nan_policy", "choice", "stop", "What to do when the loss becomes NaN or infinite.", _TRAIN, advanced=True,

@@ -52,11 +52,14 @@ _SCHEDULER_KEYS_KEPT = (*LDM_SCHEDULER_CONFIG, "trained_betas", "rescale_betas_z
 class DiffusionModel:
     """A loaded latent-diffusion base model of some family (subclasses fill in the rest).
 
+    The denoiser (a UNet, or Flux's transformer) is ``unet`` here whatever it is, and
+    :attr:`denoiser_name` its component name in files (``unet.``, ``transformer.``).
     ``text_encoders`` maps each encoder's component name (``text_encoder``, ``text_encoder_2``)
-    to its module; together with ``unet`` they are the parts a LoRA can be added to.
+    to its module; together with the denoiser they are the parts a LoRA can be added to.
     """
 
     spec: ClassVar[FamilySpec]
+    denoiser_name: ClassVar[str] = UNET
 
     def __init__(self, *, unet: torch.nn.Module, vae: torch.nn.Module, text_encoders: dict[str, torch.nn.Module],
                  tokenizers: Sequence[Any], noise_scheduler: DDPMScheduler, variant: str, prediction_type: str,
@@ -83,9 +86,17 @@ class DiffusionModel:
         """How many pixels one latent pixel covers per side (8 for SD and SDXL)."""
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        """The model that predicts the noise (or velocity): the UNet, or a transformer."""
+        return self.unet
+
     def component(self, name: str) -> torch.nn.Module:
-        """The UNet or a text encoder by its component name."""
-        return self.unet if name == UNET else self.text_encoders[name]
+        """The denoiser or a text encoder by its component name."""
+        return self.unet if name == self.denoiser_name else self.text_encoders[name]
+
+    def configure(self, config: Any) -> None:
+        """Take the options the family's objective uses from the run's config (none by default)."""
 
     def scale_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """VAE latents in the scale the denoiser trained on (the VAE's shift and scaling factor)."""
@@ -98,7 +109,7 @@ class DiffusionModel:
         """Full names of the layers of ``component`` that get a LoRA for ``lora_target``."""
         from trainer.lora import text_encoder_target_modules, unet_target_modules
 
-        if component == UNET:
+        if component == self.denoiser_name:
             return unet_target_modules(self.unet, lora_target)
         return text_encoder_target_modules(self.text_encoders[component], lora_target)
 
@@ -117,6 +128,17 @@ class DiffusionModel:
         """The kohya-format name of a LoRA on ``module`` of ``component`` (``lora_unet_...``)."""
         raise NotImplementedError
 
+    def kohya_weights(self, states: dict[str, dict[str, torch.Tensor]], alpha: float,
+                      dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """The kohya-format file's tensors: one kohya module per LoRA, named by :meth:`kohya_name`.
+
+        A family whose original layout fuses layers that diffusers splits (Flux's q, k and v)
+        writes fused modules instead.
+        """
+        from trainer.lora import to_kohya
+
+        return to_kohya(states, self.kohya_name, alpha, dtype)
+
     def diffusers_name(self, component: str, key: str) -> str:
         """A LoRA weight's key inside its component in the diffusers-format file.
 
@@ -124,15 +146,16 @@ class DiffusionModel:
         dropped from ``CLIPTextModel``: diffusers then loads the file under transformers 4.x
         (which needs the level) and 5.x (which maps it) alike.
         """
-        if component == UNET or key.startswith("text_model."):
+        if component == self.denoiser_name or key.startswith("text_model."):
             return key
         return "text_model." + key
 
     # --- the objective ------------------------------------------------------------------
 
-    def sample_timesteps(self, batch: int, generator: torch.Generator) -> torch.Tensor:
-        """One random training timestep per image (DDPM: uniform over the schedule)."""
-        return torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (batch,), generator=generator)
+    def sample_timesteps(self, latents: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One random training timestep per image of ``latents`` (DDPM: uniform over the schedule)."""
+        return torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (latents.shape[0],),
+                             generator=generator)
 
     def noisy_and_target(self, latents: torch.Tensor, noise: torch.Tensor,
                          timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -48,7 +48,7 @@ TINY_IMAGE_SIZE = 64  # pixels; the VAE halves it three times, so latents are 8x
 # attention work of SD at that size.)
 TINY_VAE_CHANNELS = (32, 32, 64, 64)
 TINY_UNET_CHANNELS = (32, 64)
-FAMILIES = ("sd1", "sd2", "sdxl")
+FAMILIES = ("sd1", "sd2", "sdxl", "flux")
 # SDXL's encoders: CLIP-L-like and OpenCLIP-like, of different widths, as in SDXL (768 / 1280).
 TINY_SDXL_WIDTHS = (32, 64)
 TINY_SDXL_TIME_EMBED = 8  # SDXL: 256 channels per size/crop number
@@ -56,10 +56,10 @@ TINY_SDXL_TIME_EMBED = 8  # SDXL: 256 channels per size/crop number
 
 @dataclass(frozen=True)
 class TinyModelPaths:
-    """Where :func:`make_tiny_model` wrote the two forms of the same tiny model."""
+    """Where :func:`make_tiny_model` wrote the two forms of the same tiny model (Flux.1: the folder only)."""
 
     diffusers_dir: Path
-    single_file: Path
+    single_file: Path | None
 
 
 def tiny_unet_config(family: str = "sd1") -> dict[str, Any]:
@@ -201,6 +201,10 @@ def make_tiny_model(out_dir: Path | str, seed: int = 0, *, family: str = "sd1") 
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, not {family!r}")
+    if family == "flux":
+        from .tiny_flux import make_tiny_flux
+
+        return TinyModelPaths(diffusers_dir=make_tiny_flux(out_dir, seed), single_file=None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     unet, vae, text_encoder = build_tiny_models(seed, family)

@@ -1,16 +1,18 @@
-"""Steps/s of this trainer against diffusers' SDXL LoRA example script, on the same tiny model and data.
+"""Steps/s of this trainer against diffusers' LoRA example scripts, on the same tiny model and data.
 
-The reference is `examples/text_to_image/train_text_to_image_lora_sdxl.py` from a diffusers
-checkout, given by path at run time (it is never copied into this repository). It needs
-`datasets` and `torchvision`, which the trainer does not: ``--reference-path`` puts a folder
-that has them on its PYTHONPATH (for example one made with
-``pip install --target DIR -c constraints.txt torchvision datasets``).
+The references, from a diffusers checkout, given by path at run time (never copied into this
+repository): for SDXL `examples/text_to_image/train_text_to_image_lora_sdxl.py`, for Flux.1
+`examples/dreambooth/train_dreambooth_lora_flux.py`. They need `datasets` and `torchvision`,
+which the trainer does not: ``--reference-path`` puts a folder that has them on their
+PYTHONPATH (for example one made with ``pip install --target DIR -c constraints.txt
+torchvision datasets``).
 
-Both run the same settings (64 px, batch 4, LoRA rank 4 on the UNet's attention, AdamW at
-1e-4, fp32 on the CPU, no samples, no checkpoints). Per-step times, so that start-up, model
+Both sides run the same settings (64 px, batch 4, LoRA rank 4 on the denoiser's attention,
+AdamW at 1e-4, fp32 on the CPU, no samples, no checkpoints; for Flux.1 one caption for every
+image, as the DreamBooth script trains on its instance prompt). Per-step times, so that start-up, model
 loading and latent caching do not count: the median gap between consecutive steps, from the
 times of our `metrics.jsonl` lines and of the reference's `train_loss` TensorBoard events
-(accelerate logs one per optimizer step).
+(accelerate logs one per optimizer step; ``loss`` in the Flux.1 script).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+FLUX_PROMPT = "a shape in flat style"
 
 
 def imagefolder_copy(data: Path, target: Path) -> Path:
@@ -70,9 +73,9 @@ _TORCHVISION_SHIM = (
 )
 
 
-def reference_step_s(script: Path, model_dir: Path, data: Path, tmp: Path, steps: int, extra_path: str) -> float:
+def reference_step_s(family: str, script: Path, model_dir: Path, data: Path, tmp: Path, steps: int,
+                     extra_path: str) -> float:
     """Seconds per optimizer step of diffusers' script (the median gap between its logged steps)."""
-    folder = imagefolder_copy(data, tmp / "reference-data")
     shim = tmp / "torchvision-shim"
     shim.mkdir(exist_ok=True)
     (shim / "sitecustomize.py").write_text(_TORCHVISION_SHIM, encoding="utf-8")
@@ -80,15 +83,21 @@ def reference_step_s(script: Path, model_dir: Path, data: Path, tmp: Path, steps
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join(p for p in path if p)}
     out = tmp / "reference-run"
-    _run([sys.executable, str(script), "--pretrained_model_name_or_path", str(model_dir), "--train_data_dir",
-          str(folder), "--caption_column", "text", "--resolution", "64", "--center_crop", "--train_batch_size", "4",
-          "--max_train_steps", str(steps), "--learning_rate", "1e-4", "--rank", "4", "--output_dir", str(out),
-          "--seed", "1", "--mixed_precision", "no", "--dataloader_num_workers", "0", "--checkpointing_steps",
-          "1000000", "--lr_scheduler", "constant", "--report_to", "tensorboard"], env)
-    return median_gap(_event_times(out, "train_loss"))
+    common = ["--pretrained_model_name_or_path", str(model_dir), "--resolution", "64", "--center_crop",
+              "--train_batch_size", "4", "--max_train_steps", str(steps), "--learning_rate", "1e-4", "--rank", "4",
+              "--output_dir", str(out), "--seed", "1", "--mixed_precision", "no", "--dataloader_num_workers", "0",
+              "--checkpointing_steps", "1000000", "--lr_scheduler", "constant", "--report_to", "tensorboard"]
+    if family == "flux":
+        args = ["--instance_data_dir", str(data), "--instance_prompt", FLUX_PROMPT, "--guidance_scale", "1"]
+        tag = "loss"
+    else:
+        args = ["--train_data_dir", str(imagefolder_copy(data, tmp / "reference-data")), "--caption_column", "text"]
+        tag = "train_loss"
+    _run([sys.executable, str(script), *common, *args], env)
+    return median_gap(_event_times(out, tag))
 
 
-def our_step_s(model_file: Path, data: Path, tmp: Path, steps: int) -> float:
+def our_step_s(model_file: Path, data: Path, tmp: Path, steps: int, family: str) -> float:
     """Seconds per optimizer step of `python -m trainer train` with the reference's settings."""
     out = tmp / "ours-run"
     config = tmp / "ours.yaml"
@@ -97,17 +106,30 @@ def our_step_s(model_file: Path, data: Path, tmp: Path, steps: int) -> float:
         "enable_bucket: false", "batch_size: 4", f"max_train_steps: {steps}", "save_steps: 0",
         "learning_rate: 1e-4", "lora_rank: 4", "lora_target: attention", "cache_latents: memory",
         "tensorboard: false", "num_workers: 0", "seed: 1", "log_every_n_steps: 1",
+        *(["timestep_sampling: uniform", "guidance_scale: 1.0"]
+          if family == "flux" else []),
     ]) + "\n", encoding="utf-8")
     _run([sys.executable, "-m", "trainer", "train", "--config", str(config)], dict(os.environ))
     return median_gap([json.loads(line)["time"] for line in (out / "metrics.jsonl").read_text().splitlines()])
 
 
-def compare(script: Path, model_dir: Path, model_file: Path, data: Path, tmp: Path, steps: int,
+def one_caption_copy(data: Path, target: Path) -> Path:
+    """The images of ``data`` each with the same `.txt` caption (the DreamBooth script's instance prompt)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for image in data.glob("*.png"):
+        shutil.copy(image, target / image.name)
+        (target / image.name).with_suffix(".txt").write_text(FLUX_PROMPT + "\n", encoding="utf-8")
+    return target
+
+
+def compare(family: str, script: Path, model_dir: Path, model: Path, data: Path, tmp: Path, steps: int,
             extra_path: str) -> dict[str, float]:
     """Both per-step times and their ratio (``steps_per_s_over_diffusers_reference``, target >= 1.2)."""
-    reference = reference_step_s(script, model_dir, data, tmp, steps, extra_path)
-    ours = our_step_s(model_file, data, tmp, steps)
-    print(f"SDXL tiny, 64 px, batch 4: ours {ours:.3f} s/step, diffusers' example {reference:.3f} s/step "
+    if family == "flux":
+        data = one_caption_copy(data, tmp / "one-caption-data")
+    reference = reference_step_s(family, script, model_dir, data, tmp, steps, extra_path)
+    ours = our_step_s(model, data, tmp, steps, family)
+    print(f"{family} tiny, 64 px, batch 4: ours {ours:.3f} s/step, diffusers' example {reference:.3f} s/step "
           f"({reference / ours:.2f}x)", flush=True)
     return {"reference_step_s": round(reference, 4), "our_step_s": round(ours, 4),
             "steps_per_s_over_diffusers_reference": round(reference / ours, 2)}

@@ -1,0 +1,99 @@
+"""Flux.1's own parts: the kohya file in Black Forest Labs' layout (what sd-scripts writes and
+ComfyUI loads), its fused layers equal to the split ones, and flow-matching's noise levels."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.cli_helpers import trainer_cli
+from tests.test_train_e2e import make_dataset, write_config
+
+# The layers with weights in BFL's DoubleStreamBlock and SingleStreamBlock (flux/modules/layers.py):
+# ComfyUI maps `lora_unet_<name with _>` onto `diffusion_model.<name>.weight` for these names.
+BFL_DOUBLE = ("img_mod.lin", "img_attn.qkv", "img_attn.proj", "img_mlp.0", "img_mlp.2",
+              "txt_mod.lin", "txt_attn.qkv", "txt_attn.proj", "txt_mlp.0", "txt_mlp.2")
+BFL_SINGLE = ("linear1", "linear2", "modulation.lin")
+# Which diffusers layers each fused BFL layer stacks, in order.
+FUSED = {"img_attn.qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
+         "txt_attn.qkv": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"),
+         "linear1": ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")}
+
+
+@pytest.fixture(scope="module")
+def flux_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("flux")
+    assert trainer_cli("make-tiny-model", str(folder / "model"), "--family", "flux").returncode == 0
+    data = make_dataset(folder / "data", "txt")
+    out = folder / "run"
+    config = write_config(folder / "config.yaml", folder / "model" / "diffusers", data, out, max_train_steps=3,
+                          sample_every_n_steps=0, sample_prompts=[], lora_target="all", learning_rate=5e-2,
+                          train_text_encoder=True, save_precision="fp32")
+    result = trainer_cli("train", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def _bfl_module(kohya: str) -> str:
+    """`lora_unet_double_blocks_0_img_attn_qkv` -> `double_blocks.0.img_attn.qkv` (by BFL's own names)."""
+    match = re.fullmatch(r"lora_unet_(double|single)_blocks_(\d+)_(.+)", kohya)
+    assert match, kohya
+    names = BFL_DOUBLE if match[1] == "double" else BFL_SINGLE
+    name = next((n for n in names if n.replace(".", "_") == match[3]), None)
+    assert name is not None, f"{kohya} is no layer of BFL's Flux.1 blocks"
+    return f"{match[1]}_blocks.{match[2]}.{name}"
+
+
+def test_the_kohya_file_uses_bfls_layer_names_and_metadata(flux_run):
+    from safetensors import safe_open
+
+    with safe_open(flux_run / "run.safetensors", "pt") as lora:
+        keys = list(lora.keys())
+        metadata = lora.metadata()
+    modules = {k.rsplit(".", 2)[0] for k in keys if k.endswith(".lora_down.weight")}
+    unet = {m for m in modules if m.startswith("lora_unet_")}
+    # `all` reaches every layer of both kinds of block, each named as BFL (and so ComfyUI) names it.
+    assert {_bfl_module(m).split(".", 2)[2] for m in unet} == set(BFL_DOUBLE) | set(BFL_SINGLE)
+    assert all(m.startswith(("lora_unet_", "lora_te1_text_model_encoder_layers_")) for m in modules)
+    assert metadata["modelspec.architecture"] == "flux-1-dev/lora" and metadata["ss_base_model_version"] == "flux1"
+
+
+def test_a_fused_layer_changes_exactly_as_its_split_layers(flux_run):
+    """ΔW of e.g. img_attn.qkv (up @ down · alpha/rank) equals the q, k and v ΔWs stacked, as the
+    diffusers-format file (which diffusers loads into the split layers) has them."""
+    kohya = load_file(flux_run / "run.safetensors")
+    split = load_file(flux_run / "diffusers" / "pytorch_lora_weights.safetensors")  # alpha/rank folded in
+    checked = 0
+    for block, fused in (("double_blocks.0", "img_attn.qkv"), ("double_blocks.0", "txt_attn.qkv"),
+                         ("single_blocks.0", "linear1")):
+        name = f"lora_unet_{block}_{fused}".replace(".", "_")
+        down, up = kohya[f"{name}.lora_down.weight"], kohya[f"{name}.lora_up.weight"]
+        delta = up @ down * (kohya[f"{name}.alpha"] / down.shape[0])
+        prefix = ("transformer.transformer_blocks.0." if block.startswith("double")
+                  else "transformer.single_transformer_blocks.0.")
+        parts = [split[f"{prefix}{p}.lora_B.weight"] @ split[f"{prefix}{p}.lora_A.weight"] for p in FUSED[fused]]
+        assert torch.allclose(delta, torch.cat(parts, dim=0), atol=1e-6), name
+        assert delta.abs().max() > 0  # trained, so the check means something
+        checked += 1
+    assert checked == 3
+
+
+def test_noise_levels_shift_towards_noise_for_larger_images(tmp_path):
+    """Flux.1-dev's resolution-dependent shift: the same draws give higher noise levels at 1024 px than at 256 px."""
+    from trainer.models.family import load_base_model
+
+    assert trainer_cli("make-tiny-model", str(tmp_path), "--family", "flux").returncode == 0
+    model = load_base_model(tmp_path / "diffusers")
+    levels = {}
+    for side in (32, 128):  # latents of 256 and 1024 px images
+        generator = torch.Generator().manual_seed(0)
+        levels[side] = model.sample_timesteps(torch.zeros(256, 16, side, side), generator) / 1000
+    assert 0 < levels[32].min() and levels[128].max() < 1
+    assert (levels[128] > levels[32]).all()
+    latents, noise = torch.randn(2, 16, 8, 8), torch.randn(2, 16, 8, 8)
+    noisy, target = model.noisy_and_target(latents, noise, torch.tensor([0.0, 1000.0]))
+    assert torch.equal(noisy[0], latents[0]) and torch.equal(noisy[1], noise[1])  # the straight mix's two ends
+    assert torch.equal(target, noise - latents)
