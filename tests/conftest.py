@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,12 +35,26 @@ class TinyFamilyModel:
         return self.single_file or self.diffusers_dir
 
 
+@pytest.fixture(scope="session")
+def tiny_model_of(tmp_path_factory) -> Callable[[str], TinyFamilyModel]:
+    """``tiny_model_of(variant)``: the tiny model of a `make-tiny-model --family` variant (sd1, sd2,
+    sdxl, flux), made once per session by the real command and shared by every test that asks."""
+    made: dict[str, TinyFamilyModel] = {}
+
+    def get(variant: str) -> TinyFamilyModel:
+        if variant not in made:
+            folder = tmp_path_factory.mktemp(f"tiny-{variant}")
+            result = trainer_cli("make-tiny-model", str(folder), "--family", variant)
+            assert result.returncode == 0, result.stderr
+            family = next(s.id for s in FAMILIES if s.tiny_variant == variant) if variant != "sd2" else "sd"
+            made[variant] = TinyFamilyModel(family, folder / "diffusers", next(folder.glob("*.safetensors"), None))
+        return made[variant]
+
+    return get
+
+
 @pytest.fixture(scope="session", params=[spec.id for spec in FAMILIES])
-def family_model(request, tmp_path_factory) -> TinyFamilyModel:
+def family_model(request, tiny_model_of) -> TinyFamilyModel:
     """Each registered family's tiny model (`make-tiny-model --family`): a test that takes this
     fixture runs once per family, so a new family gets the whole suite by being registered."""
-    spec = next(s for s in FAMILIES if s.id == request.param)
-    folder = tmp_path_factory.mktemp(f"tiny-{spec.id}")
-    result = trainer_cli("make-tiny-model", str(folder), "--family", spec.tiny_variant)
-    assert result.returncode == 0, result.stderr
-    return TinyFamilyModel(spec.id, folder / "diffusers", next(folder.glob("*.safetensors"), None))
+    return tiny_model_of(next(s for s in FAMILIES if s.id == request.param).tiny_variant)

@@ -24,12 +24,11 @@ FUSED = {"img_attn.qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
 
 
 @pytest.fixture(scope="module")
-def flux_run(tmp_path_factory):
+def flux_run(tmp_path_factory, tiny_model_of):
     folder = tmp_path_factory.mktemp("flux")
-    assert trainer_cli("make-tiny-model", str(folder / "model"), "--family", "flux").returncode == 0
     data = make_dataset(folder / "data", "txt")
     out = folder / "run"
-    config = write_config(folder / "config.yaml", folder / "model" / "diffusers", data, out, max_train_steps=3,
+    config = write_config(folder / "config.yaml", tiny_model_of("flux").diffusers_dir, data, out, max_train_steps=3,
                           sample_every_n_steps=0, sample_prompts=[], lora_target="all", learning_rate=5e-2,
                           train_text_encoder=True, save_precision="fp32")
     result = trainer_cli("train", "--config", str(config))
@@ -81,12 +80,11 @@ def test_a_fused_layer_changes_exactly_as_its_split_layers(flux_run):
     assert checked == 3
 
 
-def test_noise_levels_shift_towards_noise_for_larger_images(tmp_path):
+def test_noise_levels_shift_towards_noise_for_larger_images(tiny_model_of):
     """Flux.1-dev's resolution-dependent shift: the same draws give higher noise levels at 1024 px than at 256 px."""
     from trainer.models.family import load_base_model
 
-    assert trainer_cli("make-tiny-model", str(tmp_path), "--family", "flux").returncode == 0
-    model = load_base_model(tmp_path / "diffusers")
+    model = load_base_model(tiny_model_of("flux").diffusers_dir)
     levels = {}
     for side in (32, 128):  # latents of 256 and 1024 px images
         generator = torch.Generator().manual_seed(0)

@@ -346,20 +346,6 @@ def test_a1111_diffusers_names_miss_other_layouts():
 # -------------------------------------------------- our files, trained on the tiny models
 
 
-@pytest.fixture(scope="module")
-def tiny_sd2(tmp_path_factory) -> Path:
-    from trainer.models.tiny import make_tiny_model
-
-    return make_tiny_model(tmp_path_factory.mktemp("tiny-sd2"), family="sd2").diffusers_dir.parent
-
-
-@pytest.fixture(scope="module")
-def tiny_sdxl(tmp_path_factory) -> Path:
-    from trainer.models.tiny import make_tiny_model
-
-    return make_tiny_model(tmp_path_factory.mktemp("tiny-sdxl"), family="sdxl").diffusers_dir.parent
-
-
 # What `lora_target: all` with the text encoders must put in a file of each family (so that a
 # pass means something): UNet parts in the family's naming, and the text encoders' MLPs.
 TRAINED_PARTS = {
@@ -369,7 +355,7 @@ TRAINED_PARTS = {
 }
 TRAINED_PARTS["sd2"] = TRAINED_PARTS["sd1"]
 TEXT_PREFIXES = {"sd1": ("lora_te_",), "sd2": ("lora_te_",), "sdxl": ("lora_te1_", "lora_te2_")}
-MODEL_FIXTURES = {"sd1": ("tiny_model", "tiny-sd-v1"), "sd2": ("tiny_sd2", "tiny-sd-v2"), "sdxl": ("tiny_sdxl", "tiny-sdxl")}
+
 
 
 def _shapes(path: Path) -> dict[str, list[int]]:
@@ -381,10 +367,9 @@ def _shapes(path: Path) -> dict[str, list[int]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["sd1", "sd2", "sdxl"])
-def test_trained_kohya_file_maps_in_comfyui_and_a1111(tmp_path, request, family):
-    fixture, stem = MODEL_FIXTURES[family]
-    model_dir = request.getfixturevalue(fixture)
-    checkpoint = model_dir / f"{stem}.safetensors"
+def test_trained_kohya_file_maps_in_comfyui_and_a1111(tmp_path, tiny_model_of, family):
+    tiny = tiny_model_of(family)
+    checkpoint, model_dir = tiny.single_file, tiny.diffusers_dir.parent
     unet_config = json.loads((model_dir / "diffusers" / "unet" / "config.json").read_text())
     data = make_dataset(tmp_path / "data", "txt")
     out = tmp_path / "run"

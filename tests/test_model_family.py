@@ -106,12 +106,10 @@ def test_family_detection_imports_no_torch(tmp_path):
 # ------------------------------------------------------------------------------ SDXL loading
 
 
-@pytest.mark.parametrize("variant", ["sdxl"])
-def test_sdxl_single_file_loads_the_same_model_as_the_diffusers_folder(tmp_path, variant):
+def test_sdxl_single_file_loads_the_same_model_as_the_diffusers_folder(tiny_model_of):
     from trainer.models.family import load_base_model
-    from trainer.models.tiny import make_tiny_model
 
-    paths = make_tiny_model(tmp_path, family=variant)
+    paths = tiny_model_of("sdxl")
     folder = load_base_model(paths.diffusers_dir)
     single = load_base_model(paths.single_file)
     assert type(folder) is type(single) and folder.family == single.family == "sdxl"

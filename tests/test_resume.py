@@ -53,6 +53,19 @@ def setup(tmp_path_factory, family_model):
     return folder, model, data, load_file(folder / "reference" / "lora.safetensors")
 
 
+@pytest.fixture(scope="module")
+def sd_setup(tmp_path_factory, tiny_model):
+    """The same for the SD model alone, for what does not depend on the family (checkpoint files,
+    folders, signals): run once, not once per family, to keep the suite's time."""
+    folder = tmp_path_factory.mktemp("resume-files")
+    model = tiny_model / "tiny-sd-v1.safetensors"
+    data = make_dataset(folder / "data", "csv")
+    config = write_config(folder, model, data, folder / "reference")
+    result = trainer_cli("train", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    return folder, model, data, load_file(folder / "reference" / "lora.safetensors")
+
+
 def assert_same_weights(path: Path, reference: dict[str, torch.Tensor]) -> None:
     weights = load_file(path)
     assert weights.keys() == reference.keys()
@@ -96,8 +109,17 @@ def test_sigkill_then_resume_is_bit_identical(setup, point):
     assert [r["step"] for r in series.records()] == list(range(1, STEPS + 1))
 
 
-@pytest.mark.parametrize("how", ["STOP file", "SIGTERM"])
-def test_graceful_stop_then_resume_completes(setup, how):
+def test_a_stop_file_stops_and_resume_completes(setup):
+    """Every family: the STOP file saves a checkpoint and ends the run; a resume completes it."""
+    stop_then_resume(setup, "STOP file")
+
+
+def test_sigterm_stops_and_resume_completes(sd_setup):
+    """SIGTERM takes the same path as the STOP file once the signal is caught (not per family)."""
+    stop_then_resume(sd_setup, "SIGTERM")
+
+
+def stop_then_resume(setup, how: str) -> None:
     folder, model, data, reference = setup
     out = folder / f"stopped-{how.replace(' ', '-')}"
     config = write_config(folder, model, data, out, max_train_steps=40, save_steps=0)
@@ -123,8 +145,8 @@ def test_graceful_stop_then_resume_completes(setup, how):
 
 
 @pytest.mark.parametrize("damage", ["truncated adapter", "missing marker"])
-def test_damaged_newest_checkpoint_is_skipped(setup, damage):
-    folder, model, data, reference = setup
+def test_damaged_newest_checkpoint_is_skipped(sd_setup, damage):
+    folder, model, data, reference = sd_setup
     out = folder / f"damaged-{damage.replace(' ', '-')}"
     config = write_config(folder, model, data, out)
     run_killed_at(config, "step:7")
@@ -142,8 +164,8 @@ def test_damaged_newest_checkpoint_is_skipped(setup, damage):
     assert_same_weights(out / "lora.safetensors", reference)
 
 
-def test_resume_never_refuses_a_used_folder_and_completed_runs_are_kept(setup):
-    folder, model, data, reference = setup
+def test_resume_never_refuses_a_used_folder_and_completed_runs_are_kept(sd_setup):
+    folder, model, data, reference = sd_setup
     config = write_config(folder, model, data, folder / "reference", resume="never")
     result = trainer_cli("train", "--config", str(config))
     assert result.returncode == 2 and "already holds files of a run, and resume is `never`" in result.stderr
@@ -188,8 +210,8 @@ def test_nan_loss_stops_with_the_step_and_the_likely_causes(setup, tmp_path):
     assert sum("update was skipped" in e.get("message", "") for e in events) == 2
 
 
-def test_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(setup):
-    folder, model, data, reference = setup
+def test_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(sd_setup):
+    folder, model, data, reference = sd_setup
     out = folder / "double-sigint"
     # Large images make each step slow enough that the second Ctrl+C lands inside a step.
     config = write_config(folder, model, data, out, max_train_steps=400, save_steps=1, resolution=256,
@@ -215,8 +237,8 @@ def test_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(setup):
     assert plan.checkpoint is not None and not plan.skipped  # the newest complete checkpoint is usable
 
 
-def test_a_second_trainer_on_a_running_folder_is_refused(setup):
-    folder, model, data, reference = setup
+def test_a_second_trainer_on_a_running_folder_is_refused(sd_setup):
+    folder, model, data, reference = sd_setup
     out = folder / "busy"
     config = write_config(folder, model, data, out, max_train_steps=400, save_steps=0)
     process = subprocess.Popen([sys.executable, "-m", "trainer", "train", "--config", str(config)], cwd=ROOT,

@@ -4,6 +4,7 @@ format, its run directory, and the LoRA file loaded by diffusers into the same t
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -182,17 +183,17 @@ def test_both_lora_files_load_in_the_familys_diffusers_pipeline(tmp_path, family
 
 
 @pytest.mark.slow
-def test_a_seed_style_config_trains_an_sdxl_single_file(tmp_path):
+def test_a_seed_style_config_trains_an_sdxl_single_file(tmp_path, tiny_model_of):
     """The seed's keys and layout with an SDXL checkpoint as base_model: SDXL's sizes come by
     themselves, the run folder follows the contract, and both files load fully in diffusers."""
     import torch
     from diffusers import StableDiffusionXLPipeline
     from safetensors import safe_open
 
-    assert trainer_cli("make-tiny-model", str(tmp_path / "tiny"), "--family", "sdxl").returncode == 0
+    tiny = tiny_model_of("sdxl")
     models = tmp_path / "models" / "Stable-diffusion"
     models.mkdir(parents=True)
-    (tmp_path / "tiny" / "tiny-sdxl.safetensors").rename(models / "sd_xl_base_tiny.safetensors")
+    shutil.copy(tiny.single_file, models / "sd_xl_base_tiny.safetensors")
     make_dataset(tmp_path / "data" / "style_train", "csv")
     config = tmp_path / "configs" / "my_lora_config.yaml"
     config.parent.mkdir()
@@ -220,7 +221,7 @@ def test_a_seed_style_config_trains_an_sdxl_single_file(tmp_path):
     assert all(m.startswith(("lora_unet_input_blocks_", "lora_unet_middle_block_", "lora_unet_output_blocks_"))
                for m in modules)
 
-    pipe = StableDiffusionXLPipeline.from_pretrained(tmp_path / "tiny" / "diffusers", local_files_only=True)
+    pipe = StableDiffusionXLPipeline.from_pretrained(tiny.diffusers_dir, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
 
     def render():

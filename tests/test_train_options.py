@@ -36,11 +36,10 @@ def test_text_encoder_lora_checkpointing_min_snr_adafactor_uncached(tmp_path, ti
     assert metrics[-1]["epoch"] == 3
 
 
-def test_sd2_v_prediction_model_trains(tmp_path):
-    assert trainer_cli("make-tiny-model", str(tmp_path / "model"), "--family", "sd2").returncode == 0
+def test_sd2_v_prediction_model_trains(tmp_path, tiny_model_of):
     data = make_dataset(tmp_path / "data", "jsonl")
     out = tmp_path / "run"
-    config = write_config(tmp_path / "config.yaml", tmp_path / "model" / "tiny-sd-v2.safetensors", data, out,
+    config = write_config(tmp_path / "config.yaml", tiny_model_of("sd2").single_file, data, out,
                           max_train_steps=2, prediction_type="v_prediction", sample_every_n_steps=2)
     result = trainer_cli("train", "--config", str(config))
     assert result.returncode == 0, result.stderr
@@ -52,12 +51,11 @@ def test_sd2_v_prediction_model_trains(tmp_path):
     assert list((out / "samples").glob("*.png"))
 
 
-def test_sdxl_v_prediction_with_only_the_second_text_encoder_trained(tmp_path):
+def test_sdxl_v_prediction_with_only_the_second_text_encoder_trained(tmp_path, tiny_model_of):
     """A v-pred SDXL model (NoobAI-XL V-Pred and the like) with a LoRA on OpenCLIP alone, at its own rate."""
-    assert trainer_cli("make-tiny-model", str(tmp_path / "model"), "--family", "sdxl").returncode == 0
     data = make_dataset(tmp_path / "data", "txt")
     out = tmp_path / "run"
-    config = write_config(tmp_path / "config.yaml", tmp_path / "model" / "tiny-sdxl.safetensors", data, out,
+    config = write_config(tmp_path / "config.yaml", tiny_model_of("sdxl").single_file, data, out,
                           max_train_steps=2, prediction_type="v_prediction", sample_every_n_steps=2,
                           train_text_encoder=False, train_text_encoder_2=True, text_encoder_2_lr=3e-4)
     result = trainer_cli("train", "--config", str(config))

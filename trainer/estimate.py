@@ -4,7 +4,7 @@ The step count uses the same buckets and batching as the trainer, so it is exact
 figure is an estimate: weights + LoRA training state + activations, with each family's
 constants (:class:`trainer.model_family.FamilySpec`: parameter counts, LoRA size per rank,
 activations at its usual resolution) taken from public reports of kohya's sd-scripts, which
-the family's ``estimate_source`` names. It has not yet been calibrated against this trainer
+the family's ``memory.source`` names. It has not yet been calibrated against this trainer
 on a GPU; treat it as +-30%.
 """
 
@@ -72,20 +72,20 @@ class MemoryEstimate:
 def estimate_memory(config: Any, family: str = "sd") -> MemoryEstimate:
     """Peak GPU memory of a run from its config, with ``family``'s constants (see the module docstring)."""
     spec = FAMILIES_BY_ID.get(family, SD)
-    params = spec.params_m
+    params = spec.memory.params_m
     half = config.mixed_precision in ("fp16", "bf16", "auto")
     weight_bytes = 2 if half else 4
     te_trained = config.train_text_encoder
     encoders = sum(v for k, v in params.items() if k.startswith("text_encoder"))
     frozen = params["denoiser"] * weight_bytes + encoders * (4 if te_trained else weight_bytes)
     frozen += params["vae"] * 4  # the VAE stays fp32 (it overflows in fp16)
-    lora = spec.lora_params_per_rank_m[config.lora_target] * config.lora_rank * (1.6 if te_trained else 1.0)
+    lora = spec.memory.lora_params_per_rank_m[config.lora_target] * config.lora_rank * (1.6 if te_trained else 1.0)
     lora_state = lora * (4 + 4 + _OPTIMIZER_STATE_BYTES.get(config.optimizer, 8))  # weights, gradients, optimizer
     scale = (config.resolution / spec.default_resolution) ** 2 * config.batch_size * (1.0 if half else 1.8)
-    activations = spec.activations_gb * scale * (_CHECKPOINTING_FACTOR if config.gradient_checkpointing else 1.0)
+    activations = spec.memory.activations_gb * scale * (_CHECKPOINTING_FACTOR if config.gradient_checkpointing else 1.0)
     if te_trained:
         activations += 0.3 * config.batch_size * len([k for k in params if k.startswith("text_encoder")])
     parts = {"model weights": frozen / 1024, "LoRA training state": lora_state / 1024,
              "activations": activations, "CUDA context": _CUDA_CONTEXT_GB}
     return MemoryEstimate(round(sum(parts.values()), 1), {k: round(v, 2) for k, v in parts.items()},
-                          f"{spec.label}: {spec.estimate_source}")
+                          f"{spec.label}: {spec.memory.source}")

@@ -43,6 +43,21 @@ SDXL_REFINER_PREFIX = "conditioner.embedders.0.model."  # the refiner has OpenCL
 
 
 @dataclass(frozen=True)
+class MemoryFigures:
+    """The constants of a family's GPU memory estimate, and where they come from.
+
+    Frozen parameters (millions) of each part (the denoiser: UNet or transformer), LoRA
+    parameters per unit of rank (millions) for each `lora_target`, and activations (GiB) at
+    the family's usual resolution, batch 1, half precision, no gradient checkpointing.
+    """
+
+    params_m: Mapping[str, float]
+    lora_params_per_rank_m: Mapping[str, float]
+    activations_gb: float
+    source: str
+
+
+@dataclass(frozen=True)
 class FamilySpec:
     """What the app and the checks know about a family without loading a model."""
 
@@ -52,53 +67,34 @@ class FamilySpec:
     token_limit: int  # caption tokens the text encoder(s) see, start and end tokens not counted
     default_resolution: int
     bucket_range: tuple[int, int]  # the usual min/max bucket sides at the default resolution
-    # Memory estimate: frozen parameters (millions) of each part (the denoiser: UNet or transformer), LoRA parameters per unit of
-    # rank (millions) for each `lora_target`, and activations (GiB) at the default resolution,
-    # batch 1, half precision, no gradient checkpointing; `estimate_source` says where from.
-    params_m: Mapping[str, float]
-    lora_params_per_rank_m: Mapping[str, float]
-    activations_gb: float
-    estimate_source: str
+    memory: MemoryFigures
     # Options that only this family uses (the form hides them for other families).
     own_options: frozenset[str] = field(default_factory=frozenset)
     tiny_variant: str = ""  # `make-tiny-model --family` value of the family's tiny test model
     token_encoder: str = "CLIP"  # whose tokens `token_limit` counts (the encoder that cuts captions off)
 
 
-SD = FamilySpec(
-    id="sd", label="Stable Diffusion 1.x/2.x", implementation="sd", token_limit=75, default_resolution=512,
-    bucket_range=(256, 1024),
-    params_m={"denoiser": 860, "text_encoder": 123, "vae": 84},
-    lora_params_per_rank_m={"attention": 0.20, "attention_ff": 0.40, "all": 0.85},
-    activations_gb=3.0,
-    estimate_source="public reports of kohya's sd-scripts on SD 1.5 (about 6 GB at 512 px, batch 1, fp16)",
-    own_options=frozenset({"clip_skip", "prediction_type", "min_snr_gamma"}),
-    tiny_variant="sd1",
-)
-SDXL = FamilySpec(
-    id="sdxl", label="SDXL", implementation="sdxl", token_limit=75, default_resolution=1024,
-    bucket_range=(512, 2048),
-    params_m={"denoiser": 2567, "text_encoder": 123, "text_encoder_2": 695, "vae": 84},
-    lora_params_per_rank_m={"attention": 0.58, "attention_ff": 1.16, "all": 1.95},
-    activations_gb=9.0,
-    estimate_source=("public reports of kohya's sd-scripts on SDXL 1.0 (about 12 GB at 1024 px, batch 1, bf16, "
-                     "text encoders cached)"),
-    own_options=frozenset({"train_text_encoder_2", "text_encoder_2_lr", "prediction_type", "min_snr_gamma"}),
-    tiny_variant="sdxl",
-)
-FLUX = FamilySpec(
-    id="flux", label="Flux.1", implementation="flux", token_limit=512, default_resolution=1024,
-    bucket_range=(512, 2048),
-    # The 12B transformer, CLIP-L and T5-XXL (frozen, its outputs cached), the 16-channel VAE.
-    params_m={"denoiser": 11900, "text_encoder": 123, "text_encoder_2": 4760, "vae": 84},
-    lora_params_per_rank_m={"attention": 2.36, "attention_ff": 4.72, "all": 6.5},
-    activations_gb=12.0,
-    estimate_source=("public reports of ai-toolkit and sd-scripts on Flux.1-dev (about 24 GB at 1024 px, batch 1, "
-                     "bf16 weights, gradient checkpointing, T5 outputs cached)"),
-    own_options=frozenset({"guidance_scale", "timestep_sampling", "logit_mean", "logit_std", "mode_scale"}),
-    tiny_variant="flux",
-    token_encoder="T5",
-)
+_SD_MEMORY = MemoryFigures({"denoiser": 860, "text_encoder": 123, "vae": 84},
+                           {"attention": 0.20, "attention_ff": 0.40, "all": 0.85}, 3.0,
+                           "public reports of kohya's sd-scripts on SD 1.5 (about 6 GB at 512 px, batch 1, fp16)")
+_SDXL_MEMORY = MemoryFigures({"denoiser": 2567, "text_encoder": 123, "text_encoder_2": 695, "vae": 84},
+                             {"attention": 0.58, "attention_ff": 1.16, "all": 1.95}, 9.0,
+                             "public reports of kohya's sd-scripts on SDXL 1.0 (about 12 GB at 1024 px, batch 1, "
+                             "bf16, text encoders cached)")
+# The 12B transformer, CLIP-L and T5-XXL (frozen, its outputs cached), the 16-channel VAE.
+_FLUX_MEMORY = MemoryFigures({"denoiser": 11900, "text_encoder": 123, "text_encoder_2": 4760, "vae": 84},
+                             {"attention": 2.36, "attention_ff": 4.72, "all": 6.5}, 12.0,
+                             "public reports of ai-toolkit and sd-scripts on Flux.1-dev (about 24 GB at 1024 px, "
+                             "batch 1, bf16 weights, gradient checkpointing, T5 outputs cached)")
+_DDPM_OPTIONS = {"prediction_type", "min_snr_gamma"}  # the noise-prediction families' own
+
+SD = FamilySpec("sd", "Stable Diffusion 1.x/2.x", "sd", 75, 512, (256, 1024), _SD_MEMORY,
+                frozenset({"clip_skip", *_DDPM_OPTIONS}), tiny_variant="sd1")
+SDXL = FamilySpec("sdxl", "SDXL", "sdxl", 75, 1024, (512, 2048), _SDXL_MEMORY,
+                  frozenset({"train_text_encoder_2", "text_encoder_2_lr", *_DDPM_OPTIONS}), tiny_variant="sdxl")
+FLUX = FamilySpec("flux", "Flux.1", "flux", 512, 1024, (512, 2048), _FLUX_MEMORY,
+                  frozenset({"guidance_scale", "timestep_sampling", "logit_mean", "logit_std", "mode_scale"}),
+                  tiny_variant="flux", token_encoder="T5")
 FAMILIES: tuple[FamilySpec, ...] = (SD, SDXL, FLUX)
 FAMILIES_BY_ID: dict[str, FamilySpec] = {spec.id: spec for spec in FAMILIES}
 # Options that some family uses and others do not (the form's show/hide rule).
