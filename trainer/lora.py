@@ -84,7 +84,7 @@ def load_lora_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor])
         raise ValueError(f"checkpoint has LoRA weights this model does not: {unexpected[:3]}")
 
 
-def _pairs(state: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def lora_pairs(state: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Group a peft state dict into module name -> (down = A, up = B)."""
     pairs = {}
     for key, tensor in state.items():
@@ -103,7 +103,7 @@ def to_kohya(states: AdapterStates, kohya_name: Callable[[str, str], str], alpha
     """Rename peft LoRA weights to kohya's key layout; ``kohya_name(component, module)`` is the family's rule."""
     out: dict[str, torch.Tensor] = {}
     for component, state in states.items():
-        for module, (down, up) in _pairs(state).items():
+        for module, (down, up) in lora_pairs(state).items():
             name = kohya_name(component, module)
             out[f"{name}.lora_down.weight"] = down.to(dtype).contiguous()
             out[f"{name}.lora_up.weight"] = up.to(dtype).contiguous()

@@ -197,10 +197,10 @@ class FluxModel(DiffusionModel):
     def kohya_weights(self, states: dict[str, dict[str, torch.Tensor]], alpha: float,
                       dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """BFL-named modules, the split layers' LoRAs fused (see the module docstring); CLIP as kohya names it."""
-        from trainer.lora import to_kohya
+        from trainer.lora import lora_pairs, to_kohya
 
         out = to_kohya({k: v for k, v in states.items() if k != TRANSFORMER}, self.kohya_name, alpha, dtype)
-        pairs = _lora_pairs(states.get(TRANSFORMER, {}))
+        pairs = lora_pairs(states.get(TRANSFORMER, {}))
         blocks = sorted({_BLOCK.match(module).groups()[:2] for module in pairs}, key=lambda b: (b[0], int(b[1])))
         for kind, index in blocks:
             names, bfl = (_DOUBLE_NAMES, "double_blocks") if kind == "transformer_blocks" else (_SINGLE_NAMES,
@@ -244,12 +244,6 @@ class FluxModel(DiffusionModel):
                             transformer=self.transformer)
         pipe.set_progress_bar_config(disable=True)
         return pipe
-
-
-def _lora_pairs(state: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """module -> (down, up) of a peft state dict."""
-    return {key[: -len(".lora_A.weight")]: (tensor, state[key.replace(".lora_A.", ".lora_B.")])
-            for key, tensor in state.items() if key.endswith(".lora_A.weight")}
 
 
 def load(path: Path, *, allow_pickle: bool = False, prediction_type: str | None = None,
