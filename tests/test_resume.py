@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -81,8 +80,9 @@ def run_killed_at(config: Path, point: str) -> subprocess.CompletedProcess:
     return result
 
 
-@pytest.mark.parametrize("point", [f"step:{random.Random(seed).randint(1, STEPS - 1)}" for seed in (1, 2)]
-                         + ["checkpoint:4"])
+# A kill between steps (at a step drawn once) and one in the middle of writing a checkpoint, per
+# family; more draws of the same kind cost the suite time and test nothing new.
+@pytest.mark.parametrize("point", [f"step:{random.Random(1).randint(1, STEPS - 1)}", "checkpoint:4"])
 def test_sigkill_then_resume_is_bit_identical(setup, point):
     folder, model, data, reference = setup
     out = folder / f"killed-{point.replace(':', '-')}"
@@ -176,25 +176,17 @@ def test_resume_never_refuses_a_used_folder_and_completed_runs_are_kept(sd_setup
 
 
 def nan_copy(model: Path, folder: Path) -> Path:
-    """A copy of ``model`` whose denoiser's last layer is NaN (a single file, or a diffusers folder)."""
-    if model.is_dir():
-        broken = folder / "nan-model"
-        shutil.copytree(model, broken)
-        part = "transformer" if (broken / "transformer").is_dir() else "unet"
-        path, key = broken / part / "diffusion_pytorch_model.safetensors", ("proj_out.weight" if part == "transformer"
-                                                                            else "conv_out.weight")
-    else:
-        broken = path = folder / "nan-model.safetensors"
-        shutil.copy(model, path)
-        key = "model.diffusion_model.out.2.weight"
-    weights = load_file(path)
+    """A copy of the single file ``model`` whose UNet's last layer is NaN."""
+    broken = folder / "nan-model.safetensors"
+    weights = load_file(model)
+    key = "model.diffusion_model.out.2.weight"
     weights[key] = torch.full_like(weights[key], float("nan"))
-    save_file(weights, path)
+    save_file(weights, broken)
     return broken
 
 
-def test_nan_loss_stops_with_the_step_and_the_likely_causes(setup, tmp_path):
-    folder, model, data, reference = setup
+def test_nan_loss_stops_with_the_step_and_the_likely_causes(sd_setup, tmp_path):
+    folder, model, data, reference = sd_setup
     broken = nan_copy(model, tmp_path)
     out = tmp_path / "nan-run"
     result = trainer_cli("train", "--config", str(write_config(tmp_path, broken, data, out)))
