@@ -19,8 +19,7 @@ import yaml
 from trainer.config import ConfigProblem, validate_mapping
 from trainer.dataset_scan import scan_dataset
 from trainer.estimate import MemoryEstimate, RunFigures, estimate_memory, run_figures
-from trainer.model_check import check_base_model
-from trainer.model_family import Detection, ModelKindError, detect_family
+from trainer.model_family import Detection, ModelKindError, detect_family, resolve_family
 
 # Step time grows a little faster than the pixel count (attention is quadratic in it): a
 # speed measured at one resolution is scaled by (pixel ratio) ** this to another.
@@ -146,9 +145,8 @@ def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on
         result.problems.append(ConfigProblem(f"{Path(problem.path).name}: {problem.message}", problem.hint,
                                              option="train_data_dir", line=problem.line, path=problem.path))
     result.figures = run_figures(config, scan.items)
-    result.family = base_model_family(config)
-    # The trainer's own header check says what a wrong file is (a LoRA, an SDXL refiner...).
-    result.problems += check_base_model(Path(config.base_model), config.allow_pickle, config.model_family)
+    result.family, model_problems = base_model_family(config)
+    result.problems += model_problems
     result.memory = estimate_memory(config, result.family.family if result.family else "sd")
     speed = recent_speed(workspace, result.family.family if result.family else "sd")
     if speed and result.figures.total_steps:
@@ -162,12 +160,19 @@ def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on
     return result
 
 
-def base_model_family(config: Any) -> Detection | None:
-    """The family of the config's base model (read from its header), or None when it is not trainable."""
+def base_model_family(config: Any) -> tuple[Detection | None, list[ConfigProblem]]:
+    """The family of the config's base model (one read of its header) and what is wrong with it:
+    the trainer's own words for a file that is no trainable model (a LoRA, an SDXL refiner...) or
+    that `model_family` contradicts. The family is None when the file is not trainable."""
     try:
-        return detect_family(config.base_model, allow_pickle=config.allow_pickle)
-    except ModelKindError:
-        return None
+        detection = detect_family(config.base_model, allow_pickle=config.allow_pickle)
+    except ModelKindError as exc:
+        return None, [ConfigProblem(exc.message, exc.hint, option="base_model")]
+    try:
+        resolve_family(detection, config.model_family, Path(config.base_model).name)
+    except ModelKindError as exc:
+        return detection, [ConfigProblem(exc.message, exc.hint, option="base_model")]
+    return detection, []
 
 
 def _slow_cpu_warning(resolution: int, seconds: float | None) -> ConfigProblem | None:
