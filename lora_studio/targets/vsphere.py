@@ -160,8 +160,10 @@ class VCenterSession:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _collect(self, kind: type, props: list[str]) -> list[tuple[object, dict]]:
-        """All objects of ``kind`` with ``props``, in one round trip (a container view + property collector)."""
+    def collect(self, kind: type, props: list[str]) -> list[tuple[object, dict]]:
+        """All objects of ``kind`` with ``props``, in one round trip (a container view + property collector).
+
+        Unset properties are left out of each dict (read with ``.get``)."""
         view = self.content.viewManager.CreateContainerView(self.content.rootFolder, [kind], True)
         try:
             spec = vmodl.query.PropertyCollector.FilterSpec(
@@ -182,9 +184,9 @@ class VCenterSession:
 
     def inventory(self) -> list[VmRow]:
         """Every VM with power state, host, CPUs, memory, GPUs, guest OS, IP and tools state."""
-        hosts = {h._moId: p.get("name", "") for h, p in self._collect(vim.HostSystem, ["name"])}
+        hosts = {h._moId: p.get("name", "") for h, p in self.collect(vim.HostSystem, ["name"])}
         rows = []
-        for _, p in self._collect(vim.VirtualMachine, _VM_PROPS):
+        for _, p in self.collect(vim.VirtualMachine, _VM_PROPS):
             host = p.get("runtime.host")
             rows.append(VmRow(
                 name=p.get("name", ""), power_state=str(p.get("runtime.powerState", "")),
@@ -198,7 +200,7 @@ class VCenterSession:
 
     def find_vm(self, name: str) -> vim.VirtualMachine:
         """The VM called ``name``; a clear error when there is none."""
-        for vm, props in self._collect(vim.VirtualMachine, ["name"]):
+        for vm, props in self.collect(vim.VirtualMachine, ["name"]):
             if props.get("name") == name:
                 return vm
         raise TargetError(f"vCenter {self.vcenter.name} has no VM called {name!r}",

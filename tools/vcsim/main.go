@@ -3,6 +3,11 @@
 // real StartProgramInGuest / ListProcessesInGuest / TerminateProcessInGuest SOAP calls are
 // exercised (the stock one needs Docker). Prints the SDK URL on one line, then serves
 // until stdin closes or it is signalled. Built by build.sh next to this file.
+//
+// For the vSphere operations tests it also serves the SPBM endpoint (/pbm, govmomi's pbm
+// simulator), gives every host two NVIDIA A100 PCI devices enabled for passthrough and a list
+// of vGPU profiles, and lets VMware Tools "start" in a VM shortly after it is powered on (the
+// stock simulator never reports Tools or an IP for a VM created after start-up).
 package main
 
 import (
@@ -12,11 +17,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"math/big"
-	"net"
 	"flag"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -24,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	_ "github.com/vmware/govmomi/pbm/simulator" // registers the /pbm endpoint (RegisterEndpoints below)
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
@@ -123,6 +129,64 @@ func (m *procManager) TerminateProcessInGuest(ctx *simulator.Context, req *types
 	return body
 }
 
+// gpuHosts gives each host two A100s enabled for passthrough and the vGPU profiles of an
+// NVIDIA AI Enterprise host, as host.hardware.pciDevice, host.config.pciPassthruInfo and
+// host.config.sharedPassthruGpuTypes report them on ESXi.
+func gpuHosts() {
+	for _, obj := range simulator.Map.All("HostSystem") {
+		host := obj.(*simulator.HostSystem)
+		devices := append([]types.HostPciDevice(nil), host.Hardware.PciDevice...) // the copy is this host's own
+		var passthru []types.BaseHostPciPassthruInfo
+		for i, bus := range []byte{0x3b, 0xd8} {
+			id := fmt.Sprintf("0000:%02x:00.0", bus)
+			devices = append(devices, types.HostPciDevice{Id: id, ClassId: 0x0302, Bus: bus, VendorId: 0x10de,
+				SubVendorId: 0x10de, VendorName: "NVIDIA Corporation", DeviceId: 0x20f1, SubDeviceId: int16(0x145f + i),
+				DeviceName: "NVIDIA A100-PCIE-40GB"})
+			passthru = append(passthru, &types.HostPciPassthruInfo{Id: id, DependentDevice: id,
+				PassthruEnabled: true, PassthruCapable: true, PassthruActive: true})
+		}
+		host.Hardware.PciDevice = devices
+		host.Config.PciPassthruInfo = passthru
+		host.Config.SharedPassthruGpuTypes = []string{"grid_a100-4c", "grid_a100-8c", "grid_a100-20c", "grid_a100-40c"}
+	}
+}
+
+// toolsOnBoot is a registry handler: when a VM is powered on, VMware Tools starts in it a
+// moment later and reports the guest IP, as a booting Linux guest does.
+type toolsOnBoot struct{ guestIP string }
+
+func (t *toolsOnBoot) Reference() types.ManagedObjectReference {
+	return types.ManagedObjectReference{Type: "LoraStudioToolsOnBoot", Value: "tools-on-boot"}
+}
+func (t *toolsOnBoot) PutObject(mo.Reference)                    {}
+func (t *toolsOnBoot) RemoveObject(types.ManagedObjectReference) {}
+func (t *toolsOnBoot) UpdateObject(obj mo.Reference, changes []types.PropertyChange) {
+	vm, ok := obj.(*mo.VirtualMachine)
+	if !ok {
+		return
+	}
+	for _, change := range changes {
+		if change.Name == "runtime.powerState" && change.Val == types.VirtualMachinePowerStatePoweredOn {
+			ref := vm.Self
+			go func() { // after the power-on task has returned, like a guest that boots
+				time.Sleep(100 * time.Millisecond)
+				live, ok := simulator.Map.Get(ref).(*simulator.VirtualMachine)
+				if !ok {
+					return
+				}
+				simulator.Map.WithLock(live, func() {
+					simulator.Map.Update(live, []types.PropertyChange{
+						{Name: "guest.toolsRunningStatus", Val: "guestToolsRunning"},
+						{Name: "guest.toolsStatus", Val: types.VirtualMachineToolsStatusToolsOk},
+						{Name: "guest.ipAddress", Val: t.guestIP},
+						{Name: "summary.guest.ipAddress", Val: t.guestIP},
+					})
+				})
+			}()
+		}
+	}
+}
+
 // selfSigned makes a fresh P-256 certificate for 127.0.0.1/localhost, like a new vCenter's own.
 // (httptest's built-in one has a 1024-bit RSA key, which OpenSSL now refuses outright.)
 func selfSigned() tls.Certificate {
@@ -130,8 +194,8 @@ func selfSigned() tls.Certificate {
 	template := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()),
 		Subject:   pkix.Name{CommonName: "vcsim.local", Organization: []string{"LoRA Studio test vCenter"}},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage:  x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:  []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
 	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
 	if err != nil {
 		panic(err)
@@ -160,9 +224,12 @@ func main() {
 		vm.Guest.ToolsStatus, vm.Guest.ToolsRunningStatus = types.VirtualMachineToolsStatusToolsOk, "guestToolsRunning"
 		vm.Guest.IpAddress, vm.Guest.GuestFullName, vm.Guest.GuestId = *guestIP, "Ubuntu Linux (64-bit)", "ubuntu64Guest"
 	}
+	gpuHosts()
+	simulator.Map.AddHandler(&toolsOnBoot{guestIP: *guestIP})
 	simulator.Map.Put(&procManager{GuestProcessManager: mo.GuestProcessManager{Self: types.ManagedObjectReference{
 		Type: "GuestProcessManager", Value: "guestOperationsProcessManager"}}, procs: map[int64]*types.GuestProcessInfo{}})
 
+	model.Service.RegisterEndpoints = true // the SPBM simulator registered by its package's init
 	model.Service.Listen = &url.URL{Host: *listen, User: url.UserPassword(*user, *password)}
 	if *useTLS {
 		model.Service.TLS = &tls.Config{Certificates: []tls.Certificate{selfSigned()}}
