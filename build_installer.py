@@ -46,13 +46,15 @@ EXCLUDES = ("torch", "torchvision", "diffusers", "transformers", "peft", "accele
             "pyqtgraph.opengl", "OpenGL", "PySide6.QtTest")
 # The torch-free trainer modules the app imports; listed so a lazy import is never missed.
 TRAINER_MODULES = ("trainer.config", "trainer.config.schema", "trainer.config.loader", "trainer.config.migrate",
+                   "trainer.config.family_checks",
                    "trainer.config.yaml_edit", "trainer.config.kohya_import", "trainer.captions", "trainer.images",
                    "trainer.dataset_scan", "trainer.rundir", "trainer.fsutil", "trainer.buckets",
                    "trainer.estimate", "trainer.demo_workspace", "trainer.checkpoint", "trainer.problems",
-                   "trainer.model_family", "trainer.model_check", "trainer.labeling.registry",
+                   "trainer.model_family", "trainer.causal_lm_folder", "trainer.model_check", "trainer.labeling.registry",
                    "trainer.labeling.merge", "trainer.labeling.args", "trainer.labeling.errors",
                    "trainer.labeling.model_search", "trainer.labeling.base", "trainer.labeling.wd14",
-                   "trainer.labeling.image_to_text")
+                   "trainer.labeling.image_to_text", "trainer.llm", "trainer.llm.formats", "trainer.llm.rows",
+                   "trainer.llm.templates")
 # (source, destination inside the bundle): the same relative places as in a checkout, so
 # lora_studio.paths and lora_studio.tokens find them the same way.
 DATA = (("resources", "resources"),

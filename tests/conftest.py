@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import trainer_cli
-from trainer.model_family import FAMILIES
+from trainer.model_family import FAMILIES, IMAGE_FAMILIES
 
 
 @pytest.fixture(scope="session")
@@ -53,8 +53,8 @@ def tiny_model_of(tmp_path_factory) -> Callable[[str], TinyFamilyModel]:
     return get
 
 
-@pytest.fixture(scope="session", params=[spec.id for spec in FAMILIES])
+@pytest.fixture(scope="session", params=[spec.id for spec in IMAGE_FAMILIES])
 def family_model(request, tiny_model_of) -> TinyFamilyModel:
-    """Each registered family's tiny model (`make-tiny-model --family`): a test that takes this
+    """Each registered image family's tiny model (`make-tiny-model --family`): a test that takes this
     fixture runs once per family, so a new family gets the whole suite by being registered."""
-    return tiny_model_of(next(s for s in FAMILIES if s.id == request.param).tiny_variant)
+    return tiny_model_of(next(s for s in IMAGE_FAMILIES if s.id == request.param).tiny_variant)

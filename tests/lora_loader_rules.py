@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 FAMILIES = ("sd1", "sd2", "sdxl")
+COMFYUI_FAMILIES = (*FAMILIES, "flux")  # A1111 has no Flux.1 (Forge has; not restated here)
 
 LORA_DOWN = "lora_down.weight"
 LORA_UP = "lora_up.weight"
@@ -53,9 +54,21 @@ class Target(NamedTuple):
     part: str | None = None
 
 
-def _check_family(family: str) -> None:
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, not {family!r}")
+def _check_family(family: str, families: tuple[str, ...] = FAMILIES) -> None:
+    if family not in families:
+        raise ValueError(f"family must be one of {families}, not {family!r}")
+
+
+def flux_checkpoint_keys(transformer_keys: Iterable[str], clip_l_keys: Iterable[str]) -> list[str]:
+    """The keys of Flux.1 loaded from split files, as one checkpoint for :func:`comfyui_model_state`.
+
+    ComfyUI's "Load Diffusion Model" node reads the transformer file (BFL names, sometimes under
+    ``model.diffusion_model.``) into the model's ``diffusion_model.``; its DualCLIPLoader (type
+    flux) puts clip_l.safetensors (HF names) under ``clip_l.transformer.`` (comfy/text_encoders/
+    flux.py ``FluxClipModel``: an ``SDClipModel`` named clip_l beside the t5xxl one).
+    """
+    keys = [UNET_CKPT_PREFIX + k.removeprefix(UNET_CKPT_PREFIX) for k in transformer_keys]
+    return keys + ["clip_l.transformer." + k for k in clip_l_keys]
 
 
 def lora_modules(lora_keys: Iterable[str]) -> dict[str, set[str]]:
@@ -308,12 +321,15 @@ def comfyui_model_state(checkpoint_keys: Iterable[str], family: str) -> dict[str
     SD20 renames the OpenCLIP model to ``clip_h.`` and converts it to the HF layout,
     SDXL renames ``conditioner.embedders.0.transformer.text_model`` to
     ``clip_l.transformer.text_model`` and converts ``conditioner.embedders.1.model.`` as ``clip_g``.
+    Flux.1 comes as split files: see :func:`flux_checkpoint_keys`.
     """
-    _check_family(family)
+    _check_family(family, COMFYUI_FAMILIES)
     state: dict[str, Target] = {}
     for key in checkpoint_keys:
         if key.startswith(UNET_CKPT_PREFIX):
             state["diffusion_model." + key[len(UNET_CKPT_PREFIX):]] = Target(key)
+        elif family == "flux" and key.startswith("clip_l.transformer.text_model."):
+            state[key] = Target(key)  # already ComfyUI's name (flux_checkpoint_keys)
         elif family == "sd1" and key.startswith("cond_stage_model."):
             rest = key[len("cond_stage_model."):]
             if rest.startswith("transformer.") and not rest.startswith("transformer.text_model."):
@@ -418,7 +434,8 @@ def comfyui_unmapped(lora_keys: Iterable[str], checkpoint_keys: Iterable[str], f
     """The LoRA modules ComfyUI would not apply to the model, sorted.
 
     ``lora_keys``: the keys of a kohya LoRA file. ``checkpoint_keys``: the keys of the base
-    model's LDM single file. ``family``: "sd1", "sd2" or "sdxl". ``unet_config``: the UNet's
+    model's LDM single file (Flux.1: :func:`flux_checkpoint_keys`). ``family``: "sd1", "sd2", "sdxl" or
+    "flux". ``unet_config``: the UNet's
     diffusers config (``unet/config.json``), which ComfyUI's diffusers-name half of the key map
     is built from (:func:`comfyui_unet_to_diffusers`); without it only LDM-named UNet modules
     (``lora_unet_input_blocks_...``) can map.

@@ -95,3 +95,40 @@ def test_noise_levels_shift_towards_noise_for_larger_images(tiny_model_of):
     noisy, target = model.noisy_and_target(latents, noise, torch.tensor([0.0, 1000.0]))
     assert torch.equal(noisy[0], latents[0]) and torch.equal(noisy[1], noise[1])  # the straight mix's two ends
     assert torch.equal(target, noise - latents)
+
+
+def test_the_kohya_file_maps_fully_in_comfyuis_rules_onto_the_split_files(flux_run, tiny_model_of):
+    """Every module of the trained file (`all` + CLIP-L) reaches a weight of Flux.1 as ComfyUI loads
+    it from the split files, and each patch has that weight's shape (fused layers included)."""
+    from tests.lora_loader_rules import comfyui_targets, comfyui_unmapped, flux_checkpoint_keys
+    from tests.test_lora_loader_rules import _shapes
+
+    split = tiny_model_of("flux").diffusers_dir.parent / "split"
+    transformer, clip_l = _shapes(split / "flux1-tiny-dev.safetensors"), _shapes(split / "clip_l.safetensors")
+    base = dict(zip(flux_checkpoint_keys(transformer, clip_l), [*transformer.values(), *clip_l.values()]))
+    lora = _shapes(flux_run / "run.safetensors")
+    assert comfyui_unmapped(lora, base, "flux") == []
+    targets = comfyui_targets(lora, base, "flux")
+    assert any(t.key.startswith("clip_l.") for t in targets.values())
+    assert any(t.key.endswith("double_blocks.0.img_attn.qkv.weight") for t in targets.values())
+    for module, target in targets.items():
+        weight = base[target.key]
+        down, up = lora[f"{module}.lora_down.weight"], lora[f"{module}.lora_up.weight"]
+        assert up[0] == weight[0] and down[1:] == weight[1:] and down[0] == up[1], (module, down, up, weight)
+
+
+def test_single_blocks_trains_every_layer_of_the_single_stream_blocks_only(tiny_model_of, tmp_path):
+    from trainer.models.family import load_base_model
+
+    model = load_base_model(tiny_model_of("flux").diffusers_dir)
+    targets = model.lora_targets("transformer", "single_blocks")
+    assert targets and all(t.startswith("single_transformer_blocks.") for t in targets)
+    assert {t.split(".", 2)[2] for t in targets} == {"attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp", "proj_out",
+                                                     "norm.linear"}
+    # On a family without single-stream blocks the choice is refused before anything loads.
+    data = make_dataset(tmp_path / "data", "txt")
+    config = write_config(tmp_path / "sd.yaml", tiny_model_of("sd1").diffusers_dir, data, tmp_path / "run",
+                          lora_target="single_blocks")
+    result = trainer_cli("validate", "--config", str(config), "--no-images")
+    assert result.returncode == 2
+    assert "lora_target: single_blocks is for Flux.1 models" in result.stdout + result.stderr

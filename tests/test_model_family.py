@@ -36,8 +36,8 @@ def _without(prefix: str) -> dict[str, list[int]]:
     (_without("conditioner.embedders.0."), "without its CLIP-L text encoder"),
     (_without("conditioner.embedders.1."), "without its OpenCLIP bigG text encoder"),
     ({"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": [1, 1]}, "SD3 models are not supported yet"),
-    ({"double_blocks.0.img_attn.qkv.weight": [1, 1], "single_blocks.0.linear1.weight": [1, 1]},
-     "Flux.1 transformer as a single file; Flux.1 single files are not supported yet"),
+    ({"model.diffusion_model.double_blocks.0.img_attn.qkv.weight": [1, 1], "vae.decoder.conv_in.weight": [1, 1]},
+     "is an all-in-one Flux.1 checkpoint"),
     ({"lora_unet_input_blocks_4_1_proj_in.lora_down.weight": [4, 640]}, "looks like a LoRA"),
 ])
 def test_single_files_that_cannot_be_trained_are_named_for_what_they_are(shapes, expected):
@@ -75,7 +75,7 @@ def test_an_explicit_model_family_must_match_the_files(tmp_path):
 
 @pytest.mark.parametrize(("shapes", "expected"), [
     ({"double_blocks.0.img_attn.qkv.weight": [1], "single_blocks.0.linear1.weight": [1]},
-     "Flux.1 single files are not supported yet"),
+     "clip_l_path: is not set: a Flux.1 transformer file needs the CLIP-L text encoder as a separate file"),
     ({**_without("conditioner.embedders"), "conditioner.embedders.0.model.positional_embedding": [1]},
      "is an SDXL refiner"),
     (_without("conditioner.embedders.1."), "without its OpenCLIP bigG text encoder"),

@@ -321,7 +321,7 @@ def test_a_lora_is_not_a_base_model(tmp_path):
       "model.diffusion_model.input_blocks.0.0.weight"], "SDXL model without its OpenCLIP bigG text encoder"),
     (["encoder.down.0.block.0.conv1.weight", "decoder.up.0.block.0.conv1.weight"], "standalone VAE"),
     (["down_blocks.0.resnets.0.conv1.weight", "conv_in.weight"], "diffusers-format component"),
-    (["model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale"], "Flux.1 single files are not supported yet"),
+    (["model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale"], "is a Flux.1 transformer file, not a Stable Diffusion"),
     (["model.diffusion_model.some_new_block.weight"], "not a Stable Diffusion UNet"),
     (["model.diffusion_model.input_blocks.0.0.weight"], "no text encoder"),
 ])

@@ -38,9 +38,9 @@ def _build_parser() -> argparse.ArgumentParser:
     tiny = sub.add_parser("make-tiny-model", help="write a tiny random model (diffusers folder + single file)")
     tiny.add_argument("dir", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--family", choices=("sd1", "sd2", "sdxl", "flux"), default="sd1",
-                      help="SD 1.x (CLIP), SD 2.x (OpenCLIP), SDXL (both encoders) or Flux.1-dev (T5 + CLIP, a diffusers "
-                           "folder only) shapes")
+    tiny.add_argument("--family", choices=("sd1", "sd2", "sdxl", "flux", "llama"), default="sd1",
+                      help="SD 1.x (CLIP), SD 2.x (OpenCLIP), SDXL (both encoders), Flux.1-dev (T5 + CLIP, a diffusers "
+                           "folder only) shapes, or a Llama causal LM with a BPE tokenizer and chat template (DIR/llama)")
 
     kohya = sub.add_parser("import-kohya", help="turn a kohya_ss .json or sd-scripts .toml config into ours")
     kohya.add_argument("source", type=Path)
@@ -75,10 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "make-tiny-model":
         from trainer.models.offline import enable_offline_mode
         enable_offline_mode()
+        if args.family == "llama":
+            from trainer.llm.tiny_model import make_tiny_llama
+            print(f"model folder: {make_tiny_llama(args.dir, seed=args.seed)}")
+            return EXIT_OK
         from trainer.models.tiny import make_tiny_model
         paths = make_tiny_model(args.dir, seed=args.seed, family=args.family)
         print(f"diffusers folder: {paths.diffusers_dir}" + (f"\nsingle file:      {paths.single_file}"
                                                                if paths.single_file else ""))
+        for name, path in (paths.split_files or {}).items():
+            print(f"{name + ':':<18}{path}")
         return EXIT_OK
     if args.command == "import-kohya":
         return _import_kohya(args.source, args.output)

@@ -10,7 +10,9 @@ on a GPU; treat it as +-30%.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -35,6 +37,18 @@ class RunFigures:
     total_steps: int
     epochs: int
     unreadable: list[str] = field(default_factory=list)
+    unit: str = "images"  # what the run trains on: "images", or "examples" for a language model
+
+
+def text_run_figures(config: Any, examples: int, world_size: int = 1) -> RunFigures:
+    """Steps of a language-model run over ``examples`` (those held out by ``val_size`` left out)."""
+    held = 0
+    if config.val_size:
+        held = int(config.val_size) if config.val_size >= 1 else max(1, round(examples * config.val_size))
+    rows = max(0, examples - held)
+    batches = math.ceil(rows / config.batch_size)
+    plan = plan_steps(batches, config.gradient_accumulation_steps, world_size, config.epochs, config.max_train_steps)
+    return RunFigures(rows, rows, 0, batches, plan.steps_per_epoch, plan.total_steps, plan.epochs, unit="examples")
 
 
 def run_figures(config: Any, items: Iterable[Any], world_size: int = 1) -> RunFigures:
@@ -89,3 +103,45 @@ def estimate_memory(config: Any, family: str = "sd") -> MemoryEstimate:
              "activations": activations, "CUDA context": _CUDA_CONTEXT_GB}
     return MemoryEstimate(round(sum(parts.values()), 1), {k: round(v, 2) for k, v in parts.items()},
                           f"{spec.label}: {spec.memory.source}")
+
+
+# Bytes per parameter of 4-bit NF4 weights with double-quantised scales (bitsandbytes' QLoRA).
+_NF4_BYTES = 0.52
+# Activations kept per token and layer in half precision: 34 x width bytes (Korthikanti et al.,
+# "Reducing Activation Recomputation", with memory-efficient attention); with gradient
+# checkpointing only each layer's input (2 x width bytes) plus one layer's full set.
+_ACTIVATION_BYTES_PER_WIDTH = 34
+
+
+def estimate_llm_memory(config: Any, model: Mapping[str, Any]) -> MemoryEstimate:
+    """Peak GPU memory of a language-model LoRA run from its config and the model's ``config.json``."""
+    width, layers = int(model.get("hidden_size", 4096)), int(model.get("num_hidden_layers", 32))
+    heads = int(model.get("num_attention_heads", 32))
+    kv_heads = int(model.get("num_key_value_heads") or heads)
+    head_dim = int(model.get("head_dim") or width // heads)
+    inner, vocab = int(model.get("intermediate_size", 4 * width)), int(model.get("vocab_size", 32000))
+    q, kv = heads * head_dim, kv_heads * head_dim
+    attention = 2 * width * q + 2 * width * kv
+    mlp = 3 * width * inner
+    embeddings = vocab * width * (1 if model.get("tie_word_embeddings") else 2)
+    four_bit = config.quantization_bit == "4"
+    half = config.mixed_precision in ("fp16", "bf16", "auto")
+    # In 4 bits only the blocks' linear layers are quantised; embeddings and head stay in bf16.
+    weights = layers * (attention + mlp) * (_NF4_BYTES if four_bit else (2 if half else 4))
+    weights += embeddings * (2 if half or four_bit else 4)
+    rank = config.lora_rank
+    lora_attention = rank * ((width + q) * 2 + (width + kv) * 2)
+    lora_mlp = rank * 3 * (width + inner)
+    lora = layers * (lora_attention + (lora_mlp if config.lora_target != "attention" else 0))
+    lora_state = lora * (4 + 4 + _OPTIMIZER_STATE_BYTES.get(config.optimizer, 8))
+    tokens = config.batch_size * config.cutoff_len
+    per_layer = tokens * _ACTIVATION_BYTES_PER_WIDTH * width * (1 if half or four_bit else 2)
+    activations = (layers * tokens * 2 * width * 2 + per_layer) if config.gradient_checkpointing else layers * per_layer
+    logits = tokens * vocab * 4 * 2  # fp32 logits and their gradient for the loss
+    gib = 2 ** 30
+    parts = {"model weights": weights / gib, "LoRA training state": lora_state / gib,
+             "activations": (activations + logits) / gib, "CUDA context": _CUDA_CONTEXT_GB}
+    params_b = (layers * (attention + mlp) + embeddings) / 1e9
+    source = (f"{params_b:.1f}B parameters from the model's config.json, {'4-bit' if four_bit else 'bf16'} weights; "
+              "activations after Korthikanti et al. (34 x width bytes per token and layer)")
+    return MemoryEstimate(round(sum(parts.values()), 1), {k: round(v, 2) for k, v in parts.items()}, source)

@@ -72,6 +72,7 @@ class FamilySpec:
     own_options: frozenset[str] = field(default_factory=frozenset)
     tiny_variant: str = ""  # `make-tiny-model --family` value of the family's tiny test model
     token_encoder: str = "CLIP"  # whose tokens `token_limit` counts (the encoder that cuts captions off)
+    task: str = "image"  # "image" (a LoRA for a diffusion model) or "text" (a causal language model's)
 
 
 _SD_MEMORY = MemoryFigures({"denoiser": 860, "text_encoder": 123, "vae": 84},
@@ -83,9 +84,12 @@ _SDXL_MEMORY = MemoryFigures({"denoiser": 2567, "text_encoder": 123, "text_encod
                              "bf16, text encoders cached)")
 # The 12B transformer, CLIP-L and T5-XXL (frozen, its outputs cached), the 16-channel VAE.
 _FLUX_MEMORY = MemoryFigures({"denoiser": 11900, "text_encoder": 123, "text_encoder_2": 4760, "vae": 84},
-                             {"attention": 2.36, "attention_ff": 4.72, "all": 6.5}, 12.0,
+                             {"attention": 2.36, "attention_ff": 4.72, "all": 6.5, "single_blocks": 2.10}, 12.0,
                              "public reports of ai-toolkit and sd-scripts on Flux.1-dev (about 24 GB at 1024 px, "
                              "batch 1, bf16 weights, gradient checkpointing, T5 outputs cached)")
+# The options that name the other files of a Flux.1 model kept as split files, as ComfyUI keeps it.
+FLUX_FILE_OPTIONS = ("clip_l_path", "t5_path", "ae_path", "t5_tokenizer_path")
+COMPANION_OPTIONS = FLUX_FILE_OPTIONS  # every family's options that name a base model's other files
 _DDPM_OPTIONS = {"prediction_type", "min_snr_gamma"}  # the noise-prediction families' own
 
 SD = FamilySpec("sd", "Stable Diffusion 1.x/2.x", "sd", 75, 512, (256, 1024), _SD_MEMORY,
@@ -93,9 +97,21 @@ SD = FamilySpec("sd", "Stable Diffusion 1.x/2.x", "sd", 75, 512, (256, 1024), _S
 SDXL = FamilySpec("sdxl", "SDXL", "sdxl", 75, 1024, (512, 2048), _SDXL_MEMORY,
                   frozenset({"train_text_encoder_2", "text_encoder_2_lr", *_DDPM_OPTIONS}), tiny_variant="sdxl")
 FLUX = FamilySpec("flux", "Flux.1", "flux", 512, 1024, (512, 2048), _FLUX_MEMORY,
-                  frozenset({"guidance_scale", "timestep_sampling", "logit_mean", "logit_std", "mode_scale"}),
+                  frozenset({"guidance_scale", "timestep_sampling", "logit_mean", "logit_std", "mode_scale",
+                             *FLUX_FILE_OPTIONS}),
                   tiny_variant="flux", token_encoder="T5")
-FAMILIES: tuple[FamilySpec, ...] = (SD, SDXL, FLUX)
+# Causal language models (Llama, Mistral, Qwen, Gemma, GLM-4, Phi): trained on text with peft.
+# Their memory is estimated from the model's own config.json (trainer.estimate); these figures
+# are Llama-3-8B's, for when it is not at hand.
+_LLM_MEMORY = MemoryFigures({"denoiser": 8030}, {"attention": 3.4, "attention_ff": 10.5, "all": 10.5}, 2.0,
+                            "Llama-3-8B's parameter counts; activations at 1024 tokens, batch 1, bf16")
+LLM = FamilySpec("llm", "Language model (LLM)", "llm", 0, 0, (0, 0), _LLM_MEMORY,
+                 frozenset({"dataset_path", "dataset_format", "chat_template", "train_on_prompt", "cutoff_len", "packing",
+                            "val_size", "eval_steps", "allow_remote_code", "use_dora", "use_rslora",
+                            "quantization_bit", "export", "max_new_tokens"}),
+                 tiny_variant="llama", token_encoder="", task="text")
+IMAGE_FAMILIES: tuple[FamilySpec, ...] = (SD, SDXL, FLUX)
+FAMILIES: tuple[FamilySpec, ...] = (*IMAGE_FAMILIES, LLM)
 FAMILIES_BY_ID: dict[str, FamilySpec] = {spec.id: spec for spec in FAMILIES}
 # Options that some family uses and others do not (the form's show/hide rule).
 FAMILY_OPTIONS: frozenset[str] = frozenset().union(*(spec.own_options for spec in FAMILIES))
@@ -112,6 +128,9 @@ class Detection:
     family: str  # a FamilySpec id
     variant: str  # "sd1", "sd2", "sdxl"
     what: str  # "an SDXL base model"
+    # Options naming the other files this base model needs (a Flux.1 transformer file: its
+    # text encoders, VAE and T5 tokenizer), see :func:`companion_problems`.
+    companions: tuple[str, ...] = ()
 
     @property
     def spec(self) -> FamilySpec:
@@ -120,9 +139,21 @@ class Detection:
 
     @property
     def badge(self) -> str:
-        """A short name for a badge in the app: "SD 1.x", "SD 2.x", "SDXL"."""
+        """A short name for a badge in the app: "SD 1.x", "SD 2.x", "SDXL", "LLM · llama"."""
+        if self.spec.task == "text":
+            return f"LLM · {self.variant}"
         return _BADGES.get(self.variant, self.spec.label)
 
+
+# Where people have the files that the options of a split Flux.1 model name.
+_COMPANION_KINDS = {
+    "clip_l_path": ("clip", "the CLIP-L text encoder", "clip_l.safetensors from ComfyUI's models/clip folder"),
+    "t5_path": ("t5", "the T5-XXL text encoder", "t5xxl_fp16.safetensors from ComfyUI's models/clip folder, or "
+                "FLUX.1-dev's text_encoder_2 folder"),
+    "ae_path": ("flux_vae", "the Flux.1 VAE", "ae.safetensors from ComfyUI's models/vae folder"),
+    "t5_tokenizer_path": ("t5_tokenizer", "the T5 tokenizer", "FLUX.1-dev's tokenizer_2 folder, or ComfyUI's "
+                          "comfy/text_encoders/t5_tokenizer folder: a folder with tokenizer.json or spiece.model"),
+}
 
 _BADGES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "flux": "Flux.1"}
 
@@ -159,7 +190,7 @@ def detect_family(path: Path | str, *, allow_pickle: bool = False) -> Detection:
         raise ModelKindError(f"base model not found: {path}",
                              "check `base_model`: it must be a .safetensors file or a diffusers folder")
     if path.is_dir():
-        return classify_folder(path)
+        return classify_folder(path, allow_pickle=allow_pickle)
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
         if allow_pickle:
@@ -175,6 +206,78 @@ def detect_family(path: Path | str, *, allow_pickle: bool = False) -> Detection:
         raise ModelKindError(f"{path.name} could not be read as a safetensors file: {exc}",
                              "the file may be incomplete (an interrupted download?): download it again") from exc
     return classify_keys(shapes, path.name)
+
+
+# --------------------------------------------------------------------------- companion files
+
+
+def weight_files(path: Path) -> list[Path]:
+    """The safetensors files of a weights option: the file itself, or a folder's (sharded) files."""
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in SAFETENSORS_SUFFIXES)
+    return [path]
+
+
+def _weights_kind(shapes: Mapping[str, Sequence[int]]) -> str:
+    """What a weights file is, from its tensor names: clip, t5, flux_vae, vae, flux, other."""
+    keys = list(shapes)
+    if any(k.endswith("embeddings.token_embedding.weight") for k in keys):
+        return "clip"
+    if any(".SelfAttention.q.weight" in k for k in keys):
+        return "t5"
+    conv_in = next((v for k, v in shapes.items() if k.endswith("decoder.conv_in.weight")), None)
+    if conv_in is not None and not _has(keys, UNET_PREFIX):
+        return "flux_vae" if len(conv_in) == 4 and conv_in[1] == 16 else "vae"
+    if any("double_blocks." in k for k in keys):
+        return "flux"
+    return "other"
+
+
+_KIND_NAMES = {"clip": "a CLIP text encoder", "t5": "a T5 text encoder", "flux_vae": "a Flux.1 VAE",
+               "vae": "a VAE with 4 latent channels (SD's, not Flux.1's 16)", "flux": "a Flux.1 transformer",
+               "other": "not a model part this option takes"}
+
+
+def check_companion(option: str, path: Path) -> None:
+    """Raise :class:`ModelKindError` when ``path`` is not the kind of file ``option`` names."""
+    kind, what, where = _COMPANION_KINDS[option]
+    if not path.exists():
+        raise ModelKindError(f"{option}: {path} does not exist", f"give {what}: {where}")
+    if kind == "t5_tokenizer":
+        if not (path.is_dir() and any((path / name).is_file() for name in ("tokenizer.json", "spiece.model"))):
+            raise ModelKindError(f"{option}: {path} is not a tokenizer folder (no tokenizer.json or spiece.model)",
+                                 f"give {what}: {where}")
+        return
+    files = weight_files(path)
+    if not files:
+        raise ModelKindError(f"{option}: {path} holds no .safetensors files", f"give {what}: {where}")
+    shapes: dict[str, list[int]] = {}
+    for file in files:
+        try:
+            shapes.update(read_safetensors_header(file)[0])
+        except (OSError, ValueError) as exc:
+            raise ModelKindError(f"{option}: {file.name} could not be read as a safetensors file: {exc}",
+                                 "the file may be incomplete (an interrupted download?): download it again") from exc
+    found = _weights_kind(shapes)
+    if found != kind:
+        raise ModelKindError(f"{option}: {path.name} is {_KIND_NAMES[found]}, not {what}", f"give {what}: {where}")
+
+
+def companion_problems(detection: Detection, values: Mapping[str, object]) -> list[tuple[str, str, str]]:
+    """(option, message, hint) for each companion file the base model needs that is unset or wrong."""
+    problems = []
+    for option in detection.companions:
+        value = values.get(option)
+        _kind, what, where = _COMPANION_KINDS[option]
+        if not value:
+            problems.append((option, f"is not set: {detection.what} needs {what} as a separate file",
+                             f"set {option} to {where}"))
+            continue
+        try:
+            check_companion(option, Path(str(value)).expanduser())
+        except ModelKindError as exc:
+            problems.append((option, exc.message.removeprefix(f"{option}: "), exc.hint))
+    return problems
 
 
 # --------------------------------------------------------------------------- single files
@@ -206,8 +309,7 @@ def classify_keys(shapes: Mapping[str, Sequence[int]], name: str) -> Detection:
         raise ModelKindError(f"{name} looks like a textual inversion embedding, not a base model",
                              "`base_model` must be a full checkpoint")
     if any(".double_blocks." in k or k.startswith("double_blocks.") for k in keys):
-        raise ModelKindError(f"{name} is a Flux.1 transformer as a single file; Flux.1 single files are not "
-                             "supported yet", "give the model's diffusers folder (with model_index.json)")
+        return _classify_flux(keys, name)
     if any(".joint_blocks." in k or k.startswith("joint_blocks.") for k in keys):
         raise ModelKindError(f"{name} is a Stable Diffusion 3 model; SD3 models are not supported yet", _NOT_YET)
     if _has(keys, "conditioner.embedders."):
@@ -229,6 +331,15 @@ def classify_keys(shapes: Mapping[str, Sequence[int]], name: str) -> Detection:
                              "use a full checkpoint that includes the text encoder")
     variant = "sd2" if _has(keys, SD_TEXT_PREFIXES[1]) or _cross_attention_width(shapes) == 1024 else "sd1"
     return Detection("sd", variant, f"a Stable Diffusion {'2.x' if variant == 'sd2' else '1.x'} model")
+
+
+def _classify_flux(keys: Sequence[str], name: str) -> Detection:
+    if _has(keys, "text_encoders.", "vae.", VAE_PREFIX):
+        raise ModelKindError(f"{name} is an all-in-one Flux.1 checkpoint (transformer, text encoders and VAE in one "
+                             "file), which is not read yet",
+                             "give the transformer file (such as flux1-dev.safetensors) with clip_l_path, t5_path, "
+                             "ae_path and t5_tokenizer_path, or the model's diffusers folder")
+    return Detection("flux", "flux", "a Flux.1 transformer file", companions=FLUX_FILE_OPTIONS)
 
 
 def _cross_attention_width(shapes: Mapping[str, Sequence[int]]) -> int | None:
@@ -261,9 +372,14 @@ def _classify_sdxl(shapes: Mapping[str, Sequence[int]], keys: Sequence[str], nam
 # ------------------------------------------------------------------------- diffusers folders
 
 
-def classify_folder(folder: Path) -> Detection:
-    """The family of a diffusers model folder from its ``model_index.json``."""
+def classify_folder(folder: Path, *, allow_pickle: bool = False) -> Detection:
+    """The family of a model folder: a diffusers pipeline (its ``model_index.json``) or a causal LM
+    (its ``config.json``)."""
     index_path = folder / "model_index.json"
+    if not index_path.is_file() and (folder / "config.json").is_file():
+        detection = _classify_causal_lm(folder, allow_pickle)
+        if detection is not None:
+            return detection
     if not index_path.is_file():
         files = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (*SAFETENSORS_SUFFIXES, *PICKLE_SUFFIXES))
         hint = (f"did you mean the file {files[0]}?" if files
@@ -295,6 +411,19 @@ def classify_folder(folder: Path) -> Detection:
         raise ModelKindError(f"{folder} is a {pipeline} model folder; {_NOT_YET}",
                              "choose a Stable Diffusion 1.x/2.x or SDXL model")
     return Detection("sd", _sd_folder_variant(folder), "a Stable Diffusion model folder")
+
+
+def _classify_causal_lm(folder: Path, allow_pickle: bool) -> Detection | None:
+    """A causal LM folder's detection; None for a diffusers component (its config names a ``_class_name``)."""
+    from trainer.causal_lm_folder import CausalLMRefused, classify_causal_lm, read_model_config
+
+    try:
+        if "_class_name" in read_model_config(folder):
+            return None
+        model_type, what = classify_causal_lm(folder, allow_pickle=allow_pickle)
+    except CausalLMRefused as exc:
+        raise ModelKindError(exc.message, exc.hint) from exc
+    return Detection("llm", model_type, what)
 
 
 def _sd_folder_variant(folder: Path) -> str:

@@ -1,6 +1,7 @@
-"""The LoRA training recipe: setup -> (resume) -> train -> checkpoint -> export -> cleanup.
+"""The image LoRA recipe: what one step of latent-diffusion training is, for every image family.
 
-One class, read top to bottom. The loop is the standard latent-diffusion objective: encode
+The loop itself (steps, checkpoints, resume, stop) is :class:`trainer.loop.TrainingLoop`'s.
+The objective is the standard latent-diffusion one: encode
 images to latents (cached), add noise at a random timestep, and train the LoRA layers of
 the UNet (and optionally of the text encoders) to predict that noise (or velocity). What
 differs between model families (SD, SDXL) is asked of the family's model
@@ -10,68 +11,48 @@ differs between model families (SD, SDXL) is asked of the family's model
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import math
 import random
-import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from trainer import __version__
 from trainer.buckets import plan_steps
-from trainer.checkpoint import (ADAPTER_FILE, TRAINER_STATE_FILE, TRAINING_STATE_FILE, checkpoint_folder,
-                                write_checkpoint)
+from trainer.checkpoint import ADAPTER_FILE
 from trainer.config import TrainConfig
 from trainer.distributed import DistContext
-from trainer.data import (BatchEntry, Sample, batch_positions, batches_per_epoch, build_samples, epoch_batches,
-                          image_geometry, image_loader, load_image_tensor, process_caption)
+from trainer.data import (BatchEntry, Sample, batches_per_epoch, build_samples, epoch_batches, image_geometry,
+                          image_loader, load_image_tensor, process_caption)
 from trainer.latent_cache import LatentCache, LatentStats, fill_latent_cache
 from trainer.lora import adapter_state, add_lora, save_safetensors, split_adapter_state
 from trainer.lora_files import LoraFiles
+from trainer.model_family import COMPANION_OPTIONS
 from trainer.models.family import ImageGeometry, load_base_model
 from trainer.optim import make_optimizer, make_scheduler
 from trainer.precision import autocast, move_to, resolve_precision
-from trainer.rng_state import host_rng_state, restore_host_rng, restore_torch_rng, seed_everything, torch_rng_state
-from trainer.problems import ExplainedError
+from trainer.loop import StopRequested, TrainingFailure, TrainingLoop
+from trainer.rng_state import seed_everything
 from trainer.rundir import RunWriter
 from trainer.sampling import make_samples
-from trainer.fault_injection import kill_here_if_asked
 from trainer.tensorboard_log import tensorboard_writer
 from trainer.text_encoding import long_caption_warning
 
 log = logging.getLogger("trainer")
 
 
-class TrainingFailure(ExplainedError):
-    """A failure we can explain: a message and what to do."""
+__all__ = ["LoRATrainingRecipe", "StopRequested", "TrainingFailure"]
 
 
-class StopRequested(Exception):
-    """Raised out of the loop after a graceful stop has saved its checkpoint."""
-
-
-class LoRATrainingRecipe:
-    """Trains one LoRA from a validated config and dataset into a run directory."""
+class LoRATrainingRecipe(TrainingLoop):
+    """Trains one image LoRA from a validated config and dataset into a run directory."""
 
     def __init__(self, config: TrainConfig, run: RunWriter, dataset_items: list, *, stop_flag=None,
                  dist: DistContext | None = None) -> None:
-        self.config = config
-        self.dist = dist or DistContext()
-        self.run = run
+        super().__init__(config, run, stop_flag=stop_flag, dist=dist)
         self.items = dataset_items
-        self.root = Path(config.output_dir)
-        # A callable returning True when a stop was asked for (signal handler or STOP file).
-        self.stop_flag = stop_flag or (lambda: False)
-        self.global_step = 0
-        self.epoch = 0
-        self.batch_in_epoch = 0
-        self.started_at = time.time()
-        self.train_started_at = self.started_at  # reset when the loop starts (for the ETA)
-        self.resumed_from_step = 0
 
     # ------------------------------------------------------------------------------------
     # setup
@@ -91,7 +72,8 @@ class LoRATrainingRecipe:
 
         prediction = None if cfg.prediction_type == "auto" else cfg.prediction_type
         self.model = load_base_model(cfg.base_model, model_family=cfg.model_family, allow_pickle=cfg.allow_pickle,
-                                     prediction_type=prediction)
+                                     prediction_type=prediction,
+                                     companions={option: cfg[option] for option in COMPANION_OPTIONS if cfg[option]})
         model = self.model
         log.info("loaded %s (%s, %s prediction)", cfg.base_model, model.variant, model.prediction_type)
         model.configure(cfg)
@@ -189,7 +171,7 @@ class LoRATrainingRecipe:
     # ------------------------------------------------------------------------------------
     # resume
 
-    def _structure(self) -> dict[str, Any]:
+    def structure(self) -> dict[str, Any]:
         """Options that shape the LoRA's tensors: a checkpoint only fits a run with the same ones."""
         cfg = self.config
         structure = {"lora_rank": cfg.lora_rank, "lora_target": cfg.lora_target,
@@ -198,116 +180,40 @@ class LoRATrainingRecipe:
             structure["text_encoders"] = sorted(self.text_encoder_lrs)
         return structure
 
-    def _data_order(self) -> dict[str, Any]:
+    def data_order(self) -> dict[str, Any]:
         """Options that decide which batch comes when: changing them breaks exactness, not resume."""
         cfg = self.config
         return {"seed": cfg.seed, "batch_size": cfg.batch_size, "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
                 "images": len(self.samples), "total_steps": self.total_steps}
 
-    def resume_from(self, folder: Path) -> None:
-        """Restore weights, optimizer, schedule, scaler, every RNG and the data position."""
+    def load_adapter(self, folder: Path) -> None:
+        """The LoRA weights of every adapted part from a checkpoint's adapter file."""
         from safetensors.torch import load_file
         from trainer.lora import load_lora_state_dict
 
-        state = json.loads((folder / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
-        if state.get("structure") != self._structure():
-            raise TrainingFailure(
-                f"checkpoint {folder.name} was trained with {state.get('structure')}, but the config now says "
-                f"{self._structure()}", "put those options back, or start a new run in a new output_dir")
-        if state.get("data_order") != self._data_order():
-            message = (f"the data order changed since {folder.name} ({state.get('data_order')} -> {self._data_order()}): "
-                       "the run continues, but it will not match an uninterrupted one exactly")
-            log.warning(message)
-            self.run.log_event("warning", message=message)
         adapters = split_adapter_state(load_file(folder / ADAPTER_FILE))
         for name in self.adapted:
             load_lora_state_dict(self.model.component(name), adapters.get(name, {}))
-        training = torch.load(folder / TRAINING_STATE_FILE, map_location="cpu", weights_only=True)
-        self.optimizer.load_state_dict(training["optimizer"])
-        self.lr_scheduler.load_state_dict(training["lr_scheduler"])
-        self.scaler.load_state_dict(training["grad_scaler"])
-        restore_torch_rng(training)
-        self.generator.set_state(training["generator"])
-        rank_rng = training.get("rank_rng") or []
-        if self.dist.enabled:
-            if len(rank_rng) == self.dist.world_size:
-                self.generator.set_state(rank_rng[self.dist.rank]["generator"])
-                torch.set_rng_state(rank_rng[self.dist.rank]["torch_rng"])
-            else:
-                log.warning("the checkpoint was saved by %d process(es), this run has %d: noise will differ from an "
-                            "uninterrupted run", len(rank_rng), self.dist.world_size)
-        restore_host_rng(state)
-        self.global_step = int(state["step"])
-        self.epoch = int(state["epoch"])
-        self.batch_in_epoch = int(state["batch_in_epoch"])
-        self.run.update(step=self.global_step, epoch=self.epoch + 1, last_checkpoint=str(folder.relative_to(self.root))
-                        if folder.is_relative_to(self.root) else str(folder))
-        self.run.log_event("resume", checkpoint=folder.name, step=self.global_step, epoch=self.epoch + 1)
-        log.info("resumed from %s at step %d (epoch %d, batch %d)", folder.name, self.global_step, self.epoch + 1,
-                 self.batch_in_epoch)
 
     # ------------------------------------------------------------------------------------
-    # training
+    # one step
 
-    def train(self) -> str:
-        """Run the loop until the last step (returns "completed") or a stop (returns "stopped")."""
+    def epoch_batches(self, epoch: int) -> Sequence[list[BatchEntry]]:
+        """The epoch's bucketed batches, shuffled by the seed and the epoch."""
         cfg = self.config
-        device = self.precision.device
-        self.run.set_state("training", step=self.global_step, epoch=self.epoch + 1)
-        self._set_training(True)
-        per_step = cfg.gradient_accumulation_steps * self.dist.world_size
-        window_start, window_samples = time.time(), 0
-        last_status = 0.0
+        return epoch_batches(self.samples, cfg.batch_size, cfg.seed, epoch, cfg.random_flip)
 
-        while self.global_step < self.total_steps:
-            batches = epoch_batches(self.samples, cfg.batch_size, cfg.seed, self.epoch, cfg.random_flip)
-            groups = range(math.ceil(self.batch_in_epoch / per_step), math.ceil(len(batches) / per_step))
-            plan = [(g, batch_positions(g, len(batches), cfg.gradient_accumulation_steps, self.dist.world_size,
-                                        self.dist.rank)) for g in groups]
-            images = None
-            if self.latents is None:
-                images = image_loader(self.samples, [batches[p] for _, ps in plan for p in ps], 0, cfg)
-            for group, positions in plan:
-                losses = []
-                for position in positions:
-                    losses.append(self._micro_step(batches[position], next(images) if images is not None else None))
-                    window_samples += len(batches[position]) * self.dist.world_size
-                self.batch_in_epoch = min((group + 1) * per_step, len(batches))
-                mean_loss = self.dist.mean(sum(losses) / len(losses), device)
-                if math.isfinite(mean_loss):
-                    grad_norm = self.optimizer_step()
-                else:
-                    grad_norm = self._non_finite_loss(mean_loss)
-                self.global_step += 1
-                kill_here_if_asked("step", self.global_step)
-                now = time.time()
-                if self.global_step % cfg.log_every_n_steps == 0:
-                    self._log_step(mean_loss, grad_norm, window_samples / max(now - window_start, 1e-9), now)
-                    window_start, window_samples = now, 0
-                if now - last_status >= 1.0 or self.global_step == self.total_steps:
-                    self._update_progress(now)
-                    last_status = now
-                if cfg.sample_every_n_steps and cfg.sample_prompts and self.global_step % cfg.sample_every_n_steps == 0:
-                    self.sample()
-                if cfg.save_steps and self.global_step % cfg.save_steps == 0 and self.global_step < self.total_steps:
-                    self.save_checkpoint()
-                if self.global_step >= self.total_steps:
-                    return "completed"
-                if self.dist.any(self.stop_flag(), device):
-                    log.info("stop requested: saving a checkpoint at step %d", self.global_step)
-                    self.save_checkpoint()
-                    return "stopped"
-            # The epoch ran to its end: the next one starts at its first batch.
-            self.epoch += 1
-            self.batch_in_epoch = 0
-            if cfg.save_every_n_epochs and self.epoch % cfg.save_every_n_epochs == 0:
-                self.save_checkpoint()
-        return "completed"
+    def batch_source(self, batches: Sequence[list[BatchEntry]]) -> Iterator[tuple[list[BatchEntry], torch.Tensor | None]]:
+        """Each batch with its images, loaded ahead by workers when latents are not cached."""
+        if self.latents is not None:
+            return ((batch, None) for batch in batches)
+        return zip(batches, image_loader(self.samples, list(batches), 0, self.config))
 
-    def _micro_step(self, batch: list[BatchEntry], images: torch.Tensor | None) -> float:
-        """Forward and backward of one batch; returns its loss."""
+    def micro_step(self, item: tuple[list[BatchEntry], torch.Tensor | None]) -> tuple[float, dict[str, float]]:
+        """Forward and backward of one batch; returns its loss and its image count."""
+        batch, images = item
         latents, captions, geometry = self.batch_inputs(batch, images)
-        return self.loss_and_backward(latents, captions, geometry)
+        return self.loss_and_backward(latents, captions, geometry), {"samples": len(batch)}
 
     def batch_inputs(self, batch: list[BatchEntry], images: torch.Tensor | None
                      ) -> tuple[torch.Tensor, list[str], list[ImageGeometry]]:
@@ -351,52 +257,6 @@ class LoRATrainingRecipe:
         self.scaler.scale(loss / cfg.gradient_accumulation_steps).backward()
         return float(loss.detach())
 
-    def _non_finite_loss(self, loss: float) -> None:
-        """Stop with an explanation, or (nan_policy: skip) drop this step's update."""
-        step = self.global_step + 1
-        hint = ("the learning rate is probably too high, or fp16 overflowed: lower learning_rate, "
-                "or use mixed_precision: bf16 (or no)")
-        if self.config.nan_policy == "stop":
-            raise TrainingFailure(f"the loss became {loss} at step {step}", hint)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.lr_scheduler.step()  # keep the schedule aligned with the step count
-        message = f"the loss became {loss} at step {step}; its update was skipped (nan_policy: skip)"
-        log.warning(message)
-        self.run.log_event("warning", message=message, hint=hint, step=step)
-        return None
-
-    def optimizer_step(self) -> float | None:
-        """Clip, step the optimizer and the schedule, clear gradients; returns the gradient norm."""
-        params = self.params
-        grad_norm = None
-        self.dist.average_gradients(params)
-        self.scaler.unscale_(self.optimizer)
-        if self.config.max_grad_norm:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm, foreach=True))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.lr_scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return grad_norm
-
-    def _log_step(self, loss: float, grad_norm: float | None, rate: float, now: float) -> None:
-        record: dict[str, Any] = {"step": self.global_step, "epoch": self.epoch + 1, "loss": loss,
-                                  "lr": self.lr_scheduler.get_last_lr()[0], "time": now, "samples_per_s": rate}
-        if grad_norm is not None:
-            record["grad_norm"] = grad_norm
-        if self.precision.device.type == "cuda":
-            record["mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
-        self.run.log_metrics(record)
-        if self.tb is not None:
-            self.tb.add_scalar("loss", loss, self.global_step)
-            self.tb.add_scalar("lr", record["lr"], self.global_step)
-
-    def _update_progress(self, now: float) -> None:
-        done = self.global_step - self.resumed_from_step
-        elapsed = now - self.train_started_at
-        eta = (self.total_steps - self.global_step) * elapsed / done if done and elapsed else None
-        self.run.update(state="training", step=self.global_step, epoch=self.epoch + 1, eta_s=eta)
-
     # ------------------------------------------------------------------------------------
     # samples, checkpoints, export
 
@@ -408,57 +268,26 @@ class LoRATrainingRecipe:
         if self.pipeline is None:
             from trainer.models import build_pipeline  # imports diffusers' pipelines: only when sampling
             self.pipeline = build_pipeline(self.model)
-        self._set_training(False)
+        self.set_training(False)
         try:
             with autocast(self.precision):
                 records = make_samples(self.pipeline, self.config, self.global_step, self.root / "samples",
                                        self.precision.device)
         finally:
-            self._set_training(True)
+            self.set_training(True)
         for record in records:
             self.run.log_event("sample", **record)
         self.run.set_state("training")
 
-    def save_checkpoint(self) -> Path:
-        """Save LoRA weights and the full training state at the current step."""
-        cfg = self.config
+    def save_adapter(self, folder: Path) -> None:
+        """The LoRA weights, and a ready-to-use LoRA of this step (to try checkpoints in ComfyUI/A1111)."""
+        states = self.files.states(self.adapted)
+        save_safetensors(folder / ADAPTER_FILE, adapter_state(states))
         step = self.global_step
-        # Every rank's random state, so that each rank continues its own noise after a resume.
-        rank_rng = self.dist.gather({"generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()})
-        if not self.dist.is_main:
-            return checkpoint_folder(self.root, step)
-        self.run.set_state("saving")
+        self.files.write_kohya(folder / f"{self.config.resolved_output_name}-step{step:08d}.safetensors", states, step,
+                               self.epoch + 1)
 
-        def write(folder: Path) -> None:
-            states = self.files.states(self.adapted)
-            save_safetensors(folder / ADAPTER_FILE, adapter_state(states))
-            # A ready-to-use LoRA of this step, so users can try checkpoints in ComfyUI/A1111.
-            self.files.write_kohya(folder / f"{cfg.resolved_output_name}-step{step:08d}.safetensors", states, step,
-                                   self.epoch + 1)
-            torch.save({
-                "optimizer": self.optimizer.state_dict(),
-                "lr_scheduler": self.lr_scheduler.state_dict(),
-                "grad_scaler": self.scaler.state_dict(),
-                **torch_rng_state(),
-                "generator": self.generator.get_state(),
-                "rank_rng": rank_rng,
-            }, folder / TRAINING_STATE_FILE)
-            (folder / TRAINER_STATE_FILE).write_text(json.dumps({
-                "step": step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                "total_steps": self.total_steps, "trainer_version": __version__, "time": time.time(),
-                "structure": self._structure(), "data_order": self._data_order(),
-                **host_rng_state(),
-            }) + "\n", encoding="utf-8")
-            kill_here_if_asked("checkpoint", step)
-
-        folder = write_checkpoint(self.root, step, write, cfg.keep_last_n_checkpoints)
-        relative = str(folder.relative_to(self.root))
-        self.run.log_event("checkpoint", step=step, epoch=self.epoch + 1, path=relative)
-        self.run.update(last_checkpoint=relative, state="training", step=step, epoch=self.epoch + 1)
-        log.info("checkpoint saved: %s", relative)
-        return folder
-
-    def _set_training(self, training: bool) -> None:
+    def set_training(self, training: bool) -> None:
         """Train mode for the adapted parts (dropout on), eval mode while sampling."""
         for name in self.adapted:
             self.model.component(name).train(training)
@@ -476,21 +305,3 @@ class LoRATrainingRecipe:
         self.run.log_event("export", path=path.name, step=self.global_step)
         log.info("saved %s", path)
         return path
-
-    def cleanup(self) -> None:
-        """Flush TensorBoard; the caller closes the run writer."""
-        if getattr(self, "tb", None) is not None:
-            self.tb.close()
-
-    def run_all(self, resume_from: Path | None = None) -> str:
-        """setup -> (resume) -> train -> export; returns the final state ("completed" or "stopped")."""
-        self.setup()
-        if resume_from is not None:
-            self.resume_from(resume_from)
-        self.train_started_at = time.time()
-        self.resumed_from_step = self.global_step
-        self.run.log_event("start", step=self.global_step, total_steps=self.total_steps)
-        outcome = self.train()
-        if outcome == "completed":
-            self.export()
-        return outcome

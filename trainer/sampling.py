@@ -10,9 +10,9 @@ import torch
 from trainer.fsutil import atomic_write_bytes
 
 
-def sample_file_name(step: int, prompt_index: int) -> str:
-    """`step-00000100_p00.png`: sorts by step, then prompt."""
-    return f"step-{step:08d}_p{prompt_index:02d}.png"
+def sample_file_name(step: int, prompt_index: int, suffix: str = ".png") -> str:
+    """`step-00000100_p00.png` (text samples: `.txt`): sorts by step, then prompt."""
+    return f"step-{step:08d}_p{prompt_index:02d}{suffix}"
 
 
 def make_samples(pipeline, config, step: int, out_dir: Path, device: torch.device) -> list[dict]:

@@ -24,12 +24,30 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 log = logging.getLogger("trainer")
 
 
+def _is_text_run(config: TrainConfig) -> bool:
+    """True when the base model is a language model (the run trains on text, not images)."""
+    from trainer.model_family import FAMILIES_BY_ID, ModelKindError, detect_family
+
+    spec = FAMILIES_BY_ID.get(config.model_family)
+    if spec is None:
+        try:
+            spec = detect_family(config.base_model, allow_pickle=config.allow_pickle).spec
+        except ModelKindError:  # the model check says what is wrong; the data option says what kind of run
+            return config.dataset_path is not None and config.train_data_dir is None
+    return spec.task == "text"
+
+
 def _dataset_problems(config: TrainConfig, check_images: bool):
+    """The data set read and checked: (the scan or text dataset, its problems, what it holds for people)."""
+    if _is_text_run(config):
+        from trainer.llm.formats import read_dataset
+        data = read_dataset(config.dataset_path, config.dataset_format)
+        return data, data.problems, {"examples": len(data.examples)}
     from trainer.dataset_scan import scan_dataset
     metadata = Path(config.metadata_path) if config.metadata_path else None
     scan = scan_dataset(Path(config.train_data_dir), metadata_path=metadata, caption_extension=config.caption_extension,
                         check_images=check_images, max_image_pixels=config.max_image_pixels)
-    return scan
+    return scan, scan.problems, {"images": len(scan.items)}
 
 
 def _problem_line(problem) -> str:
@@ -46,35 +64,32 @@ def check_all(config_path: Path, check_images: bool = True):
     from trainer.model_check import check_model_options
     model_problems = check_model_options(config)
     lines += [str(replace(p, path=str(config_path))) for p in model_problems]
-    scan = _dataset_problems(config, check_images)
-    lines += [_problem_line(p) for p in scan.problems]
-    ok = not model_problems and not any(p.severity == "error" for p in scan.problems)
-    return config, scan, lines, ok
+    data, data_problems, _counts = _dataset_problems(config, check_images)
+    lines += [_problem_line(p) for p in data_problems]
+    ok = not model_problems and not any(p.severity == "error" for p in data_problems)
+    return config, data, lines, ok
 
 
 def validate_command(config_path: Path, as_json: bool = False, check_images: bool = True) -> int:
     """`python -m trainer validate`: print every problem; exit 2 when there is an error."""
     config, problems = load_config(config_path)
     records = [_record(p) for p in problems]
-    scan = None
+    counts: dict[str, int] = {}
     if config is not None:
         from trainer.model_check import check_model_options
         model_problems = check_model_options(config)
         records += [_record(replace(p, path=str(config_path))) for p in model_problems]
-        scan = _dataset_problems(config, check_images)
+        _data, data_problems, counts = _dataset_problems(config, check_images)
         records += [{"option": "", "file": p.path, "line": p.line, "message": p.message, "hint": p.hint,
-                     "severity": p.severity} for p in scan.problems]
+                     "severity": p.severity} for p in data_problems]
     ok = config is not None and not any(r["severity"] == "error" for r in records)
     if as_json:
-        summary = {"ok": ok, "problems": records}
-        if scan is not None:
-            summary["images"] = len(scan.items)
-        print(json.dumps(summary, indent=1))
+        print(json.dumps({"ok": ok, "problems": records, **counts}, indent=1))
     else:
         for record in records:
             print(_format_record(record), file=sys.stderr if record["severity"] == "error" else sys.stdout)
         if ok:
-            print(f"{config_path}: valid ({len(scan.items)} images)")
+            print(f"{config_path}: valid ({', '.join(f'{n} {what}' for what, n in counts.items())})")
         else:
             errors = sum(r["severity"] == "error" for r in records)
             print(f"{config_path}: {errors} problem(s) must be fixed before training", file=sys.stderr)
@@ -160,7 +175,7 @@ def _failure_hint(exc: BaseException) -> tuple[str, str]:
     from trainer.models.errors import ModelLoadError
     from trainer.optim import OptimizerUnavailable
     from trainer.precision import DeviceUnavailable
-    from trainer.recipe import TrainingFailure
+    from trainer.loop import TrainingFailure
 
     if isinstance(exc, (TrainingFailure, OptimizerUnavailable, ModelLoadError)):
         return exc.message, exc.hint
@@ -189,7 +204,7 @@ def run_training(config_path: Path) -> int:
 
 
 def _train(config_path: Path, dist, process_started: float) -> int:
-    config, scan, lines, ok = check_all(config_path)
+    config, data, lines, ok = check_all(config_path)
     if dist.is_main:
         for line in lines:
             print(line, file=sys.stderr)
@@ -198,7 +213,7 @@ def _train(config_path: Path, dist, process_started: float) -> int:
             print(f"{config_path}: not starting; fix the problems above and run again", file=sys.stderr)
         return EXIT_INVALID
 
-    from trainer.recipe import LoRATrainingRecipe, StopRequested
+    from trainer.loop import StopRequested
     from trainer.resume import ResumeRefused, plan_resume
     from trainer.rundir import NullRunWriter, RunWriter
 
@@ -236,8 +251,12 @@ def _train(config_path: Path, dist, process_started: float) -> int:
 
     signals = StopSignals()
     signals.install()
-    recipe = LoRATrainingRecipe(config, run, scan.items, dist=dist,
-                                stop_flag=lambda: signals.requested.is_set() or run.stop_requested())
+    if _is_text_run(config):
+        from trainer.llm.recipe import LLMRecipe as Recipe  # trains on the checked text dataset
+    else:
+        from trainer.recipe import LoRATrainingRecipe as Recipe  # trains on the scan's images
+        data = data.items
+    recipe = Recipe(config, run, data, dist=dist, stop_flag=lambda: signals.requested.is_set() or run.stop_requested())
     run.update(process_started_at=process_started)
     run.start_heartbeat()
     try:

@@ -18,7 +18,7 @@ import yaml
 
 from trainer.config import ConfigProblem, validate_mapping
 from trainer.dataset_scan import scan_dataset
-from trainer.estimate import MemoryEstimate, RunFigures, estimate_memory, run_figures
+from trainer.estimate import MemoryEstimate, RunFigures, estimate_llm_memory, estimate_memory, run_figures, text_run_figures
 from trainer.model_family import Detection, ModelKindError, detect_family, resolve_family
 
 # Step time grows a little faster than the pixel count (attention is quadratic in it): a
@@ -41,6 +41,9 @@ class Analysis:
     speed_source: str | None = None  # e.g. "shapes-demo at 64 px"
     data_problems: int = 0
     family: Detection | None = None  # what the base model is, when it is a model we can train
+    held_out: int = 0  # a language model's examples kept for eval_loss (val_size)
+    # Files found for a split model's unset options (a Flux.1 transformer's text encoders, VAE ...).
+    companions: dict[str, Path] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[ConfigProblem]:
@@ -134,9 +137,13 @@ def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on
     has no CUDA GPU); slow settings then get a warning.
     """
     config, problems = validate_mapping(values, config_dir, check_paths=True)
-    result = Analysis(problems=list(problems))
+    result = Analysis(problems=list(problems), companions=_companions_to_fill(values, config_dir))
     if config is None:
         return result
+    result.family, model_problems = base_model_family(config)
+    result.problems += model_problems
+    if result.family is not None and result.family.spec.task == "text":
+        return _analyse_text(config, result)
     metadata = Path(config.metadata_path) if config.metadata_path else None
     scan = scan_dataset(Path(config.train_data_dir), metadata_path=metadata, caption_extension=config.caption_extension,
                         check_images=False, max_image_pixels=config.max_image_pixels)
@@ -145,8 +152,6 @@ def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on
         result.problems.append(ConfigProblem(f"{Path(problem.path).name}: {problem.message}", problem.hint,
                                              option="train_data_dir", line=problem.line, path=problem.path))
     result.figures = run_figures(config, scan.items)
-    result.family, model_problems = base_model_family(config)
-    result.problems += model_problems
     result.memory = estimate_memory(config, result.family.family if result.family else "sd")
     speed = recent_speed(workspace, result.family.family if result.family else "sd")
     if speed and result.figures.total_steps:
@@ -157,6 +162,41 @@ def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on
         warning = _slow_cpu_warning(config.resolution, result.seconds)
         if warning is not None:
             result.problems.append(warning)
+    return result
+
+
+def _companions_to_fill(values: dict[str, Any], config_dir: Path) -> dict[str, Path]:
+    """For a split model (a Flux.1 transformer file) whose other files' options are unset, the files
+    found beside it in ComfyUI's folders."""
+    from .model_finder import find_companions
+
+    if not values.get("base_model"):
+        return {}
+    model = config_dir / Path(str(values["base_model"])).expanduser()
+    try:
+        detection = detect_family(model, allow_pickle=bool(values.get("allow_pickle")))
+    except ModelKindError:
+        return {}
+    unset = tuple(option for option in detection.companions if not values.get(option))
+    return find_companions(model, unset) if unset else {}
+
+
+def _analyse_text(config: Any, result: Analysis) -> Analysis:
+    """A language-model run: the text dataset's problems, its steps and the memory from the model's config.json."""
+    from trainer.causal_lm_folder import CausalLMRefused, read_model_config
+    from trainer.llm.formats import read_dataset
+
+    dataset = read_dataset(config.dataset_path, config.dataset_format)
+    result.data_problems = len(dataset.errors)
+    for problem in dataset.errors[:20]:
+        result.problems.append(ConfigProblem(f"{Path(problem.path).name}: {problem.message}", problem.hint,
+                                             option="dataset_path", line=problem.line, path=problem.path))
+    result.figures = text_run_figures(config, len(dataset.examples))
+    result.held_out = len(dataset.examples) - result.figures.images
+    try:
+        result.memory = estimate_llm_memory(config, read_model_config(Path(config.base_model)))
+    except CausalLMRefused:
+        result.memory = None  # the model check has said what is wrong
     return result
 
 

@@ -20,7 +20,9 @@ from .model_finder import FoundModel
 from .option_editors import OptionEditor, make_editor
 
 
-_ACRONYMS = {"lora": "LoRA", "lr": "LR", "snr": "SNR", "reso": "resolution", "n": "N"}
+_ACRONYMS = {"lora": "LoRA", "lr": "LR", "snr": "SNR", "reso": "resolution", "n": "N", "clip": "CLIP", "l": "L",
+             "ae": "AE (VAE)", "t5": "T5", "dora": "DoRA", "rslora": "rsLoRA", "len": "length", "val": "validation",
+             "mlp": "MLP", "llm": "LLM"}
 
 
 def option_label(option: Option) -> str:

@@ -1,7 +1,7 @@
 """The base models a workspace holds, each with its family, for the base-model picker (torch-free).
 
 Only headers are read (a safetensors file's JSON header, a diffusers folder's
-``model_index.json``), so listing a folder of multi-gigabyte checkpoints on a share takes
+``model_index.json``, a language model's ``config.json``), so listing a folder of multi-gigabyte checkpoints on a share takes
 moments. Files that are not trainable base models (LoRAs, VAEs, refiners) are left out;
 run folders and caches are not searched. Blocking: call it from a worker.
 """
@@ -34,9 +34,13 @@ def find_base_models(workspace: Path, *, max_depth: int = MAX_DEPTH, limit: int 
     root_depth = len(Path(workspace).parts)
     for folder, subfolders, files in os.walk(workspace):
         here = Path(folder)
+        # A diffusers folder's parts, or a language model's shards, are not models of their own.
         if "model_index.json" in files:
             _add(found, here)
-            subfolders[:] = []  # a diffusers folder's parts are not models of their own
+            subfolders[:] = []
+            continue
+        if "config.json" in files and _add(found, here):
+            subfolders[:] = []
             continue
         subfolders[:] = sorted(d for d in subfolders if not d.startswith(".") and d not in _SKIPPED_FOLDERS
                                and len(here.parts) - root_depth < max_depth)
@@ -49,8 +53,41 @@ def find_base_models(workspace: Path, *, max_depth: int = MAX_DEPTH, limit: int 
     return sorted(found[:limit], key=lambda model: (not model.path.is_relative_to(models), str(model.path).lower()))
 
 
-def _add(found: list[FoundModel], path: Path) -> None:
+def _add(found: list[FoundModel], path: Path) -> bool:
+    """Add ``path`` when it is a trainable base model; returns whether it was."""
     try:
         found.append(FoundModel(path, detect_family(path)))
     except (ModelKindError, OSError):
-        pass  # a LoRA, a VAE, a refiner or an unreadable file: not a choice for base_model
+        return False  # a LoRA, a VAE, a refiner or an unreadable file: not a choice for base_model
+    return True
+
+
+# Where ComfyUI keeps a split Flux.1 model's other parts, relative to its models/ folder,
+# and the names people download them under (the first that fits is taken).
+_COMPANION_PLACES = {
+    "clip_l_path": (("clip", "text_encoders"), ("clip_l*.safetensors",)),
+    "t5_path": (("clip", "text_encoders"), ("t5xxl_fp16*.safetensors", "t5xxl*.safetensors")),
+    "ae_path": (("vae",), ("ae*.safetensors", "*flux*.safetensors")),
+    "t5_tokenizer_path": (("", "clip", "text_encoders"), ("t5_tokenizer", "tokenizer_2")),
+}
+
+
+def find_companions(model: Path, wanted: tuple[str, ...]) -> dict[str, Path]:
+    """The files a split model's ``wanted`` options name, found in ComfyUI's folders beside it
+    (``models/unet/flux1-dev.safetensors`` -> ``models/clip/clip_l.safetensors`` ...). Each
+    candidate is checked by its header; blocking: call it from a worker."""
+    from trainer.model_family import ModelKindError, check_companion
+
+    models = model.parent.parent
+    found: dict[str, Path] = {}
+    for option in wanted:
+        folders, patterns = _COMPANION_PLACES.get(option, ((), ()))
+        candidates = (path for folder in folders for pattern in patterns for path in sorted((models / folder).glob(pattern)))
+        for path in candidates:
+            try:
+                check_companion(option, path)
+            except (ModelKindError, OSError):
+                continue
+            found[option] = path
+            break
+    return found

@@ -7,7 +7,6 @@ file keeps its comments and key order, and what is saved is exactly what the YAM
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +25,13 @@ from trainer.fsutil import atomic_write_text
 from ..boxes import push_button
 from ..workers.tasks import TaskRunner
 from .analysis import Analysis, analyse, this_computer_has_cuda
+from .figures_text import figures_html, memory_html
 from .model_finder import find_base_models
 from .form import TrainingForm, same_value
+from .option_editors import relative_to
 from .presets import Preset, list_presets, save_user_preset, start_preset
 
 VALIDATE_DELAY_MS = 300
-
-
-def _duration(seconds: float) -> str:
-    minutes = math.ceil(seconds / 60)
-    return f"about {minutes} min" if minutes < 90 else f"about {minutes / 60:.1f} h"
 
 
 class TrainingPage(QWidget):
@@ -324,6 +320,8 @@ class TrainingPage(QWidget):
         if generation != self._generation:
             return  # the user typed again meanwhile; a newer check is on its way
         self.analysis = analysis
+        if analysis.companions and self._fill_companions(analysis.companions):
+            return  # the filled-in values are checked next
         self.form.set_family(analysis.family)
         self.familyChanged.emit(analysis.family.family if analysis.family else "sd")
         self.form.show_problems(analysis.problems)
@@ -333,6 +331,20 @@ class TrainingPage(QWidget):
         self._show_problems(entries)
         self._show_figures(analysis)
         self.analysisDone.emit()
+
+    def _fill_companions(self, found: dict[str, Path]) -> bool:
+        """Put the files found for a split model's unset options into the form; True when any was."""
+        base = self.config_path.parent if self.config_path else self.workspace
+        filled = {option: relative_to(path, base, allow_parent=True) for option, path in found.items()
+                  if not self.raw.get(option)}
+        if not filled:
+            return False
+        self.raw.update(filled)
+        self.form.set_values({k: v for k, v in self.raw.items() if k in OPTIONS_BY_NAME})
+        self.migration_notes = [*getattr(self, "migration_notes", []),
+                                f"Found the model's other files beside it (ComfyUI's folders): {', '.join(filled)}"]
+        self._after_change()
+        return True
 
     def _text_unreadable(self, message: str) -> None:
         """The YAML text cannot be parsed: say where, and drop any check still in flight."""
@@ -358,21 +370,8 @@ class TrainingPage(QWidget):
         self.start_reason.setText("" if ready else f"Start is off until {errors} problem(s) are fixed:")
 
     def _show_figures(self, analysis: Analysis) -> None:
-        figures = analysis.figures
-        if figures is None:
-            self.figures.setText("Steps appear when the settings are valid.")
-            self.memory.setText("")
-            return
-        text = (f"<b>{figures.images}</b> images ({figures.images_with_repeats} with repeats) in "
-                f"{figures.buckets} bucket(s)<br><b>{figures.steps_per_epoch}</b> steps per epoch, "
-                f"<b>{figures.total_steps}</b> steps in {figures.epochs} epoch(s)")
-        if analysis.seconds:
-            text += f"<br>Time: {_duration(analysis.seconds)} (at the speed of run {analysis.speed_source})"
-        self.figures.setText(text)
-        memory = analysis.memory
-        parts = ", ".join(f"{k} {v:.1f}" for k, v in memory.parts.items())
-        self.memory.setText(f"GPU memory: about <b>{memory.total_gb:.1f} GB</b><br><small>{parts} GB; an estimate "
-                            f"(±30%) from {memory.source}</small>")
+        self.figures.setText(figures_html(analysis))
+        self.memory.setText(memory_html(analysis.memory) if analysis.figures is not None else "")
 
     def _refresh_differences(self) -> None:
         self.diff_list.clear()

@@ -17,7 +17,7 @@ from typing import Any, Iterator, Mapping
 import yaml
 
 from trainer.config.migrate import migrate
-from trainer.model_family import FAMILIES_BY_ID, ModelKindError, detect_family
+from trainer.config.family_checks import configured_model, family_checks, family_defaults
 from trainer.config.schema import OPTIONS, OPTIONS_BY_NAME, SCHEMA_VERSION, Option, defaults
 from trainer.problems import Problem
 
@@ -247,30 +247,6 @@ def _check_path(option: Option, path: Path) -> str | None:
     return None
 
 
-def _family_defaults(values: dict[str, Any], raw: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """The base model family's usual sizes for a config that sets no resolution (SDXL trains at
-    1024 px); yields one notice. The family comes from `model_family`, else from the model's files."""
-    if "resolution" in raw:
-        return
-    spec = FAMILIES_BY_ID.get(values["model_family"])
-    if spec is None and values["base_model"] and Path(values["base_model"]).exists():
-        try:
-            spec = detect_family(values["base_model"], allow_pickle=values["allow_pickle"]).spec
-        except ModelKindError:
-            return  # the model check says what is wrong with the file
-    if spec is None or spec.default_resolution == values["resolution"]:
-        return
-    size = spec.default_resolution
-    sizes = {"resolution": size, "min_bucket_reso": spec.bucket_range[0], "max_bucket_reso": spec.bucket_range[1],
-             "sample_width": size, "sample_height": size}
-    changed = []
-    for name, value in sizes.items():
-        if name not in raw:
-            values[name] = value
-            changed.append(f"{name} {value}")
-    yield ("resolution", f"{spec.label} model: {', '.join(changed)} (the family's usual sizes)")
-
-
 def _adapt_bucket_range(values: dict[str, Any], raw: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """Move a bucket bound the user did not set so that it holds the resolution, as kohya users expect
     (`resolution: 128` alone is valid); yields a notice for each change. A bound set in the
@@ -381,6 +357,10 @@ def validate_mapping(raw: Any, base_dir: Path | None = None, *, file: str | None
                 problem(option.name, error, f"check the path; relative paths start at the config file's folder ({base_dir})"
                         if base_dir else "check the path")
 
+    if values["train_data_dir"] is None and values["dataset_path"] is None:
+        problem("train_data_dir", "is missing", "add `train_data_dir:`, the folder with the training images (a language "
+                "model trains on `dataset_path:` instead)")
+
     resume = values["resume"]
     if resume not in ("auto", "never"):
         path = _resolve_path(resume, base_dir)
@@ -390,11 +370,12 @@ def validate_mapping(raw: Any, base_dir: Path | None = None, *, file: str | None
                     "use auto, never, or the path of a folder such as output_dir/checkpoints/step-00000100")
 
     if not any(p.severity == "error" for p in problems):
-        for option, message in _family_defaults(values, raw):
+        detection = configured_model(values)
+        for option, message in family_defaults(values, raw, detection):
             problem(option, message, "set resolution (and the bucket range) to choose the sizes yourself", "info")
         for option, message in _adapt_bucket_range(values, raw):
             problem(option, message, "set min_bucket_reso / max_bucket_reso to choose the range yourself", "info")
-        for option, message, hint, severity in _cross_checks(values):
+        for option, message, hint, severity in (*_cross_checks(values), *family_checks(values, detection)):
             problem(option, message, hint, severity)
 
     if any(p.severity == "error" for p in problems):

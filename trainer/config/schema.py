@@ -92,7 +92,31 @@ _DATA, _MODEL, _LORA, _TRAIN, _OPTIM, _MEM, _SAMPLE, _SAVE = GROUPS
 OPTIONS: tuple[Option, ...] = (
     # --- Data -------------------------------------------------------------------------
     Option("train_data_dir", "path", None, "Folder with the training images (kohya repeat folders such as `10_style/` are allowed).",
-           _DATA, required=True, path_kind="dir", must_exist=True),
+           _DATA, path_kind="dir", must_exist=True),
+    Option("dataset_path", "path", None, "Language models: the training examples, a `.jsonl`/`.json` file or a folder of "
+           "them (alpaca, sharegpt, OpenAI messages or plain `text` rows).", _DATA, nullable=True,
+           path_kind="file_or_dir", must_exist=True),
+    Option("dataset_format", "choice", "auto", "Language models: the form of the examples.", _DATA, advanced=True,
+           choices=(Choice("auto", "Tell it from each file's rows."),
+                    Choice("alpaca", "instruction / input / output (+ system, history)."),
+                    Choice("sharegpt", "conversations of {from, value} (+ system)."),
+                    Choice("openai", "messages of {role, content}."),
+                    Choice("text", "plain `text` rows: continued pre-training on every token."))),
+    Option("chat_template", "choice", "default", "Language models: the chat template for a tokenizer that has none "
+           "(a model's own template always wins).", _DATA, advanced=True,
+           choices=(Choice("default", "### User / ### Assistant turns."), Choice("alpaca", "Stanford Alpaca's prompt."),
+                    Choice("chatml", "<|im_start|>role ... <|im_end|> (Qwen, many fine-tunes)."),
+                    Choice("llama3", "Llama 3's header and <|eot_id|> tokens."))),
+    Option("train_on_prompt", "bool", False, "Language models: also train on the prompt's tokens, not only on the "
+           "assistant's answers.", _DATA, advanced=True),
+    Option("cutoff_len", "int", 1024, "Language models: longest example in tokens; longer ones are cut (their count is "
+           "reported before training).", _DATA, minimum=8, maximum=1_048_576),
+    Option("packing", "bool", False, "Language models: pack short examples together into rows of cutoff_len tokens "
+           "(faster on short chats; each example still sees only itself).", _DATA, advanced=True),
+    Option("val_size", "float", 0.0, "Language models: examples held out for eval_loss, a fraction below 1 or a "
+           "count; 0 holds out none.", _DATA, advanced=True, minimum=0.0, maximum=1_000_000),
+    Option("eval_steps", "int", 0, "Language models: write eval_loss on the held-out examples every this many steps "
+           "(0: only at the end when val_size is set).", _DATA, advanced=True, minimum=0, maximum=10_000_000),
     Option("metadata_path", "path", None, "Caption file: `metadata.csv` (filename,prompt) or `metadata.jsonl` (file_name,text). "
            "Leave empty to detect: metadata.csv, then metadata.jsonl in the data folder, else `.txt` files beside the images.",
            _DATA, nullable=True, path_kind="file", must_exist=True),
@@ -133,8 +157,21 @@ OPTIONS: tuple[Option, ...] = (
     Option("clip_skip", "int", 1, "Use the text encoder's n-th layer from the end (2 for many anime SD 1.x models; SDXL always "
            "uses the penultimate layers).", _MODEL,
            minimum=1, maximum=12),
+    Option("allow_remote_code", "bool", False, "Language models: allow a model whose folder ships its own Python code "
+           "(ChatGLM3 and older GLM). Loading runs that code: only for folders you trust.", _MODEL, advanced=True),
     Option("allow_pickle", "bool", False, "Allow `.ckpt/.pt/.bin` base models. A pickle file can run any code when loaded: "
            "only allow it for files you trust, or convert them to .safetensors.", _MODEL, advanced=True),
+    Option("clip_l_path", "path", None, "Flux.1 as split files: the CLIP-L text encoder (ComfyUI's "
+           "models/clip/clip_l.safetensors). Not needed for a diffusers folder.", _MODEL, nullable=True,
+           path_kind="file", must_exist=True),
+    Option("t5_path", "path", None, "Flux.1 as split files: the T5-XXL text encoder (such as ComfyUI's "
+           "models/clip/t5xxl_fp16.safetensors), a file or a folder of shards.", _MODEL, nullable=True,
+           path_kind="file_or_dir", must_exist=True),
+    Option("ae_path", "path", None, "Flux.1 as split files: the VAE (ComfyUI's models/vae/ae.safetensors).", _MODEL,
+           nullable=True, path_kind="file", must_exist=True),
+    Option("t5_tokenizer_path", "path", None, "Flux.1 as split files: a folder with the T5 tokenizer (tokenizer.json or "
+           "spiece.model), such as FLUX.1-dev's tokenizer_2 folder or ComfyUI's comfy/text_encoders/t5_tokenizer.",
+           _MODEL, nullable=True, path_kind="dir", must_exist=True),
     # --- LoRA -------------------------------------------------------------------------
     Option("lora_rank", "int", 8, "LoRA rank (network dim): capacity of the adapter. 4-32 for styles and characters.", _LORA,
            minimum=1, maximum=1024, aliases=("network_dim",)),
@@ -145,7 +182,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("lora_target", "choice", "attention_ff", "Which layers get a LoRA adapter.", _LORA, choices=(
         Choice("attention", "Attention projections only: smallest file, weakest effect."),
         Choice("attention_ff", "Attention and feed-forward layers of the transformer blocks (kohya's default)."),
-        Choice("all", "All linear and convolution layers (LoCon-style): strongest, largest file."))),
+        Choice("all", "All linear and convolution layers (LoCon-style): strongest, largest file."),
+        Choice("attention_mlp", "Language models: attention and MLP projections (same as attention_ff)."),
+        Choice("all_linear", "Language models: every linear layer but the output head (same as all)."),
+        Choice("single_blocks", "Flux.1: every layer of the single-stream blocks only (kohya's train_blocks=single): "
+               "a smaller file, often enough for styles."))),
+    Option("use_dora", "bool", False, "Language models: DoRA (weight-decomposed LoRA): a learned magnitude per output "
+           "channel; often better at low rank, a little slower.", _LORA, advanced=True),
+    Option("use_rslora", "bool", False, "Language models: rank-stabilised LoRA (scale alpha/sqrt(rank) instead of "
+           "alpha/rank), steadier at high ranks.", _LORA, advanced=True),
     Option("train_text_encoder", "bool", False, "Also train a LoRA on the text encoder (stronger prompt binding, uses more memory).",
            _LORA),
     Option("text_encoder_lr", "float", None, "Learning rate of the text encoder's LoRA. Empty means the same as learning_rate.",
@@ -217,6 +262,10 @@ OPTIONS: tuple[Option, ...] = (
                Choice("no", "Full fp32 precision: most memory, slowest, most exact."),
                Choice("fp16", "Half precision with loss scaling (any CUDA GPU)."),
                Choice("bf16", "bfloat16 (RTX 30xx/A100 and newer): no loss scaling needed."))),
+    Option("quantization_bit", "choice", "none", "Language models: load the frozen base model in 4 bits (QLoRA; needs "
+           "bitsandbytes and a CUDA GPU): a 7-8B model then trains in about 10 GB.", _MEM, advanced=True,
+           choices=(Choice("none", "The base model in mixed_precision's dtype."),
+                    Choice("4", "4-bit NF4 weights with bf16 compute (QLoRA)."))),
     Option("gradient_checkpointing", "bool", False, "Recompute activations in the backward pass: much less memory, ~20% slower.",
            _MEM),
     Option("cache_latents", "choice", "disk", "Encode every image with the VAE once and reuse the result every epoch.", _MEM, choices=(
@@ -238,6 +287,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("sample_prompts", "str_list", [], "Prompts for sample images made during training.", _SAMPLE),
     Option("sample_every_n_steps", "int", 0, "Make sample images every this many steps; 0 turns sampling off.", _SAMPLE,
            minimum=0, maximum=10_000_000),
+    Option("max_new_tokens", "int", 128, "Language models: longest sample answer in tokens (greedy decoding).",
+           _SAMPLE, advanced=True, minimum=1, maximum=8192),
     Option("sample_steps", "int", 20, "Denoising steps of each sample image.", _SAMPLE, advanced=True, minimum=1, maximum=200),
     Option("sample_guidance_scale", "float", 7.0, "Classifier-free guidance scale of sample images.", _SAMPLE, advanced=True,
            minimum=0.0, maximum=50.0),
@@ -259,6 +310,10 @@ OPTIONS: tuple[Option, ...] = (
            advanced=True, minimum=0, maximum=100_000),
     Option("keep_last_n_checkpoints", "int", 3, "Keep only the newest checkpoints (older ones are deleted after a new one is "
            "complete); 0 keeps all.", _SAVE, minimum=0, maximum=100_000),
+    Option("export", "choice", "adapter", "Language models: what the finished run writes besides the adapter.", _SAVE,
+           advanced=True, choices=(Choice("adapter", "The peft adapter (adapter/) only: small, loads on the base model."),
+                                   Choice("merged", "Also the base model with the adapter merged in (merged/), "
+                                          "as sharded safetensors that load on their own."))),
     Option("save_precision", "choice", "fp16", "Precision of the saved LoRA file.", _SAVE, choices=(
         Choice("fp16", "Half precision: half the size, what everyone uses."),
         Choice("bf16", "bfloat16."),

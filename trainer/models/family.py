@@ -231,10 +231,13 @@ def family_module(spec: FamilySpec) -> Any:
 
 
 def load_base_model(path: str | Path, *, model_family: str = "auto", allow_pickle: bool = False,
-                    prediction_type: str | None = None, dtype: torch.dtype = torch.float32) -> DiffusionModel:
+                    prediction_type: str | None = None, dtype: torch.dtype = torch.float32,
+                    companions: Mapping[str, str | Path] | None = None) -> DiffusionModel:
     """Load a base model of any registered family, offline; the family comes from the files.
 
-    ``model_family`` ("auto" or a family id) must agree with what the files are. Raises
+    ``model_family`` ("auto" or a family id) must agree with what the files are.
+    ``companions``: the options that name a model's other files when it comes as split files
+    (:data:`trainer.model_family.COMPANION_OPTIONS`), for the families that have them. Raises
     :class:`ModelLoadError` (with a hint) for anything the user can fix.
     """
     check_prediction_type(prediction_type)
@@ -243,4 +246,5 @@ def load_base_model(path: str | Path, *, model_family: str = "auto", allow_pickl
         spec = resolve_family(detect_family(source, allow_pickle=allow_pickle), model_family, str(source))
     except ModelKindError as exc:
         raise ModelLoadError(exc.message, exc.hint) from exc
-    return family_module(spec).load(source, allow_pickle=allow_pickle, prediction_type=prediction_type, dtype=dtype)
+    return family_module(spec).load(source, allow_pickle=allow_pickle, prediction_type=prediction_type, dtype=dtype,
+                                    companions=companions or {})

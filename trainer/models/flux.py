@@ -15,8 +15,8 @@ the MLP's input), the LoRAs of the parts become one LoRA of the fused layer: the
 weights stacked, their up weights block-diagonal, alpha scaled with the rank, so the fused
 layer changes exactly as the parts did (sd-scripts' and diffusers' converters read it back).
 
-Base models: a diffusers ``FluxPipeline`` folder; the split single files ComfyUI users keep
-are not read yet (the family check says so).
+Base models: a diffusers ``FluxPipeline`` folder, or the split files ComfyUI users keep
+(:mod:`.flux_files`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from .offline import enable_offline_mode
 enable_offline_mode()  # before diffusers/transformers are imported: they read it at import
 
 import math  # noqa: E402
-import re  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+from collections.abc import Mapping, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -42,6 +41,7 @@ from trainer.text_encoding import Conditioning, PromptEncoder  # noqa: E402
 from .diffusers_folder import load_component, load_tokenizer, read_json, require_components  # noqa: E402
 from .errors import ModelLoadError  # noqa: E402
 from .family import DiffusionModel, check_prediction_type  # noqa: E402
+from .flux_layout import BLOCK_KINDS, block_of  # noqa: E402
 from .sd import load_bundled_tokenizer  # noqa: E402
 
 TRANSFORMER, TEXT_ENCODER, TEXT_ENCODER_2 = "transformer", "text_encoder", "text_encoder_2"
@@ -53,21 +53,7 @@ _ATTENTION = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.add_
               "attn.add_v_proj", "attn.to_add_out")
 _FEED_FORWARD = ("ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2", "proj_mlp", "proj_out")
 _MODULATION = ("norm1.linear", "norm1_context.linear", "norm.linear")
-_BLOCK = re.compile(r"^(transformer_blocks|single_transformer_blocks)\.(\d+)\.(.+)$")
-
-# diffusers -> BFL names inside a double block and a single block; a tuple is fused in that order.
-_DOUBLE_NAMES: dict[str, tuple[str, ...]] = {
-    "img_attn.qkv": ("attn.to_q", "attn.to_k", "attn.to_v"), "txt_attn.qkv": ("attn.add_q_proj", "attn.add_k_proj",
-                                                                             "attn.add_v_proj"),
-    "img_attn.proj": ("attn.to_out.0",), "txt_attn.proj": ("attn.to_add_out",),
-    "img_mlp.0": ("ff.net.0.proj",), "img_mlp.2": ("ff.net.2",),
-    "txt_mlp.0": ("ff_context.net.0.proj",), "txt_mlp.2": ("ff_context.net.2",),
-    "img_mod.lin": ("norm1.linear",), "txt_mod.lin": ("norm1_context.linear",),
-}
-_SINGLE_NAMES: dict[str, tuple[str, ...]] = {
-    "linear1": ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"), "linear2": ("proj_out",),
-    "modulation.lin": ("norm.linear",),
-}
+SINGLE_BLOCKS = "single_blocks"  # the lora_target of every layer of the single-stream blocks only
 
 
 class FluxPromptEncoder(PromptEncoder):
@@ -124,13 +110,17 @@ class FluxModel(DiffusionModel):
         return {TEXT_ENCODER: config.text_encoder_lr or config.learning_rate}
 
     def lora_targets(self, component: str, lora_target: str) -> list[str]:
-        """The transformer blocks' layers for ``lora_target``; CLIP's as for SD."""
+        """The transformer blocks' layers for ``lora_target`` (``single_blocks``: every layer of the
+        single-stream blocks, none of the double-stream ones); CLIP's as for SD."""
         if component != TRANSFORMER:
-            return super().lora_targets(component, lora_target)
-        suffixes = _ATTENTION + (_FEED_FORWARD if lora_target in ("attention_ff", "all") else ()) \
-            + (_MODULATION if lora_target == "all" else ())
+            # single_blocks is about the transformer; a trained CLIP gets kohya's usual layers.
+            return super().lora_targets(component, "attention_ff" if lora_target == SINGLE_BLOCKS else lora_target)
+        suffixes = _ATTENTION + (_FEED_FORWARD if lora_target in ("attention_ff", "all", SINGLE_BLOCKS) else ()) \
+            + (_MODULATION if lora_target in ("all", SINGLE_BLOCKS) else ())
+        kinds = ("single_transformer_blocks",) if lora_target == SINGLE_BLOCKS else tuple(BLOCK_KINDS)
         return [name for name, module in self.transformer.named_modules()
-                if isinstance(module, torch.nn.Linear) and (match := _BLOCK.match(name)) and match[3] in suffixes]
+                if isinstance(module, torch.nn.Linear) and (block := block_of(name)) and block[0] in kinds
+                and block[2] in suffixes]
 
     # --- the objective ------------------------------------------------------------------
 
@@ -201,16 +191,15 @@ class FluxModel(DiffusionModel):
 
         out = to_kohya({k: v for k, v in states.items() if k != TRANSFORMER}, self.kohya_name, alpha, dtype)
         pairs = lora_pairs(states.get(TRANSFORMER, {}))
-        blocks = sorted({_BLOCK.match(module).groups()[:2] for module in pairs}, key=lambda b: (b[0], int(b[1])))
+        blocks = sorted({block_of(module)[:2] for module in pairs})
         for kind, index in blocks:
-            names, bfl = (_DOUBLE_NAMES, "double_blocks") if kind == "transformer_blocks" else (_SINGLE_NAMES,
-                                                                                              "single_blocks")
-            for target, parts in names.items():
+            original, table = BLOCK_KINDS[kind]
+            for target, parts in table.items():
                 members = [f"{kind}.{index}.{part}" for part in parts]
                 if not any(m in pairs for m in members):
                     continue
                 down, up = self._fuse(members, pairs)
-                name = f"lora_unet_{bfl}_{index}_{target.replace('.', '_')}"
+                name = f"lora_unet_{original}_{index}_{target.replace('.', '_')}"
                 out[f"{name}.lora_down.weight"] = down.to(dtype).contiguous()
                 out[f"{name}.lora_up.weight"] = up.to(dtype).contiguous()
                 # The fused rank is the parts' ranks summed: alpha grows with it, so alpha/rank stays.
@@ -246,14 +235,34 @@ class FluxModel(DiffusionModel):
         return pipe
 
 
+# Flux.1-dev's scheduler: the shift grows with the image's size (schnell's folder says shift 1, no growth).
+DEV_SCHEDULER = {"shift": 3.0, "use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 1.15,
+                 "base_image_seq_len": 256, "max_image_seq_len": 4096}
+
+
 def load(path: Path, *, allow_pickle: bool = False, prediction_type: str | None = None,
-         dtype: torch.dtype = torch.float32) -> FluxModel:
-    """Load a Flux.1 diffusers folder, offline. ``prediction_type`` must be left to the model (flow matching)."""
+         dtype: torch.dtype = torch.float32, companions: Mapping[str, str | Path] | None = None) -> FluxModel:
+    """Load Flux.1, offline: a diffusers folder, or a transformer file with the files ``companions`` name
+    (the options of :data:`trainer.model_family.FLUX_FILE_OPTIONS`). ``prediction_type`` must be
+    left to the model (flow matching)."""
     check_prediction_type(prediction_type)
     if prediction_type is not None:
         raise ModelLoadError(f"prediction_type {prediction_type} does not apply to Flux.1 (it is trained by flow "
                              "matching)", "set prediction_type to auto")
-    folder = Path(path).expanduser()
+    source = Path(path).expanduser()
+    if source.is_file():
+        from .flux_files import load_flux_files
+
+        parts = load_flux_files(source, companions or {}, dtype)
+        # The variant decides the scheduler: schnell was distilled without the resolution-dependent shift.
+        schedule = DEV_SCHEDULER if parts.transformer.config.guidance_embeds else {"shift": 1.0,
+                                                                                   "use_dynamic_shifting": False}
+        return _assemble(source, parts.transformer, parts.vae, parts.clip, parts.t5, parts.t5_tokenizer,
+                         load_bundled_tokenizer("sd1"), FlowMatchEulerDiscreteScheduler.from_config(schedule))
+    return _load_folder(source, allow_pickle, dtype)
+
+
+def _load_folder(folder: Path, allow_pickle: bool, dtype: torch.dtype) -> FluxModel:
     require_components(folder, ("transformer", "vae", "text_encoder", "text_encoder_2", "tokenizer_2"), "Flux.1")
     transformer = load_component(folder, "transformer", FluxTransformer2DModel, "transformer", allow_pickle,
                                  torch_dtype=dtype)
@@ -262,21 +271,27 @@ def load(path: Path, *, allow_pickle: bool = False, prediction_type: str | None 
     t5 = load_component(folder, "text_encoder_2", T5EncoderModel, "T5 text encoder", allow_pickle, dtype=dtype)
     scheduler_file = folder / "scheduler" / "scheduler_config.json"
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(read_json(scheduler_file) if scheduler_file.is_file()
-                                                            else {"shift": 3.0, "use_dynamic_shifting": True})
+                                                            else DEV_SCHEDULER)
     from transformers import AutoTokenizer
 
     try:
         t5_tokenizer = AutoTokenizer.from_pretrained(str(folder), subfolder="tokenizer_2", local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{folder}: the T5 tokenizer (tokenizer_2/) could not be loaded: {exc}") from exc
-    tokenizers = [load_tokenizer(folder, "tokenizer", lambda: load_bundled_tokenizer("sd1")), t5_tokenizer]
+    clip_tokenizer = load_tokenizer(folder, "tokenizer", lambda: load_bundled_tokenizer("sd1"))
+    return _assemble(folder, transformer, vae, clip, t5, t5_tokenizer, clip_tokenizer, scheduler)
+
+
+def _assemble(source: Path, transformer: FluxTransformer2DModel, vae: AutoencoderKL, clip: CLIPTextModel,
+              t5: T5EncoderModel, t5_tokenizer, clip_tokenizer, scheduler) -> FluxModel:
     for model in (transformer, vae, clip, t5):
         model.eval()
     if len(t5_tokenizer) > t5.config.vocab_size:
-        raise ModelLoadError(f"{folder}: the T5 encoder knows {t5.config.vocab_size} tokens but its tokenizer has "
-                             f"{len(t5_tokenizer)}; they do not belong together.")
+        raise ModelLoadError(f"{source}: the T5 encoder knows {t5.config.vocab_size} tokens but its tokenizer has "
+                             f"{len(t5_tokenizer)}; they do not belong together.",
+                             "give the T5 tokenizer that came with this T5 encoder")
     variant = "flux-dev" if transformer.config.guidance_embeds else "flux-schnell"
     return FluxModel(unet=transformer, vae=vae, text_encoders={TEXT_ENCODER: clip, TEXT_ENCODER_2: t5},
-                     tokenizers=tokenizers, noise_scheduler=scheduler, variant=variant, prediction_type="flow",
-                     source=folder, base_model_version="flux1",
+                     tokenizers=[clip_tokenizer, t5_tokenizer], noise_scheduler=scheduler, variant=variant,
+                     prediction_type="flow", source=source, base_model_version="flux1",
                      modelspec_architecture=f"{variant.replace('flux-', 'flux-1-')}/lora")

@@ -88,8 +88,8 @@ class SDModel(DiffusionModel):
 
 
 def load(path: Path, *, allow_pickle: bool = False, prediction_type: str | None = None,
-         dtype: torch.dtype = torch.float32) -> SDModel:
-    """The family's loader (see :func:`load_sd_model`)."""
+         dtype: torch.dtype = torch.float32, companions: Mapping[str, str | Path] | None = None) -> SDModel:
+    """The family's loader (see :func:`load_sd_model`); ``companions`` is unused: SD comes whole."""
     return load_sd_model(path, allow_pickle=allow_pickle, prediction_type=prediction_type, dtype=dtype)
 
 

@@ -21,7 +21,7 @@ from .offline import enable_offline_mode
 
 enable_offline_mode()  # before diffusers/transformers are imported: they read it at import
 
-from collections.abc import Sequence  # noqa: E402
+from collections.abc import Mapping, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
@@ -118,12 +118,12 @@ class SdxlModel(DiffusionModel):
 
 
 def load(path: Path, *, allow_pickle: bool = False, prediction_type: str | None = None,
-         dtype: torch.dtype = torch.float32) -> SdxlModel:
+         dtype: torch.dtype = torch.float32, companions: Mapping[str, str | Path] | None = None) -> SdxlModel:
     """Load an SDXL base model from a diffusers folder or an SGM single file, offline.
 
     ``prediction_type`` as for SD (:func:`trainer.models.sd.load_sd_model`): v-prediction
     SDXL models (NoobAI-XL v-pred and the like) say so in ``modelspec.prediction_type`` or
-    their scheduler config, or the user sets it.
+    their scheduler config, or the user sets it. ``companions`` is unused: SDXL comes whole.
     """
     check_prediction_type(prediction_type)
     source = Path(path).expanduser()

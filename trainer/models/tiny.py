@@ -60,6 +60,8 @@ class TinyModelPaths:
 
     diffusers_dir: Path
     single_file: Path | None
+    # A model kept as split files (Flux.1): the main file and the options naming the others.
+    split_files: dict[str, Path] | None = None
 
 
 def tiny_unet_config(family: str = "sd1") -> dict[str, Any]:
@@ -204,7 +206,11 @@ def make_tiny_model(out_dir: Path | str, seed: int = 0, *, family: str = "sd1") 
     if family == "flux":
         from .tiny_flux import make_tiny_flux
 
-        return TinyModelPaths(diffusers_dir=make_tiny_flux(out_dir, seed), single_file=None)
+        from .tiny_flux import SPLIT_FILES
+
+        folder = make_tiny_flux(out_dir, seed)
+        return TinyModelPaths(diffusers_dir=folder, single_file=None,
+                              split_files={k: Path(out_dir) / "split" / v for k, v in SPLIT_FILES.items()})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     unet, vae, text_encoder = build_tiny_models(seed, family)

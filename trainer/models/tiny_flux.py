@@ -1,10 +1,14 @@
-"""A tiny random Flux.1-dev-shaped model, for tests and benchmarks, written as a diffusers folder.
+"""A tiny random Flux.1-dev-shaped model, for tests and benchmarks: a diffusers folder and split files.
 
 It has Flux.1's structure at a size that trains on a CPU: a transformer with one double-
 stream and one single-stream block, guidance input, rotary position ids; a 16-channel VAE
 with Flux.1's scale and shift; CLIP-L-shaped and T5-shaped text encoders. The T5 tokenizer is
 trained here, offline, with the `tokenizers` library on a small built-in vocabulary (the
 real T5 tokenizer cannot be downloaded at run time); CLIP's is the bundled one.
+
+The same model is also written as the split files ComfyUI users keep (``split/``: the
+transformer in Black Forest Labs' layout, ``clip_l``, ``t5xxl``, ``ae`` and the T5 tokenizer),
+for the loader of :mod:`.flux_files`.
 """
 
 from __future__ import annotations
@@ -23,10 +27,17 @@ from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransf
 from transformers import CLIPTextModel, T5Config, T5EncoderModel  # noqa: E402
 
 from ..fsutil import replace_folder  # noqa: E402
+from ..model_family import VAE_PREFIX  # noqa: E402
+from . import flux_layout  # noqa: E402
+from .flux import DEV_SCHEDULER  # noqa: E402
+from .flux_files import FLUX_VAE_SCALING, FLUX_VAE_SHIFT  # noqa: E402
+from .ldm_export import vae_to_ldm  # noqa: E402
 from .ldm_single_file import CLIP_VOCAB_SIZE, clip_text_config  # noqa: E402
 from .sd import load_bundled_tokenizer  # noqa: E402
 
-FLUX_VAE_SCALING, FLUX_VAE_SHIFT = 0.3611, 0.1159  # Flux.1's ae
+# The split files' names, as ComfyUI users have them (the transformer's says it is a tiny one).
+SPLIT_FILES = {"transformer": "flux1-tiny-dev.safetensors", "clip_l_path": "clip_l.safetensors",
+               "t5_path": "t5xxl_tiny.safetensors", "ae_path": "ae.safetensors", "t5_tokenizer_path": "t5_tokenizer"}
 TINY_T5_WIDTH, TINY_CLIP_WIDTH = 32, 32
 # Words the tiny T5 tokenizer learns pieces from (captions in tests and demos use them).
 _WORDS = ("a an the of in on with and red blue green yellow white black square circle stripe wide tall flat style "
@@ -78,7 +89,8 @@ def build_tiny_flux(seed: int = 0, vocab_size: int = 256):
 
 
 def make_tiny_flux(out_dir: Path | str, seed: int = 0) -> Path:
-    """Write the tiny Flux.1-dev model as a diffusers ``FluxPipeline`` folder ``out_dir/diffusers``; returns it."""
+    """Write the tiny Flux.1-dev model as a diffusers ``FluxPipeline`` folder ``out_dir/diffusers`` and as
+    split files in ``out_dir/split`` (:data:`SPLIT_FILES`); returns the folder."""
     import diffusers
 
     out_dir = Path(out_dir)
@@ -94,9 +106,7 @@ def make_tiny_flux(out_dir: Path | str, seed: int = 0) -> Path:
     t5.save_pretrained(staging / "text_encoder_2")
     load_bundled_tokenizer("sd1").save_pretrained(str(staging / "tokenizer"))
     tokenizer.save_pretrained(str(staging / "tokenizer_2"))
-    # Flux.1-dev's scheduler: the shift grows with the image's size.
-    FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
-                                    base_image_seq_len=256, max_image_seq_len=4096).save_pretrained(staging / "scheduler")
+    FlowMatchEulerDiscreteScheduler.from_config(DEV_SCHEDULER).save_pretrained(staging / "scheduler")
     index = {"_class_name": "FluxPipeline", "_diffusers_version": diffusers.__version__,
              "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
              "text_encoder_2": ["transformers", "T5EncoderModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
@@ -104,4 +114,25 @@ def make_tiny_flux(out_dir: Path | str, seed: int = 0) -> Path:
              "vae": ["diffusers", "AutoencoderKL"]}
     (staging / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     replace_folder(staging, final)
+    write_split_files(out_dir / "split", transformer, vae, clip, t5, tokenizer)
     return final
+
+
+def write_split_files(folder: Path, transformer: FluxTransformer2DModel, vae: AutoencoderKL, clip: CLIPTextModel,
+                      t5: T5EncoderModel, tokenizer) -> None:
+    """The model as ComfyUI users keep Flux.1: each part in its own layout (see :data:`SPLIT_FILES`)."""
+    from safetensors.torch import save_file
+
+    staging = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    clip_state = {"text_model." + k.removeprefix("text_model."): v for k, v in clip.state_dict().items()
+                  if not k.endswith("position_ids")}
+    # T5's encoder embedding is the shared one; the files store it once.
+    t5_state = {k: v for k, v in t5.state_dict().items() if k != "encoder.embed_tokens.weight"}
+    ae_state = {k.removeprefix(VAE_PREFIX): v for k, v in vae_to_ldm(vae.state_dict(), vae.config).items()}
+    for name, state in (("transformer", flux_layout.to_original(transformer.state_dict())), ("clip_l_path", clip_state),
+                        ("t5_path", t5_state), ("ae_path", ae_state)):
+        save_file({k: v.contiguous() for k, v in state.items()}, str(staging / SPLIT_FILES[name]))
+    tokenizer.save_pretrained(str(staging / SPLIT_FILES["t5_tokenizer_path"]))
+    replace_folder(staging, folder)
