@@ -9,10 +9,10 @@ and the config check refuses it unless ``allow_remote_code``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from trainer.fsutil import read_json_object
 from trainer.problems import ExplainedError
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "tiktoken.model")
@@ -24,14 +24,10 @@ class CausalLMRefused(ExplainedError):
 
 def read_model_config(folder: Path) -> dict[str, Any]:
     """The folder's ``config.json`` (raises :class:`CausalLMRefused` when it is unreadable)."""
-    path = folder / "config.json"
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CausalLMRefused(f"{path} could not be read: {exc}", "the model folder may be damaged") from exc
-    if not isinstance(config, dict):
-        raise CausalLMRefused(f"{path} is not a JSON object", "the model folder may be damaged")
-    return config
+        return read_json_object(folder / "config.json")
+    except ValueError as exc:
+        raise CausalLMRefused(str(exc), "the model folder may be damaged") from exc
 
 
 def needs_remote_code(config: dict[str, Any]) -> bool:

@@ -1,5 +1,8 @@
 """The demo workspace: generated images with captions, a tiny model and a ready config.
 
+It also holds a small text dataset (``datasets/text-demo/chats.jsonl``: chats about the same
+shapes, sharegpt rows) to open in the app's dataset tab; the image demo does not use it.
+
 Creating the images and the config is torch-free (the app calls it); the tiny model is made
 by the trainer in a subprocess when torch is installed.
 """
@@ -7,6 +10,7 @@ by the trainer in a subprocess when torch is installed.
 from __future__ import annotations
 
 import importlib.util
+import json
 import random
 import subprocess
 import sys
@@ -19,6 +23,7 @@ from trainer.captions import CaptionFormat, write_captions
 from trainer.fsutil import atomic_write_text
 
 DATASET = "datasets/shapes"
+TEXT_DATASET = "datasets/text-demo/chats.jsonl"  # a language model's examples (sharegpt), for the app's text view
 MODEL_DIR = "models/tiny-sd"
 MODEL_FILE = "models/tiny-sd/tiny-sd-v1.safetensors"
 CONFIG = "configs/demo.yaml"
@@ -68,6 +73,30 @@ DEMO_SETTINGS: dict = {
 }
 
 
+_CORNERS = {"circle": ("no", "one curved side"), "square": ("four", "four equal sides"),
+            "triangle": ("three", "three sides")}
+
+
+def text_demo_rows() -> list[dict]:
+    """About twenty sharegpt chats about the demo's shapes: one-turn descriptions and two-turn questions."""
+    system = "You describe simple flat shapes in one short sentence."
+    rows: list[dict] = []
+    for index, (shape, colour) in enumerate(list(zip(_SHAPES * 4, list(_COLOURS) * 2))[:11]):
+        background = list(_BACKGROUNDS)[index % len(_BACKGROUNDS)]
+        chat = [{"from": "human", "value": f"Describe a {colour} {shape} on a {background} background."},
+                {"from": "gpt", "value": f"A flat {colour} {shape}, centred on a plain {background} background."}]
+        row = {"conversations": chat, "id": f"describe-{index:02d}"}
+        rows.append({"system": system, **row} if index % 3 == 0 else row)
+    for shape, (corners, sides) in _CORNERS.items():
+        for colour in list(_COLOURS)[:3]:
+            rows.append({"conversations": [
+                {"from": "human", "value": f"How many corners does a {colour} {shape} have?"},
+                {"from": "gpt", "value": f"A {shape} has {corners} corners, whatever its colour."},
+                {"from": "human", "value": "And how many sides?"},
+                {"from": "gpt", "value": f"It has {sides}."}], "id": f"corners-{shape}-{colour}"})
+    return rows
+
+
 def _config_text() -> str:
     header = f"""# The demo: a tiny model learns flat coloured shapes. Train it with:
 #   python -m trainer train --config configs/demo.yaml
@@ -102,6 +131,9 @@ def create_demo_workspace(root: Path, make_model: bool = True, count: int = 36) 
         captions[name] = f"a {colour} {shape} on a {background} background, flat style"
     if not (dataset / "metadata.csv").exists():
         write_captions(dataset, captions, CaptionFormat.CSV)
+    chats = root / TEXT_DATASET
+    if not chats.exists():
+        atomic_write_text(chats, "".join(json.dumps(row) + "\n" for row in text_demo_rows()))
     config = root / CONFIG
     if not config.exists():
         atomic_write_text(config, _config_text())

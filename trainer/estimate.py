@@ -141,7 +141,8 @@ def estimate_llm_memory(config: Any, model: Mapping[str, Any]) -> MemoryEstimate
     gib = 2 ** 30
     parts = {"model weights": weights / gib, "LoRA training state": lora_state / gib,
              "activations": (activations + logits) / gib, "CUDA context": _CUDA_CONTEXT_GB}
-    params_b = (layers * (attention + mlp) + embeddings) / 1e9
-    source = (f"{params_b:.1f}B parameters from the model's config.json, {'4-bit' if four_bit else 'bf16'} weights; "
+    params = layers * (attention + mlp) + embeddings
+    count = f"{params / 1e9:.1f}B" if params >= 1e9 else f"{params / 1e6:.1f}M"
+    source = (f"{count} parameters from the model's config.json, {'4-bit' if four_bit else 'bf16'} weights; "
               "activations after Korthikanti et al. (34 x width bytes per token and layer)")
     return MemoryEstimate(round(sum(parts.values()), 1), {k: round(v, 2) for k, v in parts.items()}, source)

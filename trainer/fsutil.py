@@ -7,11 +7,23 @@ file intact and at worst a stray ``.tmp`` file that the next write replaces.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON file that must hold an object; ValueError (with the path and why) when it does not."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} could not be read: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a JSON object")
+    return data
 
 
 def fsync_dir(folder: Path) -> None:

@@ -117,6 +117,17 @@ class TrainingLoop:
         """The metrics line's rates for what the last steps did (``samples_per_s``, ...)."""
         return {"samples_per_s": counts.get("samples", 0) / max(seconds, 1e-9)}
 
+    def warn_unused_options(self, spec) -> None:
+        """A warning for each option set in the config that the model's family (``spec``) does not use."""
+        from trainer.config.schema import OPTIONS_BY_NAME
+        from trainer.model_family import FAMILY_OPTIONS
+
+        for name in sorted(FAMILY_OPTIONS - spec.own_options):
+            if self.config[name] != OPTIONS_BY_NAME[name].default:
+                message = f"{name} has no effect on {spec.label} models"
+                log.warning(message)
+                self.run.log_event("warning", message=message, hint=f"remove {name} from the config")
+
     # ------------------------------------------------------------------------------------
     # resume
 

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainer.fsutil import read_json_object
 from trainer.problems import ExplainedError
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
@@ -91,14 +92,22 @@ _FLUX_MEMORY = MemoryFigures({"denoiser": 11900, "text_encoder": 123, "text_enco
 FLUX_FILE_OPTIONS = ("clip_l_path", "t5_path", "ae_path", "t5_tokenizer_path")
 COMPANION_OPTIONS = FLUX_FILE_OPTIONS  # every family's options that name a base model's other files
 _DDPM_OPTIONS = {"prediction_type", "min_snr_gamma"}  # the noise-prediction families' own
+# What every image family uses and a language model does not (images, captions, latents, pictures).
+_IMAGE_OPTIONS = {"train_data_dir", "metadata_path", "caption_extension", "resolution", "enable_bucket",
+                  "min_bucket_reso", "max_bucket_reso", "bucket_reso_steps", "random_flip", "shuffle_caption",
+                  "keep_tokens", "caption_dropout_rate", "max_image_pixels", "train_text_encoder", "text_encoder_lr",
+                  "noise_offset", "cache_latents", "cache_dir", "cache_text_encoder_outputs", "num_workers",
+                  "sample_steps", "sample_guidance_scale", "sample_width", "sample_height", "sample_negative_prompt",
+                  "save_precision", "output_name"}
 
 SD = FamilySpec("sd", "Stable Diffusion 1.x/2.x", "sd", 75, 512, (256, 1024), _SD_MEMORY,
-                frozenset({"clip_skip", *_DDPM_OPTIONS}), tiny_variant="sd1")
+                frozenset({"clip_skip", *_DDPM_OPTIONS, *_IMAGE_OPTIONS}), tiny_variant="sd1")
 SDXL = FamilySpec("sdxl", "SDXL", "sdxl", 75, 1024, (512, 2048), _SDXL_MEMORY,
-                  frozenset({"train_text_encoder_2", "text_encoder_2_lr", *_DDPM_OPTIONS}), tiny_variant="sdxl")
+                  frozenset({"train_text_encoder_2", "text_encoder_2_lr", *_DDPM_OPTIONS, *_IMAGE_OPTIONS}),
+                  tiny_variant="sdxl")
 FLUX = FamilySpec("flux", "Flux.1", "flux", 512, 1024, (512, 2048), _FLUX_MEMORY,
                   frozenset({"guidance_scale", "timestep_sampling", "logit_mean", "logit_std", "mode_scale",
-                             *FLUX_FILE_OPTIONS}),
+                             *FLUX_FILE_OPTIONS, *_IMAGE_OPTIONS}),
                   tiny_variant="flux", token_encoder="T5")
 # Causal language models (Llama, Mistral, Qwen, Gemma, GLM-4, Phi): trained on text with peft.
 # Their memory is estimated from the model's own config.json (trainer.estimate); these figures
@@ -386,11 +395,9 @@ def classify_folder(folder: Path, *, allow_pickle: bool = False) -> Detection:
                 else "give a diffusers model folder (with model_index.json) or a .safetensors checkpoint")
         raise ModelKindError(f"{folder} has no model_index.json, so it is not a diffusers model folder", hint)
     try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelKindError(f"{index_path} could not be read: {exc}", "the model folder may be damaged") from exc
-    if not isinstance(index, dict):
-        raise ModelKindError(f"{index_path} is not a JSON object", "the model folder may be damaged")
+        index = read_json_object(index_path)
+    except ValueError as exc:
+        raise ModelKindError(str(exc), "the model folder may be damaged") from exc
     pipeline = str(index.get("_class_name", ""))
     if pipeline == "FluxPipeline":
         return Detection("flux", "flux", "a Flux.1 model folder")

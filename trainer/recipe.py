@@ -102,7 +102,7 @@ class LoRATrainingRecipe(TrainingLoop):
         self.params = [p for params in self.adapted.values() for p in params]
         log.info("LoRA rank %d alpha %g on %s layers of %s: %d trainable parameters", cfg.lora_rank, alpha,
                  cfg.lora_target, ", ".join(self.adapted), sum(p.numel() for p in self.params))
-        self._warn_unused_options()
+        self.warn_unused_options(self.model.spec)
 
         self.samples = build_samples(self.items, cfg)
         self.files = LoraFiles(model, cfg, self.samples, self.started_at)
@@ -133,18 +133,6 @@ class LoRATrainingRecipe(TrainingLoop):
             self.prompts.precompute(captions)
         self.tb = tensorboard_writer(self.root / "tb") if cfg.tensorboard and self.dist.is_main else None
         self.pipeline = None
-
-    def _warn_unused_options(self) -> None:
-        """A warning for each option set in the config that this model's family does not use."""
-        from trainer.config.schema import OPTIONS_BY_NAME
-        from trainer.model_family import FAMILY_OPTIONS
-
-        spec = self.model.spec
-        for name in sorted(FAMILY_OPTIONS - spec.own_options):
-            if self.config[name] != OPTIONS_BY_NAME[name].default:
-                message = f"{name} has no effect on {spec.label} models"
-                log.warning(message)
-                self.run.log_event("warning", message=message, hint=f"remove {name} from the config")
 
     def _warn_long_captions(self) -> None:
         warning = long_caption_warning(self.prompts, self.samples)

@@ -30,17 +30,24 @@ def _short(text: str, limit: int = 90) -> str:
 
 
 class BulkEditDialog(QDialog):
-    """Asks for one bulk edit; ``preview(edit, scope) -> {row: (old, new)}`` drives the preview."""
+    """Asks for one bulk edit; ``preview(edit, scope) -> {row: (old, new)}`` drives the preview.
+
+    ``operations`` are those offered (a text dataset's dialog offers find and replace alone),
+    ``noun`` what is changed ("caption", "example").
+    """
 
     def __init__(self, counts: dict[str, int], preview: Callable[[BulkEdit, str], dict[int, tuple[str, str]]],
-                 operation: Operation = Operation.ADD_TAG, parent=None) -> None:
+                 operation: Operation = Operation.ADD_TAG, parent=None,
+                 operations: tuple[tuple[Operation, str], ...] = OPERATIONS, noun: str = "caption") -> None:
         super().__init__(parent)
-        self.setWindowTitle("Bulk edit captions")
+        self.noun = noun
+        self.setWindowTitle(f"Bulk edit {noun}s" if len(operations) > 1 else f"{operations[0][1]} in {noun}s")
         self.setMinimumWidth(480)
         self.preview_fn = preview
         self.operation = QComboBox(self)
-        for op, label in OPERATIONS:
+        for op, label in operations:
             self.operation.addItem(label, op)
+        self.operation.setVisible(len(operations) > 1)
         self.text = QLineEdit(self)
         self.replacement = QLineEdit(self)
         self.regex = QCheckBox("Regular expression", self)
@@ -50,7 +57,7 @@ class BulkEditDialog(QDialog):
         self.text_label = QLabel("Tag:", self)
         self.replacement_label = QLabel("Replace with:", self)
         form = QFormLayout()
-        form.addRow("Operation:", self.operation)
+        form.addRow("Operation:" if len(operations) > 1 else "", self.operation)
         form.addRow(self.text_label, self.text)
         form.addRow(self.replacement_label, self.replacement)
         options = QHBoxLayout()
@@ -99,7 +106,7 @@ class BulkEditDialog(QDialog):
                        self.case.toggled, self.operation.currentIndexChanged, self.scope_group.buttonToggled):
             signal.connect(self._timer.start)
         self.operation.currentIndexChanged.connect(self._layout_for_operation)
-        self.operation.setCurrentIndex([op for op, _ in OPERATIONS].index(operation))
+        self.operation.setCurrentIndex([op for op, _ in operations].index(operation))
         self._layout_for_operation()
         self.update_preview()
 
@@ -134,7 +141,7 @@ class BulkEditDialog(QDialog):
             return
         changes = self.preview_fn(edit, self.scope())
         changed = len(changes)
-        self.preview_label.setText(f"Will change {changed:,} caption{'s' if changed != 1 else ''}.")
+        self.preview_label.setText(f"Will change {changed:,} {self.noun}{'s' if changed != 1 else ''}.")
         lines = []
         for old, new in list(changes.values())[:3]:
             lines.append(f"<span style='text-decoration: line-through'>{_short(old) or '(empty)'}</span>"

@@ -5,11 +5,18 @@ change goes through ``apply`` (called by undo commands), which journals it first
 an edit is durable from the moment it is made; autosave writes the caption files
 shortly after edits stop. A poll notices files changed by other programs or desktops and
 either reloads (nothing edited here) or reports conflicts (never overwrites silently).
+
+Where the values are read from and written to is a few hooks (``_save_call``, ``_read_call``,
+``_disk_state_call``, ``_watched_paths``, ``_target_name``), so that a text dataset's session
+(:mod:`.text_session`) keeps its rows with the same undo, journal, autosave and conflict
+handling: one of each in the app.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
@@ -36,6 +43,8 @@ def _disk_state(root: Path, store, rels: list[str]) -> tuple[dict[str, tuple[int
 
 class DatasetSession(QObject):
     """The captions of one dataset folder and everything that keeps them safe."""
+
+    noun = "caption"  # what the values are called in messages
 
     captionsChanged = Signal(list)  # rows whose caption changed
     datasetReset = Signal()  # the list of images changed (reload)
@@ -78,10 +87,15 @@ class DatasetSession(QObject):
             self.watcher.fileChanged.connect(self._watched_changed)
             self.watcher.directoryChanged.connect(self._watched_changed)
 
-    def _watch(self) -> None:
+    def _watched_paths(self) -> list[str]:
+        """The folder and files whose changes the watcher reports."""
         paths = [str(self.root)]
         if self.format != "txt":
             paths.append(str(store_path(self.store)))
+        return paths
+
+    def _watch(self) -> None:
+        paths = self._watched_paths()
         missing = [p for p in paths if p not in self.watcher.files() + self.watcher.directories() and Path(p).exists()]
         if missing:
             self.watcher.addPaths(missing)
@@ -182,7 +196,7 @@ class DatasetSession(QObject):
         """
         self.autosave_timer.stop()
         if self.pending_conflicts:
-            self.message.emit("Not saved: captions were changed on disk too; settle the conflicts first.")
+            self.message.emit(f"Not saved: {self.noun}s were changed on disk too; settle the conflicts first.")
             return False
         if not self.dirty:
             return True
@@ -192,18 +206,32 @@ class DatasetSession(QObject):
         snapshot = dict(zip(self.rels(), self.captions))
         count = len(self.dirty)
         self._saving = True
+        write, args = self._save_call(snapshot)
         if blocking:
             try:
-                saved = save_and_snapshot(self.store, snapshot)
+                saved = write(*args)
             except (OSError, DatasetError) as exc:
                 self._save_failed(str(exc))
                 return False
             self._save_done(snapshot, count, saved)
             return True
-        self.runner.start(save_and_snapshot, self.store, snapshot, with_progress=True,
+        self.runner.start(write, *args, with_progress=True,
                           on_progress=self.saveProgress.emit,
                           on_done=lambda saved: self._save_done(snapshot, count, saved), on_error=self._save_failed)
         return True
+
+    def _save_call(self, snapshot: dict[str, str]) -> tuple[Callable[..., Any], tuple]:
+        """The worker function that writes ``snapshot`` (all values) and its arguments; it takes
+        ``progress``/``cancel`` keywords and returns ``(the store to use from now on, files' stat)``."""
+        return save_and_snapshot, (self.store, snapshot)
+
+    def _read_call(self) -> tuple[Callable[..., Any], tuple]:
+        """The worker function that reads the dataset again, and its arguments."""
+        return open_dataset, (self.root, self.format)
+
+    def _disk_state_call(self) -> tuple[Callable[..., Any], tuple]:
+        """The worker function that returns ``(files' stat, names of the rows)`` to notice outside changes."""
+        return _disk_state, (self.root, self.store, self.rels())
 
     def _save_done(self, snapshot: dict[str, str], count: int,
                    saved: tuple[CaptionStore, dict[str, tuple[int, int]]]) -> None:
@@ -217,14 +245,14 @@ class DatasetSession(QObject):
             self.journal.clear()
         self.file_snapshot = files  # our own write is not an outside change
         self._emit_dirty()
-        self.saved.emit(f"Saved {count} caption{'s' if count != 1 else ''} to {self._target_name()}")
+        self.saved.emit(f"Saved {count} {self.noun}{'s' if count != 1 else ''} to {self._target_name()}")
         if self._save_again:
             self._save_again = False
             self.save()
 
     def _save_failed(self, message: str) -> None:
         self._saving = False
-        self.saveFailed.emit(f"Could not save captions: {message} Your edits are kept in the journal.")
+        self.saveFailed.emit(f"Could not save {self.noun}s: {message} Your edits are kept in the journal.")
 
     def _target_name(self) -> str:
         return store_path(self.store).name if self.format != "txt" else ".txt files"
@@ -292,8 +320,8 @@ class DatasetSession(QObject):
         if self._saving or self._checking or self.pending_conflicts:
             return
         self._checking = True
-        self.runner.start(_disk_state, self.root, self.store, self.rels(), on_done=self._disk_state_ready,
-                          on_error=self._check_failed)
+        read_state, args = self._disk_state_call()
+        self.runner.start(read_state, *args, on_done=self._disk_state_ready, on_error=self._check_failed)
 
     def _check_failed(self, message: str) -> None:
         self._checking = False
@@ -304,15 +332,17 @@ class DatasetSession(QObject):
         if self._saving or (snapshot == self.file_snapshot and images == self.rels()):
             self._checking = False
             return
-        self.runner.start(open_dataset, self.root, self.format, on_done=self._reloaded, on_error=self._check_failed)
+        read, args = self._read_call()
+        self.runner.start(read, *args, on_done=self._reloaded, on_error=self._check_failed)
 
     def reload(self, blocking: bool = False) -> None:
         """Re-read the folder (in a worker unless ``blocking``) and merge with local edits."""
+        read, args = self._read_call()
         if blocking:
-            self._reloaded(open_dataset(self.root, self.format))
+            self._reloaded(read(*args))
             return
         self._checking = True
-        self.runner.start(open_dataset, self.root, self.format, on_done=self._reloaded, on_error=self._check_failed)
+        self.runner.start(read, *args, on_done=self._reloaded, on_error=self._check_failed)
 
     def _reloaded(self, fresh: OpenedDataset) -> None:
         """Merge a fresh read of the folder with the edits made here."""
@@ -357,7 +387,7 @@ class DatasetSession(QObject):
             self.datasetReset.emit()
         self._emit_dirty()
         if taken:
-            self.message.emit(f"Reloaded {taken} caption{'s' if taken != 1 else ''} changed on disk")
+            self.message.emit(f"Reloaded {taken} {self.noun}{'s' if taken != 1 else ''} changed on disk")
         if conflicts:
             self.pending_conflicts = conflicts
             self.autosave_timer.stop()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSize, Qt
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt
 from PySide6.QtGui import QIcon, QPainter, QPixmap
 
 from ..editing.session import DatasetSession
@@ -18,6 +18,7 @@ from ..resources import icon
 from ..storage.image_check import ImageInfo
 from ..workers.thumbnails import ThumbnailLoader
 from .roles import CAPTION_ROLE, DIRTY_ROLE, PATH_ROLE, PROBLEM_ROLE, REL_ROLE, THUMB_ROLE
+from .session_table import SessionTableModel
 
 COL_FILE, COL_SIZE, COL_CAPTION, COL_STATUS = range(4)
 TABLE_ICON = QSize(44, 32)
@@ -25,8 +26,10 @@ HEADERS = ("File", "Size", "Caption", "Status")
 Index = QModelIndex | QPersistentModelIndex
 
 
-class CaptionModel(QAbstractTableModel):
+class CaptionModel(SessionTableModel):
     """One row per image of the open dataset."""
+
+    HEADERS = HEADERS
 
     def __init__(self, session: DatasetSession | None = None, thumbnails: ThumbnailLoader | None = None,
                  parent=None) -> None:
@@ -43,35 +46,18 @@ class CaptionModel(QAbstractTableModel):
         if session is not None:
             self.set_session(session)
 
-    def set_session(self, session: DatasetSession | None) -> None:
-        """Show another dataset (or none)."""
-        self.beginResetModel()
-        if self.session is not None:
-            self.session.captionsChanged.disconnect(self._captions_changed)
-            self.session.datasetReset.disconnect(self._dataset_reset)
-        self.session = session
+    def _signals(self, session: DatasetSession) -> list[tuple]:
+        return [(session.captionsChanged, self._captions_changed), (session.datasetReset, self._dataset_reset)]
+
+    def _clear(self) -> None:
         self.info = {}
-        if session is not None:
-            session.captionsChanged.connect(self._captions_changed)
-            session.datasetReset.connect(self._dataset_reset)
         self._index_paths()
-        self.endResetModel()
 
     def _index_paths(self) -> None:
         entries = self.session.entries if self.session else []
         self._row_by_path = {str(e.path): i for i, e in enumerate(entries)}
 
     # -- Qt model API ----------------------------------------------------------------------
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802
-        """Number of images (0 under any parent: this is a flat table)."""
-        if parent.isValid() or self.session is None:
-            return 0
-        return len(self.session.entries)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802
-        """File, size, caption, status."""
-        return 0 if parent.isValid() else len(HEADERS)
-
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
         """Column titles."""
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole and 0 <= section < len(HEADERS):

@@ -25,6 +25,13 @@ class Filter:
 class CaptionFilterProxy(QSortFilterProxyModel):
     """Rows matching the current ``Filter`` (text matches file name or caption)."""
 
+    @classmethod
+    def over(cls, model, parent) -> "CaptionFilterProxy":
+        """A proxy filtering ``model`` (owned by ``parent``)."""
+        proxy = cls(parent)
+        proxy.setSourceModel(model)
+        return proxy
+
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self._filter = Filter()

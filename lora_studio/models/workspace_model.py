@@ -40,7 +40,7 @@ class WorkspaceModel(QStandardItemModel):
         name.setEditable(False)
         name.setData(str(info.path), PATH_ROLE)
         name.setData(len(info.problems), PROBLEMS_ROLE)
-        count = QStandardItem(str(info.total_images()) if info.total_images() else "")
+        count = QStandardItem(str(info.total_images()) if info.total_images() else ("text" if info.text_files else ""))
         count.setEditable(False)
         count.setData(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter), Qt.ItemDataRole.TextAlignmentRole)
         if info.error:
@@ -52,6 +52,11 @@ class WorkspaceModel(QStandardItemModel):
             more = f"\n… and {len(info.problems) - 10} more" if len(info.problems) > 10 else ""
             name.setToolTip(f"{len(info.problems)} problem(s):\n{shown}{more}")
             count.setText(f"{count.text()} ⚠{len(info.problems)}")
+        elif info.text_files:
+            name.setIcon(icon("dataset"))
+            shown = ", ".join(info.text_files[:5]) + (", …" if len(info.text_files) > 5 else "")
+            name.setToolTip(f"{info.path}\nText dataset (examples for a language model): {shown}")
+            count.setToolTip("A text dataset: open it to see its examples")
         else:
             name.setIcon(icon("dataset" if info.is_dataset else "folder"))
             name.setToolTip(f"{info.path}\n{info.image_count} image(s) in this folder")

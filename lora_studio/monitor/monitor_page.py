@@ -326,8 +326,10 @@ class MonitorPage(QWidget):
         self.progress.setFormat(f"step {summary.step} of {total}" if total else f"step {summary.step}")
         parts = [f"epoch {status.get('epoch', '—')} of {status.get('total_epochs', '—')}"]
         if series is not None and len(series):
-            rate = series.column("samples_per_s")[-1]
-            if not math.isnan(rate):
+            rate, tokens = series.column("samples_per_s")[-1], series.column("tokens_per_s")[-1]
+            if not math.isnan(tokens):  # a language model: its rate is in tokens
+                parts.append(f"{tokens:,.0f} tokens/s ({rate:.1f} examples/s)")
+            elif not math.isnan(rate):
                 parts.append(f"{rate:.2f} images/s")
             memory = series.column("mem_gb")[-1]
             if not math.isnan(memory):

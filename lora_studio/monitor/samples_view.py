@@ -1,5 +1,6 @@
-"""Sample images of a run: a grid of steps (newest first) by prompts; click to enlarge,
-select two to compare. Thumbnails load in the background (the grid's ThumbnailLoader)."""
+"""Samples of a run: a grid of steps (newest first) by prompts; click to enlarge, select two to
+compare. Images load in the background (the grid's ThumbnailLoader); a language model's text
+answers come inside their `sample` events, shown as cards of text."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QIcon, QImage, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QDialog, QHBoxLayout, QLabel, QPushButton, QSizePolicy,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QDialog, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton,
+                               QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ..workers.thumbnails import ThumbnailLoader
 
 CELL = 132
+TEXT_CELL_WIDTH = 300  # a text answer's card: wide enough for a sentence per line
+TEXT_ROLE = Qt.ItemDataRole.UserRole + 1  # a text sample's whole answer
 
 
 class SamplesView(QWidget):
@@ -73,7 +76,9 @@ class SamplesView(QWidget):
                 self._renumber()
             if self.table.columnCount() <= index:
                 self.table.setColumnCount(index + 1)
-            header = QTableWidgetItem(f"#{index + 1}")
+            # A text card's column says its prompt; an image column stays narrow (the prompt is in its tooltip).
+            header = QTableWidgetItem(f"#{index + 1} {self.prompts[index][:40]}" if event.get("media") == "text"
+                                      else f"#{index + 1}")
             header.setToolTip(self.prompts[index])
             self.table.setHorizontalHeaderItem(index, header)
             path = self.run_dir / str(event.get("path", ""))
@@ -82,8 +87,20 @@ class SamplesView(QWidget):
             item.setToolTip(f"step {step}: {self.prompts[index]}")
             self.table.setItem(self.steps.index(step), index, item)
             self.cells[str(path)] = (step, index)
-            self._request(path, item)
+            if event.get("media") == "text":
+                self._show_text(item, index, str(event.get("text", "")))
+            else:
+                self._request(path, item)
         self.empty.setVisible(not self.steps)
+
+    def _show_text(self, item: QTableWidgetItem, column: int, answer: str) -> None:
+        """A text answer as a card: the first lines in the cell, all of it in the tooltip and when enlarged."""
+        item.setText(answer.strip() or "(empty answer)")
+        item.setData(TEXT_ROLE, answer)
+        item.setTextAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        item.setToolTip(f"{item.toolTip()}\n\n{answer.strip()[:600]}")
+        self.table.setWordWrap(True)
+        self.table.setColumnWidth(column, TEXT_CELL_WIDTH)
 
     def _renumber(self) -> None:
         self.table.setVerticalHeaderLabels([f"step {s}" for s in self.steps])
@@ -108,34 +125,59 @@ class SamplesView(QWidget):
     def _enlarge_cell(self, row: int, column: int) -> None:
         item = self.table.item(row, column)
         if item is not None:
-            show_images(self, [Path(item.data(Qt.ItemDataRole.UserRole))], [item.toolTip()])
+            self._show([item])
 
     def compare_selected(self) -> None:
         """Side by side: the selected samples (two steps of one prompt, or two prompts)."""
         items = [i for i in self.table.selectedItems() if i.data(Qt.ItemDataRole.UserRole)][:2]
         if items:
-            show_images(self, [Path(i.data(Qt.ItemDataRole.UserRole)) for i in items], [i.toolTip() for i in items])
+            self._show(items)
+
+    def _show(self, items: list[QTableWidgetItem]) -> QDialog:
+        captions = [item.toolTip().split("\n", 1)[0] for item in items]
+        if all(item.data(TEXT_ROLE) is not None for item in items):
+            return show_texts(self, [str(item.data(TEXT_ROLE)) for item in items], captions)
+        return show_images(self, [Path(item.data(Qt.ItemDataRole.UserRole)) for item in items], captions)
 
 
-def show_images(parent: QWidget, paths: list[Path], captions: list[str]) -> QDialog:
-    """A dialog with the images at up to 512 px each, with their captions."""
+def _side_by_side(parent: QWidget, captions: list[str], make_body) -> QDialog:
+    """A non-modal dialog with one column per sample: ``make_body(dialog, index)`` above its caption."""
     dialog = QDialog(parent)
     dialog.setWindowTitle("Samples")
     row = QHBoxLayout(dialog)
-    for path, caption in zip(paths, captions):
+    for index, caption in enumerate(captions):
         column = QVBoxLayout()
-        picture = QLabel(dialog)
-        pixmap = QPixmap(str(path))
-        if pixmap.isNull():
-            picture.setText(f"{path.name} cannot be shown")
-        else:
-            picture.setPixmap(pixmap.scaled(512, 512, Qt.AspectRatioMode.KeepAspectRatio,
-                                            Qt.TransformationMode.SmoothTransformation))
         text = QLabel(caption, dialog)
         text.setWordWrap(True)
-        column.addWidget(picture)
+        column.addWidget(make_body(dialog, index), 1)
         column.addWidget(text)
         row.addLayout(column)
     dialog.setModal(False)
     dialog.show()
     return dialog
+
+
+def show_texts(parent: QWidget, texts: list[str], captions: list[str]) -> QDialog:
+    """A dialog with the text answers side by side, each with its caption (step and prompt)."""
+    def body(dialog: QDialog, index: int) -> QWidget:
+        view = QPlainTextEdit(texts[index], dialog)
+        view.setReadOnly(True)
+        view.setMinimumSize(360, 300)
+        return view
+
+    return _side_by_side(parent, captions, body)
+
+
+def show_images(parent: QWidget, paths: list[Path], captions: list[str]) -> QDialog:
+    """A dialog with the images at up to 512 px each, with their captions."""
+    def body(dialog: QDialog, index: int) -> QWidget:
+        picture = QLabel(dialog)
+        pixmap = QPixmap(str(paths[index]))
+        if pixmap.isNull():
+            picture.setText(f"{paths[index].name} cannot be shown")
+        else:
+            picture.setPixmap(pixmap.scaled(512, 512, Qt.AspectRatioMode.KeepAspectRatio,
+                                            Qt.TransformationMode.SmoothTransformation))
+        return picture
+
+    return _side_by_side(parent, captions, body)

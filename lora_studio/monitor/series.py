@@ -16,7 +16,7 @@ import numpy as np
 
 from trainer.rundir import JsonlTail
 
-FIELDS = ("step", "epoch", "loss", "lr", "time", "samples_per_s", "mem_gb")
+FIELDS = ("step", "epoch", "loss", "lr", "time", "samples_per_s", "mem_gb", "tokens_per_s", "eval_loss")
 
 
 class MetricSeries:

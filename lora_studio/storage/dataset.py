@@ -197,7 +197,11 @@ def convert_store(root: Path, target: str, rels: list[str], captions: dict[str, 
 
 def caption_files_snapshot(store: CaptionStore, rels: list[str]) -> dict[str, tuple[int, int]]:
     """``{file: (mtime_ns, size)}`` of the caption files, to notice edits made elsewhere."""
-    paths = [store.sidecar(rel) for rel in rels] if isinstance(store, SidecarSet) else [store.path]
+    return files_snapshot([store.sidecar(rel) for rel in rels] if isinstance(store, SidecarSet) else [store.path])
+
+
+def files_snapshot(paths: list[Path]) -> dict[str, tuple[int, int]]:
+    """``{file: (mtime_ns, size)}`` of the files of ``paths`` that exist."""
     snapshot: dict[str, tuple[int, int]] = {}
     for path in paths:
         try:

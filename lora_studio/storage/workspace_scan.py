@@ -1,4 +1,8 @@
-"""Scanning a workspace for dataset folders (plain Python; runs in a worker)."""
+"""Scanning a workspace for dataset folders (plain Python; runs in a worker).
+
+Image datasets are opened to list their problems; a text dataset (a folder of .jsonl/.json
+files and no images) is only named here: its rows are read when it is opened.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from pathlib import Path
 
 from .dataset import DatasetError, open_dataset
 from .names import direct_images
+from .text_dataset import text_dataset_files
 
 REPEAT_FOLDER = re.compile(r"^\d+_.")
 SKIP = {"runs", "checkpoints", "tb", "samples", "__pycache__", "node_modules", "models"}
@@ -24,6 +29,7 @@ class FolderInfo:
     problems: list[str] = field(default_factory=list)
     error: str | None = None  # the folder could not be read
     is_dataset: bool = False  # has images, a caption file or repeat folders of its own
+    text_files: list[str] = field(default_factory=list)  # a text dataset's .jsonl/.json files (no images)
     children: list["FolderInfo"] = field(default_factory=list)
 
     def total_images(self) -> int:
@@ -64,6 +70,9 @@ def scan_workspace(root: Path, cancel=None, depth: int = 0, progress=None) -> Fo
             info.problems = [str(p) for p in opened.problems]
         except DatasetError as exc:
             info.error = str(exc)
+    else:
+        info.text_files = [p.name for p in text_dataset_files(info.path)]
+        info.is_dataset = bool(info.text_files)
     if depth >= MAX_DEPTH:
         return info
     for sub in subdirs:

@@ -137,9 +137,12 @@ def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on
     has no CUDA GPU); slow settings then get a warning.
     """
     config, problems = validate_mapping(values, config_dir, check_paths=True)
-    result = Analysis(problems=list(problems), companions=_companions_to_fill(values, config_dir))
+    model, detection = _base_model(values, config_dir)
+    result = Analysis(problems=list(problems), family=detection)
+    if detection is not None and detection.companions:
+        result.companions = _companions_to_fill(values, model, detection)
     if config is None:
-        return result
+        return result  # the family is known all the same, so the form shows its options
     result.family, model_problems = base_model_family(config)
     result.problems += model_problems
     if result.family is not None and result.family.spec.task == "text":
@@ -165,18 +168,22 @@ def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on
     return result
 
 
-def _companions_to_fill(values: dict[str, Any], config_dir: Path) -> dict[str, Path]:
+def _base_model(values: dict[str, Any], config_dir: Path) -> tuple[Path | None, Detection | None]:
+    """The base model's path and what it is, from the values as typed (before they validate)."""
+    if not values.get("base_model"):
+        return None, None
+    model = config_dir / Path(str(values["base_model"])).expanduser()
+    try:
+        return model, detect_family(model, allow_pickle=bool(values.get("allow_pickle")))
+    except (ModelKindError, OSError):
+        return model, None
+
+
+def _companions_to_fill(values: dict[str, Any], model: Path, detection: Detection) -> dict[str, Path]:
     """For a split model (a Flux.1 transformer file) whose other files' options are unset, the files
     found beside it in ComfyUI's folders."""
     from .model_finder import find_companions
 
-    if not values.get("base_model"):
-        return {}
-    model = config_dir / Path(str(values["base_model"])).expanduser()
-    try:
-        detection = detect_family(model, allow_pickle=bool(values.get("allow_pickle")))
-    except ModelKindError:
-        return {}
     unset = tuple(option for option in detection.companions if not values.get(option))
     return find_companions(model, unset) if unset else {}
 

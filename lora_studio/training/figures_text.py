@@ -33,10 +33,26 @@ def figures_html(analysis: Analysis) -> str:
     return text
 
 
+# Common training GPUs by memory (GB), for "fits on": the smallest class the estimate fits with
+# a margin for the estimate's error and the allocator's fragmentation.
+GPU_CLASSES = ((8, "8 GB (RTX 3070/4060)"), (12, "12 GB (RTX 3060/4070)"), (16, "16 GB (RTX 4080, A4000)"),
+               (24, "24 GB (RTX 3090/4090, L4)"), (48, "48 GB (RTX A6000, L40S)"), (80, "80 GB (A100/H100)"),
+               (141, "141 GB (H200)"))
+FIT_MARGIN = 0.9  # use at most 90 % of a card
+
+
+def fits_text(total_gb: float) -> str:
+    """The smallest common GPU class the estimate fits on, or that it fits on none of them."""
+    for size, name in GPU_CLASSES:
+        if total_gb <= size * FIT_MARGIN:
+            return f"fits a {name} GPU"
+    return "more than any single GPU holds: lower the batch size or resolution, or turn on gradient checkpointing"
+
+
 def memory_html(memory: MemoryEstimate | None) -> str:
-    """The GPU memory estimate with its parts and where its constants come from."""
+    """The GPU memory estimate, the GPUs it fits, its parts and where its constants come from."""
     if memory is None:
         return ""
     parts = ", ".join(f"{k} {v:.1f}" for k, v in memory.parts.items())
-    return (f"GPU memory: about <b>{memory.total_gb:.1f} GB</b><br><small>{parts} GB; an estimate "
-            f"(±30%) from {memory.source}</small>")
+    return (f"GPU memory: about <b>{memory.total_gb:.1f} GB</b>: {fits_text(memory.total_gb)}<br><small>{parts} GB; "
+            f"an estimate (±30%) from {memory.source}</small>")

@@ -319,15 +319,18 @@ class TrainingPage(QWidget):
     def _analysed(self, generation: int, analysis: Analysis) -> None:
         if generation != self._generation:
             return  # the user typed again meanwhile; a newer check is on its way
-        self.analysis = analysis
         if analysis.companions and self._fill_companions(analysis.companions):
             return  # the filled-in values are checked next
+        self.analysis = analysis
         self.form.set_family(analysis.family)
         self.familyChanged.emit(analysis.family.family if analysis.family else "sd")
         self.form.show_problems(analysis.problems)
         entries = [(p.severity, f"{p.option + ': ' if p.option else ''}{p.message}" + (f" — {p.hint}" if p.hint else ""),
                     p.option) for p in analysis.problems]
         entries += [("info", note, "") for note in getattr(self, "migration_notes", [])]
+        found_for, found = getattr(self, "found_note", (None, ""))
+        if found and found_for == self.raw.get("base_model"):
+            entries.append(("info", found, "base_model"))
         self._show_problems(entries)
         self._show_figures(analysis)
         self.analysisDone.emit()
@@ -339,11 +342,12 @@ class TrainingPage(QWidget):
                   if not self.raw.get(option)}
         if not filled:
             return False
-        self.raw.update(filled)
-        self.form.set_values({k: v for k, v in self.raw.items() if k in OPTIONS_BY_NAME})
-        self.migration_notes = [*getattr(self, "migration_notes", []),
-                                f"Found the model's other files beside it (ComfyUI's folders): {', '.join(filled)}"]
-        self._after_change()
+        for option, value in filled.items():
+            self.form.rows[option].editor.set_value(value)
+        # Said for as long as this base model is chosen (a later YAML edit must not hide it).
+        self.found_note = (self.raw.get("base_model"),
+                           f"Found the model's other files beside it (ComfyUI's folders): {', '.join(filled)}")
+        self._form_edited()  # as if typed: into the YAML text too, and checked again
         return True
 
     def _text_unreadable(self, message: str) -> None:

@@ -18,6 +18,7 @@ class Actions:
 
     open_workspace: QAction
     open_dataset: QAction
+    open_text_file: QAction
     open_demo: QAction
     save: QAction
     reload: QAction
@@ -58,6 +59,8 @@ def create_actions(parent: QWidget) -> Actions:
     actions = Actions(
         open_workspace=_make(parent, "&Open Workspace…", "open", Key.Open, "Open a workspace folder"),
         open_dataset=_make(parent, "Open &Dataset Folder…", "dataset", "Ctrl+Shift+O", "Open one dataset folder"),
+        open_text_file=_make(parent, "Open &Text Dataset File…", None, None,
+                             "Open a .jsonl or .json file of training examples for a language model"),
         open_demo=_make(parent, "Open De&mo Workspace", "demo", None, "Create and open the demo workspace"),
         save=_make(parent, "&Save Captions", "save", Key.Save, "Save captions now (they also save automatically)"),
         reload=_make(parent, "&Reload from Disk", "refresh", "F5", "Re-read the dataset folder"),

@@ -18,16 +18,25 @@ from ..editing.session import DatasetSession
 from ..gc_control import settle_long_lived_objects
 from ..models.caption_model import CaptionModel
 from ..storage.dataset import OpenedDataset, open_dataset
+from ..storage.text_dataset import OpenedTextDataset, is_text_dataset, open_text_dataset
 from ..workers.tasks import FunctionTask, TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
 from .caption_grid import CaptionGrid
 from .detail_pane import DetailPane
 from .status_strip import StatusStrip
+from .text_controller import TextDatasetController
 
 CONVERT_FORMATS = (("csv", "metadata.csv (filename,prompt)"), ("txt", ".txt files next to images"),
                    ("jsonl", "metadata.jsonl (Hugging Face)"))
 # Background work for a new dataset waits for the first paint of the grid, not to compete with it.
 SETTLE_MS = 250
+
+
+def open_any(path: Path, progress=None, cancel=None) -> OpenedDataset | OpenedTextDataset:
+    """Read an image dataset, or a text dataset (a .jsonl/.json file or a folder of them without images)."""
+    if is_text_dataset(path):
+        return open_text_dataset(path, progress, cancel)
+    return open_dataset(path, progress=progress, cancel=cancel)
 
 
 class DatasetController(QObject):
@@ -43,9 +52,10 @@ class DatasetController(QObject):
 
     def __init__(self, runner: TaskRunner, thumbnails: ThumbnailLoader, model: CaptionModel, grid: CaptionGrid,
                  detail: DetailPane, status: StatusStrip, parent: QWidget, autosave_ms: int = 1500,
-                 poll_ms: int = 2000) -> None:
+                 poll_ms: int = 2000, text: TextDatasetController | None = None) -> None:
         super().__init__(parent)
         self.runner, self.thumbnails, self.model = runner, thumbnails, model
+        self.text = text  # shows the text datasets this controller reads
         self.grid, self.detail, self.status = grid, detail, status
         self.autosave_ms, self.poll_ms = autosave_ms, poll_ms
         self.session: DatasetSession | None = None
@@ -69,7 +79,7 @@ class DatasetController(QObject):
         one is read.
         """
         path = Path(path)
-        showing = self.session is not None and self.session.root == path
+        showing = self.root() == path
         if self._opening is not None:
             if self._opening_path == path:
                 return  # already on its way
@@ -91,9 +101,15 @@ class DatasetController(QObject):
             if self._opening is task:
                 self.status.show_message(f"Opening {name}… {done:,}/{total:,}")
 
-        def done(opened: OpenedDataset) -> None:
-            if self._opening is task:
-                self._open_finished()
+        def done(opened: OpenedDataset | OpenedTextDataset) -> None:
+            if self._opening is not task:
+                return
+            self._open_finished()
+            if isinstance(opened, OpenedTextDataset) and self.text is not None:
+                self.close_dataset()
+                self.folderShown.emit(str(opened.root))
+                self.text.show(opened)
+            elif isinstance(opened, OpenedDataset):
                 self._dataset_ready(opened)
 
         def failed(message: str) -> None:
@@ -105,7 +121,7 @@ class DatasetController(QObject):
             self._open_finished()
             self._dataset_failed(message)
 
-        task = self.runner.start(open_dataset, path, with_progress=True, on_progress=progress, on_done=done,
+        task = self.runner.start(open_any, path, with_progress=True, on_progress=progress, on_done=done,
                                  on_error=failed)
         self._opening = task
 
@@ -121,9 +137,10 @@ class DatasetController(QObject):
         self._open_finished()
         if announce:
             message = f"Opening {name} cancelled"
-            if self.session is not None:
-                message += f"; {self.session.root.name} is still open"
-                self.folderShown.emit(str(self.session.root))  # the tree shows what is open again
+            root = self.root()
+            if root is not None:
+                message += f"; {root.name} is still open"
+                self.folderShown.emit(str(root))  # the tree shows what is open again
             self.status.show_message(message, 8000)
 
     def _open_finished(self) -> None:
@@ -136,8 +153,18 @@ class DatasetController(QObject):
         self.datasetFailed.emit(message)
         self.status.warn("Cannot open the dataset", message)
 
+    def root(self) -> Path | None:
+        """The folder (or text file) of the dataset on screen, image or text."""
+        if self.session is not None:
+            return self.session.root
+        if self.text is not None and self.text.session is not None:
+            return self.text.session.root
+        return None
+
     def _dataset_ready(self, opened: OpenedDataset) -> None:
         self.close_dataset()
+        if self.text is not None:
+            self.text.close()
         session = DatasetSession(opened, self.runner, self, autosave_ms=self.autosave_ms, poll_ms=self.poll_ms)
         self.session = session
         self.model.set_session(session)
@@ -194,11 +221,15 @@ class DatasetController(QObject):
 
     def reload(self) -> None:
         """Re-read the folder (in a worker), merging with unsaved edits."""
+        if self.text is not None and self.text.session is not None:
+            self.text.reload()
         if self.session is not None:
             self.session.reload()
 
     def save(self) -> None:
-        """Save captions now."""
+        """Save captions (or the text dataset's examples) now."""
+        if self.text is not None and self.text.session is not None:
+            self.text.save()
         if self.session is not None:
             self.flush_edits()
             self.session.save()
@@ -235,17 +266,6 @@ class DatasetController(QObject):
         where = self.session.store.path.name if self.session.format != "txt" else "the .txt files"
         dialog = ConflictDialog(self.session.pending_conflicts, where, self.parent())
         self.conflict_dialog = dialog
-        session = self.session
-
-        def accepted() -> None:
-            session.resolve_conflicts(dialog.choices())
-            self.conflictsPending.emit(False)
-            self._update_save_state()
-
-        def finished(_result: int) -> None:
-            self.conflict_dialog = None
-            dialog.deleteLater()
-
-        dialog.accepted.connect(accepted)
-        dialog.finished.connect(finished)
-        dialog.open()
+        dialog.settle(self.session.resolve_conflicts,
+                      settled=lambda: (self.conflictsPending.emit(False), self._update_save_state()),
+                      closed=lambda: setattr(self, "conflict_dialog", None))

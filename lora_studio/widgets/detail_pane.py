@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import textwrap
-import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QSyntaxHighlighter, QTextCharFormat
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPlainTextEdit, QSplitter, QToolButton, QVBoxLayout, QWidget)
 
@@ -17,9 +16,7 @@ from ..boxes import column
 from ..tokens import count_tokens, token_cutoff, word_count
 from ..workers.tasks import TaskRunner
 from .image_viewer import ImageViewer
-
-COMMIT_MS = 300  # typing reaches the journal this long after a pause...
-MAX_UNCOMMITTED_S = 0.8  # ...and at least this often during non-stop typing
+from .typing_pace import TypingPace
 
 
 class OverLimitHighlighter(QSyntaxHighlighter):
@@ -112,10 +109,8 @@ class DetailPane(QWidget):
         layout.setContentsMargins(8, 8, 8, 8)
         layout.addWidget(self.splitter)
 
-        self._commit_timer = QTimer(self, singleShot=True, interval=COMMIT_MS)
-        self._commit_timer.timeout.connect(self.commit)
+        self._pace = TypingPace(self.commit, self)
         self._loading = False
-        self._pending_since: float | None = None
         self.editor.textChanged.connect(self._text_changed)
 
     def retint(self) -> None:
@@ -139,7 +134,7 @@ class DetailPane(QWidget):
 
     def set_caption(self, caption: str) -> None:
         """Update the editor from outside (undo, bulk edit) without creating an edit."""
-        self._commit_timer.stop()  # the outside change wins over typing not yet committed
+        self._pace.cancel()  # the outside change wins over typing not yet committed
         if self.editor.toPlainText() == caption:
             self._update_counts()
             return
@@ -156,21 +151,11 @@ class DetailPane(QWidget):
         self._update_counts()
         if self._loading or self.rel is None:
             return
-        # Commit after a 300 ms pause, and at least every MAX_UNCOMMITTED_S while typing
-        # without pause: a crash then loses under a second of typing.
-        now = time.monotonic()
-        if self._pending_since is None:
-            self._pending_since = now
-        if now - self._pending_since >= MAX_UNCOMMITTED_S:
-            self.commit()
-        else:
-            self._commit_timer.start()
+        self._pace.typed()
 
     def commit(self) -> None:
         """Send pending typing to the session (also on selection change and on save)."""
-        self._pending_since = None
-        if self._commit_timer.isActive():
-            self._commit_timer.stop()
+        self._pace.committed()
         if self.rel is not None and not self._loading:
             self.captionEdited.emit(self.rel, self.editor.toPlainText())
 

@@ -10,18 +10,24 @@ from ..resources import icon
 
 
 class FilterBar(QWidget):
-    """Emits ``filterChanged`` (debounced while typing) with the combined ``Filter``."""
+    """Emits ``filterChanged`` (debounced while typing) with the combined ``Filter``.
+
+    ``subject`` is what the text matches and ``noun`` what the rows are ("images"); a text
+    dataset's bar has no "No caption" box (``empty_label`` None).
+    """
 
     filterChanged = Signal(object)
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent=None, subject: str = "caption or file name", noun: str = "images",
+                 empty_label: str | None = "No caption") -> None:
         super().__init__(parent)
+        self.noun = noun
         self.search = QLineEdit(self)
-        self.search.setPlaceholderText("Filter by caption or file name  (Ctrl+F)")
+        self.search.setPlaceholderText(f"Filter by {subject}  (Ctrl+F)")
         self.search.setClearButtonEnabled(True)
         self._search_icon = self.search.addAction(icon("search"), QLineEdit.ActionPosition.LeadingPosition)
         self.regex = QCheckBox("Regex", self)
-        self.missing = QCheckBox("No caption", self)
+        self.missing = QCheckBox(empty_label or "", self)
         self.problems = QCheckBox("Problems", self)
         self.tag_label = QLabel("", self)
         self.tag_label.setObjectName("hint")
@@ -43,6 +49,7 @@ class FilterBar(QWidget):
         layout.addWidget(self.count)
         self.tag_label.hide()
         self.clear_tag.hide()
+        self.missing.setVisible(empty_label is not None)
         self._debounce = QTimer(self, singleShot=True, interval=150)
         self._debounce.timeout.connect(self._emit)
         self.search.textChanged.connect(self._debounce.start)
@@ -73,4 +80,5 @@ class FilterBar(QWidget):
 
     def show_count(self, shown: int, total: int, error: str | None = None) -> None:
         """'120 of 2,000 images' (or the filter's error)."""
-        self.count.setText(error or (f"{shown:,} of {total:,} images" if shown != total else f"{total:,} images"))
+        noun = self.noun
+        self.count.setText(error or (f"{shown:,} of {total:,} {noun}" if shown != total else f"{total:,} {noun}"))

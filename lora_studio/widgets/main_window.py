@@ -40,6 +40,9 @@ from .problems_panel import ProblemsPanel
 from .run_targets import offer_targets
 from .status_strip import StatusStrip
 from .tag_panel import TagPanel
+from .text_controller import TextDatasetController
+from .text_docks import TextDocks
+from .text_page import TextDatasetPage
 from .theme_menu import ThemeMenu
 from .undo_actions import UndoActions
 from .workbench import Workbench
@@ -83,8 +86,11 @@ class MainWindow(QMainWindow):
         self.problems = ProblemsPanel(self)
         self.actions = create_actions(self)
         self.status = StatusStrip(self.statusBar())
+        self.text_page = TextDatasetPage(self)
+        self.text = TextDatasetController(self.runner, self.text_page, self.problems, self.status, self,
+                                          autosave_ms=autosave_ms, poll_ms=poll_ms)
         self.datasets = DatasetController(self.runner, self.thumbnails, self.model, self.grid, self.detail,
-                                          self.status, self, autosave_ms=autosave_ms, poll_ms=poll_ms)
+                                          self.status, self, autosave_ms=autosave_ms, poll_ms=poll_ms, text=self.text)
         self.workspaces = WorkspaceController(self.settings, self.tree, self.datasets, self.runner, self.status, self)
         self.checks = ImageChecks(self.runner.pool, self.model, self.problems, self.status, self)
         self.panes = PaneSync(self.model, self.grid, self.detail, self.tags, self)
@@ -110,12 +116,15 @@ class MainWindow(QMainWindow):
         self.pages = QStackedWidget(self)
         self.pages.addWidget(self.empty_state)
         self.pages.addWidget(self.grid_page)
+        self.pages.addWidget(self.text_page)
         self.workbench = Workbench(self.pages, self.runner, self.thumbnails,
                                    lambda: self.session.root if self.session else None, self)
         self.setCentralWidget(self.workbench)
+        self.text_docks = TextDocks(self.docks, lambda: self.workbench.currentWidget() is self.pages)
         self._build_menus()
         self._build_toolbar()
         self._connect()
+        self._connect_text()
         self.status.show_message("Open a workspace folder to begin (Ctrl+O)")
         offer_targets(self.workbench.training)
 
@@ -201,7 +210,7 @@ class MainWindow(QMainWindow):
         a, bench = self.actions, self.workbench
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        file_menu.addActions([a.open_workspace, a.open_dataset])
+        file_menu.addActions([a.open_workspace, a.open_dataset, a.open_text_file])
         file_menu.addMenu(self.workspaces.recent_menu)
         file_menu.addAction(a.open_demo)
         file_menu.addSeparator()
@@ -259,6 +268,7 @@ class MainWindow(QMainWindow):
         a, grid, datasets, workspaces = self.actions, self.grid, self.datasets, self.workspaces
         a.open_workspace.triggered.connect(workspaces.ask_workspace)
         a.open_dataset.triggered.connect(workspaces.ask_dataset)
+        a.open_text_file.triggered.connect(workspaces.ask_text_file)
         a.open_demo.triggered.connect(lambda: workspaces.open_demo())
         a.save.triggered.connect(datasets.save)
         a.reload.triggered.connect(datasets.reload)
@@ -267,15 +277,19 @@ class MainWindow(QMainWindow):
         a.quit.triggered.connect(self.close)
         a.edit_caption.triggered.connect(grid.edit_current)
         for action, operation in ((a.bulk_edit, Operation.ADD_TAG), (a.add_tag, Operation.ADD_TAG),
-                                  (a.find_replace, Operation.REPLACE), (a.prepend_trigger, Operation.PREPEND_TRIGGER)):
+                                  (a.prepend_trigger, Operation.PREPEND_TRIGGER)):
             action.triggered.connect(lambda _=False, op=operation: self.bulk.open_bulk_dialog(op))
-        a.select_all.triggered.connect(lambda: grid.active_view().selectAll())
+        a.find_replace.triggered.connect(lambda: self.text.open_find_replace() if self.text.session
+                                         else self.bulk.open_bulk_dialog(Operation.REPLACE))
+        a.select_all.triggered.connect(lambda: (self.text_page.table if self.text.session
+                                                else grid.active_view()).selectAll())
         a.resolve_conflicts.triggered.connect(datasets.show_conflicts)
         a.icon_mode.triggered.connect(lambda: self.set_grid_mode(ICON_MODE))
         a.table_mode.triggered.connect(lambda: self.set_grid_mode(TABLE_MODE))
-        a.focus_filter.triggered.connect(lambda: (self.filter_bar.search.setFocus(), self.filter_bar.search.selectAll()))
-        a.next_image.triggered.connect(lambda: self.panes.step(1))
-        a.previous_image.triggered.connect(lambda: self.panes.step(-1))
+        a.focus_filter.triggered.connect(self._focus_filter)
+        a.next_image.triggered.connect(lambda: self.text_page.table.step(1) if self.text.session else self.panes.step(1))
+        a.previous_image.triggered.connect(lambda: self.text_page.table.step(-1) if self.text.session
+                                           else self.panes.step(-1))
         a.about.triggered.connect(self._about)
         workspaces.workspaceChanged.connect(self._workspace_changed)
         self.files.folderDropped.connect(workspaces.open_workspace)
@@ -307,6 +321,23 @@ class MainWindow(QMainWindow):
         datasets.datasetFailed.connect(self.datasetFailed)
         self.checks.imageCheckDone.connect(self.imageCheckDone)
 
+    def _connect_text(self) -> None:
+        """Text datasets: their controller shows them on the text page and shares the window's panes."""
+        text = self.text
+        for follower in (self._text_session_changed, self.undo.follow):
+            text.sessionChanged.connect(follower)
+        text.datasetOpened.connect(self._update_actions)
+        text.datasetOpened.connect(self.workspaces.remember_dataset)
+        text.datasetOpened.connect(self.datasetOpened)
+        text.problemsCounted.connect(
+            lambda total: self.docks["problems"].setWindowTitle(f"Problems ({total})" if total else "Problems"))
+        text.conflictsPending.connect(self.actions.resolve_conflicts.setEnabled)
+        self.actions.resolve_conflicts.triggered.connect(text.show_conflicts)
+        self.problems.locationChosen.connect(text.go_to)
+        training = self.workbench.training
+        training.analysisDone.connect(lambda: text.set_training_config(
+            training.raw, training.config_path.parent if training.config_path else None))
+
     # -- following the controllers ---------------------------------------------------------------
     def _workspace_changed(self, path: Path) -> None:
         self.workbench.set_workspace(path)
@@ -317,6 +348,23 @@ class MainWindow(QMainWindow):
         self.pages.setCurrentWidget(self.grid_page if session is not None else self.empty_state)
         self._update_count()
 
+    def _text_session_changed(self, session) -> None:
+        if session is not None:
+            self.pages.setCurrentWidget(self.text_page)
+        elif self.pages.currentWidget() is self.text_page:
+            self.pages.setCurrentWidget(self.grid_page if self.session is not None else self.empty_state)
+        self.text_docks.text_shown(session is not None)
+        self.workbench.setTabText(self.workbench.indexOf(self.pages), "Examples" if session is not None else "Captions")
+        self.actions.save.setText("&Save Examples" if session is not None else "&Save Captions")
+        self._update_actions()
+        if session is not None:
+            self.autocaption.action.setEnabled(False)  # captions images: enabled again when an image dataset opens
+
+    def _focus_filter(self) -> None:
+        search = (self.text_page.filter_bar if self.text.session else self.filter_bar).search
+        search.setFocus()
+        search.selectAll()
+
     def _update_count(self, *_args) -> None:
         self.filter_bar.show_count(self.grid.proxy.rowCount(), self.model.rowCount(), self.grid.proxy.filter_error)
 
@@ -324,9 +372,13 @@ class MainWindow(QMainWindow):
         has = self.session is not None
         selected = bool(self.grid.selected_rows()) if has else False
         a = self.actions
-        for action in (a.save, a.reload, a.bulk_edit, a.add_tag, a.find_replace, a.prepend_trigger, a.add_images,
-                       a.edit_caption, a.select_all, a.next_image, a.previous_image):
+        for action in (a.bulk_edit, a.add_tag, a.prepend_trigger, a.add_images, a.edit_caption):
             action.setEnabled(has)
+        for action in (a.icon_mode, a.table_mode):  # the caption grid's views; a text dataset has its table
+            action.setEnabled(self.text.session is None)
+        # What a text dataset has too: saving, reloading, find and replace, moving through the rows.
+        for action in (a.save, a.reload, a.find_replace, a.select_all, a.next_image, a.previous_image):
+            action.setEnabled(has or self.text.session is not None)
         a.trash.setEnabled(selected)
 
     # -- view ---------------------------------------------------------------------------------------
@@ -387,6 +439,7 @@ class MainWindow(QMainWindow):
         self.autocaption.shutdown()
         self.workbench.set_workspace(None)
         self.datasets.close_dataset()
+        self.text.close()
         self.runner.cancel_all()
         self.thumbnails.stop()
         self.runner.pool.waitForDone(10_000)

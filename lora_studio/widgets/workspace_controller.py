@@ -36,7 +36,7 @@ class WorkspaceController(QObject):
             m if "cancelled" in m else f"Cannot scan the workspace: {m}")))
         status.scanCancelled.connect(tree.cancel_scan)
         datasets.folderShown.connect(tree.select_path)
-        datasets.datasetOpened.connect(self._remember_dataset)
+        datasets.datasetOpened.connect(self.remember_dataset)
 
     def ask_workspace(self) -> None:
         """Choose a workspace folder (Open Workspace…)."""
@@ -50,6 +50,14 @@ class WorkspaceController(QObject):
                                                   str(self.workspace or Path.home()))
         if folder:
             self.datasets.open_dataset_folder(Path(folder))
+
+    def ask_text_file(self) -> None:
+        """Choose one .jsonl/.json file of a text dataset (Open Text Dataset File…)."""
+        chosen, _ = QFileDialog.getOpenFileName(self.parent(), "Open text dataset file",
+                                                str(self.workspace or Path.home()),
+                                                "Text datasets (*.jsonl *.json);;All files (*)")
+        if chosen:
+            self.datasets.open_dataset_folder(Path(chosen))
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -74,17 +82,18 @@ class WorkspaceController(QObject):
 
     def _scanned(self) -> None:
         self.status.show_message(f"Workspace {self.workspace}", 4000)
-        if self.datasets.session is not None or self.workspace is None:
+        if self.datasets.root() is not None or self.workspace is None:
             return
         last = self.settings.last_dataset(self.workspace)
-        if last and Path(last).is_dir():
+        if last and Path(last).exists():  # a folder, or a text dataset's file
             self.datasets.open_dataset_folder(Path(last))
             return
         first = self.tree.tree_model.first_dataset()
         if first:
             self.datasets.open_dataset_folder(Path(first))
 
-    def _remember_dataset(self, root: str) -> None:
+    def remember_dataset(self, root: str) -> None:
+        """Reopen this dataset (image or text) next time the workspace opens."""
         if self.workspace is not None:
             self.settings.set_last_dataset(self.workspace, Path(root))
 

@@ -259,3 +259,54 @@ def test_the_base_model_shows_its_family_and_the_form_only_that_familys_options(
     row = page.form.rows["base_model"]
     assert row.error.isVisible() and "looks like a LoRA, not a base model" in row.error.text()
     assert not editor.badge.isVisibleTo(page) and not page.start_button.isEnabled()
+
+
+def _problem_texts(page) -> list[str]:
+    return [page.problem_list.item(i).text() for i in range(page.problem_list.count())]
+
+
+def test_a_flux_transformer_file_gets_its_other_files_from_comfyuis_folders(page, qtbot, workspace, tiny_model_of):
+    import shutil
+
+    split = tiny_model_of("flux").diffusers_dir.parent / "split"
+    models = workspace / "models"
+    for sub, name in (("unet", "flux1-tiny-dev.safetensors"), ("clip", "clip_l.safetensors"),
+                      ("clip", "t5xxl_tiny.safetensors"), ("vae", "ae.safetensors")):
+        (models / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copy(split / name, models / sub / name)
+    shutil.copytree(split / "t5_tokenizer", models / "t5_tokenizer")
+    page.analysis = None
+    page.form.base_model_editor.line.setText("../models/unet/flux1-tiny-dev.safetensors")
+    # The first check finds the files and fills them in; the second checks the filled-in settings.
+    qtbot.waitUntil(lambda: page.analysis is not None and page.analysis.family is not None
+                    and page.analysis.family.family == "flux", timeout=20_000)
+    assert {k: page.raw.get(k) for k in ("clip_l_path", "t5_path", "ae_path", "t5_tokenizer_path")} == {
+        "clip_l_path": "../models/clip/clip_l.safetensors", "t5_path": "../models/clip/t5xxl_tiny.safetensors",
+        "ae_path": "../models/vae/ae.safetensors", "t5_tokenizer_path": "../models/t5_tokenizer"}
+    assert any("Found the model's other files beside it" in text for text in _problem_texts(page))
+    assert _visible(page, "t5_path") and page.form.base_model_editor.badge.text() == "Flux.1"
+    assert "fits a" in page.memory.text() and page.start_button.isEnabled()
+    qtbot.wait(200)
+    screenshot(page, "training_form_flux_split_files")
+
+
+def test_a_language_model_shows_the_text_options_and_hides_the_image_ones(page, qtbot, workspace):
+    from trainer.llm.tiny_model import make_tiny_llama
+
+    make_tiny_llama(workspace / "models" / "llm")
+    chats = workspace / "datasets" / "chats.jsonl"
+    chats.write_text("".join('{"instruction": "q%d", "output": "a"}\n' % i for i in range(10)), encoding="utf-8")
+    page.form.base_model_editor.line.setText("../models/llm/llama")
+    settle(qtbot, page)
+    assert page.form.base_model_editor.badge.text() == "LLM · llama"
+    assert _visible(page, "dataset_path") and _visible(page, "cutoff_len")
+    assert not _visible(page, "train_data_dir") and not _visible(page, "resolution")
+    assert any("dataset_path: is missing: a language model trains on text examples" in t for t in _problem_texts(page))
+    page.form.rows["dataset_path"].editor.line.setText("../datasets/chats.jsonl")
+    page.form.rows["val_size"].editor.set_value(2)
+    page.form.rows["val_size"].editor.changed.emit()
+    settle(qtbot, page)
+    assert "<b>8</b> examples to train on (2 held out for eval_loss)" in page.figures.text()
+    assert "parameters from the model's config.json" in page.memory.text()
+    qtbot.wait(200)
+    screenshot(page, "training_form_llm_model")

@@ -29,6 +29,7 @@ from trainer.llm.model import LoadedLM, add_lora, load_causal_lm
 from trainer.llm.outputs import save_adapter_folder, save_merged_folder
 from trainer.llm.tokenize import pack_rows, split_validation, template_for, tokenize_examples
 from trainer.loop import TrainingFailure, TrainingLoop
+from trainer.model_family import LLM
 from trainer.optim import make_optimizer, make_scheduler
 from trainer.precision import autocast, resolve_precision
 from trainer.problems import ExplainedError
@@ -66,6 +67,7 @@ class LLMRecipe(TrainingLoop):
                                            allow_remote_code=cfg.allow_remote_code,
                                            quantization_bit=cfg.quantization_bit)
         self.params = add_lora(self.lm, cfg)
+        self.warn_unused_options(LLM)
         log.info("LoRA rank %d alpha %g on %s of %s: %d trainable parameters", cfg.lora_rank, cfg.lora_scale_alpha,
                  ", ".join(sorted(self.lm.model.peft_config["default"].target_modules)), self.lm.source.name,
                  sum(p.numel() for p in self.params))

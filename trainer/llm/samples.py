@@ -19,6 +19,8 @@ from trainer.llm.tokenize import render_prompt
 from trainer.precision import Precision, autocast
 from trainer.sampling import sample_file_name
 
+TEXT_IN_EVENT = 4000  # characters of an answer kept in its `sample` event (the file has all of it)
+
 
 def write_text_samples(lm: LoadedLM, template: ChatTemplate, config: Any, step: int, out_dir: Path,
                        precision: Precision) -> list[dict]:
@@ -36,8 +38,9 @@ def write_text_samples(lm: LoadedLM, template: ChatTemplate, config: Any, step: 
             answer = tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True)
             path = out_dir / sample_file_name(step, index, ".txt")
             atomic_write_text(path, answer)
+            # The answer rides in the event too, so the monitor shows it without reading files on the share.
             records.append({"step": step, "prompt_index": index, "prompt": prompt, "path": f"{out_dir.name}/{path.name}",
-                            "media": "text"})
+                            "media": "text", "text": answer[:TEXT_IN_EVENT]})
     finally:
         torch.set_rng_state(cpu_state)
     return records

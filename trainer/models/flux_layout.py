@@ -90,6 +90,16 @@ def _swap_halves(tensor: Tensor) -> Tensor:
     return torch.cat([second, first], dim=0)
 
 
+def _copy_the_rest(source: Mapping[str, Tensor], out: dict[str, Tensor], norms: list[tuple[str, str]],
+                   modulation: tuple[str, str]) -> None:
+    """The norms (renamed: ``(from, to)`` pairs) and the final modulation (its halves swapped)."""
+    for name, target in norms:
+        out[target] = source[name]
+    name, target = modulation
+    for suffix in ("weight", "bias"):
+        out[f"{target}.{suffix}"] = _swap_halves(source[f"{name}.{suffix}"])
+
+
 def strip_prefix(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """The transformer's weights without the ``model.diffusion_model.`` prefix some files carry."""
     return {k.removeprefix(ORIGINAL_PREFIX): v for k, v in state.items()}
@@ -114,11 +124,7 @@ def to_diffusers(original: Mapping[str, Tensor]) -> dict[str, Tensor]:
             if tensor is not None:
                 for part, piece in zip(parts, torch.split(tensor, sizes, dim=0)):
                     out[f"{part}.{suffix}"] = piece
-    for source, target in _norm_table(keys):
-        out[target] = original[source]
-    source, target = _FINAL_MODULATION
-    for suffix in ("weight", "bias"):
-        out[f"{target}.{suffix}"] = _swap_halves(original[f"{source}.{suffix}"])
+    _copy_the_rest(original, out, list(_norm_table(keys)), _FINAL_MODULATION)
     return out
 
 
@@ -133,11 +139,7 @@ def to_original(diffusers: Mapping[str, Tensor]) -> dict[str, Tensor]:
             pieces = [diffusers.get(f"{part}.{suffix}") for part in parts]
             if all(piece is not None for piece in pieces):
                 out[f"{target}.{suffix}"] = torch.cat(pieces, dim=0)
-    for target, source in _norm_table(original_keys):
-        out[target] = diffusers[source]
-    target, source = _FINAL_MODULATION
-    for suffix in ("weight", "bias"):
-        out[f"{target}.{suffix}"] = _swap_halves(diffusers[f"{source}.{suffix}"])
+    _copy_the_rest(diffusers, out, [(b, a) for a, b in _norm_table(original_keys)], _FINAL_MODULATION[::-1])
     return out
 
 
