@@ -13,12 +13,10 @@ from trainer.model_family import FAMILIES, IMAGE_FAMILIES
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """The tiny SD model, made by the real `make-tiny-model` command."""
-    folder = tmp_path_factory.mktemp("tiny-model")
-    result = trainer_cli("make-tiny-model", str(folder))
-    assert result.returncode == 0, result.stderr
-    return folder
+def tiny_model(tiny_model_of) -> Path:
+    """The folder of the tiny SD model (`diffusers/` and `tiny-sd-v1.safetensors`), made by the real
+    `make-tiny-model` command; the same model as ``tiny_model_of("sd1")``."""
+    return tiny_model_of("sd1").diffusers_dir.parent
 
 
 @dataclass(frozen=True)
@@ -58,3 +56,27 @@ def family_model(request, tiny_model_of) -> TinyFamilyModel:
     """Each registered image family's tiny model (`make-tiny-model --family`): a test that takes this
     fixture runs once per family, so a new family gets the whole suite by being registered."""
     return tiny_model_of(next(s for s in IMAGE_FAMILIES if s.id == request.param).tiny_variant)
+
+
+@pytest.fixture(scope="session")
+def trained_run_of(tmp_path_factory, tiny_model_of) -> Callable[[str], Path]:
+    """``trained_run_of(variant)``: the run folder of one short training of that tiny model from its
+    single file (or folder), with every layer and the text encoders adapted and a sample at the end;
+    trained once per session and read by every test that checks the files a run writes."""
+    from tests.test_train_e2e import make_dataset, write_config
+
+    runs: dict[str, Path] = {}
+
+    def get(variant: str) -> Path:
+        if variant not in runs:
+            folder = tmp_path_factory.mktemp(f"trained-{variant}")
+            data = make_dataset(folder / "data", "csv")
+            config = write_config(folder / "config.yaml", tiny_model_of(variant).base_model, data, folder / "run",
+                                  max_train_steps=6, sample_every_n_steps=6, sample_prompts=["a red square"],
+                                  learning_rate=5e-2, lora_target="all", train_text_encoder=True)
+            result = trainer_cli("train", "--config", str(config))
+            assert result.returncode == 0, result.stderr
+            runs[variant] = folder / "run"
+        return runs[variant]
+
+    return get

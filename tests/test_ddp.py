@@ -19,7 +19,10 @@ from tests.test_train_e2e import make_dataset
 pytestmark = pytest.mark.slow
 
 
-def test_two_process_ddp_trains_and_writes_the_curve_once(tmp_path, family_model):
+def test_two_process_ddp_trains_and_writes_the_curve_once(tmp_path, tiny_model_of):
+    """The shared loop's DDP (gradient averaging, rank 0 writes, every rank's random state saved), on SD;
+    tests/llm runs it for language models."""
+    family_model = tiny_model_of("sd1")
     data = make_dataset(tmp_path / "data", "txt")
     out = tmp_path / "run"
     config = tmp_path / "config.yaml"

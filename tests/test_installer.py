@@ -26,7 +26,7 @@ HARMLESS_STDERR = (r"This plugin does not support propagateSizeHints\(\)", r"Thi
 ALLOWED_TRAINER = re.compile(r"trainer(\.(config(\..*)?|captions(\..*)?|images|dataset_scan|rundir|fsutil|buckets|estimate|"
                              r"checkpoint|problems|model_family|causal_lm_folder|model_check|"
                              r"demo_workspace|labeling(\.(registry|merge|args|errors|model_search|base|wd14|"
-                             r"image_to_text))?|llm(\.(formats|rows|templates))?))?$")
+                             r"image_to_text))?|llm(\.(formats|rows|templates|tokenize))?))?$")
 
 pytestmark = [
     pytest.mark.slow,

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.cli_helpers import trainer_cli
 from tests.lora_loader_rules import (
     Target,
     a1111_convert_diffusers_name,
@@ -23,7 +22,6 @@ from tests.lora_loader_rules import (
     comfyui_unet_to_diffusers,
     comfyui_unmapped,
 )
-from tests.test_train_e2e import make_dataset, write_config
 
 UNET = "model.diffusion_model."
 
@@ -367,19 +365,13 @@ def _shapes(path: Path) -> dict[str, list[int]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["sd1", "sd2", "sdxl"])
-def test_trained_kohya_file_maps_in_comfyui_and_a1111(tmp_path, tiny_model_of, family):
+def test_trained_kohya_file_maps_in_comfyui_and_a1111(tiny_model_of, trained_run_of, family):
     tiny = tiny_model_of(family)
     checkpoint, model_dir = tiny.single_file, tiny.diffusers_dir.parent
     unet_config = json.loads((model_dir / "diffusers" / "unet" / "config.json").read_text())
-    data = make_dataset(tmp_path / "data", "txt")
-    out = tmp_path / "run"
-    config = write_config(tmp_path / "config.yaml", checkpoint, data, out, max_train_steps=2, save_steps=0,
-                          sample_every_n_steps=0, sample_prompts=[], lora_target="all", train_text_encoder=True,
-                          output_name=f"rules-{family}")
-    result = trainer_cli("train", "--config", str(config))
-    assert result.returncode == 0, result.stdout + result.stderr
+    out = trained_run_of(family)  # `all` layers and the text encoders, trained from the single file
 
-    lora = _shapes(out / f"rules-{family}.safetensors")
+    lora = _shapes(out / "run.safetensors")
     base = _shapes(checkpoint)
     modules = {k.split(".", 1)[0] for k in lora}
     # The file has what `all` trains, so that a pass means something.

@@ -40,29 +40,32 @@ def write_config(folder: Path, model: Path, data: Path, out: Path, **extra) -> P
     return path
 
 
+_REFERENCES: dict[str, tuple] = {}  # one uninterrupted run per base model, shared by both fixtures
+
+
+def reference_run(tmp_path_factory, model: Path) -> tuple:
+    """A folder, the model, a data set and the weights of one uninterrupted run (trained once)."""
+    if str(model) not in _REFERENCES:
+        folder = tmp_path_factory.mktemp("resume")
+        data = make_dataset(folder / "data", "csv")
+        config = write_config(folder, model, data, folder / "reference")
+        result = trainer_cli("train", "--config", str(config))
+        assert result.returncode == 0, result.stderr
+        _REFERENCES[str(model)] = (folder, model, data, load_file(folder / "reference" / "lora.safetensors"))
+    return _REFERENCES[str(model)]
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, family_model):
     """A tiny model (of each family), a data set and the weights of one uninterrupted run."""
-    folder = tmp_path_factory.mktemp(f"resume-{family_model.family}")
-    model = family_model.base_model
-    data = make_dataset(folder / "data", "csv")
-    config = write_config(folder, model, data, folder / "reference")
-    result = trainer_cli("train", "--config", str(config))
-    assert result.returncode == 0, result.stderr
-    return folder, model, data, load_file(folder / "reference" / "lora.safetensors")
+    return reference_run(tmp_path_factory, family_model.base_model)
 
 
 @pytest.fixture(scope="module")
-def sd_setup(tmp_path_factory, tiny_model):
+def sd_setup(tmp_path_factory, tiny_model_of):
     """The same for the SD model alone, for what does not depend on the family (checkpoint files,
     folders, signals): run once, not once per family, to keep the suite's time."""
-    folder = tmp_path_factory.mktemp("resume-files")
-    model = tiny_model / "tiny-sd-v1.safetensors"
-    data = make_dataset(folder / "data", "csv")
-    config = write_config(folder, model, data, folder / "reference")
-    result = trainer_cli("train", "--config", str(config))
-    assert result.returncode == 0, result.stderr
-    return folder, model, data, load_file(folder / "reference" / "lora.safetensors")
+    return reference_run(tmp_path_factory, tiny_model_of("sd1").base_model)
 
 
 def assert_same_weights(path: Path, reference: dict[str, torch.Tensor]) -> None:
@@ -80,10 +83,19 @@ def run_killed_at(config: Path, point: str) -> subprocess.CompletedProcess:
     return result
 
 
-# A kill between steps (at a step drawn once) and one in the middle of writing a checkpoint, per
-# family; more draws of the same kind cost the suite time and test nothing new.
-@pytest.mark.parametrize("point", [f"step:{random.Random(1).randint(1, STEPS - 1)}", "checkpoint:4"])
-def test_sigkill_then_resume_is_bit_identical(setup, point):
+# A kill between steps (at a step drawn once) per family, and one in the middle of writing a
+# checkpoint; more draws of the same kind cost the suite time and test nothing new.
+def test_sigkill_between_steps_then_resume_is_bit_identical(setup):
+    """Every family: its noise, timesteps and encoders' state come back exactly."""
+    check_kill_and_resume(setup, f"step:{random.Random(1).randint(1, STEPS - 1)}")
+
+
+def test_sigkill_inside_a_checkpoint_then_resume_is_bit_identical(sd_setup):
+    """The checkpoint writer is the shared loop's, the same for every family: once, on SD."""
+    check_kill_and_resume(sd_setup, "checkpoint:4")
+
+
+def check_kill_and_resume(setup, point: str) -> None:
     folder, model, data, reference = setup
     out = folder / f"killed-{point.replace(':', '-')}"
     config = write_config(folder, model, data, out)
@@ -109,9 +121,10 @@ def test_sigkill_then_resume_is_bit_identical(setup, point):
     assert [r["step"] for r in series.records()] == list(range(1, STEPS + 1))
 
 
-def test_a_stop_file_stops_and_resume_completes(setup):
-    """Every family: the STOP file saves a checkpoint and ends the run; a resume completes it."""
-    stop_then_resume(setup, "STOP file")
+def test_a_stop_file_stops_and_resume_completes(sd_setup):
+    """The STOP file saves a checkpoint and ends the run; a resume completes it (the shared loop's
+    stop, the same for every family)."""
+    stop_then_resume(sd_setup, "STOP file")
 
 
 def test_sigterm_stops_and_resume_completes(sd_setup):

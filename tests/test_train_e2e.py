@@ -114,7 +114,7 @@ def _injected(part) -> int:
 
 
 @pytest.mark.slow
-def test_both_lora_files_load_in_the_familys_diffusers_pipeline(tmp_path, family_model):
+def test_both_lora_files_load_in_the_familys_diffusers_pipeline(family_model, trained_run_of):
     """Both output files of every family load fully in the family's diffusers pipeline
     (every module lands in a model), change what it draws, and draw the same picture;
     samples during training come from the family's own pipeline."""
@@ -122,13 +122,9 @@ def test_both_lora_files_load_in_the_familys_diffusers_pipeline(tmp_path, family
     from diffusers import DiffusionPipeline
     from safetensors import safe_open
 
-    data = make_dataset(tmp_path / "data", "csv")
-    out = tmp_path / "run"
-    config = write_config(tmp_path / "config.yaml", family_model.base_model, data, out, max_train_steps=6,
-                          sample_every_n_steps=6, sample_prompts=["a red square"], learning_rate=5e-2,
-                          lora_target="all", train_text_encoder=True)
-    result = trainer_cli("train", "--config", str(config))
-    assert result.returncode == 0, result.stderr
+    from trainer.model_family import FAMILIES_BY_ID
+
+    out = trained_run_of(FAMILIES_BY_ID[family_model.family].tiny_variant)
     # The family's own pipeline made the sample (SDXL's needs the pooled text and size conditioning).
     sample = Image.open(out / "samples" / "step-00000006_p00.png")
     assert sample.size == (64, 64)

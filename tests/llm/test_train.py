@@ -97,10 +97,12 @@ def test_the_adapter_loads_in_peft_with_every_tensor_and_changes_the_output(alpa
     assert (model(**ids).logits - before).abs().max() > 1e-4
 
 
-@pytest.mark.parametrize("form", ["sharegpt", "openai"])
-def test_sharegpt_and_openai_files_train_too(tmp_path, tiny_llama, form):
-    data = write_rows(tmp_path / f"{form}.jsonl", form, count=12)
-    config = write_config(tmp_path, tiny_llama, data, tmp_path / "run", epochs=2, save_steps=0)
+def test_a_folder_of_sharegpt_and_openai_files_trains_too(tmp_path, tiny_llama):
+    folder = tmp_path / "chats"
+    folder.mkdir()
+    write_rows(folder / "sharegpt.jsonl", "sharegpt", count=6)
+    write_rows(folder / "openai.jsonl", "openai", count=6)
+    config = write_config(tmp_path, tiny_llama, folder, tmp_path / "run", epochs=2, save_steps=0)
     result = trainer_cli("train", "--config", str(config))
     assert result.returncode == 0, result.stderr
     curve = losses(tmp_path / "run")
@@ -127,14 +129,65 @@ def test_sigkill_then_resume_is_bit_identical(alpaca_run, tmp_path):
     assert [r["step"] for r in series.records()] == list(range(1, 16))  # one curve, every step once
 
 
-def test_a_stop_file_stops_with_a_checkpoint(tmp_path, tiny_llama):
-    data = write_rows(tmp_path / "train.jsonl", "alpaca")
+def test_a_stop_file_stops_with_a_checkpoint_and_the_run_resumes_to_the_end(tmp_path, tiny_llama):
+    import subprocess
+    import sys
+    import time
+
+    from tests.cli_helpers import ROOT
+
+    data = write_rows(tmp_path / "train.jsonl", "alpaca", count=40)
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "STOP").write_text("", encoding="utf-8")  # asked before the first step: a stale one is removed
-    config = write_config(tmp_path, tiny_llama, data, out, save_steps=0)
+    config = write_config(tmp_path, tiny_llama, data, out, epochs=40, save_steps=0)
+    process = subprocess.Popen([sys.executable, "-m", "trainer", "train", "--config", str(config)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().strip()):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    (out / "STOP").write_text("", encoding="utf-8")
+    assert process.wait(timeout=300) == 0, process.communicate()
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "stopped" and 0 < status["step"] < status["total_steps"]
+    assert status["last_checkpoint"] == f"checkpoints/step-{status['step']:08d}"
+    values = yaml.safe_load(config.read_text())
+    values["max_train_steps"] = status["step"] + 2  # finish soon after the resume
+    config.write_text(yaml.safe_dump(values), encoding="utf-8")
     result = trainer_cli("train", "--config", str(config))
-    assert result.returncode == 0 and json.loads((out / "status.json").read_text())["state"] == "completed"
+    assert result.returncode == 0, result.stderr
+    resumed = json.loads((out / "status.json").read_text())
+    assert resumed["state"] == "completed" and resumed["step"] == status["step"] + 2
+
+
+def test_dora_rslora_checkpointing_and_the_merged_export(tmp_path, tiny_llama):
+    """The options a user turns on for quality and memory train, and `export: merged` writes a model
+    that loads alone and answers as the base model with the adapter does."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    data = write_rows(tmp_path / "train.jsonl", "openai", count=8)
+    out = tmp_path / "run"
+    config = write_config(tmp_path, tiny_llama, data, out, epochs=1, save_steps=0, use_dora=True, use_rslora=True,
+                          gradient_checkpointing=True, export="merged", lora_target="all_linear")
+    result = trainer_cli("train", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    adapter_config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert adapter_config["use_dora"] and adapter_config["use_rslora"]
+    ids = torch.tensor([[5, 17, 42, 9, 33]])
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged", local_files_only=True)
+    assert list((out / "merged").glob("*.safetensors")) and not list((out / "merged").glob("*.bin"))
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama, local_files_only=True)
+    with_adapter = PeftModel.from_pretrained(base, out / "adapter").eval()
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, with_adapter(ids).logits, atol=1e-4)
+
+
+def test_4_bit_qlora_is_refused_on_the_cpu(tmp_path, tiny_llama):
+    config = write_config(tmp_path, tiny_llama, write_rows(tmp_path / "d.jsonl", "alpaca"), tmp_path / "run",
+                          quantization_bit="4", device="cpu")
+    result = trainer_cli("train", "--config", str(config))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "quantization_bit 4 (QLoRA) needs a CUDA GPU" in result.stderr
 
 
 def _refused(tmp_path: Path, model: Path, data: Path, **extra) -> str:
