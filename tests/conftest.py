@@ -61,7 +61,7 @@ def family_model(request, tiny_model_of) -> TinyFamilyModel:
 @pytest.fixture(scope="session")
 def trained_run_of(tmp_path_factory, tiny_model_of) -> Callable[[str], Path]:
     """``trained_run_of(variant)``: the run folder of one short training of that tiny model from its
-    single file (or folder), with every layer and the text encoders adapted and a sample at the end;
+    single file (or folder), with every layer and the text encoders adapted, fp32 files and a sample at the end;
     trained once per session and read by every test that checks the files a run writes."""
     from tests.test_train_e2e import make_dataset, write_config
 
@@ -73,10 +73,37 @@ def trained_run_of(tmp_path_factory, tiny_model_of) -> Callable[[str], Path]:
             data = make_dataset(folder / "data", "csv")
             config = write_config(folder / "config.yaml", tiny_model_of(variant).base_model, data, folder / "run",
                                   max_train_steps=6, sample_every_n_steps=6, sample_prompts=["a red square"],
-                                  learning_rate=5e-2, lora_target="all", train_text_encoder=True)
+                                  learning_rate=5e-2, lora_target="all", train_text_encoder=True,
+                                  save_precision="fp32")  # exact files: the fused-layer test compares them
             result = trainer_cli("train", "--config", str(config))
             assert result.returncode == 0, result.stderr
             runs[variant] = folder / "run"
         return runs[variant]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """The tiny Llama folder (ChatML template), made by the real `make-tiny-model --family llama`."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    result = trainer_cli("make-tiny-model", str(folder), "--family", "llama")
+    assert result.returncode == 0, result.stderr
+    assert f"model folder: {folder / 'llama'}" in result.stdout
+    return folder / "llama"
+
+
+@pytest.fixture(scope="session")
+def llm_alpaca_run(tmp_path_factory, tiny_llama) -> tuple[Path, Path, Path]:
+    """(folder, config, run folder) of one language-model run on alpaca rows through the real CLI:
+    15 steps, 4 rows held out, eval_loss every 5 steps and two sample prompts answered every 5."""
+    from tests.llm.test_train import write_config, write_rows
+
+    folder = tmp_path_factory.mktemp("llm-alpaca")
+    data = write_rows(folder / "train.jsonl", "alpaca")
+    config = write_config(folder, tiny_llama, data, folder / "run", val_size=4, eval_steps=5, lora_dropout=0.1,
+                          sample_prompts=["Name colour number 2.", "Name colour number 3."], sample_every_n_steps=5,
+                          max_new_tokens=8)
+    result = trainer_cli("train", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    return folder, config, folder / "run"

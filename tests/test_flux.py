@@ -24,16 +24,9 @@ FUSED = {"img_attn.qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
 
 
 @pytest.fixture(scope="module")
-def flux_run(tmp_path_factory, tiny_model_of):
-    folder = tmp_path_factory.mktemp("flux")
-    data = make_dataset(folder / "data", "txt")
-    out = folder / "run"
-    config = write_config(folder / "config.yaml", tiny_model_of("flux").diffusers_dir, data, out, max_train_steps=3,
-                          sample_every_n_steps=0, sample_prompts=[], lora_target="all", learning_rate=5e-2,
-                          train_text_encoder=True, save_precision="fp32")
-    result = trainer_cli("train", "--config", str(config))
-    assert result.returncode == 0, result.stderr
-    return out
+def flux_run(trained_run_of):
+    """The session's short Flux run: `all` layers and CLIP-L trained, files in fp32 (tests/conftest.py)."""
+    return trained_run_of("flux")
 
 
 def _bfl_module(kohya: str) -> str:

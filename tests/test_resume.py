@@ -157,12 +157,23 @@ def stop_then_resume(setup, how: str) -> None:
     assert not (out / "STOP").exists()
 
 
+@pytest.fixture(scope="module")
+def killed_at_7(sd_setup) -> Path:
+    """A run SIGKILLed after step 7 (its newest checkpoint is step 6): each damage test takes a copy."""
+    folder, model, data, _reference = sd_setup
+    out = folder / "killed-at-7"
+    run_killed_at(write_config(folder, model, data, out), "step:7")
+    return out
+
+
 @pytest.mark.parametrize("damage", ["truncated adapter", "missing marker"])
-def test_damaged_newest_checkpoint_is_skipped(sd_setup, damage):
+def test_damaged_newest_checkpoint_is_skipped(sd_setup, killed_at_7, damage):
+    import shutil
+
     folder, model, data, reference = sd_setup
     out = folder / f"damaged-{damage.replace(' ', '-')}"
+    shutil.copytree(killed_at_7, out)
     config = write_config(folder, model, data, out)
-    run_killed_at(config, "step:7")
     newest = out / "checkpoints" / "step-00000006"
     if damage == "truncated adapter":
         adapter = newest / "adapter.safetensors"

@@ -5,29 +5,14 @@ from __future__ import annotations
 import pytest
 from app_helpers import screenshot
 
-from tests.cli_helpers import trainer_cli
-from tests.llm.test_train import write_config, write_rows
-
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def text_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("text-samples")
-    model = folder / "model"
-    assert trainer_cli("make-tiny-model", str(model), "--family", "llama").returncode == 0
-    data = write_rows(folder / "train.jsonl", "alpaca", count=16)
-    config = write_config(folder, model / "llama", data, folder / "run", epochs=2, save_steps=0, max_new_tokens=12,
-                          sample_prompts=["Name colour number 2.", "Name colour number 3."], sample_every_n_steps=4)
-    result = trainer_cli("train", "--config", str(config))
-    assert result.returncode == 0, result.stderr
-    return folder / "run"
-
-
-def test_the_samples_tab_shows_each_answer_as_text_by_step_and_prompt(qtbot, tmp_path, text_run):
+def test_the_samples_tab_shows_each_answer_as_text_by_step_and_prompt(qtbot, tmp_path, llm_alpaca_run):
     from PySide6.QtWidgets import QPlainTextEdit
 
     from lora_studio.monitor.monitor_page import MonitorPage
+    from lora_studio.monitor.samples_view import TEXT_ROLE
     from lora_studio.targets.api import TargetContext
     from lora_studio.targets.model import TargetSettings
     from lora_studio.workers.tasks import TaskRunner
@@ -39,20 +24,22 @@ def test_the_samples_tab_shows_each_answer_as_text_by_step_and_prompt(qtbot, tmp
     qtbot.addWidget(page)
     page.resize(1400, 860)
     page.show()
+    text_run = llm_alpaca_run[2]  # 15 steps, two prompts answered every 5
     page.show_run(text_run)
     table = page.samples.table
-    qtbot.waitUntil(lambda: table.rowCount() == 2 and table.columnCount() == 2, timeout=20_000)
-    answers = {(text_run / "samples" / f"step-{step:08d}_p{p:02d}.txt").read_text() for step in (4, 8) for p in (0, 1)}
-    shown = {table.item(row, column).data(256 + 1) for row in range(2) for column in range(2)}
-    assert shown == answers  # each card holds its file's answer
-    assert table.verticalHeaderItem(0).text() == "step 8"  # newest on top
+    qtbot.waitUntil(lambda: table.rowCount() == 3 and table.columnCount() == 2, timeout=20_000)
+    for row, step in enumerate((15, 10, 5)):  # newest on top
+        assert table.verticalHeaderItem(row).text() == f"step {step}"
+        for column in range(2):  # each card holds its file's answer
+            answer = (text_run / "samples" / f"step-{step:08d}_p{column:02d}.txt").read_text()
+            assert table.item(row, column).data(TEXT_ROLE) == answer
     page.tabs.setCurrentWidget(page.samples)
     screenshot(page, "monitor_text_samples")
     table.setCurrentCell(0, 0)
     table.item(0, 1).setSelected(True)
     dialog = page.samples._show([table.item(0, 0), table.item(0, 1)])
     bodies = dialog.findChildren(QPlainTextEdit)
-    assert [b.toPlainText() for b in bodies] == [table.item(0, 0).data(256 + 1), table.item(0, 1).data(256 + 1)]
+    assert [b.toPlainText() for b in bodies] == [table.item(0, 0).data(TEXT_ROLE), table.item(0, 1).data(TEXT_ROLE)]
     dialog.close()
     page.set_workspace(None)
     assert runner.pool.waitForDone(30_000)

@@ -1,4 +1,5 @@
-"""Fixtures of the LLM data tests: the tiny Llama (with and without a chat template) and its tokenizers."""
+"""Fixtures of the LLM data tests: the tiny Llama without a chat template, and both tokenizers (the
+tiny Llama itself and a trained run of it are in tests/conftest.py, the app's tests use them too)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import trainer_cli
-
-
-@pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory) -> Path:
-    """The tiny Llama folder (ChatML template), made by the real `make-tiny-model --family llama`."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    result = trainer_cli("make-tiny-model", str(folder), "--family", "llama")
-    assert result.returncode == 0, result.stderr
-    assert f"model folder: {folder / 'llama'}" in result.stdout
-    return folder / "llama"
 
 
 @pytest.fixture(scope="session")

@@ -48,15 +48,10 @@ def losses(run: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.fixture(scope="module")
-def alpaca_run(tmp_path_factory, tiny_llama):
-    folder = tmp_path_factory.mktemp("llm-alpaca")
-    data = write_rows(folder / "train.jsonl", "alpaca")
-    config = write_config(folder, tiny_llama, data, folder / "run", val_size=4, eval_steps=5, lora_dropout=0.1,
-                          sample_prompts=["Name colour number 2."], sample_every_n_steps=5, max_new_tokens=8)
-    result = trainer_cli("train", "--config", str(config))
-    assert result.returncode == 0, result.stderr
-    return folder, config, folder / "run"
+@pytest.fixture
+def alpaca_run(llm_alpaca_run):
+    """The session's alpaca run (tests/conftest.py), shared with the app's text-sample test."""
+    return llm_alpaca_run
 
 
 def test_an_alpaca_config_trains_and_the_loss_falls(alpaca_run):
@@ -69,7 +64,7 @@ def test_an_alpaca_config_trains_and_the_loss_falls(alpaca_run):
     assert all(r["tokens_per_s"] > 0 for r in records)
     assert [r["step"] for r in records if "eval_loss" in r] == [5, 10, 15]
     samples = sorted(p.name for p in (run / "samples").iterdir())
-    assert samples == ["step-00000005_p00.txt", "step-00000010_p00.txt", "step-00000015_p00.txt"]
+    assert samples == [f"step-{step:08d}_p{p:02d}.txt" for step in (5, 10, 15) for p in (0, 1)]
 
 
 def test_the_adapter_loads_in_peft_with_every_tensor_and_changes_the_output(alpaca_run, tiny_llama):
@@ -190,12 +185,14 @@ def test_4_bit_qlora_is_refused_on_the_cpu(tmp_path, tiny_llama):
     assert "quantization_bit 4 (QLoRA) needs a CUDA GPU" in result.stderr
 
 
-def _refused(tmp_path: Path, model: Path, data: Path, **extra) -> str:
+def _refused(tmp_path: Path, model: Path, data: Path, command: str = "train", **extra) -> str:
+    """What `train` (or `validate`: the same checks, without loading torch) says when it refuses."""
     config = write_config(tmp_path, model, data, tmp_path / "run", **extra)
-    result = trainer_cli("train", "--config", str(config))
+    args = ["train", "--config", str(config)] if command == "train" else ["validate", "--config", str(config)]
+    result = trainer_cli(*args)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
-    return result.stderr
+    return result.stdout + result.stderr
 
 
 def _copy_model(tiny_llama: Path, folder: Path) -> Path:
@@ -209,7 +206,7 @@ def test_a_model_that_needs_its_own_code_is_refused_unless_allowed(tmp_path, tin
     config = json.loads((model / "config.json").read_text())
     config["auto_map"] = {"AutoModelForCausalLM": "modeling_chatglm.ChatGLMForConditionalGeneration"}
     (model / "config.json").write_text(json.dumps(config))
-    said = _refused(tmp_path, model, write_rows(tmp_path / "d.jsonl", "alpaca"))
+    said = _refused(tmp_path, model, write_rows(tmp_path / "d.jsonl", "alpaca"), "validate")
     assert "needs the Python code in its folder" in said and "allow_remote_code: true" in said
 
 
@@ -218,14 +215,14 @@ def test_pickle_weights_are_refused_unless_allowed(tmp_path, tiny_llama):
     weights = load_file(model / "model.safetensors")
     (model / "model.safetensors").unlink()
     torch.save(weights, model / "pytorch_model.bin")
-    said = _refused(tmp_path, model, write_rows(tmp_path / "d.jsonl", "alpaca"))
+    said = _refused(tmp_path, model, write_rows(tmp_path / "d.jsonl", "alpaca"), "validate")
     assert "only pickle weights (pytorch_model.bin)" in said and "allow_pickle: true" in said
 
 
 def test_a_model_without_a_tokenizer_is_refused(tmp_path, tiny_llama):
     model = _copy_model(tiny_llama, tmp_path / "no-tokenizer")
     (model / "tokenizer.json").unlink()
-    said = _refused(tmp_path, model, write_rows(tmp_path / "d.jsonl", "alpaca"))
+    said = _refused(tmp_path, model, write_rows(tmp_path / "d.jsonl", "alpaca"), "validate")
     assert "has no tokenizer" in said
 
 
