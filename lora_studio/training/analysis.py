@@ -137,14 +137,13 @@ def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on
     has no CUDA GPU); slow settings then get a warning.
     """
     config, problems = validate_mapping(values, config_dir, check_paths=True)
-    model, detection = _base_model(values, config_dir)
+    model, detection, refusal = _base_model(values, config_dir)
     result = Analysis(problems=list(problems), family=detection)
     if detection is not None and detection.companions:
         result.companions = _companions_to_fill(values, model, detection)
     if config is None:
         return result  # the family is known all the same, so the form shows its options
-    result.family, model_problems = base_model_family(config)
-    result.problems += model_problems
+    result.problems += _model_problems(config, detection, refusal)
     if result.family is not None and result.family.spec.task == "text":
         return _analyse_text(config, result)
     metadata = Path(config.metadata_path) if config.metadata_path else None
@@ -168,15 +167,19 @@ def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on
     return result
 
 
-def _base_model(values: dict[str, Any], config_dir: Path) -> tuple[Path | None, Detection | None]:
-    """The base model's path and what it is, from the values as typed (before they validate)."""
+def _base_model(values: dict[str, Any], config_dir: Path
+                ) -> tuple[Path | None, Detection | None, ModelKindError | None]:
+    """The base model's path, what it is, and why it is no trainable model: from the values as typed,
+    one read of its header (or model_index.json / config.json) per check."""
     if not values.get("base_model"):
-        return None, None
+        return None, None, None
     model = config_dir / Path(str(values["base_model"])).expanduser()
     try:
-        return model, detect_family(model, allow_pickle=bool(values.get("allow_pickle")))
-    except (ModelKindError, OSError):
-        return model, None
+        return model, detect_family(model, allow_pickle=bool(values.get("allow_pickle"))), None
+    except ModelKindError as exc:
+        return model, None, exc
+    except OSError:
+        return model, None, None
 
 
 def _companions_to_fill(values: dict[str, Any], model: Path, detection: Detection) -> dict[str, Path]:
@@ -207,19 +210,17 @@ def _analyse_text(config: Any, result: Analysis) -> Analysis:
     return result
 
 
-def base_model_family(config: Any) -> tuple[Detection | None, list[ConfigProblem]]:
-    """The family of the config's base model (one read of its header) and what is wrong with it:
-    the trainer's own words for a file that is no trainable model (a LoRA, an SDXL refiner...) or
-    that `model_family` contradicts. The family is None when the file is not trainable."""
+def _model_problems(config: Any, detection: Detection | None, refusal: ModelKindError | None) -> list[ConfigProblem]:
+    """The trainer's own words for a base model that is no trainable model (a LoRA, an SDXL refiner...)
+    or that `model_family` contradicts."""
     try:
-        detection = detect_family(config.base_model, allow_pickle=config.allow_pickle)
+        if refusal is not None:
+            raise refusal
+        if detection is not None:
+            resolve_family(detection, config.model_family, Path(config.base_model).name)
     except ModelKindError as exc:
-        return None, [ConfigProblem(exc.message, exc.hint, option="base_model")]
-    try:
-        resolve_family(detection, config.model_family, Path(config.base_model).name)
-    except ModelKindError as exc:
-        return detection, [ConfigProblem(exc.message, exc.hint, option="base_model")]
-    return detection, []
+        return [ConfigProblem(exc.message, exc.hint, option="base_model")]
+    return []
 
 
 def _slow_cpu_warning(resolution: int, seconds: float | None) -> ConfigProblem | None:
