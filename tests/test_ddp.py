@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from tests.cli_helpers import ROOT
+from tests.cli_helpers import torchrun_trainer
 from trainer.config import load_config
 from trainer.dataset_scan import scan_dataset
 from trainer.estimate import run_figures
@@ -30,10 +27,7 @@ def test_two_process_ddp_trains_and_writes_the_curve_once(tmp_path, tiny_model_o
         f"train_data_dir: {data}", f"base_model: {family_model.base_model}", f"output_dir: {out}",
         "resolution: 64", "enable_bucket: false", "batch_size: 1", "max_train_steps: 4", "save_steps: 2",
         "tensorboard: false", "learning_rate: 1e-3"]) + "\n", encoding="utf-8")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-                             "-m", "trainer", "train", "--config", str(config)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = torchrun_trainer(config, 29517)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 processes" in (out / "train.log").read_text()
     # 4 images at batch 1 on 2 ranks: 2 optimizer steps per epoch.

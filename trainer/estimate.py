@@ -42,10 +42,9 @@ class RunFigures:
 
 def text_run_figures(config: Any, examples: int, world_size: int = 1) -> RunFigures:
     """Steps of a language-model run over ``examples`` (those held out by ``val_size`` left out)."""
-    held = 0
-    if config.val_size:
-        held = int(config.val_size) if config.val_size >= 1 else max(1, round(examples * config.val_size))
-    rows = max(0, examples - held)
+    from trainer.llm.tokenize import held_out_count  # torch-free; the trainer splits by the same rule
+
+    rows = max(0, examples - held_out_count(examples, config.val_size))
     batches = math.ceil(rows / config.batch_size)
     plan = plan_steps(batches, config.gradient_accumulation_steps, world_size, config.epochs, config.max_train_steps)
     return RunFigures(rows, rows, 0, batches, plan.steps_per_epoch, plan.total_steps, plan.epochs, unit="examples")

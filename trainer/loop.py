@@ -15,6 +15,7 @@ None); and implement the hooks below the line "hooks".
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -31,6 +32,7 @@ from trainer.config import TrainConfig
 from trainer.data import batch_positions
 from trainer.distributed import DistContext
 from trainer.fault_injection import kill_here_if_asked
+from trainer.precision import resolve_precision
 from trainer.problems import ExplainedError
 from trainer.rng_state import host_rng_state, restore_host_rng, restore_torch_rng, torch_rng_state
 from trainer.rundir import RunWriter
@@ -116,6 +118,15 @@ class TrainingLoop:
     def metrics_rates(self, counts: dict[str, float], seconds: float) -> dict[str, float]:
         """The metrics line's rates for what the last steps did (``samples_per_s``, ...)."""
         return {"samples_per_s": counts.get("samples", 0) / max(seconds, 1e-9)}
+
+    def resolve_device(self) -> torch.device:
+        """Set ``precision`` from the config (each rank of a multi-GPU run on its own GPU), say it, return the device."""
+        self.precision = resolve_precision(self.config.device, self.config.mixed_precision)
+        if self.dist.enabled and self.precision.device.type == "cuda":
+            self.precision = dataclasses.replace(self.precision, device=torch.device("cuda", self.dist.local_rank))
+        log.info("device %s, precision %s%s", self.precision.device, self.precision.name,
+                 f", {self.dist.world_size} processes" if self.dist.enabled else "")
+        return self.precision.device
 
     def warn_unused_options(self, spec) -> None:
         """A warning for each option set in the config that the model's family (``spec``) does not use."""

@@ -10,7 +10,6 @@ differs between model families (SD, SDXL) is asked of the family's model
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 from collections.abc import Iterator, Sequence
@@ -32,7 +31,7 @@ from trainer.lora_files import LoraFiles
 from trainer.model_family import COMPANION_OPTIONS
 from trainer.models.family import ImageGeometry, load_base_model
 from trainer.optim import make_optimizer, make_scheduler
-from trainer.precision import autocast, move_to, resolve_precision
+from trainer.precision import autocast, move_to
 from trainer.loop import StopRequested, TrainingFailure, TrainingLoop
 from trainer.rng_state import seed_everything
 from trainer.rundir import RunWriter
@@ -61,12 +60,7 @@ class LoRATrainingRecipe(TrainingLoop):
         """Load the model, add LoRA layers, build data, optimizer and schedule, fill caches."""
         cfg = self.config
         self.run.set_state("preparing")
-        self.precision = resolve_precision(cfg.device, cfg.mixed_precision)
-        if self.precision.device.type == "cuda" and self.dist.enabled:
-            self.precision = dataclasses.replace(self.precision, device=torch.device("cuda", self.dist.local_rank))
-        device = self.precision.device
-        log.info("device %s, precision %s%s", device, self.precision.name,
-                 f", {self.dist.world_size} processes" if self.dist.enabled else "")
+        device = self.resolve_device()
         # Each rank draws its own noise; rank 0 of a single process uses the plain seed.
         seed_everything(cfg.seed + self.dist.rank)
 

@@ -251,8 +251,10 @@ def _train(config_path: Path, dist, process_started: float) -> int:
 
     signals = StopSignals()
     signals.install()
-    if _is_text_run(config):
-        from trainer.llm.recipe import LLMRecipe as Recipe  # trains on the checked text dataset
+    from trainer.llm.formats import TextDataset
+
+    if isinstance(data, TextDataset):  # check_all read a text dataset: the base model is a language model
+        from trainer.llm.recipe import LLMRecipe as Recipe
     else:
         from trainer.recipe import LoRATrainingRecipe as Recipe  # trains on the scan's images
         data = data.items

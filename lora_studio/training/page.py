@@ -50,6 +50,8 @@ class TrainingPage(QWidget):
         self.raw: dict[str, Any] = {}
         self.saved_text = ""
         self.analysis: Analysis | None = None
+        # (base_model, note): the files found beside a split model, said while that model is chosen.
+        self.found_note: tuple[Any, str] = (None, "")
         self._generation = 0
         self._syncing = False
 
@@ -328,7 +330,7 @@ class TrainingPage(QWidget):
         entries = [(p.severity, f"{p.option + ': ' if p.option else ''}{p.message}" + (f" — {p.hint}" if p.hint else ""),
                     p.option) for p in analysis.problems]
         entries += [("info", note, "") for note in getattr(self, "migration_notes", [])]
-        found_for, found = getattr(self, "found_note", (None, ""))
+        found_for, found = self.found_note
         if found and found_for == self.raw.get("base_model"):
             entries.append(("info", found, "base_model"))
         self._show_problems(entries)
@@ -344,7 +346,6 @@ class TrainingPage(QWidget):
             return False
         for option, value in filled.items():
             self.form.rows[option].editor.set_value(value)
-        # Said for as long as this base model is chosen (a later YAML edit must not hide it).
         self.found_note = (self.raw.get("base_model"),
                            f"Found the model's other files beside it (ComfyUI's folders): {', '.join(filled)}")
         self._form_edited()  # as if typed: into the YAML text too, and checked again

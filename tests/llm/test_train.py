@@ -11,7 +11,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tests.cli_helpers import trainer_cli
+from tests.cli_helpers import torchrun_trainer, trainer_cli
 from tests.test_resume import run_killed_at
 
 pytestmark = pytest.mark.slow
@@ -264,21 +264,13 @@ def test_a_packed_row_gives_each_example_the_loss_it_has_alone(tiny_llama):
 
 
 def test_two_process_ddp_trains_and_writes_the_curve_once(tmp_path, tiny_llama):
-    import os
-    import subprocess
-    import sys
-
-    from tests.cli_helpers import ROOT
     from trainer.config import load_config
     from trainer.estimate import text_run_figures
 
     data = write_rows(tmp_path / "train.jsonl", "alpaca", count=16)
     out = tmp_path / "run"
     config = write_config(tmp_path, tiny_llama, data, out, batch_size=2, epochs=2, save_steps=2)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519",
-                             "-m", "trainer", "train", "--config", str(config)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = torchrun_trainer(config, 29519)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 processes" in (out / "train.log").read_text()
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

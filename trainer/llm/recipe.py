@@ -31,7 +31,7 @@ from trainer.llm.tokenize import pack_rows, split_validation, template_for, toke
 from trainer.loop import TrainingFailure, TrainingLoop
 from trainer.model_family import LLM
 from trainer.optim import make_optimizer, make_scheduler
-from trainer.precision import autocast, resolve_precision
+from trainer.precision import autocast
 from trainer.problems import ExplainedError
 from trainer.rng_state import seed_everything
 from trainer.rundir import RunWriter
@@ -55,12 +55,7 @@ class LLMRecipe(TrainingLoop):
         """Load the model, add the LoRA, tokenize and split the data, build optimizer and schedule."""
         cfg = self.config
         self.run.set_state("preparing")
-        self.precision = resolve_precision(cfg.device, cfg.mixed_precision)
-        if self.dist.enabled and self.precision.device.type == "cuda":
-            import dataclasses
-            self.precision = dataclasses.replace(self.precision, device=torch.device("cuda", self.dist.local_rank))
-        log.info("device %s, precision %s%s", self.precision.device, self.precision.name,
-                 f", {self.dist.world_size} processes" if self.dist.enabled else "")
+        self.resolve_device()
         seed_everything(cfg.seed)  # the same LoRA initialisation on every rank
         self.lm: LoadedLM = load_causal_lm(cfg.base_model, dtype=self.precision.weight_dtype,
                                            device=self.precision.device, allow_pickle=cfg.allow_pickle,
@@ -98,6 +93,7 @@ class LLMRecipe(TrainingLoop):
         try:
             tokenized = tokenize_examples(self.dataset.examples, tokenizer, self.template, cutoff_len=cfg.cutoff_len,
                                           train_on_prompt=cfg.train_on_prompt)
+            # The option is a float; from 1 up it is a count of examples (trainer.llm.tokenize.held_out_count).
             val_size = int(cfg.val_size) if cfg.val_size >= 1 else cfg.val_size
             rows, self.val_rows = split_validation(tokenized.rows, val_size, cfg.seed)
         except ExplainedError as exc:

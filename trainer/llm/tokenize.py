@@ -217,24 +217,30 @@ def pack_rows(rows: Sequence[TokenizedRow], cutoff_len: int) -> list[PackedRow]:
     return packed
 
 
+def held_out_count(count: int, val_size: float | int) -> int:
+    """How many of ``count`` examples ``val_size`` holds out: a fraction below 1 (rounded, at least one
+    when it is above 0), else a count (the config's ``val_size`` is a float either way)."""
+    if val_size <= 0:
+        return 0
+    if val_size < 1:
+        return max(1, round(count * val_size))
+    return int(val_size)
+
+
 def split_validation(items: Sequence[T], val_size: float | int, seed: int = 0) -> tuple[list[T], list[T]]:
     """``(train, validation)``: a held-out share of ``items`` that depends only on ``seed``.
 
-    ``val_size`` is a fraction (``0 <= val_size < 1``, rounded, at least one item when it is
-    above 0) or a count (an ``int``). Both lists keep the items' order; at least one item is
-    left to train on.
+    ``val_size`` is a fraction (a float below 1) or a count (an ``int``), counted by
+    :func:`held_out_count`. Both lists keep the items' order; at least one item is left to train on.
     """
     count = len(items)
     if isinstance(val_size, bool) or not isinstance(val_size, (int, float)) or val_size < 0:
         raise ExplainedError(f"val_size {val_size!r} is not a fraction or a count",
                              "use a fraction below 1 (0.05: 5 %) or a whole number of examples")
-    if isinstance(val_size, float):
-        if val_size >= 1:
-            raise ExplainedError(f"val_size {val_size} is not a fraction below 1",
-                                 "use a fraction below 1 (0.05: 5 %), or a whole number of examples (no decimal point)")
-        held = max(1, round(count * val_size)) if val_size > 0 else 0
-    else:
-        held = val_size
+    if isinstance(val_size, float) and val_size >= 1:
+        raise ExplainedError(f"val_size {val_size} is not a fraction below 1",
+                             "use a fraction below 1 (0.05: 5 %), or a whole number of examples (no decimal point)")
+    held = held_out_count(count, val_size)
     if held and held >= count:
         raise ExplainedError(f"val_size {val_size} holds out {held} of {count} examples, leaving none to train on",
                              "use a smaller val_size, or add examples")
