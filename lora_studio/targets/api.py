@@ -22,7 +22,7 @@ from .launch import (MappedJob, TrainerJob, check_trainer_runs, map_job, record_
                      train_job)
 from .model import LocalTarget, SshTarget, Target, TargetSettings, VCenter, VSphereTarget
 from .prepare import PreparedRun, prepare_run
-from .preflight import ERROR, PreflightReport, run_preflight
+from .preflight import ERROR, Check, PreflightReport, run_preflight
 from .runinfo import RunInfo, read_run_info
 from .runs import active_runs_on
 from .shell import LocalShell, Shell
@@ -136,13 +136,29 @@ def preflight(target: Target, config_path: Path | str, ctx: TargetContext, *,
     return prepared, report
 
 
+#: A launch option's step between a passing preflight and the start (a VM snapshot, say):
+#: ``step(target, prepared, ctx)`` returns the check it made; an error check stops the launch.
+BeforeStart = Callable[[Target, PreparedRun, TargetContext], Check]
+
+
 def launch(target: Target, config_path: Path | str, ctx: TargetContext, *, workspace: Path | str | None = None,
-           allow_busy: bool = False) -> LaunchOutcome:
-    """Preflight, then start the trainer detached on ``target``; returns at once after the start."""
+           allow_busy: bool = False, before_start: BeforeStart | None = None) -> LaunchOutcome:
+    """Preflight, then start the trainer detached on ``target``; returns at once after the start.
+
+    ``before_start`` runs after the preflight passed, just before the start; its check joins
+    the report, and an error there means the trainer is not started.
+    """
     prepared, report = preflight(target, config_path, ctx, workspace=workspace, allow_busy=allow_busy)
     outcome = LaunchOutcome(report, prepared=prepared)
     if prepared is None or not report.ok:
         return outcome
+    if before_start is not None:
+        try:
+            report.checks.append(before_start(target, prepared, ctx))
+        except TargetError as exc:  # a step should answer with a check; one that raises still stops the launch
+            report.add("before_start", ERROR, exc.message, exc.hint)
+        if not report.ok:
+            return outcome
     try:
         outcome.info = start(target, prepared, ctx)
     except TargetError as exc:  # the preflight passed but the start failed: one place to look

@@ -94,13 +94,14 @@ def _summarize(run_dir: Path, status: dict | None, info: RunInfo | None, now: fl
                       status.get("started_at") or (info.started_at if info else None), status.get("error"), info)
 
 
-def find_run_dirs(workspace: Path | str, max_depth: int = MAX_DEPTH) -> list[Path]:
-    """Folders under ``workspace`` holding a status.json or run.json (not descending into runs)."""
+def find_run_dirs(workspace: Path | str, max_depth: int = MAX_DEPTH,
+                  markers: tuple[str, ...] = (STATUS_FILE, RUN_FILE)) -> list[Path]:
+    """Folders under ``workspace`` holding one of ``markers`` (a status.json or run.json; not descending into runs)."""
     root = Path(workspace)
     found: list[Path] = []
     for folder, dirs, files in os.walk(root):
         depth = len(Path(folder).relative_to(root).parts)
-        if STATUS_FILE in files or RUN_FILE in files:
+        if any(marker in files for marker in markers):
             found.append(Path(folder))
             dirs[:] = []
             continue

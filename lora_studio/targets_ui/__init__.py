@@ -11,4 +11,7 @@ The Qt side of :mod:`lora_studio.targets`. Modules, one job each:
 - :mod:`.trust` the prompts: a new SSH host key, a vCenter certificate, a refused connection
 - :mod:`.tables` the look of the panel's tables
 - :mod:`.targets_page` / :mod:`.vsphere_page` the two tabs; :mod:`.panel` both, as one dock widget
+- the vSphere tab's operations: :mod:`.new_vm_dialog` (with :mod:`.new_vm_form`) a trainer VM from a
+  template, :mod:`.snapshot_panel` the selected VM's snapshots, :mod:`.cluster_view` hosts, GPUs, HA
+  and DRS, :mod:`.datastore_browser` datastores through vCenter; :mod:`.vsphere_jobs` their workers
 """

@@ -16,9 +16,10 @@ from typing import Any, Callable
 from ..targets import (PreflightReport, Target, TargetContext, TargetError, UntrustedCertificate, UntrustedHostKey,
                        preflight)
 from ..targets.api import open_shell
-from ..targets.model import LocalTarget
+from ..targets.model import LocalTarget, VSphereTarget
 from ..targets.preflight import ERROR, SKIPPED, check_shared_files, check_trainer
 from ..targets.prepare import PreparedRun
+from .vsphere_jobs import protection
 
 CHECK_FOLDER = ".lora-studio-check"
 # Both refusals (errors.HostKeyChanged, errors.CertificateChanged) say this; the preflight keeps only
@@ -94,10 +95,18 @@ def connectivity_check(target: Target, ctx: TargetContext, workspace: Path | Non
 
 
 def check_target(target: Target, ctx: TargetContext, config: Path | None, workspace: Path | None) -> PreflightReport:
-    """The full preflight for ``config`` on ``target``, or the connectivity check when there is no config."""
+    """The full preflight for ``config`` on ``target``, or the connectivity check when there is no config.
+
+    A vSphere VM that answered also gets the protection warnings: disks that tolerate no
+    failure, a cluster with HA off (what ``python -m lora_studio.vsphere policies --check`` says).
+    """
     if config is None:
-        return connectivity_check(target, ctx, workspace)
-    _, report = preflight(target, config, ctx, workspace=workspace)
+        report = connectivity_check(target, ctx, workspace)
+    else:
+        _, report = preflight(target, config, ctx, workspace=workspace)
+    reached = any(c.name == "reachable" and c.status != ERROR for c in report.checks)
+    if isinstance(target, VSphereTarget) and reached:
+        report.checks += protection(target, ctx)
     return report
 
 

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QTabWidget, QVBo
 from ..targets import VmRow
 from ..workers.tasks import TaskRunner
 from .store import TargetStore
+from .target_dialog import Suggested
 from .targets_page import TargetsPage
 from .trust import TrustPrompts
 from .vsphere_page import VSpherePage
@@ -56,10 +57,10 @@ class TargetsPanel(QWidget):
         self.load_error.setVisible(bool(self.store.load_error))
         self.targetsChanged.emit()
 
-    def use_vm(self, vcenter: str, vm: VmRow) -> None:
-        """Open a new vSphere target for ``vm`` on the Targets tab."""
+    def use_vm(self, vcenter: str, vm: VmRow, suggested: Suggested | None = None) -> None:
+        """Open a new vSphere target for ``vm`` on the Targets tab (``suggested``: from the New VM dialog)."""
         self.tabs.setCurrentIndex(TARGETS)
-        self.targets.add_target("vsphere", vm=vm, vcenter=vcenter)
+        self.targets.add_target("vsphere", vm=vm, vcenter=vcenter, suggested=suggested)
 
     def reveal(self) -> None:
         """Show the dock holding this panel, tall enough for the checks (docked at the bottom it starts low)."""

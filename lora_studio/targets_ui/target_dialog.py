@@ -7,6 +7,7 @@ An empty password field on edit keeps the saved one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
@@ -19,6 +20,14 @@ from .mapping_editor import MappingEditor
 AUTH_LABELS = (("agent", "SSH agent / default keys"), ("key", "Key file"), ("password", "Password"))
 LAUNCH_LABELS = (("ssh", "SSH to the VM's IP address"), ("guest_ops", "Guest Operations (VMware Tools, no network path)"))
 KIND_TITLES = {"local": "This computer", "ssh": "SSH host", "vsphere": "vSphere VM"}
+
+
+@dataclass(frozen=True)
+class Suggested:
+    """What a new target starts with when its VM was just made (the New VM dialog knows these)."""
+
+    ssh_user: str = ""
+    mappings: tuple[tuple[str, str], ...] = ()   # (folder here, folder on the target); "" here: the workspace
 
 
 def _password_field(parent: QWidget) -> QLineEdit:
@@ -40,11 +49,12 @@ class TargetDialog(QDialog):
 
     def __init__(self, kind: str, target: Target | None = None, *, vcenters: list[str] | None = None,
                  vm: VmRow | None = None, vcenter: str = "", workspace: Path | None = None,
-                 parent: QWidget | None = None) -> None:
+                 suggested: Suggested | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.kind = kind
         self.original = target
         self.vm_ip = vm.ip if vm else ""
+        self.suggested = suggested or Suggested()
         self.setWindowTitle(f"{'Edit' if target else 'Add'} target: {KIND_TITLES[kind]}")
         self.setMinimumWidth(620)
         form = QFormLayout()
@@ -76,6 +86,9 @@ class TargetDialog(QDialog):
         form.addRow("Runs at once:", self.max_jobs)
 
         self.mappings = MappingEditor(target.mappings if target else (), workspace, self)
+        if target is None:
+            for here, there in self.suggested.mappings:
+                self.mappings.add_row(here or str(workspace or ""), there)
         self.error = QLabel(self)
         self.error.setObjectName("dialogError")
         self.error.setWordWrap(True)
@@ -119,7 +132,7 @@ class TargetDialog(QDialog):
         self.vm.setPlaceholderText("the VM's name in the inventory")
         default_launch = target.launch if target else ("ssh" if vm is None or vm.ip else "guest_ops")
         self.launch = _combo(self, LAUNCH_LABELS, default_launch)
-        self.user = QLineEdit(target.ssh_user if target else "", self)
+        self.user = QLineEdit(target.ssh_user if target else self.suggested.ssh_user, self)
         self.port = port_box(self, target.ssh_port if target else 22)
         self.auth = _combo(self, AUTH_LABELS, target.ssh_auth if target else "agent")
         self.key_file = QLineEdit(target.ssh_key_file if target else "", self)

@@ -19,7 +19,7 @@ from .jobs import Captured, capture, check_target, refusal
 from .models import ROW_ROLE, ChecksModel, TargetsModel
 from .tables import make_table
 from .store import TargetStore
-from .target_dialog import TargetDialog
+from .target_dialog import Suggested, TargetDialog
 from .trust import TrustPrompts
 
 CONNECTIVITY = "Connectivity only (no config)"
@@ -143,10 +143,12 @@ class TargetsPage(QWidget):
             button.setEnabled(has)
         self.test_button.setEnabled(has and not self.checking)
 
-    def add_target(self, kind: str, vm: VmRow | None = None, vcenter: str = "") -> TargetDialog:
-        """Open the dialog for a new target of ``kind`` (a VM from the inventory prefills it)."""
+    def add_target(self, kind: str, vm: VmRow | None = None, vcenter: str = "",
+                   suggested: Suggested | None = None) -> TargetDialog:
+        """Open the dialog for a new target of ``kind`` (a VM from the inventory, and what made it, prefill it)."""
         return self._open_dialog(TargetDialog(kind, None, vcenters=[v.name for v in self.store.settings.vcenters],
-                                              vm=vm, vcenter=vcenter, workspace=self.workspace(), parent=self))
+                                              vm=vm, vcenter=vcenter, workspace=self.workspace(), suggested=suggested,
+                                              parent=self))
 
     def edit_selected(self) -> TargetDialog | None:
         """Open the dialog for the selected target."""

@@ -1,17 +1,26 @@
-"""The vSphere tab: vCenters (with their certificates), the VM inventory, power-on, "use as target"."""
+"""The vSphere tab: vCenters (with their certificates) and three views of the one chosen.
+
+- VMs: the inventory, power-on, "use as target", New VM…, and the selected VM's snapshots
+- Hosts and GPUs: the cluster view (HA, DRS, GPUs free or used, the VMs on each host)
+- Datastores: folders through vCenter, read-only, with what the VMs see at each path
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QPushButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QPushButton, QSplitter,
+                               QTabWidget, QVBoxLayout, QWidget)
 
-from ..boxes import push_button
-from ..targets import (CertificateChanged, TargetError, UntrustedCertificate, VCenter, VmRow, forget_password,
-                       inventory, power_on, store_password)
+from ..boxes import column, push_button
+from ..targets import (CertificateChanged, Target, TargetError, UntrustedCertificate, VCenter, VmRow, VSphereTarget,
+                       forget_password, inventory, power_on, store_password)
 from ..workers.tasks import TaskRunner
+from .cluster_view import ClusterViewPage
+from .datastore_browser import DatastoreBrowser
 from .jobs import Captured, capture
 from .models import ROW_ROLE, InventoryModel
+from .new_vm_dialog import NewVmDialog
+from .snapshot_panel import SnapshotPanel
 from .store import TargetStore
 from .tables import make_table
 from .trust import TrustPrompts
@@ -22,13 +31,14 @@ class VSpherePage(QWidget):
     """One vCenter at a time: its VMs with power, host, CPUs, memory, GPUs, guest OS, IP and tools."""
 
     inventoryLoaded = Signal(int)      # number of VMs (tests wait on it)
-    useVm = Signal(str, object)        # vCenter name, VmRow: make a target of it
+    useVm = Signal(str, object, object)   # vCenter name, VmRow, Suggested or None: make a target of it
 
     def __init__(self, store: TargetStore, runner: TaskRunner, trust: TrustPrompts,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.store, self.runner, self.trust = store, runner, trust
         self.dialog: VCenterDialog | None = None
+        self.new_vm_dialog: NewVmDialog | None = None
         self.loading = False
 
         self.vcenter_box = QComboBox(self)
@@ -61,20 +71,37 @@ class VSpherePage(QWidget):
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
         self.table.doubleClicked.connect(lambda _: self.use_selected())
         self.refresh_button = push_button("Refresh", self, self.refresh)
+        self.new_vm_button = push_button("New VM…", self, self.open_new_vm_dialog, name="newVmButton",
+                                         tip="Clone a trainer VM from a template: GPU, storage policy, cloud-init")
         self.power_button = push_button("Power on", self, self.power_on_selected, name="powerOnButton")
         self.use_button = push_button("Use this VM as a target…", self, self.use_selected, name="useVmButton")
         bottom = QHBoxLayout()
         bottom.addWidget(self.refresh_button)
+        bottom.addWidget(self.new_vm_button)
         bottom.addStretch(1)
         bottom.addWidget(self.power_button)
         bottom.addWidget(self.use_button)
+        self.snapshots = SnapshotPanel(self.current_vcenter, store.context, runner, self)
+        self.snapshots.cloned.connect(lambda _: self.refresh())
+        splitter = QSplitter(Qt.Orientation.Vertical, self)
+        splitter.addWidget(column(self, self.status, (self.table, 1), bottom))
+        splitter.addWidget(self.snapshots)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        self.cluster = ClusterViewPage(self.current_vcenter, store.context, runner, self)
+        self.browser = DatastoreBrowser(self.current_vcenter, store.context, self._vm_targets, runner, self)
+        self.views = QTabWidget(self)
+        self.views.setObjectName("vsphereViews")
+        self.views.addTab(splitter, "VMs")
+        self.views.addTab(self.cluster, "Hosts and GPUs")
+        self.views.addTab(self.browser, "Datastores")
+        self.views.currentChanged.connect(lambda _: self._view_shown())
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
-        layout.addWidget(self.status)
-        layout.addWidget(self.table, 1)
-        layout.addLayout(bottom)
+        layout.addWidget(self.views, 1)
         store.changed.connect(self._reload)
+        store.changed.connect(self.browser.show_selection)   # a new mapping changes what the VMs see
         self._reload()
 
     # -- vCenters ------------------------------------------------------------------------------
@@ -98,15 +125,21 @@ class VSpherePage(QWidget):
 
     def _vcenter_changed(self) -> None:
         self.model.set_rows([])
+        self.snapshots.set_vm("")
+        self.cluster.clear()
+        self.browser.clear()
         self.status.setText("Add your vCenter to browse its VMs." if self.current_vcenter() is None else
                             "Press Refresh to list the VMs.")
         self._update_buttons()
+        self._view_shown()   # the hosts or datastores view, when on screen, shows the new vCenter's
 
     def _update_buttons(self) -> None:
         has = self.current_vcenter() is not None
-        for button in (self.edit_button, self.cert_button, self.remove_button, self.refresh_button):
+        for button in (self.edit_button, self.cert_button, self.remove_button, self.refresh_button,
+                       self.new_vm_button):
             button.setEnabled(has and not self.loading)
         vm = self.selected_vm()
+        self.snapshots.set_vm(vm.name if vm is not None else "")
         self.power_button.setEnabled(vm is not None and vm.power_state != "poweredOn" and not self.loading)
         self.use_button.setEnabled(vm is not None)
 
@@ -234,4 +267,32 @@ class VSpherePage(QWidget):
         """Make a target of the selected VM (the Targets tab opens its dialog, prefilled)."""
         vcenter, vm = self.current_vcenter(), self.selected_vm()
         if vcenter is not None and vm is not None:
-            self.useVm.emit(vcenter.name, vm)
+            self.useVm.emit(vcenter.name, vm, None)
+
+    # -- the other views ---------------------------------------------------------------------------
+    def _vm_targets(self) -> list[Target]:
+        """The vSphere targets on the vCenter shown (the datastore view says what each one sees)."""
+        vcenter = self.current_vcenter()
+        return [t for t in self.store.settings.targets
+                if isinstance(t, VSphereTarget) and vcenter is not None and t.vcenter == vcenter.name]
+
+    def _view_shown(self) -> None:
+        """A view read for the first time when it is first shown (each one is a vCenter round trip)."""
+        view = self.views.currentWidget()
+        if view is self.cluster and not self.cluster.view:
+            self.cluster.refresh()
+        elif view is self.browser and self.browser.datastore.count() == 0:
+            self.browser.refresh()
+
+    def open_new_vm_dialog(self) -> NewVmDialog | None:
+        """The New VM dialog for the current vCenter; a VM made there is listed, and may become a target."""
+        vcenter = self.current_vcenter()
+        if vcenter is None:
+            return None
+        dialog = NewVmDialog(vcenter, self.store.context, self.runner, self)
+        self.new_vm_dialog = dialog
+        dialog.workDone.connect(lambda outcome: self.refresh() if outcome == "made" else None)
+        dialog.targetWanted.connect(lambda row, suggested: self.useVm.emit(vcenter.name, row, suggested))
+        dialog.finished.connect(lambda _: dialog.deleteLater())
+        dialog.open()
+        return dialog

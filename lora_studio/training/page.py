@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QFont, QFontDatabase
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QInputDialog, QLabel, QListWidget,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QInputDialog, QLabel, QListWidget,
                                QListWidgetItem, QMessageBox, QPlainTextEdit, QPushButton, QSplitter, QStyle,
                                QTabWidget, QVBoxLayout, QWidget)
 
@@ -73,7 +73,14 @@ class TrainingPage(QWidget):
         self.target_box.setToolTip("Where the training runs (targets are set up in the Targets panel)")
         self.target_box.addItem("This computer")
         self.local_targets = {"This computer"}
-        self.target_box.currentIndexChanged.connect(lambda _: self.config_path is not None and self._timer.start())
+        self.vm_targets: set[str] = set()
+        self.target_box.currentIndexChanged.connect(lambda _: self._target_changed())
+        # A launch option of vSphere targets: the VM as it was before this run, one revert away.
+        self.snapshot_box = QCheckBox("Snapshot the VM first", self)
+        self.snapshot_box.setObjectName("snapshotFirst")
+        self.snapshot_box.setToolTip("Take a snapshot of the VM, named after the run, before the trainer starts; "
+                                     "if it cannot be taken, the run does not start")
+        self.snapshot_box.hide()
         self.start_button = QPushButton("Start training", self)
         self.start_button.setObjectName("startButton")
         self.start_button.clicked.connect(self._start)
@@ -86,6 +93,7 @@ class TrainingPage(QWidget):
         header.addWidget(self.save_button)
         header.addWidget(QLabel("Run on:", self))
         header.addWidget(self.target_box)
+        header.addWidget(self.snapshot_box)
         header.addWidget(self.start_button)
 
         self.form = TrainingForm(lambda: self.config_path.parent if self.config_path else self.workspace, self)
@@ -201,17 +209,29 @@ class TrainingPage(QWidget):
         return self.yaml_edit.toPlainText() != self.saved_text
 
     # -- presets -----------------------------------------------------------------------
-    def set_targets(self, names: list[str], local: set[str] | frozenset[str] = frozenset({"This computer"})) -> None:
-        """The targets the Start button can use (the first is the default); ``local``: those on this computer."""
+    def set_targets(self, names: list[str], local: set[str] | frozenset[str] = frozenset({"This computer"}),
+                    vms: set[str] | frozenset[str] = frozenset()) -> None:
+        """The targets the Start button can use (the first is the default); ``local``: those on this computer,
+        ``vms``: those on a vSphere VM (they offer "Snapshot the VM first")."""
         current = self.target_box.currentText()
-        self.local_targets = set(local)
+        self.local_targets, self.vm_targets = set(local), set(vms)
         self.target_box.clear()
         self.target_box.addItems(names)
         if current in names:
             self.target_box.setCurrentText(current)
+        self._target_changed()
 
     def target_name(self) -> str:
         return self.target_box.currentText()
+
+    def snapshot_first(self) -> bool:
+        """Whether the chosen target is a VM and the user asked for a snapshot before the run."""
+        return self.target_box.currentText() in self.vm_targets and self.snapshot_box.isChecked()
+
+    def _target_changed(self) -> None:
+        self.snapshot_box.setVisible(self.target_box.currentText() in self.vm_targets)
+        if self.config_path is not None:
+            self._timer.start()
 
     def _reload_presets(self) -> None:
         self.presets = list_presets(self.workspace)

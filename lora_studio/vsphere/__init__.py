@@ -10,6 +10,8 @@ threads and the ``python -m lora_studio.vsphere`` CLI. Sessions come from
   the protection preflight; :mod:`.cluster` the cluster view; :mod:`.datastore` browsing
 - :mod:`.inventory` names to objects; :mod:`.tasks` property reads and task waiting (progress,
   cancel); :mod:`.errors` the errors; :mod:`.cli` / :mod:`.commands` the command line
+- :mod:`.choices` what a New VM form lists; :mod:`.run_snapshot` the launch option "snapshot the
+  VM first" (a ``before_start`` step of :func:`lora_studio.targets.api.launch`)
 """
 
 from .cloudinit import GuestSetup

@@ -14,6 +14,7 @@ import base64
 import json
 import posixpath
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 
@@ -112,3 +113,15 @@ def guestinfo(setup: GuestSetup, vm_name: str) -> dict[str, str]:
 
     return {"guestinfo.userdata": b64(userdata(setup)), "guestinfo.userdata.encoding": "base64",
             "guestinfo.metadata": b64(metadata(vm_name, setup.hostname)), "guestinfo.metadata.encoding": "base64"}
+
+
+def read_public_key(path: str, option: str = "--ssh-key-file") -> str:
+    """The OpenSSH public key in the file ``path`` (``~`` expanded), for :attr:`GuestSetup.ssh_key`."""
+    try:
+        key = Path(path).expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not text"
+        raise BadInput(option, f"cannot read {path}: {reason}", "give the public key file, e.g. ~/.ssh/id_ed25519.pub") from None
+    if not key.startswith(("ssh-", "ecdsa-", "sk-")):
+        raise BadInput(option, f"{path} is not an OpenSSH public key", "give the .pub file")
+    return key

@@ -7,12 +7,11 @@ import argparse
 import json
 import sys
 from dataclasses import asdict, is_dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from ..targets.vsphere import VCenterSession
 from . import cluster, datastore, inventory, policies, snapshots, vms
-from .cloudinit import GuestSetup
+from .cloudinit import GuestSetup, read_public_key
 from .errors import BadInput
 from .newvm import NewVm
 
@@ -57,15 +56,7 @@ def _made_text(made: vms.MadeVm) -> str:
 
 
 def _guest(args: argparse.Namespace) -> GuestSetup:
-    key = ""
-    if args.ssh_key_file:
-        try:
-            key = Path(args.ssh_key_file).expanduser().read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise BadInput("--ssh-key-file", f"cannot read {args.ssh_key_file}: {exc.strerror}",
-                           "give the public key file, e.g. ~/.ssh/id_ed25519.pub") from None
-        if not key.startswith(("ssh-", "ecdsa-", "sk-")):
-            raise BadInput("--ssh-key-file", f"{args.ssh_key_file} is not an OpenSSH public key", "give the .pub file")
+    key = read_public_key(args.ssh_key_file) if args.ssh_key_file else ""
     return GuestSetup(share=args.share, share_kind=args.share_kind, mount_point=args.mount_point, wheel=args.wheel,
                       ssh_user=args.ssh_user, ssh_key=key, hostname=args.name)
 

@@ -43,6 +43,11 @@ def clean_folder(folder: str) -> str:
     return "/".join(parts)
 
 
+def datastores(session: VCenterSession) -> list[str]:
+    """The names of the vCenter's datastores, for a browser to choose from."""
+    return sorted(inventory.names_of(session, vim.Datastore), key=str.lower)
+
+
 def browse(session: VCenterSession, datastore: str, folder: str = "", pattern: str = "*") -> list[Entry]:
     """The files and folders of ``folder`` on ``datastore`` (folders first, then by name)."""
     folder = clean_folder(folder)

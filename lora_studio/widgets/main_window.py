@@ -219,6 +219,7 @@ class MainWindow(QMainWindow):
         train_menu.addAction("&Import kohya Config…", bench.import_kohya)
         train_menu.addSeparator()
         train_menu.addAction("Show &Runs", QKeySequence("Ctrl+3"), bench.show_runs)
+        train_menu.addAction("Show &Fleet (Targets and Queue)", QKeySequence("Ctrl+4"), bench.show_fleet)
         train_menu.addAction("&Targets…", self.targets_panel.reveal)
         file_menu.addActions([a.save, a.reload])
         file_menu.addMenu(self.datasets.convert_menu)

@@ -1,11 +1,14 @@
-"""The three places of the main window: Captions, Train and Runs, and the flow between them.
+"""The places of the main window: Captions, Train, Runs and Fleet, and the flow between them.
 
 New training (from the dataset on screen) -> the settings page -> Start: preflight and a
-detached launch on the chosen target in a worker -> the Runs page shows the run.
+detached launch on the chosen target in a worker -> the Runs page shows the run. When every
+target the run may use is busy, Start queues it instead -> the Fleet page shows it waiting, and
+the app sends it when a target frees up.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from pathlib import Path
@@ -16,20 +19,25 @@ from PySide6.QtCore import Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QStackedWidget, QTabWidget, QWidget
 
+from ..fleet import StartDecision, load_gpu_notes, needs_for, start_or_queue
+from ..fleet_ui.dispatcher import FleetDispatcher
+from ..fleet_ui.fleet_page import FleetPage
 from ..monitor.monitor_page import MonitorPage
-from ..targets.api import launch
+from ..vsphere.run_snapshot import snapshot_before_run
 from ..targets_ui.store import app_context
 from ..training.model_finder import find_base_models
 from ..training.option_editors import relative_to
 from ..training.page import TrainingPage
 from ..workers.tasks import TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
+from .run_targets import ANY_FREE_TARGET
 from .train_start import TrainingStartPage
 
 class Workbench(QTabWidget):
-    """Tabs for the caption grid, the training settings and the runs."""
+    """Tabs for the caption grid, the training settings, the runs and the fleet (targets and queue)."""
 
     captionsShown = Signal(bool)  # True when the Captions tab comes to the front
+    launchDone = Signal(object)   # the LaunchOutcome of a Start, started or not (tests wait on it)
 
     def __init__(self, captions: QWidget, runner: TaskRunner, thumbnails: ThumbnailLoader,
                  current_dataset: Callable[[], Path | None], parent: QWidget | None = None) -> None:
@@ -53,7 +61,12 @@ class Workbench(QTabWidget):
         self.train_stack.addWidget(self.start_page)
         self.train_stack.addWidget(self.training)
         self.monitor = MonitorPage(runner, thumbnails, self)
-        for page in (self.train_stack, self.monitor):
+        # Sends queued runs while the app is open; Start launches through it too (one launcher, one lock).
+        self.fleet = FleetDispatcher(runner, parent=self)
+        self.fleet.dispatched.connect(self._queued_runs_went_out)
+        self.fleet_page = FleetPage(self.fleet, self)
+        self._queued_here: str | None = None  # the run this page's Start queued last (its note follows it)
+        for page in (self.train_stack, self.monitor, self.fleet_page):
             # A tab widget is as wide as its widest page's minimum; without this, the Train
             # page's row of buttons would squeeze the Captions tab's docks to nothing.
             page.setMinimumSize(480, 320)
@@ -61,6 +74,7 @@ class Workbench(QTabWidget):
         self.addTab(captions, "Captions")
         self.addTab(self.train_stack, "Train")
         self.addTab(self.monitor, "Runs")
+        self.addTab(self.fleet_page, "Fleet")
         self.currentChanged.connect(self._tab_changed)
         self.training.startRequested.connect(self.start_training)
 
@@ -69,6 +83,7 @@ class Workbench(QTabWidget):
         self.workspace = workspace
         self.monitor.set_workspace(workspace)
         self.start_page.set_workspace(workspace)
+        self.fleet.set_workspace(workspace)
 
     def _tab_changed(self, index: int) -> None:
         self.captionsShown.emit(self.widget(index) is self.captions)
@@ -82,6 +97,10 @@ class Workbench(QTabWidget):
 
     def show_runs(self) -> None:
         self.setCurrentWidget(self.monitor)
+
+    def show_fleet(self) -> None:
+        """The Fleet tab: targets, what runs there, and the queue."""
+        self.setCurrentWidget(self.fleet_page)
 
     # -- configs -----------------------------------------------------------------------
     def new_training(self, dataset: Path | None) -> None:
@@ -139,7 +158,8 @@ class Workbench(QTabWidget):
 
     # -- launching ---------------------------------------------------------------------
     def start_training(self, config_path: str) -> None:
-        """Preflight and launch on the chosen target in a worker; then show the run."""
+        """Preflight and launch on the chosen target (or the first free one) in a worker, then show the run;
+        queue it when the targets it may use are busy."""
         try:
             context = app_context()
         except Exception as exc:  # noqa: BLE001 - an unreadable targets file is shown, not raised
@@ -147,24 +167,71 @@ class Workbench(QTabWidget):
             return
         name = self.training.target_name()
         target = next((t for t in context.settings.targets if t.name == name), context.settings.targets[0])
+        allowed = [] if name == ANY_FREE_TARGET else [target.name]
         self.training.start_button.setEnabled(False)
-        self.training.start_reason.setText(f"Checking {target.name} and starting…")
+        self.training.start_reason.setText(f"Checking {target.name if allowed else 'the targets'} and starting…")
         workspace = self.workspace
-        self.runner.start(lambda: launch(target, Path(config_path), context, workspace=workspace),
-                          on_done=self._launched, on_error=self._launch_failed)
+        before = snapshot_before_run if self.training.snapshot_first() else None
+        if before is not None:
+            self.training.start_reason.setText(f"Checking {target.name}, then a snapshot of its VM, then starting…")
+        fleet, values, analysis = self.fleet, dict(self.training.raw), self.training.analysis
+        memory = analysis.memory.total_gb if analysis is not None and analysis.memory is not None else None
+        launch_fn = functools.partial(fleet.launch_fn, before_start=before)
+
+        def start() -> StartDecision:
+            if workspace is None:  # no workspace, no shared queue: start there, or say why not
+                return StartDecision(outcome=launch_fn(target, Path(config_path), context), target=target.name)
+            with fleet.start_lock:  # not at the same moment as this desk's pass over the queue
+                needs = needs_for(values, memory, allowed, load_gpu_notes(fleet.notes_path))
+                return start_or_queue(Path(config_path), list(context.settings.targets), context, workspace, needs,
+                                      fleet.desk, notes_path=fleet.notes_path, launch_fn=launch_fn,
+                                      options={"snapshot_first": True} if before is not None else {})
+        self.runner.start(start, on_done=self._start_decided, on_error=self._launch_failed)
+
+    def _start_decided(self, decision: StartDecision) -> None:
+        """Started (or refused by the preflight): as before; queued: say what it waits for, show the queue."""
+        if decision.queued is None:
+            self._launched(decision.outcome)
+            return
+        self.training.start_button.setEnabled(True)
+        entry = decision.queued
+        self._queued_here = str(entry.run_dir)
+        self.training.start_reason.setText(f"Queued — waits for {decision.waits_for}. It starts by itself when "
+                                           "a target frees up (the Fleet tab shows the queue).")
+        self.fleet_page.show_queued(entry.run_dir, decision.waits_for, entry.queued_at)
+        self.show_fleet()
+
+    def _queued_runs_went_out(self, outcomes: list) -> None:
+        """Queued runs were started (or failed to): the Runs list shows them; the Train tab's note follows."""
+        if any(o.kind == "started" for o in outcomes):
+            self.monitor.refresh_runs()
+        mine = next((o for o in outcomes if str(o.run_dir) == self._queued_here and o.kind != "busy"), None)
+        if mine is not None:
+            self._queued_here = None
+            self.training.start_reason.setText(
+                f"{mine.run_dir.name} started on {mine.target} from the queue." if mine.kind == "started"
+                else f"{mine.run_dir.name} left the queue: {mine.message} (see the Fleet tab).")
 
     def _launched(self, outcome) -> None:
         self.training.start_button.setEnabled(True)
         if not outcome.started:
             failures = [f"• {c.message}" + (f" — {c.hint}" if c.hint else "")
                         for c in outcome.report.checks if c.status == "error"]
-            self.training.start_reason.setText("Not started: the preflight found problems.")
-            QMessageBox.warning(self, "Not started", "The run was not started:\n\n" + "\n".join(failures))
+            snapshot = any(c.name == "snapshot" and c.status == "error" for c in outcome.report.checks)
+            self.training.start_reason.setText("Not started: the VM's snapshot could not be taken." if snapshot else
+                                               "Not started: the preflight found problems.")
+            box = QMessageBox(QMessageBox.Icon.Warning, "Not started",
+                              "The run was not started:\n\n" + "\n".join(failures), QMessageBox.StandardButton.Ok, self)
+            box.setObjectName("notStartedBox")
+            box.finished.connect(lambda _: box.deleteLater())
+            box.open()  # not exec(): the UI thread never waits on a message
+            self.launchDone.emit(outcome)
             return
         self.training.start_reason.setText("")
         self.show_runs()
         self.monitor.refresh_runs()
         self.monitor.pending_selection = str(outcome.prepared.local_run_dir)
+        self.launchDone.emit(outcome)
 
     def _launch_failed(self, message: str) -> None:
         self.training.start_button.setEnabled(True)

@@ -1,0 +1,160 @@
+"""The Fleet tab and the queue in the app: Start queues a run when its target is busy and says what it
+waits for; the app sends it when the target frees up; the queue can be reordered and a run cancelled
+(after asking); the queue is still there after a restart. Starts are stand-ins (no trainer runs)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from PySide6.QtWidgets import QMessageBox
+
+from app_helpers import new_main_window, screenshot, write_base_model_header
+from lora_studio.fleet import Needs, enqueue, list_queue
+from lora_studio.fleet_ui.queue_model import QueueModel
+from lora_studio.targets import LaunchOutcome
+from lora_studio.targets.model import LocalTarget, SshTarget, TargetSettings, save_settings
+from lora_studio.targets.preflight import PreflightReport
+from lora_studio.targets.prepare import load_for_launch
+from lora_studio.targets_ui.store import settings_file
+from lora_studio.widgets.run_targets import ANY_FREE_TARGET
+from tests.fleet.helpers import finish, pretend_running, write_config
+from trainer.demo_workspace import create_demo_workspace
+
+
+@pytest.fixture
+def workspace(tmp_path) -> Path:
+    """The demo workspace (no model: its header is enough for the form; nothing trains here)."""
+    root = tmp_path / "share"
+    create_demo_workspace(root, make_model=False)
+    write_base_model_header(root / "models" / "tiny-sd" / "tiny-sd-v1.safetensors")
+    return root
+
+
+class FakeLaunch:
+    """Stands in for the preflight and launch: the run's folder then says it runs on the target."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, target, config, ctx, *, workspace=None, before_start=None) -> LaunchOutcome:
+        self.calls.append((target.name, Path(config).name))
+        run_dir = Path(load_for_launch(config)["output_dir"])
+        pretend_running(run_dir, target.name)
+        return LaunchOutcome(PreflightReport(target.name), info=object(), prepared=SimpleNamespace(local_run_dir=run_dir))
+
+
+def _open(qtbot, window, workspace: Path) -> None:
+    window.open_workspace(workspace)
+    qtbot.waitUntil(lambda: window.session is not None, timeout=30_000)
+
+
+def _rows(window) -> list[tuple[str, str]]:
+    model = window.workbench.fleet_page.model
+    return [(r.entry.name, model.data(model.index(i, 3))) for i, r in enumerate(model.rows)]
+
+
+def test_start_on_a_busy_target_queues_the_run_and_the_app_sends_it_when_the_target_frees_up(qtbot, window, workspace):
+    busy = pretend_running(workspace / "runs" / "portrait-v3", "This computer")
+    bench = window.workbench
+    launch = bench.fleet.launch_fn = FakeLaunch()
+    _open(qtbot, window, workspace)
+    bench.open_config(workspace / "configs" / "demo.yaml")
+    page = bench.training
+    qtbot.waitUntil(page.start_button.isEnabled, timeout=30_000)
+    page.start_button.click()
+    qtbot.waitUntil(lambda: bench.currentWidget() is bench.fleet_page, timeout=20_000)
+    assert launch.calls == []  # busy: not started, queued
+    assert page.start_reason.text().startswith("Queued — waits for This computer (busy: runs portrait-v3).")
+    fleet = bench.fleet_page
+    assert fleet.banner.isVisible() and "shapes-demo</b> is queued — waits for This computer" in fleet.banner.text()
+    qtbot.waitUntil(lambda: bool(_rows(window)), timeout=10_000)
+    assert _rows(window) == [("shapes-demo", "Waits for This computer (busy: runs portrait-v3)")]
+    assert fleet.selected_run() == str(workspace / "runs" / "shapes-demo")
+    target_row = fleet.targets.topLevelItem(0)
+    assert target_row.text(2) == "busy (1 of 1 in use)" and target_row.child(0).text(0) == "portrait-v3"
+    finish(busy)  # the target frees up: the next look sends the queued run
+    with qtbot.waitSignal(bench.fleet.dispatched, timeout=20_000):
+        bench.fleet.poll()
+    assert launch.calls == [("This computer", "queued-config.yaml")]
+    assert page.start_reason.text() == "shapes-demo started on This computer from the queue."
+    qtbot.waitUntil(lambda: fleet.queue_stack.currentWidget() is fleet.empty, timeout=10_000)
+    assert "No runs are waiting" in fleet.empty.text() and not fleet.banner.isVisible()
+    assert list_queue(workspace) == []
+
+
+def test_the_queue_can_be_reordered_and_a_run_cancelled_after_asking_and_it_outlives_the_app(
+        qtbot, window, workspace, monkeypatch, app_home):
+    save_settings(settings_file(), TargetSettings(targets=[
+        LocalTarget(), SshTarget(name="gpu-01", host="gpu-01.lab.example", user="trainer", max_jobs=2)]))
+    pretend_running(workspace / "runs" / "portrait-v3", "gpu-01")
+    pretend_running(workspace / "runs" / "cats-v2", "gpu-01")
+    now = time.time()
+    for offset, name in enumerate(("style-a", "style-b", "style-c")):
+        enqueue(write_config(workspace, name), workspace, Needs(gpus=1, memory_gb=6.2, targets=("gpu-01",)),
+                "alice@desk-7", now=now + offset)
+    bench = window.workbench
+    bench.fleet.launch_fn = FakeLaunch()
+    _open(qtbot, window, workspace)
+    bench.show_fleet()
+    fleet = bench.fleet_page
+    qtbot.waitUntil(lambda: len(_rows(window)) == 3, timeout=10_000)
+    assert [name for name, _ in _rows(window)] == ["style-a", "style-b", "style-c"]
+    assert _rows(window)[0][1] == "Waits for gpu-01 (busy: runs cats-v2, portrait-v3)"
+    assert fleet.model.data(fleet.model.index(0, 2)) == "1 GPU, ~6.2 GiB"
+    assert window.workbench.training.target_box.findText(ANY_FREE_TARGET) >= 0  # two targets: "any" is offered
+
+    fleet.table.selectRow(2)
+    assert fleet.top_button.isEnabled() and not fleet.down_button.isEnabled()
+    fleet.top_button.click()
+    qtbot.waitUntil(lambda: [n for n, _ in _rows(window)] == ["style-c", "style-a", "style-b"], timeout=10_000)
+    assert fleet.selected_run().endswith("style-c")  # it stays selected in its new place
+    assert "<b>style-c</b> waits for:<ul><li>gpu-01: busy: runs cats-v2, portrait-v3</li></ul>" in fleet.detail.text()
+    assert "may run on gpu-01 · queued from configs/style-c.yaml by alice@desk-7" in fleet.detail.text()
+    fleet.down_button.click()
+    qtbot.waitUntil(lambda: [n for n, _ in _rows(window)] == ["style-a", "style-c", "style-b"], timeout=10_000)
+
+    asked = []
+    answer = QMessageBox.StandardButton.No
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kw: asked.append(args[2]) or answer)
+    fleet.table.selectRow(2)
+    fleet.cancel_button.click()
+    assert "Take style-b out of the queue?" in asked[0] and len(_rows(window)) == 3  # No: nothing changed
+    answer = QMessageBox.StandardButton.Yes
+    fleet.cancel_button.click()
+    qtbot.waitUntil(lambda: [n for n, _ in _rows(window)] == ["style-a", "style-c"], timeout=10_000)
+    screenshot(window, "fleet-queue-offscreen")
+
+    window.close()  # the app restarts: the queue is the run folders' files, so it is all still there
+    again = new_main_window(qtbot)
+    again.workbench.fleet.launch_fn = FakeLaunch()
+    try:
+        _open(qtbot, again, workspace)
+        again.workbench.show_fleet()
+        qtbot.waitUntil(lambda: [n for n, _ in _rows(again)] == ["style-a", "style-c"], timeout=10_000)
+    finally:
+        again.close()
+        assert again.runner.pool.waitForDone(10_000)
+
+
+def test_the_queue_model_passes_the_model_tester(qtmodeltester, workspace):
+    from lora_studio.fleet import fleet_snapshot
+    for name in ("a", "b"):
+        enqueue(write_config(workspace, name), workspace, Needs(), "desk-1")
+    model = QueueModel()
+    model.set_rows(fleet_snapshot(workspace, [LocalTarget()], "desk-1").queue)
+    assert model.rowCount() == 2
+    qtmodeltester.check(model)
+
+
+def test_a_queued_run_that_asked_for_a_vm_snapshot_gets_it_when_it_goes_out_to_a_vm():
+    from lora_studio.fleet_ui.dispatcher import launch_options
+    from lora_studio.targets.model import VSphereTarget
+    from lora_studio.vsphere.run_snapshot import snapshot_before_run
+    entry = SimpleNamespace(options={"snapshot_first": True})
+    vm = VSphereTarget(name="vm-01", vcenter="vc", vm="trainer-01", ssh_user="trainer")
+    assert launch_options(entry, vm) == {"before_start": snapshot_before_run}
+    assert launch_options(entry, SshTarget(name="gpu-01", host="h", user="u")) == {}  # not a VM: nothing to snapshot
+    assert launch_options(SimpleNamespace(options={}), vm) == {}
