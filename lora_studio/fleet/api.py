@@ -17,6 +17,7 @@ from ..targets.api import LaunchOutcome, TargetContext, launch
 from ..targets.model import Target
 from ..targets.preflight import ERROR, PreflightReport
 from ..targets.prepare import load_for_launch
+from ..targets.ray_state import with_ray_states
 from ..targets.runs import list_runs
 from .dispatch import Outcome, StartResult, Starter, TargetLoad, dispatch, placement, plan, target_loads
 from .fit import GpuNote, Needs, load_gpu_notes, note_gpus
@@ -125,7 +126,7 @@ def fleet_snapshot(workspace: Path | str, targets: list[Target], desk: str,
     taken_at = time.time()  # before the files are read: what happened after this may be missing
     queue = list_queue(workspace)
     notes = load_gpu_notes(notes_path)
-    loads = target_loads(targets, list_runs(workspace), queue)
+    loads = target_loads(targets, with_ray_states(list_runs(workspace)), queue)  # Ray's runs: queued there, or running
     placed, _ = plan(queue, targets, loads, notes, desk)
     rows, place = [], 0
     for entry, target, waits in placed:

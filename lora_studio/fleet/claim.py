@@ -25,6 +25,7 @@ from typing import Iterator
 from .errors import QueueError
 
 CLAIM_FILE = "queue.claim"
+RECOVERY_CLAIM_FILE = "recovery.claim"  # held while a desk restarts a lost run (see fleet.recovery_pass)
 # A start (preflight, SSH login, doctor, launch) takes a minute or two at most: a claim this old
 # belongs to a desk that crashed or lost the share in the middle of it.
 STALE_CLAIM_S = 15 * 60.0
@@ -69,10 +70,13 @@ class ClaimHeld(QueueError):
         super().__init__(f"{Path(run_dir).name}: {what}", "try again in a moment")
 
 
-def try_claim(run_dir: Path | str, desk: str, purpose: str, target: str = "") -> Claim | None:
-    """Take the claim of ``run_dir``'s queued run; None when someone holds it already."""
+def try_claim(run_dir: Path | str, desk: str, purpose: str, target: str = "", *, file: str = CLAIM_FILE) -> Claim | None:
+    """Take the claim of ``run_dir``'s queued run; None when someone holds it already.
+
+    ``file`` names another claim of the folder (the restart of a lost run has its own, :data:`RECOVERY_CLAIM_FILE`).
+    """
     claim = Claim(desk, purpose, time.time(), os.getpid(), secrets.token_hex(8), target)
-    path = Path(run_dir) / CLAIM_FILE
+    path = Path(run_dir) / file
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
     except FileExistsError:
@@ -85,13 +89,13 @@ def try_claim(run_dir: Path | str, desk: str, purpose: str, target: str = "") ->
     return claim
 
 
-def read_claim(run_dir: Path | str) -> Claim | None:
+def read_claim(run_dir: Path | str, *, file: str = CLAIM_FILE) -> Claim | None:
     """The claim on ``run_dir`` now, or None when there is none.
 
     A claim file that cannot be parsed (its creator is between the create and the write, or
     died there) is still a claim: it comes back with an unknown desk and its file's age.
     """
-    path = Path(run_dir) / CLAIM_FILE
+    path = Path(run_dir) / file
     try:
         text = path.read_text(encoding="utf-8")
         modified = path.stat().st_mtime
@@ -102,13 +106,13 @@ def read_claim(run_dir: Path | str) -> Claim | None:
     return _parse(text) or Claim("another desk", "unknown", modified, 0, "")
 
 
-def release(run_dir: Path | str, claim: Claim) -> None:
+def release(run_dir: Path | str, claim: Claim, *, file: str = CLAIM_FILE) -> None:
     """Give up ``claim``; a claim that is no longer this one (it was broken as stale) is left alone."""
-    current = read_claim(run_dir)
+    current = read_claim(run_dir, file=file)
     if current is None or current.token != claim.token:
         return
     with contextlib.suppress(FileNotFoundError):
-        (Path(run_dir) / CLAIM_FILE).unlink()
+        (Path(run_dir) / file).unlink()
 
 
 @contextlib.contextmanager
@@ -123,7 +127,8 @@ def holding(run_dir: Path | str, desk: str, purpose: str) -> Iterator[Claim]:
         release(run_dir, claim)
 
 
-def break_stale(run_dir: Path | str, now: float | None = None, stale_after_s: float = STALE_CLAIM_S) -> Claim | None:
+def break_stale(run_dir: Path | str, now: float | None = None, stale_after_s: float = STALE_CLAIM_S, *,
+                file: str = CLAIM_FILE) -> Claim | None:
     """Remove a claim older than ``stale_after_s`` (its desk died holding it); returns the broken claim.
 
     The claim is renamed away first: of two desks breaking it at once, only one rename succeeds.
@@ -132,12 +137,12 @@ def break_stale(run_dir: Path | str, now: float | None = None, stale_after_s: fl
     """
     run_dir = Path(run_dir)
     now = time.time() if now is None else now
-    claim = read_claim(run_dir)
+    claim = read_claim(run_dir, file=file)
     if claim is None or claim.age(now) < stale_after_s:
         return None
-    aside = run_dir / f".{CLAIM_FILE}.broken-{secrets.token_hex(4)}"
+    aside = run_dir / f".{file}.broken-{secrets.token_hex(4)}"
     try:
-        os.rename(run_dir / CLAIM_FILE, aside)
+        os.rename(run_dir / file, aside)
     except FileNotFoundError:
         return None  # released, or another desk broke it first
     try:
@@ -146,7 +151,7 @@ def break_stale(run_dir: Path | str, now: float | None = None, stale_after_s: fl
         taken = None
     if taken is not None and taken.age(now) < stale_after_s:
         with contextlib.suppress(FileExistsError):
-            os.link(aside, run_dir / CLAIM_FILE)  # never over a claim made meanwhile
+            os.link(aside, run_dir / file)  # never over a claim made meanwhile
         aside.unlink()
         return None
     aside.unlink()

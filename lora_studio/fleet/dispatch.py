@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,12 +26,12 @@ from trainer.rundir import ACTIVE_STATES
 from ..targets.model import LocalTarget, Target
 from ..targets.runinfo import read_run_info
 from ..targets.runs import RunSummary, list_runs
-from .claim import STALE_CLAIM_S, ClaimHeld, break_stale, holding, release, try_claim
+from .claim import STALE_CLAIM_S, Claim, ClaimHeld, break_stale, holding, release, try_claim
 from .fit import GpuNote, Needs, misfit
 from .queue import FAILED, QUEUED, STARTED, QueueEntry, list_queue, read_entry, write_entry
 from .waits import Wait
 
-GOING = (*ACTIVE_STATES, "launched")
+GOING = (*ACTIVE_STATES, "launched", "queued")  # queued: held by a Ray cluster until a node is free
 
 
 @dataclass
@@ -94,7 +95,8 @@ def target_loads(targets: list[Target], runs: list[RunSummary], queue: list[Queu
     for run in runs:
         if run.state in GOING and run.target:
             going.add(run.path)
-            loads.setdefault(run.target, TargetLoad(run.target, None, 0)).running.append(run)
+            for name in run.targets:  # a multi-node run takes a slot on each of its nodes
+                loads.setdefault(name, TargetLoad(name, None, 0)).running.append(run)
     for entry in queue:
         claim = entry.claim
         if claim is not None and claim.purpose == "start" and claim.target in loads and entry.run_dir not in going:
@@ -146,7 +148,8 @@ def dispatch(workspace: Path | str, targets: list[Target], start: Starter, desk:
     """One pass: start every waiting run that has a free fitting target now, in queue order.
 
     ``start(entry, target)`` does the start (the app's preflight and launch; a test's stand-in)
-    and is called with the run's claim held. Returns what was done, one outcome a start tried.
+    and is called with the run's claim held, for different targets from threads of their own.
+    Returns what was done, one outcome a start tried, in queue order.
     """
     notes = notes or {}
     queue = list_queue(workspace)
@@ -158,7 +161,7 @@ def dispatch(workspace: Path | str, targets: list[Target], start: Starter, desk:
     if not any(entry.waiting and entry.claim is None for entry in queue):
         return []  # nothing to send: no need to read every run's state
     loads = target_loads(targets, list_runs(workspace), queue)
-    outcomes = []
+    claimed: list[tuple[QueueEntry, Target, Claim]] = []
     for entry in queue:
         if not entry.waiting or entry.claim is not None:
             continue
@@ -168,22 +171,52 @@ def dispatch(workspace: Path | str, targets: list[Target], start: Starter, desk:
         claim = try_claim(entry.run_dir, desk, "start", target.name)
         if claim is None:
             continue  # another desk is starting (or changing) it
-        keep = False
-        try:
-            current = read_entry(entry.run_dir)  # as it is now: started, cancelled or moved meanwhile?
-            if current is None or current.state != QUEUED:
-                continue
-            loads[target.name].next.append(current.name)
-            outcome = _start_one(current, target, start, desk)
-            if outcome.kind == "busy":
-                loads[target.name].refused = True
-            # A started run keeps its claim: the record of who started it, and a lock no desk can take again.
-            keep = outcome.kind == "started"
-        finally:
-            if not keep:
+        current = read_entry(entry.run_dir)  # as it is now: started, cancelled or moved meanwhile?
+        if current is None or current.state != QUEUED:
+            release(entry.run_dir, claim)
+            continue
+        loads[target.name].next.append(current.name)
+        claimed.append((current, target, claim))
+    return _start_claimed(claimed, start, desk)
+
+
+def _start_claimed(claimed: list[tuple[QueueEntry, Target, Claim]], start: Starter, desk: str) -> list[Outcome]:
+    """Start the claimed runs: one target's in queue order, different targets' at the same time.
+
+    A start's preflight takes seconds (a login, the trainer's doctor, the config check): made one
+    after another, the second target of a pass would stand idle through the first one's.
+    """
+    by_target: dict[str, list[int]] = {}
+    for index, (_, target, _) in enumerate(claimed):
+        by_target.setdefault(target.name, []).append(index)
+    outcomes: list[Outcome | None] = [None] * len(claimed)
+
+    def start_on_target(indices: list[int]) -> None:
+        busy = False
+        for index in indices:
+            entry, target, claim = claimed[index]
+            if busy:  # another desk filled the target meanwhile: the rest wait in the queue
                 release(entry.run_dir, claim)
-        outcomes.append(outcome)
-    return outcomes
+                continue
+            keep = False
+            try:
+                outcome = _start_one(entry, target, start, desk)
+                busy = outcome.kind == "busy"
+                # A started run keeps its claim: the record of who started it, and a lock no desk can take again.
+                keep = outcome.kind == "started"
+            finally:
+                if not keep:
+                    release(entry.run_dir, claim)
+            outcomes[index] = outcome
+
+    if len(by_target) <= 1:
+        for indices in by_target.values():
+            start_on_target(indices)
+    else:
+        with ThreadPoolExecutor(max_workers=len(by_target), thread_name_prefix="fleet-start") as pool:
+            for finished in [pool.submit(start_on_target, indices) for indices in by_target.values()]:
+                finished.result()
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 def _start_one(entry: QueueEntry, target: Target, start: Starter, desk: str) -> Outcome:

@@ -9,12 +9,15 @@ preflight runs: this desk keeps the GPUs each of its targets reported last in a 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from trainer.fsutil import atomic_write_text
+
+_NOTES_LOCK = threading.Lock()  # one writer of the notes file at a time in this process
 
 
 @dataclass(frozen=True)
@@ -110,12 +113,13 @@ def note_gpus(path: Path | str, target: str, doctor: Mapping[str, Any] | None, n
     gpus = gpus_from_doctor(doctor)
     if gpus is None:
         return
-    notes = load_gpu_notes(path)
-    notes[target] = GpuNote(gpus, time.time() if now is None else now)
-    data = {"version": 1, "targets": {name: {"seen_at": note.seen_at,
-                                             "gpus": [{"name": g.name, "total_gb": g.total_gb} for g in note.gpus]}
-                                      for name, note in sorted(notes.items())}}
-    atomic_write_text(Path(path), json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    with _NOTES_LOCK:  # the dispatcher starts on several targets at once: no update may be lost
+        notes = load_gpu_notes(path)
+        notes[target] = GpuNote(gpus, time.time() if now is None else now)
+        data = {"version": 1, "targets": {name: {"seen_at": note.seen_at,
+                                                 "gpus": [{"name": g.name, "total_gb": g.total_gb} for g in note.gpus]}
+                                          for name, note in sorted(notes.items())}}
+        atomic_write_text(Path(path), json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
 def misfit(needs: Needs, note: GpuNote | None) -> tuple[str, str] | None:

@@ -34,6 +34,8 @@ def place_label(target: Target) -> str:
         return f"{target.name} (SSH {target.user}@{target.host})"
     if isinstance(target, LocalTarget):
         return f"{target.name} (this computer, {target.python or 'the app’s Python'})"
+    if target.kind == "ray":
+        return f"{target.name} (Ray cluster {target.address})"
     return f"{target.name} (VM {target.vm})"
 
 

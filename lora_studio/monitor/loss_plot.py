@@ -1,5 +1,9 @@
 """The loss plot: raw and smoothed loss, learning rate on a second axis, several runs overlaid.
 
+A language-model run that holds examples out (``val_size``) also writes ``eval_loss`` every
+``eval_steps``: it is drawn as a dashed curve with a dot per evaluation, in a colour of its own,
+and gets a legend entry once the first evaluation arrives.
+
 pyqtgraph with clip-to-view and peak downsampling draws only what is on screen at screen
 resolution, so a million points stay smooth. The x axis shows steps, epochs or wall time.
 """
@@ -22,12 +26,14 @@ X_AXES = {"Steps": "step", "Epochs": "epoch", "Wall time (min)": "time"}
 COUNTED = {"step", "epoch"}  # x axes of whole numbers: no ticks between them
 # Distinguishable on light and dark backgrounds; the first run gets the first colour.
 PALETTE = ("#3b82f6", "#f97316", "#10b981", "#e11d48", "#8b5cf6", "#a16207")
+# The eval loss of the run with the same index: none of these is a loss colour.
+EVAL_PALETTE = ("#c026d3", "#0891b2", "#ca8a04", "#4b5563", "#db2777", "#65a30d")
 
 
 class RunCurves:
     """The plot items of one run."""
 
-    def __init__(self, plot: pg.PlotItem, lr_box: pg.ViewBox, name: str, color: str) -> None:
+    def __init__(self, plot: pg.PlotItem, lr_box: pg.ViewBox, name: str, color: str, eval_color: str) -> None:
         self.raw = plot.plot([], [], pen=pg.mkPen(color, width=1), name=None)
         self.raw.setOpacity(0.3)
         self.smooth = plot.plot([], [], pen=pg.mkPen(color, width=2), name=f"{name} loss")
@@ -35,10 +41,15 @@ class RunCurves:
         lr_box.addItem(self.lr)
         self.markers = pg.ScatterPlotItem(size=9, symbol="t", brush=pg.mkBrush(color), pen=pg.mkPen(None))
         plot.addItem(self.markers)
-        for item in (self.raw, self.smooth, self.lr):
+        self.eval = plot.plot([], [], pen=pg.mkPen(eval_color, width=2, style=Qt.PenStyle.DashLine), symbol="o",
+                              symbolSize=6, symbolBrush=pg.mkBrush(eval_color), symbolPen=pg.mkPen(None), name=None)
+        self.eval.setVisible(False)
+        self.eval_label = f"{name} eval loss"
+        self.eval_in_legend = False  # added when the first evaluation arrives: image runs have none
+        for item in (self.raw, self.smooth, self.lr, self.eval):
             # The plot hands these at most a few thousand points (see LossPlot._draw).
             item.setSkipFiniteCheck(True)
-        self.items = (self.raw, self.smooth, self.lr, self.markers)
+        self.items = (self.raw, self.smooth, self.lr, self.markers, self.eval)
 
 
 class LossPlot(QWidget):
@@ -73,6 +84,7 @@ class LossPlot(QWidget):
         self.plot.setLabel("left", "loss")
         self.plot.setLabel("bottom", "step")
         self.legend = self.plot.addLegend(offset=(-10, 10))
+        self.legend.setLabelTextColor(foreground)  # pyqtgraph's light grey is faint on a light theme
         # The learning rate gets its own y axis on the right, sharing the x axis.
         self.lr_box = pg.ViewBox()
         self.plot.showAxis("right")
@@ -135,7 +147,9 @@ class LossPlot(QWidget):
             return self.series[name]
         series = MetricSeries(metrics_path, self.smoothing.value() / 100)
         self.series[name] = series
-        self.curves[name] = RunCurves(self.plot, self.lr_box, name, PALETTE[(len(self.curves)) % len(PALETTE)])
+        index = len(self.curves)
+        self.curves[name] = RunCurves(self.plot, self.lr_box, name, PALETTE[index % len(PALETTE)],
+                                      EVAL_PALETTE[index % len(EVAL_PALETTE)])
         return series
 
     def remove_run(self, name: str) -> None:
@@ -148,6 +162,8 @@ class LossPlot(QWidget):
             for item in curves.items:
                 (self.lr_box if item is curves.lr else self.plot).removeItem(item)
             self.legend.removeItem(curves.smooth)
+            if curves.eval_in_legend:
+                self.legend.removeItem(curves.eval)
 
     def runs(self) -> list[str]:
         return list(self.series)
@@ -210,6 +226,7 @@ class LossPlot(QWidget):
             curves.lr.setData(x[window], lr[window])
         curves.raw.setVisible(self.show_raw.isChecked())
         curves.lr.setVisible(self.show_lr.isChecked())
+        self._draw_eval(series, curves, x)
         if len(lr) and math.isfinite(lr[-1]):
             # From zero to just above the newest rate (schedules only fall after warm-up).
             self._lr_top = max(self._lr_top, float(lr[-1]))
@@ -220,6 +237,18 @@ class LossPlot(QWidget):
             curves.markers.setData(x[index], series.ema[index])
         else:
             curves.markers.setData([], [])
+
+    def _draw_eval(self, series: MetricSeries, curves: RunCurves, x: np.ndarray) -> None:
+        """The eval-loss points (few: one per eval_steps), shown with a legend entry only when there are any."""
+        index = series.eval_indices()
+        curves.eval.setData(x[index], series.column("eval_loss")[index])
+        curves.eval.setVisible(bool(len(index)))
+        if bool(len(index)) != curves.eval_in_legend:
+            if curves.eval_in_legend:
+                self.legend.removeItem(curves.eval)
+            else:
+                self.legend.addItem(curves.eval, curves.eval_label)
+            curves.eval_in_legend = not curves.eval_in_legend
 
     def _visible_slice(self, x: np.ndarray) -> slice | None:
         """The points inside a zoomed-in view when they are few enough to draw one by one."""
@@ -257,6 +286,10 @@ class LossPlot(QWidget):
         x_low, x_high = min(float(x[0]) for x in xs), max(float(x[-1]) for x in xs)
         low = min(s.loss_min for s in shown)
         high = max(s.loss_max for s in shown)
+        for s in shown:  # the held-out loss usually lies above the training loss: keep it in view
+            evals = s.column("eval_loss")[s.eval_indices()]
+            if len(evals):
+                low, high = min(low, float(evals.min())), max(high, float(evals.max()))
         if not (math.isfinite(low) and math.isfinite(high)):
             return
         if self.log_scale.isChecked():
@@ -282,7 +315,13 @@ class LossPlot(QWidget):
             i = int(np.clip(np.searchsorted(xs, x), 0, len(xs) - 1))
             step = int(series.column("step")[i])
             loss, smooth, lr = series.column("loss")[i], series.ema[i], series.column("lr")[i]
-            parts.append(f"<b>{name}</b> step {step}: loss {loss:.4f} (smoothed {smooth:.4f}), lr {lr:.2e}")
+            text = f"<b>{name}</b> step {step}: loss {loss:.4f} (smoothed {smooth:.4f}), lr {lr:.2e}"
+            evals = series.eval_indices()
+            last = int(np.searchsorted(evals, i, side="right")) - 1  # the newest evaluation up to here
+            if last >= 0:
+                j = int(evals[last])
+                text += f", eval loss {series.column('eval_loss')[j]:.4f} (step {int(series.column('step')[j])})"
+            parts.append(text)
         text = " &nbsp; ".join(parts)
         self.readout.setText(text)
         self.hovered.emit(text)

@@ -12,6 +12,7 @@ import math
 import shutil
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QSortFilterProxyModel, Qt, QTimer, QUrl, Signal
@@ -25,15 +26,19 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QFormL
 from trainer.checkpoint import list_checkpoints
 from trainer.rundir import EVENTS_FILE, LOG_FILE, METRICS_FILE, JsonlTail, read_status
 
-from ..targets.runs import RunSummary, list_runs, summarize_run
+from ..targets.ray_state import combine as combine_ray, list_runs_seen
+from ..targets.runs import RunSummary, summarize_run
 from ..boxes import column, push_button
 from ..targets_ui.store import app_context
 from ..workers.tasks import TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
+from ..targets.placement import placement_of
 from .log_view import LogView
 from .loss_plot import LossPlot
-from .recovery import RecoverySettings, load_settings as load_recovery, recover, resume_from_checkpoint
-from .recovery import save_settings as save_recovery, should_recover
+from .recovery import load_settings as load_recovery, recover, resume_from_checkpoint
+from .recovery import save_settings as save_recovery
+from .recovery_watch import RecoveryWatch
+from .placement_view import PlacementLabel
 from .runs_model import RUN_ROLE, STATE_COLORS, RunsModel, age_text
 from .samples_view import SamplesView
 from .stop_bar import StopBar
@@ -65,6 +70,9 @@ class MonitorPage(QWidget):
         self._listing = False
         self._recovering: set[str] = set()
         self.pending_selection: str | None = None  # a run just launched: select it when it appears
+        self.recovery = RecoveryWatch(runner, lambda: self.context(), self)
+        # A run started again shows at once; one that waits for a target must not make the list spin.
+        self.recovery.passed.connect(lambda outcomes: any(o.kind == "started" for o in outcomes) and self.refresh_runs())
 
         # -- runs list ---------------------------------------------------------------------
         self.model = RunsModel(self)
@@ -122,6 +130,7 @@ class MonitorPage(QWidget):
         self.progress.setTextVisible(True)
         self.details = QLabel(self)
         self.details.setObjectName("runDetails")
+        self.placement = PlacementLabel(self)  # the nodes of a multi-node run
         self.error = QLabel(self)
         self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #dc2626;")
@@ -139,8 +148,9 @@ class MonitorPage(QWidget):
         self.output_button = QPushButton("Output folder", self)
         self.output_button.clicked.connect(self.open_folder)
         self.auto_recover = QCheckBox("Recover automatically when lost", self)
-        self.auto_recover.setToolTip("When this run's machine dies, start it again from its last checkpoint "
-                                     "(at most 3 times)")
+        self.auto_recover.setToolTip("When this run's machine dies (or vCenter reports its VM powered off), start it "
+                                     "again from its last checkpoint: on the same target once it is back, else on "
+                                     "another free target that sees the run folder (at most 3 times)")
         self.auto_recover.toggled.connect(self._auto_recover_toggled)
         controls = QHBoxLayout()
         for widget in (self.stop_button, self.resume_button, self.resume_elsewhere, self.tensorboard_button,
@@ -155,6 +165,7 @@ class MonitorPage(QWidget):
         head_layout.addRow(title_row)
         head_layout.addRow(self.progress)
         head_layout.addRow(self.details)
+        head_layout.addRow(self.placement)
         head_layout.addRow(self.error)
         head_layout.addRow(controls)
         head_layout.addRow(self.stop_bar)
@@ -219,7 +230,8 @@ class MonitorPage(QWidget):
         if self.workspace is None or self._listing:
             return
         self._listing = True
-        self.runner.start(list_runs, self.workspace, on_done=self._runs_listed, on_error=self._runs_failed)
+        # list_runs_seen: the run folders, and Ray's word on the Ray runs (queued for a GPU, or ended).
+        self.runner.start(list_runs_seen, self.workspace, on_done=self._runs_listed, on_error=self._runs_failed)
 
     def _runs_failed(self, message: str) -> None:
         self._listing = False
@@ -237,9 +249,8 @@ class MonitorPage(QWidget):
             self._reselect(selected)
         elif runs and self.run_dir is None:
             self.table.selectRow(0)
-        for run in runs:
-            if str(run.path) not in self._recovering and should_recover(run):
-                self._recover(run.path, None, "automatic recovery")
+        # Lost runs with automatic recovery on start again, here or on another target (in a worker).
+        self.recovery.check(self.workspace, [r for r in runs if str(r.path) not in self._recovering])
 
     def _reselect(self, paths: set[str]) -> None:
         """Select the same runs again after the list was rebuilt (without reloading them)."""
@@ -293,6 +304,7 @@ class MonitorPage(QWidget):
         """New points, log lines, events and status of the shown run(s)."""
         if self.run_dir is None:
             self._set_controls(None)
+            self.placement.show_placement(None)
             return
         self.plot.refresh()
         self.log_view.refresh()
@@ -307,6 +319,8 @@ class MonitorPage(QWidget):
                 self._refresh_checkpoints()
         summary = summarize_run(self.run_dir)
         listed = next((r for r in self.model.runs if r.path == self.run_dir), None)
+        if listed is not None:
+            summary = combine_ray(summary, listed.ray_job)  # as the list saw Ray last (no request here)
         if listed is not None and listed.state != summary.state:
             self.refresh_runs()  # the list is rescanned every few seconds; this run just changed
         series = self.plot.series.get(self.run_dir.name)
@@ -325,6 +339,8 @@ class MonitorPage(QWidget):
         self.progress.setValue(min(summary.step, max(total, 1)))
         self.progress.setFormat(f"step {summary.step} of {total}" if total else f"step {summary.step}")
         parts = [f"epoch {status.get('epoch', '—')} of {status.get('total_epochs', '—')}"]
+        if summary.state == "queued":  # held by a Ray cluster: no trainer yet, so no epoch either
+            parts = ["waits in the Ray cluster's queue for a node with the GPUs and CPUs it asks for"]
         if series is not None and len(series):
             rate, tokens = series.column("samples_per_s")[-1], series.column("tokens_per_s")[-1]
             if not math.isnan(tokens):  # a language model: its rate is in tokens
@@ -338,9 +354,13 @@ class MonitorPage(QWidget):
             parts.append(f"ETA {_eta(status.get('eta_s'))}")
         if summary.heartbeat_age_s is not None and summary.state not in ("completed", "stopped", "failed"):
             parts.append(f"heartbeat {age_text(summary.heartbeat_age_s)} ago")
-        if summary.target:
+        placement = placement_of(summary.info)
+        if placement is not None:
+            parts.append(f"on {placement.describe()} (below)")
+        elif summary.target:
             parts.append(f"on {summary.target}{' (' + summary.host + ')' if summary.host else ''}")
         self.details.setText(" · ".join(parts))
+        self.placement.show_placement(placement)
         error = summary.error or {}
         if summary.state == "lost":
             self.error.setText("The trainer stopped sending heartbeats and its process is gone (the machine may have "
@@ -424,7 +444,7 @@ class MonitorPage(QWidget):
 
     def _auto_recover_toggled(self, on: bool) -> None:
         if self.run_dir is not None:
-            save_recovery(self.run_dir, RecoverySettings(enabled=on))
+            save_recovery(self.run_dir, replace(load_recovery(self.run_dir), enabled=on))
 
     def open_folder(self) -> None:
         if self.run_dir is not None:

@@ -8,12 +8,14 @@ from datetime import datetime
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
 
+from ..targets.placement import placement_of
 from ..targets.runs import RunSummary
+from .placement_view import placement_tip
 
 COLUMNS = ("Run", "State", "Progress", "Target", "Started", "Last loss")
 STATE_COLORS = {"training": "#2563eb", "sampling": "#2563eb", "saving": "#2563eb", "preparing": "#7c3aed",
                 "starting": "#7c3aed", "launched": "#7c3aed", "completed": "#15803d", "stopped": "#a16207",
-                "failed": "#dc2626", "lost": "#dc2626", "not_started": "#6b7280"}
+                "failed": "#dc2626", "lost": "#dc2626", "not_started": "#6b7280", "queued": "#0891b2"}
 RUN_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
@@ -53,6 +55,9 @@ class RunsModel(QAbstractTableModel):
             if column == 3:
                 # The name only: host names are long, and the list must fit beside the plot
                 # (the tooltip and the run's header say where it runs).
+                placement = placement_of(run.info)
+                if placement is not None:  # the first node (it hosts the rendezvous) and how many more
+                    return f"{placement.targets[0]} +{len(placement.targets) - 1}"
                 return run.target or run.host
             if column == 4:
                 return datetime.fromtimestamp(run.started_at).strftime("%Y-%m-%d %H:%M") if run.started_at else ""
@@ -67,6 +72,11 @@ class RunsModel(QAbstractTableModel):
             if run.state == "lost":
                 age = f"{run.heartbeat_age_s / 60:.0f} min" if run.heartbeat_age_s else "a while"
                 return f"No heartbeat for {age} and the trainer process is gone: resume it from its last checkpoint."
+            if run.state == "queued" and run.ray_job is not None:
+                return f"Queued by Ray: it starts when a node of the cluster has the GPUs and CPUs it asks for.\n" \
+                       f"{run.ray_job.message}"
+            if column == 3 and placement_of(run.info) is not None:
+                return placement_tip(placement_of(run.info))
             if column == 3 and run.target and run.host:
                 return f"{run.target} on {run.host}"
             return str(run.path)

@@ -8,6 +8,7 @@ beyond the last one, the series is cut back to just before it (newest line per s
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from pathlib import Path
@@ -37,6 +38,9 @@ class MetricSeries:
         self.loss_max = -math.inf
         self.decimated = Decimated()
         self.decimated_upto = 0
+        # Indices of the points that carry an eval_loss (every eval_steps): the plot draws them
+        # without scanning the whole column.
+        self._eval_at: list[int] = []
 
     def __len__(self) -> int:
         return self.count
@@ -49,6 +53,10 @@ class MetricSeries:
     def ema(self) -> np.ndarray:
         """The smoothed loss (exponential moving average with the current smoothing)."""
         return self._ema[:self.count]
+
+    def eval_indices(self) -> np.ndarray:
+        """Indices of the points with an ``eval_loss`` (language-model runs with ``val_size``), in order."""
+        return np.asarray(self._eval_at, dtype=np.int64)
 
     def set_smoothing(self, smoothing: float) -> None:
         """Change the EMA weight (0 = raw) and recompute it over all points."""
@@ -70,6 +78,7 @@ class MetricSeries:
                 if self.count and step <= self._data["step"][self.count - 1]:
                     # A resumed run writes these steps again: its lines replace the old ones.
                     self.count = int(np.searchsorted(self._data["step"][:self.count], step, side="left"))
+                    del self._eval_at[bisect.bisect_left(self._eval_at, self.count):]
                     first_changed = min(first_changed, self.count)
                     self._recompute_extremes()
                 self._append(record)
@@ -86,6 +95,8 @@ class MetricSeries:
         for name in FIELDS:
             value = record.get(name)
             self._data[name][self.count] = float(value) if isinstance(value, (int, float)) else math.nan
+        if math.isfinite(self._data["eval_loss"][self.count]):
+            self._eval_at.append(self.count)
         loss = self._data["loss"][self.count]
         if math.isfinite(loss):
             self.loss_min = min(self.loss_min, loss)

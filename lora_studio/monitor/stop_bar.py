@@ -194,7 +194,9 @@ class StopBar(QFrame):
         summary = self._summary
         entry = self.stops.get(str(self.run_dir)) if self.run_dir is not None else None
         pending = entry is not None and entry.pending
-        self.stop_button.setEnabled(summary is not None and summary.state in ACTIVE_STATES and not pending)
+        # "queued": held by a Ray cluster until a node is free; Stop takes it out before the trainer starts.
+        stoppable = summary is not None and summary.state in (*ACTIVE_STATES, "queued")
+        self.stop_button.setEnabled(stoppable and not pending)
         self.stop_button.setText("Stopping…" if pending else "Stop")
         lines = self._lines(entry, summary) if entry is not None else []
         if not lines:

@@ -13,6 +13,10 @@ data and gets dataclasses back. Modules, one job each:
   target, started detached in its run folder, and run.json (:func:`.api.start_job` is the one entry)
 - :mod:`.control` / :mod:`.stop` liveness and the staged stop; :mod:`.runs` re-attach, and how a run ended
 - :mod:`.install` the trainer from a wheel on the shared storage
+- :mod:`.ray_client` Ray's Jobs REST API; :mod:`.ray_jobs` a command as a Ray job, its liveness and stop;
+  :mod:`.ray_preflight` the cluster's checks; :mod:`.ray_state` Ray's word on a job beside the run folder's
+- :mod:`.multinode` one run over several targets with torchrun; :mod:`.rendezvous` the network check
+  between its nodes; :mod:`.placement` its nodes as run.json records them; :mod:`.node_control` their stop
 """
 
 from .api import (LaunchOutcome, RunProbe, TargetContext, inventory, install_trainer, is_running, launch, pin_vcenter,
@@ -21,6 +25,8 @@ from .credentials import forget_password, load_password, store_password
 from .errors import (CertificateChanged, ConnectionFailed, HostKeyChanged, LaunchFailed, TargetConfigError, TargetError,
                      UntrustedCertificate, UntrustedHostKey)
 from .launch import PathsNotVisible, TrainerJob
+from .multinode import NodesOptions, launch_nodes, preflight_nodes
+from .placement import Node, Placement, placement_of
 from .model import (LocalTarget, SshTarget, Target, TargetSettings, VCenter, VSphereTarget, load_settings,
                     save_settings)
 from .pathmap import PathMapper, PathMapping
@@ -32,7 +38,7 @@ from .vsphere import CertificateInfo, VmRow
 
 __all__ = [
     "CertificateChanged", "CertificateInfo", "Check", "ConnectionFailed", "HostKeyChanged", "LaunchFailed",
-    "LaunchOutcome", "LocalTarget", "PathMapper", "PathMapping", "PathsNotVisible", "PreflightReport", "RunInfo",
+    "LaunchOutcome", "LocalTarget", "Node", "NodesOptions", "Placement", "launch_nodes", "placement_of", "preflight_nodes", "PathMapper", "PathMapping", "PathsNotVisible", "PreflightReport", "RunInfo",
     "RunProbe", "RunSummary", "SshTarget", "StopResult", "Target", "TargetConfigError", "TargetContext", "TargetError",
     "TargetSettings", "TrainerJob", "UntrustedCertificate", "UntrustedHostKey", "VCenter", "VSphereTarget", "VmRow", "forget_password",
     "install_trainer", "inventory", "load_password", "store_password",

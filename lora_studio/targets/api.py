@@ -21,6 +21,9 @@ from .errors import TargetError, UntrustedCertificate, UntrustedHostKey
 from .launch import (MappedJob, TrainerJob, check_trainer_runs, map_job, record_start, start_here, start_with_shell,
                      train_job)
 from .model import LocalTarget, SshTarget, Target, TargetSettings, VCenter, VSphereTarget
+from .model import RayTarget
+from .node_control import nodes_control
+from .placement import placement_of
 from .prepare import PreparedRun, prepare_run
 from .preflight import ERROR, Check, PreflightReport, run_preflight
 from .runinfo import RunInfo, read_run_info
@@ -68,6 +71,9 @@ def connect(vcenter: VCenter, ctx: TargetContext) -> VCenterSession:
 @contextlib.contextmanager
 def open_shell(target: Target, ctx: TargetContext, prepared: PreparedRun | None = None) -> Iterator[Shell]:
     """A shell on ``target`` (SSH, Guest Operations or local), closed on exit."""
+    if isinstance(target, RayTarget):  # Ray picks the node when it starts a run: there is no shell to open
+        raise TargetError(f"{target.name} is a Ray cluster: commands reach it as Ray jobs, not through a shell",
+                          "use its preflight, or run the command on a node of the cluster")
     if isinstance(target, LocalTarget):
         yield LocalShell()
         return
@@ -121,6 +127,10 @@ def preflight(target: Target, config_path: Path | str, ctx: TargetContext, *,
             report.add("busy", ERROR, f"{target.name} already runs {names}",
                        "wait for it to finish, stop it, or allow more jobs on this target")
             return prepared, report  # nothing else matters until the target is free
+    if isinstance(target, RayTarget):  # no shell there: the cluster's Jobs API answers for it
+        from .ray_preflight import ray_checks
+        report.checks += ray_checks(target).checks
+        return prepared, report
     try:
         with open_shell(target, ctx, prepared) as shell:
             checks = run_preflight(shell, prepared, target)
@@ -183,6 +193,9 @@ def start_job(target: Target, job: TrainerJob, ctx: TargetContext, *, check_trai
     """
     mapped = map_job(job, target)
     extra = {"kind": job.command}  # what the run folder holds, for readers that list runs
+    if isinstance(target, RayTarget):  # Ray queues it and picks the node; run.json names the job
+        from .ray_jobs import submit_run
+        return submit_run(target, mapped, extra)
     if isinstance(target, LocalTarget):
         if check_trainer:
             check_trainer_runs(LocalShell(), target)
@@ -223,6 +236,17 @@ def run_control(run_dir: Path | str, ctx: TargetContext) -> Iterator[ProcessCont
     info = read_run_info(run_dir)
     if info is None:
         raise TargetError(f"{run_dir} has no readable run.json", "this run was not started by LoRA Studio; stop it with the STOP file")
+    if info.target_kind == RayTarget.kind:  # run.json has the cluster's address: no saved target needed
+        from .ray_jobs import control_of
+        yield control_of(info)
+        return
+    if placement_of(info) is not None:  # a run over several targets: every node's torchrun
+        nodes = nodes_control(placement_of(info), ctx)
+        try:
+            yield nodes
+        finally:
+            nodes.close()
+        return
     if info.target_kind == LocalTarget.kind:
         # This machine needs no saved target; but a pid means this machine's process only when
         # the run was started here (the workspace may be shared with other desks).
@@ -302,6 +326,10 @@ def stop(run_dir: Path | str, ctx: TargetContext | None, *, grace_s: float = 60.
     """
     if ctx is None:
         return stop_run(run_dir, None, grace_s=grace_s, poll_s=poll_s, use_stop_file=use_stop_file, on_stage=on_stage)
+    from .ray_jobs import ray_job_of, stop_ray_run
+    if ray_job_of(read_run_info(run_dir)) is not None:  # Ray may still hold it queued: a stop of its own
+        return stop_ray_run(run_dir, grace_s=grace_s, kill_after_s=kill_after_s, poll_s=poll_s,
+                            use_stop_file=use_stop_file, on_stage=on_stage)
     try:
         with run_control(run_dir, ctx) as control:
             return stop_run(run_dir, control, grace_s=grace_s, kill_after_s=kill_after_s, poll_s=poll_s,
@@ -322,6 +350,9 @@ def stop_now(run_dir: Path | str, ctx: TargetContext | None, *, kill_after_s: fl
     if ctx is None:
         raise TargetError("no connection to the target to signal the trainer",
                           "wait for it to stop after this step, or end it on its machine")
+    from .ray_jobs import ray_job_of, stop_ray_run
+    if ray_job_of(read_run_info(run_dir)) is not None:  # Ray may still hold it queued: a stop of its own
+        return stop_ray_run(run_dir, now=True, kill_after_s=kill_after_s, poll_s=poll_s, on_stage=on_stage)
     with run_control(run_dir, ctx) as control:
         return _stop_now(run_dir, control, kill_after_s=kill_after_s, poll_s=poll_s, on_stage=on_stage)
 

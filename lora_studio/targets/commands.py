@@ -89,6 +89,16 @@ def signal_process(pid: int, signal_name: str) -> str:
     return f"kill -{signal_name} {int(pid)}"
 
 
+def kill_with_children(pid: int) -> str:
+    """SIGKILL ``pid``'s children, then ``pid`` (torchrun starts its workers in sessions of their own,
+    so killing torchrun alone would leave them training)."""
+    pid = int(pid)
+    # /proc/N/stat: "N (name) S PPID ..."; the name may hold spaces, so read after the last ") ".
+    return (f"for s in /proc/[0-9]*/stat; do read -r l < \"$s\" 2>/dev/null || continue; r=${{l##*) }}; "
+            f"set -- $r; if [ \"$2\" = {pid} ]; then c=${{s%/stat}}; kill -KILL \"${{c#/proc/}}\" 2>/dev/null; fi; "
+            f"done; kill -KILL {pid}")
+
+
 def parse_probe(output: str) -> tuple[bool, str]:
     """(alive, command line) from the output of :func:`process_probe`."""
     lines = output.splitlines()

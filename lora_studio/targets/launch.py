@@ -132,9 +132,14 @@ def check_trainer_runs(shell: Shell, target: Target) -> None:
                            f"{': ' + detail[-1] if detail else ''}", INSTALL_HINT)
 
 
-def start_with_shell(shell: Shell, target: Target, mapped: MappedJob) -> int:
-    """Start the command detached through ``shell`` (``setsid nohup``); returns the trainer's pid."""
-    script = commands.detached_launch(trainer_argv(target, mapped), mapped.run_dir)
+def start_with_shell(shell: Shell, target: Target, mapped: MappedJob, argv: list[str] | None = None,
+                     log_name: str = LOG_FILE, env: Mapping[str, str] | None = None) -> int:
+    """Start the command detached through ``shell`` (``setsid nohup``); returns the trainer's pid.
+
+    ``argv`` replaces the plain ``python -m trainer ...`` (torchrun around it, for one node of a
+    multi-node run), ``log_name`` the run folder's file for its output, ``env`` adds variables.
+    """
+    script = commands.detached_launch(argv or trainer_argv(target, mapped), mapped.run_dir, log_name, env)
     result = shell.run_script(script, timeout=60)
     pid_text = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     if result.returncode == commands.EXIT_NO_RUN_DIR:

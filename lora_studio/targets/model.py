@@ -16,6 +16,7 @@ from trainer.fsutil import atomic_write_text
 
 from .errors import TargetConfigError
 from .pathmap import PathMapper, PathMapping
+from .ray_client import normalize_address
 
 SETTINGS_VERSION = 1
 SSH_AUTH = ("agent", "key", "password")
@@ -24,10 +25,13 @@ VM_LAUNCH = ("ssh", "guest_ops")
 
 @dataclass(frozen=True, kw_only=True)
 class _TargetBase:
-    """What every kind of target has: how its paths map to the desktop's, and how many jobs it takes."""
+    """What every kind of target has: how its paths map to the desktop's, how many jobs it takes, and
+    the network interface the processes of a run over several machines talk over."""
 
     mappings: tuple[PathMapping, ...] = ()
     max_jobs: int = 1
+    # NCCL_SOCKET_IFNAME / GLOO_SOCKET_IFNAME for a multi-node run ("eth1"); empty: let them choose.
+    network_interface: str = ""
 
     def mapper(self) -> PathMapper:
         """The path mapper of this target (none for this computer: the desktop's paths are its own)."""
@@ -130,11 +134,57 @@ class VSphereTarget(_TargetBase):
     def ssh_target(self, ip: str) -> SshTarget:
         """The SSH target that reaches this VM at its guest ``ip``."""
         return SshTarget(name=self.name, host=ip, user=self.ssh_user, port=self.ssh_port, auth=self.ssh_auth,
-                         key_file=self.ssh_key_file, python=self.python, mappings=self.mappings, max_jobs=self.max_jobs)
+                         key_file=self.ssh_key_file, python=self.python, mappings=self.mappings, max_jobs=self.max_jobs,
+                         network_interface=self.network_interface)
 
 
-Target = Union[LocalTarget, SshTarget, VSphereTarget]
-_KINDS: dict[str, type] = {cls.kind: cls for cls in (LocalTarget, SshTarget, VSphereTarget)}
+RAY_RUNS_AT_ONCE = 32  # a Ray target's max_jobs: Ray queues the runs, this only caps what one app hands it
+
+
+@dataclass(frozen=True)
+class RayTarget(_TargetBase):
+    """A Ray cluster: runs go to its Jobs API (the dashboard's address), and Ray queues each until a
+    node has the GPUs and CPUs it asks for, then runs the trainer there (:mod:`.ray_jobs`).
+
+    ``python`` is the interpreter with the trainer on the cluster's nodes; ``runtime_env`` is an
+    optional Ray runtime environment as JSON text (``{"env_vars": {"HF_HOME": "/data/hf"}}``).
+    ``max_jobs`` only caps how many runs this app hands the cluster at once: Ray does the queueing.
+    """
+
+    name: str
+    address: str                 # the Ray dashboard, e.g. http://ray-head:8265
+    python: str = "python3"
+    num_gpus: float = 1.0        # per run (entrypoint_num_gpus)
+    num_cpus: float = 1.0        # per run (entrypoint_num_cpus)
+    runtime_env: str = ""
+    max_jobs: int = field(default=RAY_RUNS_AT_ONCE, kw_only=True)
+    kind: ClassVar[str] = "ray"
+
+    def __post_init__(self) -> None:
+        normalize_address(self.address)  # the same check the client makes
+        for what, value in (("GPUs", self.num_gpus), ("CPUs", self.num_cpus)):
+            if not isinstance(value, (int, float)) or value < 0:
+                raise TargetConfigError(f"Ray target {self.name!r}: {what} per run must be 0 or more, not {value!r}",
+                                        "enter how many the trainer needs, e.g. 1")
+        self.runtime_env_dict()
+
+    def runtime_env_dict(self) -> dict[str, Any]:
+        """The runtime environment as a dict ({} when there is none); TargetConfigError when it is not a JSON object."""
+        if not self.runtime_env.strip():
+            return {}
+        try:
+            data = json.loads(self.runtime_env)
+        except ValueError as exc:
+            raise TargetConfigError(f"Ray target {self.name!r}: the runtime environment is not valid JSON ({exc})",
+                                    'write a JSON object, e.g. {"env_vars": {"HF_HOME": "/data/hf"}}') from None
+        if not isinstance(data, dict):
+            raise TargetConfigError(f"Ray target {self.name!r}: the runtime environment must be a JSON object",
+                                    'write it in braces, e.g. {"env_vars": {"HF_HOME": "/data/hf"}}')
+        return data
+
+
+Target = Union[LocalTarget, SshTarget, VSphereTarget, RayTarget]
+_KINDS: dict[str, type] = {cls.kind: cls for cls in (LocalTarget, SshTarget, VSphereTarget, RayTarget)}
 
 
 @dataclass

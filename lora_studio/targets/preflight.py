@@ -143,7 +143,8 @@ def check_trainer(shell: Shell, target: Target, prepared: PreparedRun, report: P
 def check_paths(shell: Shell, prepared: PreparedRun, report: PreflightReport) -> bool:
     """Base model and data visible at the mapped paths; output folder writable."""
     ok = True
-    wanted = [(name, prepared.values.get(name)) for name in ("base_model", "train_data_dir", "metadata_path")]
+    wanted = [(name, prepared.values.get(name)) for name in ("base_model", "train_data_dir", "metadata_path",
+                                                             "dataset_path")]  # dataset_path: language models
     for name, path in wanted:
         if not path:
             continue
@@ -182,7 +183,8 @@ def check_config(shell: Shell, target: Target, prepared: PreparedRun, report: Pr
         option = f"{problem['option']}: " if problem.get("option") else ""
         report.add("config", status, f"{option}{problem.get('message')}", problem.get("hint", ""))
     if data.get("ok"):
-        report.add("config", OK, f"config valid ({data.get('images', '?')} images)")
+        held = f"{data['examples']} examples" if "examples" in data else f"{data.get('images', '?')} images"
+        report.add("config", OK, f"config valid ({held})")  # examples: a language model's text dataset
         return True
     return False
 

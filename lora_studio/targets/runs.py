@@ -18,6 +18,9 @@ from pathlib import Path
 from trainer.rundir import (ACTIVE_STATES, LOG_FILE, RUN_FILE, STALE_AFTER_S, STATUS_FILE, is_stale, local_pid_alive,
                             read_status)
 
+from .ray_client import RayJob
+from .placement import run_targets
+from .lost_mark import lost_mark
 from .runinfo import RunInfo, read_run_info
 
 # Folders that never hold runs and can be huge (datasets, caches): not descended into.
@@ -45,6 +48,12 @@ class RunSummary:
     error: dict | None
     info: RunInfo | None
     kind: str = "train"        # "label" for an auto-caption job: shown, but it has no checkpoint to resume
+    ray_job: RayJob | None = None  # a Ray run's job as Ray last reported it (see ray_state.with_ray_states)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Every target the run occupies: the nodes of a multi-node run, else its one target."""
+        return run_targets(self.info) or ((self.target,) if self.target else ())
 
     @property
     def resumable(self) -> bool:
@@ -89,6 +98,8 @@ def _summarize(run_dir: Path, status: dict | None, info: RunInfo | None, now: fl
         # heartbeat can tell that the trainer (or its machine) is gone.
         if (local and not local_pid_alive(pid)) or (not local and is_stale(status, now, stale_after_s)):
             state = "lost"
+        elif not local and lost_mark(run_dir, status) is not None:  # a desk found its VM powered off (lost_mark.py)
+            state = "lost"
     return RunSummary(run_dir, run_dir.name, state, int(status.get("step") or 0), status.get("total_steps"),
                       now - heartbeat if isinstance(heartbeat, (int, float)) else None, target, host, pid,
                       status.get("started_at") or (info.started_at if info else None), status.get("error"), info)
@@ -117,7 +128,7 @@ def list_runs(workspace: Path | str, now: float | None = None) -> list[RunSummar
 
 def active_runs_on(workspace: Path | str, target_name: str) -> list[RunSummary]:
     """Runs of ``target_name`` that are still going (for the one-job-per-target rule)."""
-    return [r for r in list_runs(workspace) if r.target == target_name and r.state in (*ACTIVE_STATES, "launched")]
+    return [r for r in list_runs(workspace) if target_name in r.targets and r.state in (*ACTIVE_STATES, "launched")]
 
 
 def read_log_tail(run_dir: Path | str, limit: int = LOG_TAIL_CHARS) -> str:

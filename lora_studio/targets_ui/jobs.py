@@ -16,7 +16,8 @@ from typing import Any, Callable
 from ..targets import (PreflightReport, Target, TargetContext, TargetError, UntrustedCertificate, UntrustedHostKey,
                        preflight)
 from ..targets.api import open_shell
-from ..targets.model import LocalTarget, VSphereTarget
+from ..targets.model import LocalTarget, RayTarget, VSphereTarget
+from ..targets.ray_preflight import ray_checks
 from ..targets.preflight import ERROR, SKIPPED, check_shared_files, check_trainer
 from ..targets.prepare import PreparedRun
 from .vsphere_jobs import protection
@@ -100,7 +101,9 @@ def check_target(target: Target, ctx: TargetContext, config: Path | None, worksp
     A vSphere VM that answered also gets the protection warnings: disks that tolerate no
     failure, a cluster with HA off (what ``python -m lora_studio.vsphere policies --check`` says).
     """
-    if config is None:
+    if config is None and isinstance(target, RayTarget):
+        report = ray_checks(target)  # no shell there: what the cluster's Jobs API answers
+    elif config is None:
         report = connectivity_check(target, ctx, workspace)
     else:
         _, report = preflight(target, config, ctx, workspace=workspace)

@@ -13,6 +13,7 @@ from PySide6.QtGui import QColor, QIcon
 
 from ..resources import icon
 from ..targets import Check, LocalTarget, SshTarget, Target, VmRow
+from ..targets.model import RayTarget
 
 Row = TypeVar("Row")
 ROW_ROLE = Qt.ItemDataRole.UserRole + 1   # the row's dataclass
@@ -69,6 +70,8 @@ def describe_where(target: Target) -> str:
     if isinstance(target, SshTarget):
         port = f":{target.port}" if target.port != 22 else ""
         return f"{target.user}@{target.host}{port}"
+    if isinstance(target, RayTarget):
+        return f"Ray at {target.address} ({target.num_gpus:g} GPU, {target.num_cpus:g} CPU a run)"
     how = "SSH to its IP" if target.launch == "ssh" else "Guest Operations"
     return f"VM {target.vm} on {target.vcenter} ({how})"
 
@@ -84,7 +87,7 @@ class TargetsModel(RowsModel[Target]):
     """The saved targets."""
 
     COLUMNS = ("Name", "Kind", "Where", "Paths")
-    KINDS = {"local": "Local", "ssh": "SSH", "vsphere": "vSphere VM"}
+    KINDS = {"local": "Local", "ssh": "SSH", "vsphere": "vSphere VM", "ray": "Ray cluster"}
 
     def cell(self, row: Target, column: int, role: int) -> Any:
         if role == Qt.ItemDataRole.DisplayRole:

@@ -15,11 +15,13 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog
 
 from ..boxes import port_box
 from ..targets import LocalTarget, SshTarget, Target, TargetConfigError, VmRow, VSphereTarget
+from ..targets.model import RAY_RUNS_AT_ONCE, RayTarget
 from .mapping_editor import MappingEditor
+from .ray_fields import RayFields
 
 AUTH_LABELS = (("agent", "SSH agent / default keys"), ("key", "Key file"), ("password", "Password"))
 LAUNCH_LABELS = (("ssh", "SSH to the VM's IP address"), ("guest_ops", "Guest Operations (VMware Tools, no network path)"))
-KIND_TITLES = {"local": "This computer", "ssh": "SSH host", "vsphere": "vSphere VM"}
+KIND_TITLES = {"local": "This computer", "ssh": "SSH host", "vsphere": "vSphere VM", "ray": "Ray cluster"}
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class TargetDialog(QDialog):
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
         self.form = form
-        default_name = {"local": "This computer", "ssh": "", "vsphere": vm.name if vm else ""}[kind]
+        default_name = {"local": "This computer", "ssh": "", "vsphere": vm.name if vm else "", "ray": ""}[kind]
         self.name = QLineEdit(target.name if target else default_name, self)
         self.name.setPlaceholderText("a short name, e.g. gpu-box")
         form.addRow("Name:", self.name)
@@ -75,6 +77,10 @@ class TargetDialog(QDialog):
             self._ssh_fields(target if isinstance(target, SshTarget) else None)
         elif kind == "vsphere":
             self._vm_fields(target if isinstance(target, VSphereTarget) else None, vcenters or [], vm, vcenter)
+        elif kind == "ray":  # no login: Ray's Jobs API takes the runs
+            self.ray = RayFields(self, form, target if isinstance(target, RayTarget) else None)
+            self.password.hide()
+            self.password_label.hide()
         else:  # this computer: no login, so no password row (and no stray child widgets)
             self.password.hide()
             self.password_label.hide()
@@ -84,6 +90,22 @@ class TargetDialog(QDialog):
         self.max_jobs.setValue(target.max_jobs if target else 1)
         self.max_jobs.setToolTip("How many runs may use this target at once (one per GPU, for example)")
         form.addRow("Runs at once:", self.max_jobs)
+        if kind == "ray":  # Ray queues and places the runs; this caps only how many this app hands it
+            self.max_jobs.setRange(1, 1000)
+            self.max_jobs.setValue(target.max_jobs if target else RAY_RUNS_AT_ONCE)
+            self.max_jobs.setToolTip("How many runs this app hands the cluster at once; Ray queues them until "
+                                     "nodes are free")
+            form.labelForField(self.max_jobs).setText("Runs sent at once:")
+            form.labelForField(self.python).setText("Python on the nodes:")
+        self.network_interface = QLineEdit(target.network_interface if target else "", self)
+        self.network_interface.setObjectName("networkInterface")
+        self.network_interface.setPlaceholderText("automatic (e.g. eth1 for the cluster network)")
+        self.network_interface.setToolTip("For a run over several targets: the network interface its processes talk "
+                                          "over (NCCL_SOCKET_IFNAME and GLOO_SOCKET_IFNAME); empty lets them choose")
+        if kind != "local":  # this computer is never a node of a multi-node run
+            form.addRow("Network interface:", self.network_interface)
+        else:
+            self.network_interface.hide()
 
         self.mappings = MappingEditor(target.mappings if target else (), workspace, self)
         if target is None:
@@ -175,7 +197,9 @@ class TargetDialog(QDialog):
 
     def _update_rows(self) -> None:
         """Show only the fields the chosen login needs, and say what the password field is for."""
-        if self.kind == "local":
+        if self.kind == "ray" and self.form.indexOf(self.network_interface) >= 0:
+            self._set_row(self.network_interface, False)  # Ray places each run on one node of its own choosing
+        if self.kind in ("local", "ray"):
             return
         guest = self.kind == "vsphere" and self.launch.currentData() == "guest_ops"
         auth = self.auth.currentData()
@@ -209,6 +233,10 @@ class TargetDialog(QDialog):
                       max_jobs=self.max_jobs.value())
         if self.kind == "local":
             return LocalTarget(**common)
+        if self.kind == "ray":
+            common["python"] = common["python"] or "python3"
+            return RayTarget(**common, **self.ray.values())
+        common["network_interface"] = self.network_interface.text().strip()
         if self.kind == "ssh":
             common["python"] = common["python"] or "python3"
             return SshTarget(host=self.host.text().strip(), user=self.user.text().strip(), port=self.port.value(),

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHBoxL
 from ..boxes import column
 from ..targets import (LocalTarget, PreflightReport, SshTarget, Target, TargetError, UntrustedCertificate,
                        UntrustedHostKey, VmRow, forget_password, install_trainer, store_password)
+from ..targets.model import RayTarget
 from ..workers.tasks import TaskRunner
 from .jobs import Captured, capture, check_target, refusal
 from .models import ROW_ROLE, ChecksModel, TargetsModel
@@ -29,7 +30,7 @@ def secret_accounts(target: Target) -> list[str]:
     """Keyring accounts a target may have saved (forgotten with it)."""
     if isinstance(target, SshTarget):
         return [target.secret_account()]
-    if isinstance(target, LocalTarget):
+    if isinstance(target, (LocalTarget, RayTarget)):
         return []
     return [target.guest_secret_account()] if target.guest_user else []
 
@@ -58,6 +59,7 @@ class TargetsPage(QWidget):
         menu.addAction("This computer…", lambda: self.add_target("local"))
         menu.addAction("SSH host…", lambda: self.add_target("ssh"))
         menu.addAction("vSphere VM…", lambda: self.add_target("vsphere"))
+        menu.addAction("Ray cluster…", lambda: self.add_target("ray"))
         add.setMenu(menu)
         self.edit_button = QPushButton("Edit…", self)
         self.edit_button.clicked.connect(self.edit_selected)

@@ -19,6 +19,7 @@ import yaml
 from trainer.config import ConfigProblem, validate_mapping
 from trainer.dataset_scan import scan_dataset
 from trainer.estimate import MemoryEstimate, RunFigures, estimate_llm_memory, estimate_memory, run_figures, text_run_figures
+from trainer.model_check import check_quantization
 from trainer.model_family import Detection, ModelKindError, detect_family, resolve_family
 
 # Step time grows a little faster than the pixel count (attention is quadratic in it): a
@@ -144,6 +145,8 @@ def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on
     if config is None:
         return result  # the family is known all the same, so the form shows its options
     result.problems += _model_problems(config, detection, refusal)
+    if on_cpu or config.device == "cpu":  # the trainer would refuse fewer-bit base weights at the start
+        result.problems += check_quantization(config.quantization_bit, "cpu")
     if result.family is not None and result.family.spec.task == "text":
         return _analyse_text(config, result)
     metadata = Path(config.metadata_path) if config.metadata_path else None

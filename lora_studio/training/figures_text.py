@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from trainer.estimate import MemoryEstimate
+from trainer.estimate import MemoryEstimate, MemoryLever
 
 from .analysis import Analysis
 
@@ -36,23 +36,52 @@ def figures_html(analysis: Analysis) -> str:
 # Common training GPUs by memory (GB), for "fits on": the smallest class the estimate fits with
 # a margin for the estimate's error and the allocator's fragmentation.
 GPU_CLASSES = ((8, "8 GB (RTX 3070/4060)"), (12, "12 GB (RTX 3060/4070)"), (16, "16 GB (RTX 4080, A4000)"),
-               (24, "24 GB (RTX 3090/4090, L4)"), (48, "48 GB (RTX A6000, L40S)"), (80, "80 GB (A100/H100)"),
-               (141, "141 GB (H200)"))
+               (24, "24 GB (RTX 3090/4090, L4)"), (32, "32 GB (RTX 5090, V100 32GB)"), (40, "40 GB (A100 40GB)"),
+               (48, "48 GB (RTX A6000, L40S)"), (80, "80 GB (A100/H100)"), (141, "141 GB (H200)"))
 FIT_MARGIN = 0.9  # use at most 90 % of a card
+
+
+def gpu_class(total_gb: float) -> tuple[int, str] | None:
+    """(GB, name) of the smallest common GPU class the estimate fits on; None when it fits on none."""
+    return next(((size, name) for size, name in GPU_CLASSES if total_gb <= size * FIT_MARGIN), None)
 
 
 def fits_text(total_gb: float) -> str:
     """The smallest common GPU class the estimate fits on, or that it fits on none of them."""
-    for size, name in GPU_CLASSES:
-        if total_gb <= size * FIT_MARGIN:
-            return f"fits a {name} GPU"
+    fit = gpu_class(total_gb)
+    if fit is not None:
+        return f"fits a {fit[1]} GPU"
     return "more than any single GPU holds: lower the batch size or resolution, or turn on gradient checkpointing"
 
 
+_NOWRAP = " style='white-space:nowrap'"
+
+
+def levers_html(levers: tuple[MemoryLever, ...]) -> str:
+    """Which settings fit which GPU, a row per memory lever turned on (the run's own settings in bold);
+    empty where every row fits the same GPUs (SD 1.5 fits an 8 GB card whatever is on)."""
+    fits = [gpu_class(lever.total_gb) for lever in levers]
+    if len(set(fits)) < 2:
+        return ""
+    rows = []
+    for lever, fit in zip(levers, fits):
+        cells = (lever.label, f"{lever.total_gb:.1f} GB", f"→ a {fit[0]} GB GPU" if fit else "→ no single GPU")
+        bold = ("<b>", "</b>") if lever.current else ("", "")
+        # The figures never wrap (a number apart from its unit reads badly); the setting's name may.
+        styles = ("", _NOWRAP, _NOWRAP)
+        text = "".join(f"<td{style}>{bold[0]}{cell}{bold[1]}</td>" for style, cell in zip(styles, cells))
+        rows.append(f"<tr>{text}</tr>")
+    mine = " (these settings in bold)" if any(lever.current for lever in levers) else ""
+    return (f"<br>Which settings fit which GPU{mine}:"
+            f"<table cellspacing='0' cellpadding='3'>{''.join(rows)}</table>")
+
+
 def memory_html(memory: MemoryEstimate | None) -> str:
-    """The GPU memory estimate, the GPUs it fits, its parts and where its constants come from."""
+    """The GPU memory estimate, the GPUs it fits, what the memory levers give, its parts and where its
+    constants come from."""
     if memory is None:
         return ""
     parts = ", ".join(f"{k} {v:.1f}" for k, v in memory.parts.items())
-    return (f"GPU memory: about <b>{memory.total_gb:.1f} GB</b>: {fits_text(memory.total_gb)}<br><small>{parts} GB; "
-            f"an estimate (±30%) from {memory.source}</small>")
+    levers = levers_html(memory.levers)
+    return (f"GPU memory: about <b>{memory.total_gb:.1f} GB</b>: {fits_text(memory.total_gb)}"
+            f"{levers or '<br>'}<small>{parts} GB; an estimate (±30%) from {memory.source}</small>")

@@ -37,7 +37,6 @@ from .filter_bar import FilterBar
 from .image_checks import ImageChecks
 from .pane_sync import PaneSync
 from .problems_panel import ProblemsPanel
-from .run_targets import offer_targets
 from .status_strip import StatusStrip
 from .tag_panel import TagPanel
 from .text_controller import TextDatasetController
@@ -126,7 +125,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self._connect_text()
         self.status.show_message("Open a workspace folder to begin (Ctrl+O)")
-        offer_targets(self.workbench.training)
+        self.workbench.offer_targets()
 
         # Load the CLIP tokenizer's merge table (~0.2 s) off the UI thread, before it is needed.
         from ..tokens import count_tokens
@@ -202,7 +201,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.docks["problems"]], [110], Qt.Orientation.Vertical)
         from ..targets_ui.panel import TargetsPanel  # the Targets dock: hidden until Training > Targets…
         self.targets_panel = TargetsPanel(self.runner, lambda: self.workspace, self)
-        self.targets_panel.targetsChanged.connect(lambda: offer_targets(self.workbench.training))
+        self.targets_panel.targetsChanged.connect(lambda: self.workbench.offer_targets())
         self.docks["targets"] = self._dock("Targets", self.targets_panel, bottom)
         self.docks["targets"].hide()
 
@@ -342,7 +341,7 @@ class MainWindow(QMainWindow):
     # -- following the controllers ---------------------------------------------------------------
     def _workspace_changed(self, path: Path) -> None:
         self.workbench.set_workspace(path)
-        offer_targets(self.workbench.training)
+        self.workbench.offer_targets()
         self.setWindowTitle(f"{path.name} — {APP_NAME}")
 
     def _session_changed(self, session: DatasetSession | None) -> None:

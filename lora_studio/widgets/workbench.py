@@ -30,7 +30,10 @@ from ..training.option_editors import relative_to
 from ..training.page import TrainingPage
 from ..workers.tasks import TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
-from .run_targets import ANY_FREE_TARGET
+from ..targets.multinode import launch_nodes
+from ..targets_ui.nodes_dialog import NodesChoice
+from .node_choice import NodeChoice
+from .run_targets import ANY_FREE_TARGET, offer_targets
 from .train_start import TrainingStartPage
 
 class Workbench(QTabWidget):
@@ -77,6 +80,11 @@ class Workbench(QTabWidget):
         self.addTab(self.fleet_page, "Fleet")
         self.currentChanged.connect(self._tab_changed)
         self.training.startRequested.connect(self.start_training)
+        self.node_choice = NodeChoice(self.training, self)  # "Several targets…" in Run on
+
+    def offer_targets(self) -> None:
+        """Fill the Train page's Run on list from the saved targets (read again: they may have changed)."""
+        offer_targets(self.training, self.node_choice)
 
     def set_workspace(self, workspace: Path | None) -> None:
         """Follow another workspace: its runs, its presets, its configs."""
@@ -165,6 +173,10 @@ class Workbench(QTabWidget):
         except Exception as exc:  # noqa: BLE001 - an unreadable targets file is shown, not raised
             QMessageBox.warning(self, "Targets", f"The saved targets cannot be read: {exc}")
             return
+        nodes = self.node_choice.chosen()
+        if nodes is not None:
+            self._start_on_nodes(config_path, nodes, context)
+            return
         name = self.training.target_name()
         target = next((t for t in context.settings.targets if t.name == name), context.settings.targets[0])
         allowed = [] if name == ANY_FREE_TARGET else [target.name]
@@ -187,6 +199,21 @@ class Workbench(QTabWidget):
                                       fleet.desk, notes_path=fleet.notes_path, launch_fn=launch_fn,
                                       options={"snapshot_first": True} if before is not None else {})
         self.runner.start(start, on_done=self._start_decided, on_error=self._launch_failed)
+
+    def _start_on_nodes(self, config_path: str, nodes: NodesChoice, context) -> None:
+        """One run over several targets: every node's preflight and the network between them, then torchrun
+        on each (in a worker). Not queued: it starts now or says why not."""
+        targets = [t for name in nodes.targets for t in context.settings.targets if t.name == name]
+        if len(targets) != len(nodes.targets):
+            QMessageBox.warning(self, "Targets", "A target of this run is no longer set up: choose the targets again.")
+            return
+        self.training.start_button.setEnabled(False)
+        self.training.start_reason.setText(f"Checking {len(targets)} targets and the network between them, then "
+                                           "starting torchrun on each…")
+        workspace = self.workspace
+        self.runner.start(lambda: launch_nodes(targets, Path(config_path), context, workspace=workspace,
+                                               options=nodes.options),
+                          on_done=self._launched, on_error=self._launch_failed)
 
     def _start_decided(self, decision: StartDecision) -> None:
         """Started (or refused by the preflight): as before; queued: say what it waits for, show the queue."""

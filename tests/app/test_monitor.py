@@ -101,7 +101,7 @@ def _state(run_dir: Path) -> str | None:
 
 @pytest.mark.slow
 def test_monitor_follows_a_real_run_to_the_end(page, demo, qtbot):
-    config = _config(demo, "live", epochs=3, sample_every_n_steps=9, save_steps=9)
+    config = _config(demo, "live", epochs=2, sample_every_n_steps=9, save_steps=9)
     _launch(page, config, demo)
     page.set_workspace(demo)
     run_dir = demo / "runs" / "live"
@@ -110,10 +110,10 @@ def test_monitor_follows_a_real_run_to_the_end(page, demo, qtbot):
     screenshot(page, "monitor_running")
     qtbot.waitUntil(lambda: _state(run_dir) == "completed", timeout=240_000)
     qtbot.waitUntil(lambda: "COMPLETED" in page.state.text(), timeout=10_000)
-    assert len(page.plot.series["live"]) == 27 and list(page.plot.series["live"].column("step")) == list(range(1, 28))
+    assert len(page.plot.series["live"]) == 18 and list(page.plot.series["live"].column("step")) == list(range(1, 19))
     # The trainer logs its last line just after it writes the final state.
-    qtbot.waitUntil(lambda: "run completed at step 27" in page.log_view.text.toPlainText(), timeout=10_000)
-    assert page.samples.steps == [27, 18, 9] and page.samples.table.columnCount() == 2
+    qtbot.waitUntil(lambda: "run completed at step 18" in page.log_view.text.toPlainText(), timeout=10_000)
+    assert page.samples.steps == [18, 9] and page.samples.table.columnCount() == 2
     assert page.checkpoints.count() >= 1 and not page.stop_button.isEnabled()
     page.tabs.setCurrentIndex(1)
     qtbot.waitUntil(lambda: page.samples.table.item(0, 0) is not None and not page.samples.table.item(0, 0).icon().isNull(),
@@ -151,6 +151,8 @@ def test_a_killed_run_is_lost_and_recovered_automatically(page, demo, qtbot, mon
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     assert [e["kind"] for e in events if e["kind"] in ("recovery", "resume")] == ["recovery", "resume"]
     assert next(e for e in events if e["kind"] == "resume")["step"] == 4
+    moved = next(e for e in events if e["kind"] == "recovery")  # back on its own target: this computer is fine
+    assert (moved["from"], moved["to"], moved["step"]) == ("This computer", "This computer", 4) and "gone" in moved["reason"]
     qtbot.waitUntil(lambda: page.run_dir == run_dir and len(page.plot.series["crashy"]) == 18, timeout=20_000)
     assert list(page.plot.series["crashy"].column("step")) == list(range(1, 19))  # one consistent curve
     assert page.plot.recovery_steps["crashy"]

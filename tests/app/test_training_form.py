@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from app_helpers import screenshot, write_base_model_header
 from trainer.config import validate_mapping
 from trainer.config.schema import OPTIONS, defaults
+from lora_studio.training.analysis import this_computer_has_cuda
 from trainer.demo_workspace import create_demo_workspace
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -145,7 +146,7 @@ def test_kohya_import_lists_what_was_left_out(page, qtbot):
     assert page.form.rows["lora_rank"].editor.value() == 32
     settle(qtbot, page)
     texts = [page.problem_list.item(i).text() for i in range(page.problem_list.count())]
-    assert any("multires_noise_iterations was not imported" in t for t in texts)
+    assert any("bucket_no_upscale was not imported" in t for t in texts)
 
 
 def _option_values():
@@ -310,3 +311,52 @@ def test_a_language_model_shows_the_text_options_and_hides_the_image_ones(page, 
     assert "parameters from the model's config.json" in page.memory.text()
     qtbot.wait(200)
     screenshot(page, "training_form_llm_model")
+
+
+FLUX_24GB_CONFIG = """\
+# Flux.1-dev on a 24 GB card: the transformer in 8 bits, gradient checkpointing, caches on.
+train_data_dir: ../datasets/shapes
+metadata_path: ../datasets/shapes/metadata.csv
+base_model: ../models/flux-dev
+output_dir: ../runs/flux-style
+resolution: 1024
+lora_rank: 16
+lora_target: attention_ff
+batch_size: 1
+max_train_steps: 2000
+mixed_precision: bf16
+gradient_checkpointing: true
+quantization_bit: "8"
+"""
+
+
+def test_a_flux_model_shows_which_settings_fit_which_gpu(page, qtbot, workspace):
+    """Flux.1-dev at 1024 px, rank 16: bf16 needs a 40 GB card, gradient checkpointing 32 GB, and 8-bit base
+    weights (these settings) fit a 24 GB one; on this computer's CPU the form says the trainer would refuse them."""
+    flux = workspace / "models" / "flux-dev"
+    flux.mkdir()
+    (flux / "model_index.json").write_text('{"_class_name": "FluxPipeline"}', encoding="utf-8")
+    config = workspace / "configs" / "flux.yaml"
+    config.write_text(FLUX_24GB_CONFIG, encoding="utf-8")
+    page.set_targets(["This computer", "gpu-vm-01"])
+    page.target_box.setCurrentText("gpu-vm-01")  # a GPU machine: where 8 bits run
+    page.open_config(config, workspace)
+    settle(qtbot, page)
+    assert page.form.base_model_editor.badge.text() == "Flux.1" and page.start_button.isEnabled(), _problem_texts(page)
+    text = page.memory.text()
+    assert "about <b>16.9 GB</b>: fits a 24 GB (RTX 3090/4090, L4) GPU" in text
+    rows = [">bf16<", ">35.7 GB<", ">→ a 40 GB GPU<", ">+ gradient checkpointing<", ">27.9 GB<", ">→ a 32 GB GPU<",
+            "<b>+ 8-bit base weights</b>", "<b>16.9 GB</b>", "<b>→ a 24 GB GPU</b>"]
+    _headline, table = text.split("Which settings fit which GPU (these settings in bold):")
+    assert [table.index(cell) for cell in rows] == sorted(table.index(cell) for cell in rows), table
+    page.form.show_advanced.setChecked(True)
+    qtbot.wait(200)  # let the groups lay out their new rows
+    assert _visible(page, "quantization_bit")
+    page.form.focus_option("quantization_bit")
+    qtbot.wait(200)
+    screenshot(page, "flux-form-estimate")
+
+    page.target_box.setCurrentText("This computer")
+    settle(qtbot, page)
+    assert any("quantization_bit 8 (8-bit base weights) needs a CUDA GPU, and this run trains on the CPU" in t
+               for t in _problem_texts(page)) == (not this_computer_has_cuda())

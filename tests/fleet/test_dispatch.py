@@ -60,6 +60,25 @@ def test_queued_runs_go_in_order_to_the_first_free_target_and_the_rest_wait_for_
     assert start.calls[1:] == [("dogs", "gpu-01")] and [e.name for e in list_queue(workspace)] == ["fox"]
 
 
+def test_starts_on_two_targets_run_at_the_same_time_and_outcomes_keep_the_queue_order(workspace):
+    """A start's preflight takes seconds: the second free target must not wait through the first one's."""
+    import threading
+
+    targets = [gpu_box("gpu-01"), gpu_box("gpu-02")]
+    _queue(workspace, "cats", "dogs")
+    both_started = threading.Barrier(2, timeout=60)  # passes only when both starts are in progress at once
+    recorded = RecordingStart()
+
+    def start(entry, target):
+        both_started.wait()
+        return recorded(entry, target)
+
+    outcomes = dispatch(workspace, targets, start, "desk-1")
+    assert [(o.run_dir.name, o.target, o.kind) for o in outcomes] == [("cats", "gpu-01", "started"),
+                                                                     ("dogs", "gpu-02", "started")]
+    assert sorted(recorded.calls) == [("cats", "gpu-01"), ("dogs", "gpu-02")]
+
+
 def test_a_run_goes_to_a_target_whose_gpu_fits_it_and_says_which_ones_cannot_take_it(workspace, tmp_path):
     notes = tmp_path / "gpus.json"
     note_gpus(notes, "small", {"gpus": [{"name": "RTX 4060", "total_gb": 8.0}]})
