@@ -4,10 +4,14 @@ A test helper, not a test file: pure Python, needing neither program installed. 
 below is our own restatement of what the real loader does, with a comment naming the file
 and function of the loader it comes from (ComfyUI: repository comfyanonymous/ComfyUI, also
 published as Comfy-Org/ComfyUI; A1111: AUTOMATIC1111/stable-diffusion-webui, the builtin
-``extensions-builtin/Lora`` extension). Only kohya's key format is restated
-(``<module>.lora_down.weight``, ``<module>.lora_up.weight``, ``<module>.alpha``); the other
-formats both programs also read (diffusers/peft names, LyCORIS, OFT...) are left out, which
-can only make these rules stricter than the programs, never more lenient.
+``extensions-builtin/Lora`` extension). Restated are kohya's key format
+(``<module>.lora_down.weight``, ``<module>.lora_up.weight``, ``<module>.alpha``, with DoRA's
+``dora_scale``) and LyCORIS' LoHa (``hada_w1_a`` ...) and LoKr (``lokr_w1`` ...) tensors under the
+same module names, and how each program turns a module's tensors into a patched weight
+(:func:`comfyui_patched_weight`, :func:`a1111_patched_weight`; LyCORIS' own definition:
+:func:`lycoris_merged_weight`). The other formats both programs also read (diffusers/peft
+names, OFT, GLoRA...) are left out, which can only make these rules stricter than the
+programs, never more lenient.
 
 The base model is described by the keys of its original LDM single file:
 ``model.diffusion_model.*`` (UNet), ``cond_stage_model.transformer.text_model.*`` (SD1's CLIP),
@@ -87,13 +91,31 @@ def lora_modules(lora_keys: Iterable[str]) -> dict[str, set[str]]:
     return modules
 
 
+HADA_PARTS = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
+
+
+def adapter_kind(parts: set[str]) -> str | None:
+    """"lora", "loha" or "lokr": the adapter both programs make of one module's tensors; None when
+    they make none (an incomplete module). ``alpha`` and ``dora_scale`` are optional extras."""
+    # LoRA needs the pair: ComfyUI's LoRA adapter (comfy/weight_adapter/lora.py LoRAAdapter.load;
+    # comfy/lora.py load_lora in older versions) is found through "<x>.lora_up.weight" and then
+    # reads "<x>.lora_down.weight"; A1111's network_lora.py ModuleTypeLora.create_module accepts a
+    # module only with both (and load_network raises for a matched module that no type accepts).
+    if LORA_DOWN in parts and LORA_UP in parts:
+        return "lora"
+    # LoHa: ComfyUI's LoHaAdapter.load is found through hada_w1_a and reads the other three;
+    # A1111's network_hada.py ModuleTypeHada wants all four.
+    if all(name in parts for name in HADA_PARTS):
+        return "loha"
+    # LoKr: each factor whole or as its two halves (A1111's network_lokr.py ModuleTypeLokr: has_1 and
+    # has_2; ComfyUI's LoKrAdapter loads with either, but its calculate_weight fails without both).
+    has_1 = "lokr_w1" in parts or {"lokr_w1_a", "lokr_w1_b"} <= parts
+    has_2 = "lokr_w2" in parts or {"lokr_w2_a", "lokr_w2_b"} <= parts
+    return "lokr" if has_1 and has_2 else None
+
+
 def _is_complete_lora(parts: set[str]) -> bool:
-    # Both loaders need the pair: ComfyUI's LoRA adapter (comfy/weight_adapter/lora.py
-    # LoRAAdapter.load; comfy/lora.py load_lora in older versions) is found through
-    # "<x>.lora_up.weight" and then reads "<x>.lora_down.weight"; A1111's
-    # network_lora.py ModuleTypeLora.create_module accepts a module only with both (and
-    # load_network raises for a matched module that no module type accepts). `alpha` is optional.
-    return LORA_DOWN in parts and LORA_UP in parts
+    return adapter_kind(parts) is not None
 
 
 # =====================================================================================
@@ -671,3 +693,106 @@ def a1111_unmapped(lora_keys: Iterable[str], checkpoint_keys: Iterable[str], fam
     lora_keys = list(lora_keys)
     mapped = a1111_targets(lora_keys, checkpoint_keys, family)
     return sorted(m for m in lora_modules(lora_keys) if m not in mapped)
+
+
+# =====================================================================================
+# The patched weight: what each program computes from one module's tensors
+# =====================================================================================
+
+
+def _delta(tensors: Mapping[str, Any], shape) -> tuple[Any, int | None]:
+    """(ΔW before scaling, the rank the alpha divides by or None) of one module's tensors, as both
+    programs build it: LoRA ``up.flatten(1) @ down.flatten(1)`` (comfy/weight_adapter/lora.py,
+    A1111 network_lora.py), LoHa ``(w1_a @ w1_b) * (w2_a @ w2_b)`` with rank ``hada_w1_b.shape[0]``
+    (weight_adapter/loha.py, network_hada.py), LoKr ``kron(w1, w2)`` (w1 unsqueezed for a 4-D w2)
+    with rank the first dimension of a split factor's second half, none if no factor is split
+    (weight_adapter/lokr.py, network_lokr.py); reshaped to the weight's shape."""
+    import torch
+
+    t = {k: v.float() for k, v in tensors.items()}
+    kind = adapter_kind(set(t))
+    if kind == "lora":
+        down, up = t[LORA_DOWN], t[LORA_UP]
+        return (up.flatten(1) @ down.flatten(1)).reshape(shape), down.shape[0]
+    if kind == "loha":
+        return ((t["hada_w1_a"] @ t["hada_w1_b"]) * (t["hada_w2_a"] @ t["hada_w2_b"])).reshape(shape), \
+            t["hada_w1_b"].shape[0]
+    if kind == "lokr":
+        rank = None
+        w1 = t.get("lokr_w1")
+        if w1 is None:
+            w1, rank = t["lokr_w1_a"] @ t["lokr_w1_b"], t["lokr_w1_b"].shape[0]
+        w2 = t.get("lokr_w2")
+        if w2 is None:
+            w2, rank = t["lokr_w2_a"] @ t["lokr_w2_b"], t["lokr_w2_b"].shape[0]
+        if w2.dim() == 4:
+            w1 = w1[:, :, None, None]
+        return torch.kron(w1, w2).reshape(shape), rank
+    raise ValueError(f"no adapter in {sorted(tensors)}")
+
+
+def _scale(tensors: Mapping[str, Any], rank: int | None) -> float:
+    # Both: alpha / rank when the file has alpha and the adapter has a rank, else 1.
+    return float(tensors["alpha"]) / rank if "alpha" in tensors and rank is not None else 1.0
+
+
+def _column_norm(weight):
+    """The norm over the output axis of each input column, shaped [1, in, 1...] (LyCORIS' default DoRA axis)."""
+    return weight.transpose(0, 1).reshape(weight.shape[1], -1).norm(dim=1, keepdim=True) \
+        .reshape(weight.shape[1], *[1] * (weight.dim() - 1)).transpose(0, 1)
+
+
+def _row_norm(weight):
+    """The norm of each output row, shaped [out, 1...] (DoRA on the output axis)."""
+    return weight.reshape(weight.shape[0], -1).norm(dim=1, keepdim=True).reshape(weight.shape[0],
+                                                                                  *[1] * (weight.dim() - 1))
+
+
+def comfyui_patched_weight(weight, tensors: Mapping[str, Any], strength: float = 1.0):
+    """The weight ComfyUI computes for one module at ``strength`` (comfy/weight_adapter/*.py
+    ``calculate_weight``). With ``dora_scale``, comfy/weight_adapter/base.py ``weight_decompose``:
+    W' = (W + s ΔW) * dora_scale / norm, the norm along the axis dora_scale's shape names: on the
+    output axis (dora_scale [out, 1...]) it is the norm of the *unpatched* weight's rows; on the
+    input axis that of the patched weight's columns (+ eps)."""
+    import torch
+
+    weight = weight.float()
+    delta, rank = _delta(tensors, weight.shape)
+    alpha = _scale(tensors, rank)
+    if "dora_scale" not in tensors:
+        return weight + strength * alpha * delta
+    dora_scale = tensors["dora_scale"].float()
+    patched = weight + alpha * delta
+    norm = _row_norm(weight) if dora_scale.shape[0] == patched.shape[0] else _column_norm(patched)
+    patched = patched * (dora_scale / (norm + torch.finfo(weight.dtype).eps))
+    return weight + strength * (patched - weight)
+
+
+def a1111_patched_weight(weight, tensors: Mapping[str, Any], multiplier: float = 1.0):
+    """The weight AUTOMATIC1111 computes for one module (network.py ``NetworkModule.finalize_updown``):
+    ΔW scaled by alpha / rank, then with ``dora_scale`` ``apply_weight_decompose``, which always
+    normalises the patched weight's columns (the input axis), whatever dora_scale's shape; times the
+    multiplier."""
+    weight = weight.float()
+    delta, rank = _delta(tensors, weight.shape)
+    updown = delta * _scale(tensors, rank)
+    if "dora_scale" in tensors:
+        merged = weight + updown
+        updown = merged * (tensors["dora_scale"].float() / _column_norm(merged)) - weight
+    return weight + updown * multiplier
+
+
+def lycoris_merged_weight(weight, tensors: Mapping[str, Any]):
+    """LyCORIS' own definition of the merged weight (lycoris/modules/*.py ``get_merged_weight``,
+    ``apply_weight_decompose``): W + s ΔW, and with ``dora_scale`` that times dora_scale over the
+    norm of the merged weight along dora_scale's axis (``wd_on_out``: rows, [out, 1...])."""
+    import torch
+
+    weight = weight.float()
+    delta, rank = _delta(tensors, weight.shape)
+    merged = weight + _scale(tensors, rank) * delta
+    if "dora_scale" not in tensors:
+        return merged
+    dora_scale = tensors["dora_scale"].float()
+    norm = _row_norm(merged) if dora_scale.shape[0] == merged.shape[0] else _column_norm(merged)
+    return merged * (dora_scale / (norm + torch.finfo(torch.float32).eps))

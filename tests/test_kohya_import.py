@@ -23,7 +23,8 @@ def test_kohya_ss_gui_json(tmp_path):
     assert v["train_text_encoder"] is True and v["text_encoder_lr"] == 5e-05 and v["cache_latents"] == "disk"
     assert v["min_snr_gamma"] == 5 and v["mixed_precision"] == "bf16" and v["save_every_n_epochs"] == 1
     assert "lr_warmup" in result.not_mapped and "10%" in result.not_mapped["lr_warmup"]
-    assert result.not_mapped["multires_noise_iterations"] == "no counterpart in LoRA Studio"
+    assert v["multires_noise_iterations"] == 6  # kohya's name, read as it is
+    assert result.not_mapped["bucket_no_upscale"] == "no counterpart in LoRA Studio"
     assert "xformers" in result.not_mapped and "vae" not in result.not_mapped  # empty values are not news
     # Everything that was mapped passes our validator (paths aside).
     config, problems = validate_mapping(v, tmp_path, check_paths=False)
@@ -49,7 +50,7 @@ def test_cli_writes_yaml_that_names_what_was_left_out(tmp_path):
     text = out.read_text()
     assert "#   lr_warmup: warm-up of 10% of the steps" in text
     assert yaml.safe_load(text)["lora_rank"] == 32
-    assert "not imported: multires_noise_iterations" in result.stderr
+    assert "not imported: bucket_no_upscale" in result.stderr
     bad = tmp_path / "bad.json"
     bad.write_text("{not json", encoding="utf-8")
     result = trainer_cli("import-kohya", str(bad))

@@ -144,11 +144,13 @@ class ImageBatchDataset(torch.utils.data.Dataset):
         return torch.stack([load_image_tensor(self.samples[e.index], e.flip, self.max_pixels) for e in self.batches[index]])
 
 
-def image_loader(samples: list[Sample], batches: list[list[BatchEntry]], start: int, cfg):
-    """Iterator over image batches from `start`, loaded by background workers."""
+def image_loader(samples: list[Sample], batches: list[list[BatchEntry]], start: int, cfg, *,
+                 pin_memory: bool = False):
+    """Iterator over image batches from `start`, loaded by background workers (into page-locked
+    memory with ``pin_memory``, so that the copy to a GPU can overlap the step)."""
     dataset = ImageBatchDataset(samples, batches[start:], cfg.max_image_pixels)
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False, num_workers=cfg.num_workers,
-                                         persistent_workers=False)
+                                         persistent_workers=False, pin_memory=pin_memory)
     return iter(loader)
 
 

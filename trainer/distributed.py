@@ -46,6 +46,19 @@ class DistContext:
             param.grad = flat[offset:offset + count].view_as(grad).clone()
             offset += count
 
+    def broadcast_parameters(self, params: list[torch.nn.Parameter]) -> None:
+        """Rank 0's values of ``params`` on every rank, so that all ranks train the same weights.
+
+        Averaged gradients keep the ranks equal only if they start equal; a LoRA drawn at random
+        on each rank (from a per-rank seed) would not, and a resume (every rank loads rank 0's
+        checkpoint) would then continue from other weights than the uninterrupted run had.
+        """
+        if not self.enabled:
+            return
+        with torch.no_grad():
+            for param in params:
+                dist.broadcast(param.data, src=0)
+
     def mean(self, value: float, device: torch.device) -> float:
         """The mean of ``value`` over all ranks."""
         if not self.enabled:

@@ -6,21 +6,30 @@ constants (:class:`trainer.model_family.FamilySpec`: parameter counts, LoRA size
 activations at its usual resolution) taken from public reports of kohya's sd-scripts, which
 the family's ``memory.source`` names. It has not yet been calibrated against this trainer
 on a GPU; treat it as +-30%.
+
+The weights counted are those on the GPU while training: the trainer moves frozen parts whose
+work is cached to host memory (the VAE with cached latents, the frozen text encoders with
+cached outputs: :func:`trainer.speed.offloadable_parts`), and fills those caches before the
+denoiser comes onto the GPU. Samples bring them back, beside the denoiser and the LoRA.
+Each estimate also lists what the memory levers give (:class:`MemoryLever`): bf16, then
+gradient checkpointing, then the family's fewer-bit base weights, so the form can say which
+combination fits which GPU.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 from trainer.buckets import assign_bucket, buckets_for, count_batches, plan_steps
 from trainer.images import ImageProblem, image_size
-from trainer.model_family import FAMILIES_BY_ID, SD
+from trainer.model_family import FAMILIES_BY_ID, LLM, SD, FamilySpec
 
 _CHECKPOINTING_FACTOR = 0.35
+_MB_PER_GIB = 2 ** 30 / 1e6  # the families' parameter counts are in millions, so their bytes in MB
 _CUDA_CONTEXT_GB = 0.6
 _OPTIMIZER_STATE_BYTES = {"AdamW": 8, "AdamW8bit": 2, "Adafactor": 4, "SGD": 4, "Prodigy": 16}
 
@@ -73,6 +82,15 @@ def run_figures(config: Any, items: Iterable[Any], world_size: int = 1) -> RunFi
                       plan.epochs, unreadable)
 
 
+@dataclass(frozen=True)
+class MemoryLever:
+    """One row of "which settings fit which GPU": the run's settings with the levers up to this one on."""
+
+    label: str  # "bf16", "+ gradient checkpointing", "+ 8-bit base weights"
+    total_gb: float
+    current: bool = False  # the run's own settings are this row's
+
+
 @dataclass
 class MemoryEstimate:
     """Estimated peak GPU memory in GiB, what it is made of, and where the constants come from."""
@@ -80,26 +98,78 @@ class MemoryEstimate:
     total_gb: float
     parts: dict[str, float]
     source: str = ""
+    # The same run with bf16, then gradient checkpointing, then fewer-bit base weights (where the family has them).
+    levers: tuple[MemoryLever, ...] = ()
+
+
+# `quantization_bit` values as the levers' rows name them.
+_BITS_LABELS = {"8": "8-bit base weights", "4": "4-bit base weights (QLoRA)"}
+SAMPLES_PART = "samples (encoders and VAE back on the GPU)"
+
+
+def memory_levers(config: Any, spec: FamilySpec, estimate: Callable[[Any], MemoryEstimate]) -> tuple[MemoryLever, ...]:
+    """``estimate`` of ``config`` with the memory levers turned on one after the other, from bf16 with
+    none; the row equal to the run's own settings is marked."""
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("bf16", {"mixed_precision": "bf16", "gradient_checkpointing": False, "quantization_bit": "none"}),
+        ("+ gradient checkpointing", {"gradient_checkpointing": True})]
+    steps += [(f"+ {_BITS_LABELS[bits]}", {"quantization_bit": bits}) for bits in spec.quantization_bits]
+    half = config.mixed_precision in ("fp16", "bf16", "auto")
+    values: dict[str, Any] = {}
+    rows = []
+    for label, change in steps:
+        values.update(change)
+        current = half and all(config[k] == v for k, v in values.items() if k != "mixed_precision")
+        rows.append(MemoryLever(label, estimate(config.replace(**values)).total_gb, current))
+    return tuple(rows)
 
 
 def estimate_memory(config: Any, family: str = "sd") -> MemoryEstimate:
     """Peak GPU memory of a run from its config, with ``family``'s constants (see the module docstring)."""
     spec = FAMILIES_BY_ID.get(family, SD)
+    estimate = _image_memory(config, spec)
+    return replace(estimate, levers=memory_levers(config, spec, lambda variant: _image_memory(variant, spec)))
+
+
+def trained_encoders(config: Any, spec: FamilySpec) -> set[str]:
+    """The text encoders a run trains (the families' ``text_encoder_lrs``, torch-free): all of them with
+    `train_text_encoder`, SDXL's second as `train_text_encoder_2` says; Flux.1's T5 never."""
+    names = {k for k in spec.memory.params_m if k.startswith("text_encoder")} - set(spec.frozen_encoders)
+    first = config.train_text_encoder
+    if "train_text_encoder_2" not in spec.own_options:
+        return names if first else set()
+    second = config.train_text_encoder_2 == "true" or (config.train_text_encoder_2 == "same" and first)
+    return {name for name in names if (second if name == "text_encoder_2" else first)}
+
+
+def _image_memory(config: Any, spec: FamilySpec) -> MemoryEstimate:
+    """One image run's estimate (no levers): the parts on the GPU while training, then while sampling."""
     params = spec.memory.params_m
     half = config.mixed_precision in ("fp16", "bf16", "auto")
     weight_bytes = 2 if half else 4
-    te_trained = config.train_text_encoder
-    encoders = sum(v for k, v in params.items() if k.startswith("text_encoder"))
-    frozen = params["denoiser"] * weight_bytes + encoders * (4 if te_trained else weight_bytes)
-    frozen += params["vae"] * 4  # the VAE stays fp32 (it overflows in fp16)
-    lora = spec.memory.lora_params_per_rank_m[config.lora_target] * config.lora_rank * (1.6 if te_trained else 1.0)
+    trained = trained_encoders(config, spec)
+    denoiser = params["denoiser"] * weight_bytes
+    quantized = spec.memory.quantized_m if config.quantization_bit in spec.quantization_bits else 0.0
+    if quantized:  # one byte each (plus one scale per row: a few MB); the rest stays in the run's dtype
+        denoiser = quantized + (params["denoiser"] - quantized) * weight_bytes
+    encoders = sum(v * (4 if k in trained else weight_bytes) for k, v in params.items() if k.startswith("text_encoder"))
+    vae = params["vae"] * 4  # the VAE stays fp32 (it overflows in fp16)
+    # What the trainer moves to host memory once its outputs are cached (the recipe's rules).
+    prompts_cached = config.cache_text_encoder_outputs and not trained and not config.shuffle_caption
+    latents_cached = config.cache_latents != "off"
+    offloaded = (encoders if prompts_cached else 0.0) + (vae if latents_cached else 0.0)
+    frozen = denoiser + encoders + vae - offloaded
+    lora = spec.memory.lora_params_per_rank_m[config.lora_target] * config.lora_rank * (1.6 if trained else 1.0)
     lora_state = lora * (4 + 4 + _OPTIMIZER_STATE_BYTES.get(config.optimizer, 8))  # weights, gradients, optimizer
     scale = (config.resolution / spec.default_resolution) ** 2 * config.batch_size * (1.0 if half else 1.8)
     activations = spec.memory.activations_gb * scale * (_CHECKPOINTING_FACTOR if config.gradient_checkpointing else 1.0)
-    if te_trained:
-        activations += 0.3 * config.batch_size * len([k for k in params if k.startswith("text_encoder")])
-    parts = {"model weights": frozen / 1024, "LoRA training state": lora_state / 1024,
+    activations += 0.3 * config.batch_size * len(trained)
+    parts = {"model weights": frozen / _MB_PER_GIB, "LoRA training state": lora_state / _MB_PER_GIB,
              "activations": activations, "CUDA context": _CUDA_CONTEXT_GB}
+    if config.sample_prompts and config.sample_every_n_steps and offloaded:
+        # While sampling the training activations are gone and the offloaded parts are back (at least
+        # that: the sampler's own activations come on top).
+        parts[SAMPLES_PART] = max(0.0, offloaded / _MB_PER_GIB - activations)
     return MemoryEstimate(round(sum(parts.values()), 1), {k: round(v, 2) for k, v in parts.items()},
                           f"{spec.label}: {spec.memory.source}")
 
@@ -114,6 +184,12 @@ _ACTIVATION_BYTES_PER_WIDTH = 34
 
 def estimate_llm_memory(config: Any, model: Mapping[str, Any]) -> MemoryEstimate:
     """Peak GPU memory of a language-model LoRA run from its config and the model's ``config.json``."""
+    estimate = _llm_memory(config, model)
+    return replace(estimate, levers=memory_levers(config, LLM, lambda variant: _llm_memory(variant, model)))
+
+
+def _llm_memory(config: Any, model: Mapping[str, Any]) -> MemoryEstimate:
+    """One language-model run's estimate (no levers)."""
     width, layers = int(model.get("hidden_size", 4096)), int(model.get("num_hidden_layers", 32))
     heads = int(model.get("num_attention_heads", 32))
     kv_heads = int(model.get("num_key_value_heads") or heads)

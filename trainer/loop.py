@@ -21,6 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ from trainer.checkpoint import TRAINER_STATE_FILE, TRAINING_STATE_FILE, checkpoi
 from trainer.config import TrainConfig
 from trainer.data import batch_positions
 from trainer.distributed import DistContext
-from trainer.fault_injection import kill_here_if_asked
+from trainer.fault_injection import hold_here_if_asked, kill_here_if_asked
+from trainer.ema import EmaWeights
 from trainer.precision import resolve_precision
 from trainer.problems import ExplainedError
 from trainer.rng_state import host_rng_state, restore_host_rng, restore_torch_rng, torch_rng_state
@@ -65,6 +67,7 @@ class TrainingLoop:
         self.train_started_at = self.started_at  # reset when the loop starts (for the ETA)
         self.resumed_from_step = 0
         self.tb = None
+        self.ema: EmaWeights | None = None  # the moving average of the weights, with ema_decay
 
     # ------------------------------------------------------------------------------------
     # hooks
@@ -121,12 +124,54 @@ class TrainingLoop:
 
     def resolve_device(self) -> torch.device:
         """Set ``precision`` from the config (each rank of a multi-GPU run on its own GPU), say it, return the device."""
+        from trainer.speed import apply_backend_flags, describe
+
         self.precision = resolve_precision(self.config.device, self.config.mixed_precision)
         if self.dist.enabled and self.precision.device.type == "cuda":
             self.precision = dataclasses.replace(self.precision, device=torch.device("cuda", self.dist.local_rank))
-        log.info("device %s, precision %s%s", self.precision.device, self.precision.name,
-                 f", {self.dist.world_size} processes" if self.dist.enabled else "")
+        flags = apply_backend_flags(self.precision.device, allow_tf32=self.config.allow_tf32,
+                                    cudnn_benchmark=self.config.cudnn_benchmark)
+        log.info("device %s, precision %s%s; %s", self.precision.device, self.precision.name,
+                 f", {self.dist.world_size} processes" if self.dist.enabled else "", describe(flags))
         return self.precision.device
+
+    def warn(self, message: str, hint: str = "") -> None:
+        """A warning in the log and in events.jsonl."""
+        log.warning(message)
+        self.run.log_event("warning", message=message, **({"hint": hint} if hint else {}))
+
+    def start_averaging(self) -> None:
+        """The moving average of the trained weights, when ``ema_decay`` is set (after :meth:`setup`)."""
+        if self.config.ema_decay:
+            self.ema = EmaWeights(self.params, self.config.ema_decay)
+            log.info("keeping a moving average of the weights (decay %g); the run exports it", self.config.ema_decay)
+
+    def _optimizer_mode(self, training: bool) -> None:
+        """Schedule-free optimizers keep two points: they train on one and are used at the other."""
+        switch = getattr(self.optimizer, "train" if training else "eval", None)
+        if callable(switch):
+            switch()
+
+    @contextmanager
+    def exported_weights(self) -> Iterator[None]:
+        """The weights a user gets (the moving average with ema_decay; a schedule-free optimizer's
+        averaged point) in place for the duration: export, the checkpoint's LoRA file, samples."""
+        # Switching a schedule-free optimizer there and back is not exact in floating point: the
+        # training weights are put back as they were, so a resumed run still matches.
+        saved = [p.detach().clone() for p in self.params] if callable(getattr(self.optimizer, "eval", None)) else None
+        self._optimizer_mode(False)
+        try:
+            if self.ema is None:
+                yield
+            else:
+                with self.ema.applied():
+                    yield
+        finally:
+            self._optimizer_mode(True)
+            if saved is not None:
+                with torch.no_grad():
+                    for param, value in zip(self.params, saved):
+                        param.copy_(value)
 
     def warn_unused_options(self, spec) -> None:
         """A warning for each option set in the config that the model's family (``spec``) does not use."""
@@ -157,6 +202,12 @@ class TrainingLoop:
         self.load_adapter(folder)
         training = torch.load(folder / TRAINING_STATE_FILE, map_location="cpu", weights_only=True)
         self.optimizer.load_state_dict(training["optimizer"])
+        if self.ema is not None:
+            if "ema" in training:
+                self.ema.load_state_dict(training["ema"])
+            else:
+                self.warn(f"checkpoint {folder.name} has no moving average (it was saved without ema_decay): the "
+                          "average starts from its weights")
         self.lr_scheduler.load_state_dict(training["lr_scheduler"])
         self.scaler.load_state_dict(training["grad_scaler"])
         restore_torch_rng(training)
@@ -188,6 +239,7 @@ class TrainingLoop:
         device = self.precision.device
         self.run.set_state("training", step=self.global_step, epoch=self.epoch + 1)
         self.set_training(True)
+        self._optimizer_mode(True)
         per_step = cfg.gradient_accumulation_steps * self.dist.world_size
         window_start, window = time.time(), {}
         last_status = 0.0
@@ -221,11 +273,13 @@ class TrainingLoop:
                     self._update_progress(now)
                     last_status = now
                 if cfg.sample_every_n_steps and cfg.sample_prompts and self.global_step % cfg.sample_every_n_steps == 0:
-                    self.sample()
+                    with self.exported_weights():
+                        self.sample()
                 if cfg.save_steps and self.global_step % cfg.save_steps == 0 and self.global_step < self.total_steps:
                     self.save_checkpoint()
                 if self.global_step >= self.total_steps:
                     return "completed"
+                hold_here_if_asked("step", self.global_step, self.stop_flag)
                 if self.dist.any(self.stop_flag(), device):
                     log.info("stop requested: saving a checkpoint at step %d", self.global_step)
                     self.save_checkpoint()
@@ -261,6 +315,8 @@ class TrainingLoop:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm, foreach=True))
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.global_step + 1)
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return grad_norm
@@ -307,6 +363,7 @@ class TrainingLoop:
                 **torch_rng_state(),
                 "generator": self.generator.get_state(),
                 "rank_rng": rank_rng,
+                **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             }, folder / TRAINING_STATE_FILE)
             (folder / TRAINER_STATE_FILE).write_text(json.dumps({
                 "step": step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
@@ -334,6 +391,8 @@ class TrainingLoop:
     def run_all(self, resume_from: Path | None = None) -> str:
         """setup -> (resume) -> train -> export; returns the final state ("completed" or "stopped")."""
         self.setup()
+        self.dist.broadcast_parameters(self.params)  # one starting point on every rank (see there)
+        self.start_averaging()
         if resume_from is not None:
             self.resume_from(resume_from)
         self.train_started_at = time.time()
@@ -341,5 +400,6 @@ class TrainingLoop:
         self.run.log_event("start", step=self.global_step, total_steps=self.total_steps)
         outcome = self.train()
         if outcome == "completed":
-            self.export()
+            with self.exported_weights():
+                self.export()
         return outcome

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from peft import LoraConfig, inject_adapter_in_model
+from peft import inject_adapter_in_model
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import save as safetensors_bytes
 
@@ -54,16 +54,20 @@ def text_encoder_target_modules(text_encoder: torch.nn.Module, target: str) -> l
             if isinstance(module, torch.nn.Linear) and _matches(name, suffixes)]
 
 
-def add_lora(model: torch.nn.Module, targets: list[str], rank: int, alpha: float, dropout: float) -> list[torch.nn.Parameter]:
-    """Freeze ``model``, add LoRA layers to ``targets`` and return the new trainable parameters.
+def add_lora(model: torch.nn.Module, targets: list[str], rank: int, alpha: float, dropout: float, *,
+             lora_type: str = "lora", use_dora: bool = False) -> list[torch.nn.Parameter]:
+    """Freeze ``model``, add adapters of ``lora_type`` (LoRA, DoRA, LoHa, LoKr: :mod:`trainer.lycoris`) to
+    ``targets`` and return the new trainable parameters.
 
-    LoRA weights start as B = 0, so the adapted model equals the base model at step 0.
+    Every kind starts as a no-op, so the adapted model equals the base model at step 0.
     """
+    from trainer.lycoris import adapter_config
+
     model.requires_grad_(False)
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
-                        init_lora_weights="gaussian")
+    config = adapter_config(lora_type, rank=rank, alpha=alpha, dropout=dropout, targets=targets, use_dora=use_dora)
     inject_adapter_in_model(config, model)
-    params = [p for name, p in model.named_parameters() if "lora_" in name]
+    # peft makes exactly the adapter's tensors trainable in the frozen model.
+    params = [p for p in model.parameters() if p.requires_grad]
     for param in params:
         # Trainable weights stay in fp32 even when the frozen model runs in fp16/bf16.
         param.data = param.data.float()
@@ -72,8 +76,9 @@ def add_lora(model: torch.nn.Module, targets: list[str], rank: int, alpha: float
 
 
 def lora_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The LoRA weights of ``model`` keyed `<module>.lora_A.weight` / `.lora_B.weight` (peft layout)."""
-    return {k: v.detach() for k, v in get_peft_model_state_dict(model).items()}
+    """The adapter weights of ``model`` keyed `<module>.lora_A.weight` / `.lora_B.weight` ... (peft layout),
+    contiguous (a channels_last convolution's LoRA is not, and safetensors needs it)."""
+    return {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model).items()}
 
 
 def load_lora_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -99,15 +104,18 @@ AdapterStates = dict[str, dict[str, torch.Tensor]]
 
 
 def to_kohya(states: AdapterStates, kohya_name: Callable[[str, str], str], alpha: float,
-             dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Rename peft LoRA weights to kohya's key layout; ``kohya_name(component, module)`` is the family's rule."""
+             dtype: torch.dtype, rank: int | None = None) -> dict[str, torch.Tensor]:
+    """Rename peft adapter weights to kohya's key layout (LyCORIS' for DoRA, LoHa and LoKr, see
+    :mod:`trainer.lycoris`); ``kohya_name(component, module)`` is the family's rule, ``rank`` the
+    adapters' rank (only LoKr needs it)."""
+    from trainer.lycoris import kohya_tensors, module_parts
+
     out: dict[str, torch.Tensor] = {}
     for component, state in states.items():
-        for module, (down, up) in lora_pairs(state).items():
+        for module, parts in module_parts(state).items():
             name = kohya_name(component, module)
-            out[f"{name}.lora_down.weight"] = down.to(dtype).contiguous()
-            out[f"{name}.lora_up.weight"] = up.to(dtype).contiguous()
-            out[f"{name}.alpha"] = torch.tensor(float(alpha), dtype=dtype)
+            for part, tensor in kohya_tensors(parts, alpha, rank or 0).items():
+                out[f"{name}.{part}"] = tensor.to(dtype).contiguous()
     return out
 
 
@@ -117,13 +125,18 @@ def to_diffusers(states: AdapterStates, diffusers_name: Callable[[str, str], str
     ``diffusers_name(component, key)`` is the family's rule for the rest of the key.
 
     The alpha/rank scale is folded into the up weights, so every loader applies the LoRA at
-    the trained strength without needing the alpha value.
+    the trained strength without needing the alpha value (DoRA normalises W + scale * BA, so
+    folding the scale in keeps its result too).
     """
     scale = alpha / rank
     out: dict[str, torch.Tensor] = {}
     for component, state in states.items():
         for key, tensor in state.items():
             value = tensor * scale if ".lora_B." in key else tensor
+            if key.endswith(".lora_magnitude_vector"):
+                # DoRA's magnitude as a `.weight`: how transformers' loader (the text encoders) finds it;
+                # diffusers' (the denoiser) reads both spellings.
+                key += ".weight"
             out[f"{component}.{diffusers_name(component, key)}"] = value.to(dtype).contiguous()
     return out
 

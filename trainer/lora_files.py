@@ -36,12 +36,29 @@ class LoraFiles:
     def write_kohya(self, path: Path, states: AdapterStates, steps: int, epoch: int) -> None:
         """The kohya-format file at ``path``, with the metadata of a run ``steps`` steps in."""
         cfg = self.config
-        save_safetensors(path, self.model.kohya_weights(states, cfg.lora_scale_alpha, self.dtype),
+        save_safetensors(path, self.model.kohya_weights(states, cfg.lora_scale_alpha, self.dtype, cfg.lora_rank),
                          self._metadata(steps, epoch))
 
-    def write_diffusers(self, root: Path, states: AdapterStates) -> Path:
-        """``root/diffusers/pytorch_lora_weights.safetensors``, as diffusers' ``load_lora_weights`` reads it."""
+    def loader_notes(self) -> list[str]:
+        """What a user of this run's files must know about the programs that load them (variants only)."""
         cfg = self.config
+        if cfg.lora_type != "lora":
+            return [f"diffusers' load_lora_weights does not load {cfg.lora_type} adapters: this run writes no "
+                    "diffusers-format file; the .safetensors file loads in ComfyUI, Forge and AUTOMATIC1111"]
+        if cfg.use_dora:
+            return ["DoRA's magnitude is per output channel (peft's; dora_scale [out, 1]): ComfyUI and Forge apply it "
+                    "(normalising by the base weight's rows, which differs from peft by about the LoRA's relative "
+                    "size); diffusers loads DoRA from diffusers/pytorch_lora_weights.safetensors (it drops "
+                    "dora_scale from kohya files); AUTOMATIC1111's built-in Lora extension normalises along the "
+                    "input channels only and would change the LoRA's effect"]
+        return []
+
+    def write_diffusers(self, root: Path, states: AdapterStates) -> Path | None:
+        """``root/diffusers/pytorch_lora_weights.safetensors``, as diffusers' ``load_lora_weights`` reads it
+        (None for LoHa and LoKr, which diffusers cannot load)."""
+        cfg = self.config
+        if cfg.lora_type != "lora":
+            return None
         path = root / DIFFUSERS_FILE
         save_safetensors(path, to_diffusers(states, self.model.diffusers_name, cfg.lora_rank, cfg.lora_scale_alpha,
                                             self.dtype), {"format": "pt"})

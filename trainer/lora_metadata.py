@@ -34,6 +34,17 @@ def tag_frequency(captions_by_folder: dict[str, Iterable[str]]) -> dict[str, dic
     return result
 
 
+def network_metadata(lora_type: str, use_dora: bool) -> tuple[str, dict[str, str]]:
+    """kohya's ``ss_network_module`` for the adapter kind, and the LyCORIS entries of ``ss_network_args``
+    (LyCORIS' own names: ``algo``, ``dora_wd``; its ``wd_on_out`` says the magnitude is per output channel)."""
+    if lora_type == "lora" and not use_dora:
+        return "networks.lora", {}
+    args = {"algo": lora_type}
+    if use_dora:
+        args |= {"dora_wd": "True", "wd_on_out": "True"}
+    return "lycoris.kohya", args
+
+
 def kohya_metadata(*, config: Any, base_model_version: str, architecture: str, prediction_type: str, num_images: int,
                    steps: int,
                    epoch: int, started_at: float, finished_at: float, tag_freq: dict[str, dict[str, int]],
@@ -41,11 +52,12 @@ def kohya_metadata(*, config: Any, base_model_version: str, architecture: str, p
     """Metadata for the kohya-format file: the `ss_*` training record plus `modelspec.*`."""
     alpha = config.lora_scale_alpha
     iso = datetime.fromtimestamp(finished_at, timezone.utc).isoformat(timespec="seconds")
+    network_module, network_args = network_metadata(config.lora_type, config.use_dora)
     metadata = {
-        "ss_network_module": "networks.lora",
+        "ss_network_module": network_module,
         "ss_network_dim": str(config.lora_rank),
         "ss_network_alpha": f"{alpha:g}",
-        "ss_network_args": json.dumps({"lora_target": config.lora_target, "trainer": "lora-studio"}),
+        "ss_network_args": json.dumps({**network_args, "lora_target": config.lora_target, "trainer": "lora-studio"}),
         "ss_base_model_version": base_model_version,
         # sd-scripts' flag for v-prediction (its only sign of it for SDXL, whose version string has none).
         "ss_v_parameterization": str(prediction_type == "v_prediction"),

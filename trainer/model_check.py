@@ -27,6 +27,33 @@ def check_optimizer(name: str) -> list[ConfigProblem]:
     return []
 
 
+# `quantization_bit` values: what they load, and the package that does it on a CUDA GPU.
+_QUANTIZATION = {"4": ("4 (QLoRA)", "bitsandbytes"), "8": ("8 (8-bit base weights)", "torchao")}
+
+
+def check_quantization(bits: str, device_type: str | None) -> list[ConfigProblem]:
+    """`quantization_bit` needs a CUDA GPU and its package: checked before anything is written.
+
+    ``device_type`` is where the run trains ("cuda" or "cpu"), None where that is not known
+    here (`validate` without torch): then only the package is looked for. The CPU is refused
+    even where the package would run there: the point is GPU memory, and on the CPU every
+    step would only be slower for the rounding.
+    """
+    if bits not in _QUANTIZATION:
+        return []
+    what, package = _QUANTIZATION[bits]
+    if device_type not in (None, "cuda"):
+        return [ConfigProblem(f"quantization_bit {what} needs a CUDA GPU, and this run trains on the CPU",
+                              "set quantization_bit to none, or train on a target with an NVIDIA GPU",
+                              option="quantization_bit")]
+    import importlib.util
+    if importlib.util.find_spec(package) is None:
+        return [ConfigProblem(f"quantization_bit {what} needs the {package} package, which is not installed",
+                              f"pip install {package} on the training machine, or set quantization_bit to none",
+                              option="quantization_bit")]
+    return []
+
+
 def check_base_model(path: Path, allow_pickle: bool, model_family: str = "auto") -> list[ConfigProblem]:
     """Problems with `base_model` (and `model_family`) that can be seen without loading it."""
     try:
@@ -36,7 +63,10 @@ def check_base_model(path: Path, allow_pickle: bool, model_family: str = "auto")
     return []
 
 
-def check_model_options(config) -> list[ConfigProblem]:
-    """Problems of a loaded config's base model, model family and optimizer (no model is loaded)."""
+def check_model_options(config, device_type: str | None = None) -> list[ConfigProblem]:
+    """Problems of a loaded config's base model, model family, optimizer and quantization (no model is
+    loaded); ``device_type``: where the run trains, when known (see :func:`check_quantization`)."""
+    if device_type is None and config.device == "cpu":
+        device_type = "cpu"
     return (check_base_model(Path(config.base_model), config.allow_pickle, config.model_family)
-            + check_optimizer(config.optimizer))
+            + check_optimizer(config.optimizer) + check_quantization(config.quantization_bit, device_type))

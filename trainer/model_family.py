@@ -56,6 +56,9 @@ class MemoryFigures:
     lora_params_per_rank_m: Mapping[str, float]
     activations_gb: float
     source: str
+    # Of the denoiser's parameters, those in the linear layers that 8-bit base weights store in
+    # one byte each (``quantization_bit: 8``: the blocks' linear layers); 0 where the family has none.
+    quantized_m: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,10 @@ class FamilySpec:
     tiny_variant: str = ""  # `make-tiny-model --family` value of the family's tiny test model
     token_encoder: str = "CLIP"  # whose tokens `token_limit` counts (the encoder that cuts captions off)
     task: str = "image"  # "image" (a LoRA for a diffusion model) or "text" (a causal language model's)
+    # The `quantization_bit` values besides "none" this family takes (the base weights in fewer bits).
+    quantization_bits: tuple[str, ...] = ()
+    # Text encoders that stay frozen whatever `train_text_encoder` says (Flux.1's T5).
+    frozen_encoders: tuple[str, ...] = ()
 
 
 _SD_MEMORY = MemoryFigures({"denoiser": 860, "text_encoder": 123, "vae": 84},
@@ -83,32 +90,40 @@ _SDXL_MEMORY = MemoryFigures({"denoiser": 2567, "text_encoder": 123, "text_encod
                              {"attention": 0.58, "attention_ff": 1.16, "all": 1.95}, 9.0,
                              "public reports of kohya's sd-scripts on SDXL 1.0 (about 12 GB at 1024 px, batch 1, "
                              "bf16, text encoders cached)")
-# The 12B transformer, CLIP-L and T5-XXL (frozen, its outputs cached), the 16-channel VAE.
-_FLUX_MEMORY = MemoryFigures({"denoiser": 11900, "text_encoder": 123, "text_encoder_2": 4760, "vae": 84},
-                             {"attention": 2.36, "attention_ff": 4.72, "all": 6.5, "single_blocks": 2.10}, 12.0,
-                             "public reports of ai-toolkit and sd-scripts on Flux.1-dev (about 24 GB at 1024 px, "
-                             "batch 1, bf16 weights, gradient checkpointing, T5 outputs cached)")
+# The 12B transformer, CLIP-L and T5-XXL (frozen, its outputs cached), the 16-channel VAE; the parameter
+# and LoRA counts are those of FLUX.1-dev's configs (19 double- and 38 single-stream blocks, width 3072),
+# of which 11,834M sit in the blocks' linear layers, what `quantization_bit: 8` stores in 8 bits.
+_FLUX_MEMORY = MemoryFigures({"denoiser": 11901, "text_encoder": 123, "text_encoder_2": 4762, "vae": 84},
+                             {"attention": 1.63, "attention_ff": 4.09, "all": 5.37, "single_blocks": 2.45}, 12.0,
+                             "public reports on Flux.1-dev at 1024 px, batch 1, gradient checkpointing, T5 outputs "
+                             "cached (SimpleTuner: a rank-16 LoRA takes a bit more than 30 GB in bf16, 18 GB with "
+                             "int8 base weights; ai-toolkit: 24 GB with 8-bit weights)",
+                             quantized_m=11834)
 # The options that name the other files of a Flux.1 model kept as split files, as ComfyUI keeps it.
 FLUX_FILE_OPTIONS = ("clip_l_path", "t5_path", "ae_path", "t5_tokenizer_path")
 COMPANION_OPTIONS = FLUX_FILE_OPTIONS  # every family's options that name a base model's other files
-_DDPM_OPTIONS = {"prediction_type", "min_snr_gamma"}  # the noise-prediction families' own
+_DDPM_OPTIONS = {"prediction_type", "min_snr_gamma", "debiased_estimation_loss", "multires_noise_iterations",
+                 "multires_noise_discount"}  # the noise-prediction families' own
+# The adapter kinds beyond plain LoRA: SD's and SDXL's files carry them in LyCORIS' keys.
+_VARIANT_OPTIONS = {"lora_type", "use_dora"}
 # What every image family uses and a language model does not (images, captions, latents, pictures).
 _IMAGE_OPTIONS = {"train_data_dir", "metadata_path", "caption_extension", "resolution", "enable_bucket",
                   "min_bucket_reso", "max_bucket_reso", "bucket_reso_steps", "random_flip", "shuffle_caption",
                   "keep_tokens", "caption_dropout_rate", "max_image_pixels", "train_text_encoder", "text_encoder_lr",
                   "noise_offset", "cache_latents", "cache_dir", "cache_text_encoder_outputs", "num_workers",
                   "sample_steps", "sample_guidance_scale", "sample_width", "sample_height", "sample_negative_prompt",
-                  "save_precision", "output_name"}
+                  "save_precision", "output_name", "channels_last", "torch_compile"}
 
 SD = FamilySpec("sd", "Stable Diffusion 1.x/2.x", "sd", 75, 512, (256, 1024), _SD_MEMORY,
-                frozenset({"clip_skip", *_DDPM_OPTIONS, *_IMAGE_OPTIONS}), tiny_variant="sd1")
+                frozenset({"clip_skip", *_DDPM_OPTIONS, *_VARIANT_OPTIONS, *_IMAGE_OPTIONS}), tiny_variant="sd1")
 SDXL = FamilySpec("sdxl", "SDXL", "sdxl", 75, 1024, (512, 2048), _SDXL_MEMORY,
-                  frozenset({"train_text_encoder_2", "text_encoder_2_lr", *_DDPM_OPTIONS, *_IMAGE_OPTIONS}),
+                  frozenset({"train_text_encoder_2", "text_encoder_2_lr", *_DDPM_OPTIONS, *_VARIANT_OPTIONS, *_IMAGE_OPTIONS}),
                   tiny_variant="sdxl")
 FLUX = FamilySpec("flux", "Flux.1", "flux", 512, 1024, (512, 2048), _FLUX_MEMORY,
                   frozenset({"guidance_scale", "timestep_sampling", "logit_mean", "logit_std", "mode_scale",
-                             *FLUX_FILE_OPTIONS, *_IMAGE_OPTIONS}),
-                  tiny_variant="flux", token_encoder="T5")
+                             "quantization_bit", *FLUX_FILE_OPTIONS, *_IMAGE_OPTIONS}),
+                  tiny_variant="flux", token_encoder="T5", quantization_bits=("8",),
+                  frozen_encoders=("text_encoder_2",))
 # Causal language models (Llama, Mistral, Qwen, Gemma, GLM-4, Phi): trained on text with peft.
 # Their memory is estimated from the model's own config.json (trainer.estimate); these figures
 # are Llama-3-8B's, for when it is not at hand.
@@ -118,7 +133,7 @@ LLM = FamilySpec("llm", "Language model (LLM)", "llm", 0, 0, (0, 0), _LLM_MEMORY
                  frozenset({"dataset_path", "dataset_format", "chat_template", "train_on_prompt", "cutoff_len", "packing",
                             "val_size", "eval_steps", "allow_remote_code", "use_dora", "use_rslora",
                             "quantization_bit", "export", "max_new_tokens"}),
-                 tiny_variant="llama", token_encoder="", task="text")
+                 tiny_variant="llama", token_encoder="", task="text", quantization_bits=("4",))
 IMAGE_FAMILIES: tuple[FamilySpec, ...] = (SD, SDXL, FLUX)
 FAMILIES: tuple[FamilySpec, ...] = (*IMAGE_FAMILIES, LLM)
 FAMILIES_BY_ID: dict[str, FamilySpec] = {spec.id: spec for spec in FAMILIES}

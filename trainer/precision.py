@@ -47,18 +47,23 @@ def resolve_precision(device_choice: str, mixed_precision: str) -> Precision:
 
 
 def move_to(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-    """Move a model, casting only when the dtype changes (a no-op cast makes diffusers warn)."""
-    module.to(device)
-    if next(module.parameters()).dtype != dtype:
-        # diffusers warns about a cast it cannot improve on here (the models have no
-        # fp32-only modules); keep the user's log free of it.
-        diffusers_logger = logging.getLogger("diffusers")
-        level = diffusers_logger.level
-        diffusers_logger.setLevel(logging.ERROR)
-        try:
-            module.to(dtype=dtype)
-        finally:
-            diffusers_logger.setLevel(level)
+    """Move a model, casting only when the dtype changes (a no-op cast makes diffusers warn).
+
+    Moved and cast in one call, tensor by tensor: a model loaded in fp32 is never whole on the GPU
+    before its cast (Flux.1-dev's transformer is 44 GB in fp32, 22 GB in bf16).
+    """
+    if next(module.parameters()).dtype == dtype:
+        module.to(device)
+        return module
+    # diffusers warns about a cast it cannot improve on here (the models have no
+    # fp32-only modules); keep the user's log free of it.
+    diffusers_logger = logging.getLogger("diffusers")
+    level = diffusers_logger.level
+    diffusers_logger.setLevel(logging.ERROR)
+    try:
+        module.to(device=device, dtype=dtype)
+    finally:
+        diffusers_logger.setLevel(level)
     return module
 
 

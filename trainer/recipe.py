@@ -27,15 +27,18 @@ from trainer.data import (BatchEntry, Sample, batches_per_epoch, build_samples, 
                           image_loader, load_image_tensor, process_caption)
 from trainer.latent_cache import LatentCache, LatentStats, fill_latent_cache
 from trainer.lora import adapter_state, add_lora, save_safetensors, split_adapter_state
+from trainer.lycoris import adapter_label
 from trainer.lora_files import LoraFiles
 from trainer.model_family import COMPANION_OPTIONS
 from trainer.models.family import ImageGeometry, load_base_model
 from trainer.optim import make_optimizer, make_scheduler
+from trainer.objective import multires_noise
 from trainer.precision import autocast, move_to
 from trainer.loop import StopRequested, TrainingFailure, TrainingLoop
 from trainer.rng_state import seed_everything
 from trainer.rundir import RunWriter
 from trainer.sampling import make_samples
+from trainer.speed import apply_model_levers, describe, offloadable_parts, pin_memory
 from trainer.tensorboard_log import tensorboard_writer
 from trainer.text_encoding import long_caption_warning
 
@@ -57,17 +60,14 @@ class LoRATrainingRecipe(TrainingLoop):
     # setup
 
     def setup(self) -> None:
-        """Load the model, add LoRA layers, build data, optimizer and schedule, fill caches."""
+        """Load the model, fill the caches, then add LoRA layers and build the optimizer and schedule."""
         cfg = self.config
         self.run.set_state("preparing")
         device = self.resolve_device()
         # Each rank draws its own noise; rank 0 of a single process uses the plain seed.
         seed_everything(cfg.seed + self.dist.rank)
 
-        prediction = None if cfg.prediction_type == "auto" else cfg.prediction_type
-        self.model = load_base_model(cfg.base_model, model_family=cfg.model_family, allow_pickle=cfg.allow_pickle,
-                                     prediction_type=prediction,
-                                     companions={option: cfg[option] for option in COMPANION_OPTIONS if cfg[option]})
+        self.model = self.load_model()
         model = self.model
         log.info("loaded %s (%s, %s prediction)", cfg.base_model, model.variant, model.prediction_type)
         model.configure(cfg)
@@ -76,30 +76,10 @@ class LoRATrainingRecipe(TrainingLoop):
 
         # The VAE stays fp32: SD's and SDXL's VAEs overflow in fp16, and it mostly runs to fill the cache.
         move_to(model.vae, device, torch.float32).requires_grad_(False).eval()
-        move_to(model.denoiser, device, self.precision.weight_dtype)
         for name, encoder in model.text_encoders.items():
             move_to(encoder, device, torch.float32 if name in self.text_encoder_lrs else self.precision.weight_dtype)
 
-        alpha = cfg.lora_scale_alpha
-        self.adapted: dict[str, list[torch.nn.Parameter]] = {}
-        for name in (model.denoiser_name, *self.text_encoder_lrs):
-            self.adapted[name] = add_lora(model.component(name), model.lora_targets(name, cfg.lora_target),
-                                          cfg.lora_rank, alpha, cfg.lora_dropout)
-        for name, encoder in model.text_encoders.items():
-            if name not in self.adapted:
-                encoder.requires_grad_(False).eval()
-        if cfg.gradient_checkpointing:
-            model.denoiser.enable_gradient_checkpointing()
-            for name in self.text_encoder_lrs:
-                te = model.text_encoders[name]  # transformers 5 renamed the method
-                (getattr(te, "activation_checkpointing_enable", None) or te.gradient_checkpointing_enable)()
-        self.params = [p for params in self.adapted.values() for p in params]
-        log.info("LoRA rank %d alpha %g on %s layers of %s: %d trainable parameters", cfg.lora_rank, alpha,
-                 cfg.lora_target, ", ".join(self.adapted), sum(p.numel() for p in self.params))
-        self.warn_unused_options(self.model.spec)
-
         self.samples = build_samples(self.items, cfg)
-        self.files = LoraFiles(model, cfg, self.samples, self.started_at)
         n_batches = batches_per_epoch(self.samples, cfg.batch_size)
         plan = plan_steps(n_batches, cfg.gradient_accumulation_steps, self.dist.world_size, cfg.epochs,
                           cfg.max_train_steps)
@@ -108,25 +88,91 @@ class LoRATrainingRecipe(TrainingLoop):
         log.info("%d images, %d batches per epoch, %d steps per epoch, %d steps in %d epochs", len(self.samples),
                  n_batches, self.steps_per_epoch, self.total_steps, self.total_epochs)
 
+        # The caches are filled before the denoiser comes onto the GPU, and the frozen parts whose work
+        # they hold leave it first: Flux.1's T5-XXL (9 GB) never shares a GPU with its 12B transformer.
+        self._fill_caches(device)
+        self._adapt(device)
+        self.files = LoraFiles(model, cfg, self.samples, self.started_at)
+
         groups = [{"params": self.adapted[model.denoiser_name], "lr": cfg.learning_rate}]
         groups += [{"params": self.adapted[name], "lr": lr} for name, lr in self.text_encoder_lrs.items()]
-        self.optimizer = make_optimizer(cfg.optimizer, groups, cfg.learning_rate, cfg.weight_decay)
+        self.optimizer = make_optimizer(cfg.optimizer, groups, cfg.learning_rate, cfg.weight_decay, device=device,
+                                        warmup_steps=cfg.lr_warmup_steps)
         self.lr_scheduler = make_scheduler(cfg.lr_scheduler, self.optimizer, cfg.lr_warmup_steps, self.total_steps,
                                            cfg.lr_scheduler_num_cycles, cfg.lr_scheduler_power)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision.use_grad_scaler)
         # All noise and timesteps come from this generator: its state is part of a checkpoint.
         self.generator = torch.Generator().manual_seed(cfg.seed + self.dist.rank)
+        self.tb = tensorboard_writer(self.root / "tb") if cfg.tensorboard and self.dist.is_main else None
+        self.pipeline = None
 
+    def _fill_caches(self, device: torch.device) -> None:
+        """Encode the captions (frozen encoders) and the images once, then move the parts whose work is
+        cached to host memory (:func:`trainer.speed.offloadable_parts`): SDXL's encoders are 1.6 GB of a GPU."""
+        cfg, model = self.config, self.model
         shuffled = cfg.shuffle_caption or cfg.caption_dropout_rate > 0
         self.prompts = model.prompt_encoder(cfg.clip_skip, device, cache=cfg.cache_text_encoder_outputs
                                             and not self.text_encoder_lrs and not cfg.shuffle_caption)
         self._warn_long_captions()
-        self.latents = self._prepare_latent_cache() if cfg.cache_latents != "off" else None
         if self.prompts.cache_enabled:
             captions = [s.caption for s in self.samples] + ([""] if shuffled else [])
             self.prompts.precompute(captions)
-        self.tb = tensorboard_writer(self.root / "tb") if cfg.tensorboard and self.dist.is_main else None
-        self.pipeline = None
+        # The text encoders go before the VAE encodes the images: its activations at 1024 px are GBs too.
+        self.offloaded = offloadable_parts(device, latents_cached=False, prompts_cached=self.prompts.cache_enabled,
+                                           text_encoders=list(model.text_encoders))
+        self._place_offloaded(torch.device("cpu"))
+        self.latents = self._prepare_latent_cache() if cfg.cache_latents != "off" else None
+        self.offloaded = offloadable_parts(device, latents_cached=self.latents is not None,
+                                           prompts_cached=self.prompts.cache_enabled,
+                                           text_encoders=list(model.text_encoders))
+        self._place_offloaded(torch.device("cpu"))
+        if self.offloaded:
+            log.info("kept in host memory while training (their outputs are cached): %s", ", ".join(self.offloaded))
+
+    def _adapt(self, device: torch.device) -> None:
+        """The denoiser onto the GPU (in 8 bits with `quantization_bit: 8`), LoRA layers on it and on the
+        trained text encoders, gradient checkpointing and the speed levers."""
+        cfg, model = self.config, self.model
+        if cfg.quantization_bit == "8":
+            from trainer.quantize import quantize_denoiser  # imports torchao: only for 8-bit runs
+
+            log.info("8-bit base weights: %s", quantize_denoiser(model, device, self.precision.weight_dtype))
+        else:
+            move_to(model.denoiser, device, self.precision.weight_dtype)
+        alpha = cfg.lora_scale_alpha
+        self.adapted: dict[str, list[torch.nn.Parameter]] = {}
+        for name in (model.denoiser_name, *self.text_encoder_lrs):
+            self.adapted[name] = add_lora(model.component(name), model.lora_targets(name, cfg.lora_target),
+                                          cfg.lora_rank, alpha, cfg.lora_dropout, lora_type=cfg.lora_type,
+                                          use_dora=cfg.use_dora)
+        for name, encoder in model.text_encoders.items():
+            if name not in self.adapted:
+                encoder.requires_grad_(False).eval()
+        if cfg.gradient_checkpointing:
+            model.denoiser.enable_gradient_checkpointing()
+            for name in self.text_encoder_lrs:
+                te = model.text_encoders[name]  # transformers 5 renamed the method
+                (getattr(te, "activation_checkpointing_enable", None) or te.gradient_checkpointing_enable)()
+        self.levers = apply_model_levers(model.denoiser, cfg, device, self.warn)
+        log.info("speed: %s", describe(self.levers))
+        self.params = [p for params in self.adapted.values() for p in params]
+        log.info("%s rank %d alpha %g on %s layers of %s: %d trainable parameters", adapter_label(cfg), cfg.lora_rank,
+                 alpha, cfg.lora_target, ", ".join(self.adapted), sum(p.numel() for p in self.params))
+        self.warn_unused_options(self.model.spec)
+
+    def _place_offloaded(self, device: torch.device) -> None:
+        """Move the offloaded parts to ``device`` (the training device while sampling, else the CPU)."""
+        for name in self.offloaded:
+            (self.model.vae if name == "vae" else self.model.text_encoders[name]).to(device)
+
+    def load_model(self):
+        """The config's base model, offline (:func:`trainer.models.family.load_base_model`); the device
+        benchmark gives a full-size one built in code instead."""
+        cfg = self.config
+        prediction = None if cfg.prediction_type == "auto" else cfg.prediction_type
+        return load_base_model(cfg.base_model, model_family=cfg.model_family, allow_pickle=cfg.allow_pickle,
+                               prediction_type=prediction,
+                               companions={option: cfg[option] for option in COMPANION_OPTIONS if cfg[option]})
 
     def _warn_long_captions(self) -> None:
         warning = long_caption_warning(self.prompts, self.samples)
@@ -158,6 +204,8 @@ class LoRATrainingRecipe(TrainingLoop):
         cfg = self.config
         structure = {"lora_rank": cfg.lora_rank, "lora_target": cfg.lora_target,
                      "train_text_encoder": cfg.train_text_encoder}
+        if cfg.lora_type != "lora" or cfg.use_dora:  # checkpoints of plain LoRA runs never said
+            structure.update(lora_type=cfg.lora_type, use_dora=cfg.use_dora)
         if len(self.model.text_encoders) > 1:  # which of several encoders: SD checkpoints never said
             structure["text_encoders"] = sorted(self.text_encoder_lrs)
         return structure
@@ -189,7 +237,8 @@ class LoRATrainingRecipe(TrainingLoop):
         """Each batch with its images, loaded ahead by workers when latents are not cached."""
         if self.latents is not None:
             return ((batch, None) for batch in batches)
-        return zip(batches, image_loader(self.samples, list(batches), 0, self.config))
+        return zip(batches, image_loader(self.samples, list(batches), 0, self.config,
+                                         pin_memory=pin_memory(self.precision.device)))
 
     def micro_step(self, item: tuple[list[BatchEntry], torch.Tensor | None]) -> tuple[float, dict[str, float]]:
         """Forward and backward of one batch; returns its loss and its image count."""
@@ -207,7 +256,9 @@ class LoRATrainingRecipe(TrainingLoop):
             std = torch.stack([s.std for s in stats])
         else:
             with torch.no_grad():
-                dist = self.model.vae.encode(images.to(self.precision.device, torch.float32)).latent_dist
+                # non_blocking: from the loader's pinned memory (CUDA) the copy overlaps the step
+                dist = self.model.vae.encode(images.to(self.precision.device, torch.float32,
+                                                       non_blocking=True)).latent_dist
             mean, std = dist.mean.cpu(), dist.std.cpu()
         latents = mean + std * torch.randn(mean.shape, generator=self.generator)
         latents = self.model.scale_latents(latents).to(self.precision.device)
@@ -225,6 +276,9 @@ class LoRATrainingRecipe(TrainingLoop):
         noise = torch.randn(latents.shape, generator=self.generator)
         if cfg.noise_offset:
             noise += cfg.noise_offset * torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=self.generator)
+        # A noise-prediction family's option (flow matching's noise is its own target): warned about elsewhere.
+        if cfg.multires_noise_iterations and "multires_noise_iterations" in self.model.spec.own_options:
+            noise = multires_noise(noise, self.generator, cfg.multires_noise_iterations, cfg.multires_noise_discount)
         noise = noise.to(device)
         timesteps = model.sample_timesteps(latents, self.generator).to(device)
         noisy, target = model.noisy_and_target(latents, noise, timesteps)
@@ -235,6 +289,8 @@ class LoRATrainingRecipe(TrainingLoop):
         loss = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         if cfg.min_snr_gamma:
             loss = loss * model.loss_weights(timesteps, cfg.min_snr_gamma)
+        if cfg.debiased_estimation_loss:
+            loss = loss * model.debiased_weights(timesteps)
         loss = loss.mean()
         self.scaler.scale(loss / cfg.gradient_accumulation_steps).backward()
         return float(loss.detach())
@@ -251,11 +307,13 @@ class LoRATrainingRecipe(TrainingLoop):
             from trainer.models import build_pipeline  # imports diffusers' pipelines: only when sampling
             self.pipeline = build_pipeline(self.model)
         self.set_training(False)
+        self._place_offloaded(self.precision.device)
         try:
             with autocast(self.precision):
                 records = make_samples(self.pipeline, self.config, self.global_step, self.root / "samples",
                                        self.precision.device)
         finally:
+            self._place_offloaded(torch.device("cpu"))
             self.set_training(True)
         for record in records:
             self.run.log_event("sample", **record)
@@ -266,8 +324,9 @@ class LoRATrainingRecipe(TrainingLoop):
         states = self.files.states(self.adapted)
         save_safetensors(folder / ADAPTER_FILE, adapter_state(states))
         step = self.global_step
-        self.files.write_kohya(folder / f"{self.config.resolved_output_name}-step{step:08d}.safetensors", states, step,
-                               self.epoch + 1)
+        with self.exported_weights():  # the LoRA to try is what the run would export now
+            self.files.write_kohya(folder / f"{self.config.resolved_output_name}-step{step:08d}.safetensors",
+                                   self.files.states(self.adapted), step, self.epoch + 1)
 
     def set_training(self, training: bool) -> None:
         """Train mode for the adapted parts (dropout on), eval mode while sampling."""
@@ -283,6 +342,8 @@ class LoRATrainingRecipe(TrainingLoop):
         states = self.files.states(self.adapted)
         path = self.root / f"{cfg.resolved_output_name}.safetensors"
         self.files.write_kohya(path, states, self.global_step, self.epoch + 1)
+        for message in self.files.loader_notes():
+            self.warn(message)
         self.files.write_diffusers(self.root, states)
         self.run.log_event("export", path=path.name, step=self.global_step)
         log.info("saved %s", path)

@@ -62,12 +62,23 @@ def check_all(config_path: Path, check_images: bool = True):
     if config is None:
         return None, None, lines, False
     from trainer.model_check import check_model_options
-    model_problems = check_model_options(config)
+    model_problems = check_model_options(config, _device_type(config) if config.quantization_bit != "none" else None)
     lines += [str(replace(p, path=str(config_path))) for p in model_problems]
     data, data_problems, _counts = _dataset_problems(config, check_images)
     lines += [_problem_line(p) for p in data_problems]
     ok = not model_problems and not any(p.severity == "error" for p in data_problems)
     return config, data, lines, ok
+
+
+def _device_type(config: TrainConfig) -> str | None:
+    """Where the run will train ("cuda" or "cpu"), for the checks that depend on it (imports torch);
+    None when its `device` is not on this machine, which the run then reports."""
+    from trainer.precision import DeviceUnavailable, resolve_precision
+
+    try:
+        return resolve_precision(config.device, config.mixed_precision).device.type
+    except DeviceUnavailable:
+        return None
 
 
 def validate_command(config_path: Path, as_json: bool = False, check_images: bool = True) -> int:

@@ -125,23 +125,20 @@ def test_sigkill_then_resume_is_bit_identical(alpaca_run, tmp_path):
 
 
 def test_a_stop_file_stops_with_a_checkpoint_and_the_run_resumes_to_the_end(tmp_path, tiny_llama):
-    import subprocess
-    import sys
     import time
 
-    from tests.cli_helpers import ROOT
+    from tests.cli_helpers import trainer_process
 
     data = write_rows(tmp_path / "train.jsonl", "alpaca", count=40)
     out = tmp_path / "run"
     config = write_config(tmp_path, tiny_llama, data, out, epochs=40, save_steps=0)
-    process = subprocess.Popen([sys.executable, "-m", "trainer", "train", "--config", str(config)], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = trainer_process("train", "--config", str(config), env={"LORA_TRAINER_HOLD_AT": "step:1"})
     deadline = time.monotonic() + 300
     while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().strip()):
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        assert process.poll() is None and time.monotonic() < deadline, process.output()
         time.sleep(0.05)
     (out / "STOP").write_text("", encoding="utf-8")
-    assert process.wait(timeout=300) == 0, process.communicate()
+    assert process.wait(timeout=300) == 0, process.output()
     status = json.loads((out / "status.json").read_text())
     assert status["state"] == "stopped" and 0 < status["step"] < status["total_steps"]
     assert status["last_checkpoint"] == f"checkpoints/step-{status['step']:08d}"

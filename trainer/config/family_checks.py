@@ -71,6 +71,30 @@ def family_checks(values: dict[str, Any], detection: Detection | None) -> Iterat
     if owner is not None and spec is not None and spec is not owner:
         yield ("lora_target", f"{values['lora_target']} is for {owner.label} models, and the base model is {spec.label}",
                "choose attention, attention_ff or all", "error")
+    if spec is not None:
+        yield from _variant_checks(values, spec)
+        yield from _quantization_checks(values, spec)
+
+
+def _quantization_checks(values: dict[str, Any], spec: FamilySpec) -> Iterator[tuple[str, str, str, str]]:
+    """`quantization_bit` only in the bits the family's loader has (4 for language models, 8 for Flux.1)."""
+    bits = values["quantization_bit"]
+    if bits == "none" or bits in spec.quantization_bits:
+        return
+    owners = [other.label for other in FAMILIES_BY_ID.values() if bits in other.quantization_bits]
+    allowed = " or ".join(("none", *spec.quantization_bits))
+    yield ("quantization_bit", f"{bits} bits work with {' and '.join(owners)} only, and the base model is {spec.label}",
+           f"set quantization_bit to {allowed}", "error")
+
+
+def _variant_checks(values: dict[str, Any], spec: FamilySpec) -> Iterator[tuple[str, str, str, str]]:
+    """LoHa, LoKr and DoRA only where the family's files can carry them (Flux.1's fuse q, k and v)."""
+    if values["lora_type"] != "lora" and "lora_type" not in spec.own_options:
+        yield ("lora_type", f"{values['lora_type']} adapters are for SD and SDXL models, and the base model is "
+               f"{spec.label}", "set lora_type: lora", "error")
+    if values["use_dora"] and "use_dora" not in spec.own_options:
+        yield ("use_dora", f"DoRA is for SD, SDXL and language models, and the base model is {spec.label}",
+               "turn use_dora off", "error")
 
 
 def _data_checks(values: dict[str, Any], spec: FamilySpec | None) -> Iterator[tuple[str, str, str, str]]:

@@ -17,11 +17,13 @@ from typing import Any, Callable
 _OPTIMIZERS = {"adamw": "AdamW", "adamw8bit": "AdamW8bit", "adafactor": "Adafactor", "sgdnesterov": "SGD",
                "sgd": "SGD", "prodigy": "Prodigy"}
 _SCHEDULERS = {"constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"}
+# kohya_ss' LoRA_type values of the LyCORIS kinds this trainer has.
+_LYCORIS_TYPES = {"LyCORIS/LoHa": "loha", "LyCORIS/LoKr": "lokr"}
 # Keys that are kohya's business only (UI state, launch settings) or that we do on our own.
 _HARMLESS = {
     "xformers": "we always use PyTorch's scaled-dot-product attention", "sdpa": "always on here",
     "mem_eff_attn": "we always use PyTorch's scaled-dot-product attention",
-    "save_model_as": "we always save .safetensors", "network_module": "we always train LoRA (networks.lora)",
+    "save_model_as": "we always save .safetensors", "network_module": "the adapter kind comes from LoRA_type (lora_type)",
     "logging_dir": "logs go to the run folder (tb/)", "log_with": "TensorBoard files go to the run folder",
     "persistent_data_loader_workers": "not needed with cached latents", "max_data_loader_n_workers": "see num_workers",
     "LoRA_type": "handled through lora_target", "sample_sampler": "samples use DPM-Solver++",
@@ -110,9 +112,10 @@ _MAP: dict[str, tuple[str, Callable[[Any], Any]]] = {
 _SAME_NAME: dict[type, tuple[str, ...]] = {
     str: ("train_data_dir", "output_dir", "output_name", "caption_extension"),
     int: ("lr_warmup_steps", "seed", "min_bucket_reso", "max_bucket_reso", "bucket_reso_steps", "keep_tokens",
-          "gradient_accumulation_steps"),
-    float: ("learning_rate", "lr_scheduler_power", "caption_dropout_rate", "noise_offset", "max_grad_norm"),
-    bool: ("enable_bucket", "shuffle_caption", "gradient_checkpointing"),
+          "gradient_accumulation_steps", "multires_noise_iterations"),
+    float: ("learning_rate", "lr_scheduler_power", "caption_dropout_rate", "noise_offset", "max_grad_norm",
+            "multires_noise_discount"),
+    bool: ("enable_bucket", "shuffle_caption", "gradient_checkpointing", "debiased_estimation_loss"),
 }
 _MAP.update({name: (name, kind) for kind, names in _SAME_NAME.items() for name in names})
 
@@ -183,7 +186,12 @@ def map_kohya(data: dict[str, Any], base_dir: Path | None = None) -> ImportResul
         te_lr = flat.get("text_encoder_lr")
         result.values["train_text_encoder"] = not (te_lr is not None and float(te_lr or 0) == 0)
     lora_type = str(flat.get("LoRA_type", "Standard"))
-    if "LoCon" in lora_type or flat.get("conv_dim"):
+    if flat.get("dora_wd"):
+        result.values["use_dora"] = True
+    if lora_type in _LYCORIS_TYPES:
+        result.values["lora_type"] = _LYCORIS_TYPES[lora_type]
+        result.values["lora_target"] = "all"  # LyCORIS adapts the convolutions too
+    elif "LoCon" in lora_type or flat.get("conv_dim"):
         result.values["lora_target"] = "all"
         result.notes.append(f"LoRA_type {lora_type}: convolution layers are trained (lora_target: all) at the LoRA rank; "
                             "a separate conv_dim is not supported")

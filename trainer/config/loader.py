@@ -285,6 +285,15 @@ def _cross_checks(values: dict[str, Any]) -> Iterator[tuple[str, str, str, str]]
                "turn train_text_encoder on or clear text_encoder_lr", "warning")
     if values["keep_tokens"] and not values["shuffle_caption"]:
         yield ("keep_tokens", "only matters when shuffle_caption is on", "turn shuffle_caption on or set keep_tokens to 0", "warning")
+    if values["use_dora"] and values["lora_type"] != "lora":
+        yield ("use_dora", f"applies to lora_type lora, not {values['lora_type']}",
+               "set lora_type: lora, or turn use_dora off", "error")
+    if values["optimizer"] == "AdamWScheduleFree" and values["ema_decay"]:
+        yield ("ema_decay", "cannot be used with AdamWScheduleFree, whose weights are an average already",
+               "clear ema_decay, or choose another optimizer", "error")
+    if values["optimizer"] == "AdamWScheduleFree" and values["lr_scheduler"] != "constant":
+        yield ("lr_scheduler", f"({values['lr_scheduler']}) cannot be used with AdamWScheduleFree, which replaces the "
+               "schedule (it warms up over lr_warmup_steps itself)", "set lr_scheduler: constant", "error")
     if values["optimizer"] == "Prodigy" and values["learning_rate"] < 0.1:
         yield ("learning_rate", f"({values['learning_rate']:g}) is very low for Prodigy, which expects about 1.0",
                "set learning_rate to 1.0 with Prodigy", "warning")

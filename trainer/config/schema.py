@@ -187,8 +187,14 @@ OPTIONS: tuple[Option, ...] = (
         Choice("all_linear", "Language models: every linear layer but the output head (same as all)."),
         Choice("single_blocks", "Flux.1: every layer of the single-stream blocks only (kohya's train_blocks=single): "
                "a smaller file, often enough for styles."))),
-    Option("use_dora", "bool", False, "Language models: DoRA (weight-decomposed LoRA): a learned magnitude per output "
-           "channel; often better at low rank, a little slower.", _LORA, advanced=True),
+    Option("lora_type", "choice", "lora", "SD and SDXL: the kind of adapter (LyCORIS' LoHa and LoKr are written in the "
+           "keys ComfyUI, Forge and AUTOMATIC1111 load; diffusers loads only lora).", _LORA, advanced=True, choices=(
+               Choice("lora", "Low-rank matrices (with use_dora: DoRA). Loads everywhere."),
+               Choice("loha", "LoHa: the Hadamard product of two low-rank products; more expressive per parameter "
+                      "(lora_alpha/lora_rank scales it, lora_dropout drops ranks)."),
+               Choice("lokr", "LoKr: a Kronecker product of two small factors; very small files."))),
+    Option("use_dora", "bool", False, "DoRA (weight-decomposed LoRA): a learned magnitude per output channel; often "
+           "better at low rank, a little slower. SD, SDXL (lora_type lora) and language models.", _LORA, advanced=True),
     Option("use_rslora", "bool", False, "Language models: rank-stabilised LoRA (scale alpha/sqrt(rank) instead of "
            "alpha/rank), steadier at high ranks.", _LORA, advanced=True),
     Option("train_text_encoder", "bool", False, "Also train a LoRA on the text encoder (stronger prompt binding, uses more memory).",
@@ -217,6 +223,18 @@ OPTIONS: tuple[Option, ...] = (
            advanced=True, minimum=0.0, maximum=1000.0),
     Option("noise_offset", "float", 0.0, "Noise offset (0.05-0.1 helps very dark or bright images).", _TRAIN,
            advanced=True, minimum=0.0, maximum=1.0),
+    Option("multires_noise_iterations", "int", 0, "Multi-resolution (pyramid) noise: add this many coarser noise layers "
+           "(6-10 as in kohya's scripts; helps contrast); 0 turns it off.", _TRAIN, advanced=True, minimum=0,
+           maximum=32),
+    Option("multires_noise_discount", "float", 0.3, "Multi-resolution noise: each coarser layer's weight is this "
+           "power of its level (kohya's default 0.3; 0.8 is common with fewer iterations).", _TRAIN, advanced=True,
+           minimum=0.0, maximum=1.0),
+    Option("debiased_estimation_loss", "bool", False, "Weigh each image's loss by 1/sqrt(SNR) (1/(SNR+1) for "
+           "v-prediction), as kohya's debiased estimation does: less weight on nearly clean images.", _TRAIN,
+           advanced=True),
+    Option("ema_decay", "float", None, "Keep an exponential moving average of the LoRA weights with this decay "
+           "(0.999 is common) and export it instead of the last weights; empty turns it off.", _TRAIN,
+           advanced=True, nullable=True, minimum=0.0, maximum=1.0, exclusive_minimum=True, exclusive_maximum=True),
     Option("guidance_scale", "float", 1.0, "Flux.1-dev: the guidance the distilled model is given while training "
            "(1.0 is what diffusers and ai-toolkit use; sampling uses sample_guidance_scale).", _TRAIN, advanced=True,
            minimum=0.0, maximum=50.0),
@@ -243,7 +261,9 @@ OPTIONS: tuple[Option, ...] = (
         Choice("AdamW8bit", "AdamW with 8-bit state (needs bitsandbytes and a CUDA GPU): less memory."),
         Choice("Adafactor", "Memory-light adaptive optimizer (transformers' Adafactor)."),
         Choice("SGD", "Plain SGD with momentum 0.9."),
-        Choice("Prodigy", "Learning-rate-free Adam variant (needs the prodigyopt package); use learning_rate 1.0."))),
+        Choice("Prodigy", "Learning-rate-free Adam variant (needs the prodigyopt package); use learning_rate 1.0."),
+        Choice("AdamWScheduleFree", "Schedule-free AdamW (needs the schedulefree package): no decay schedule to "
+               "tune; use lr_scheduler constant (it warms up over lr_warmup_steps itself)."))),
     Option("weight_decay", "float", 0.01, "Weight decay of the optimizer.", _OPTIM, advanced=True, minimum=0.0, maximum=1.0),
     Option("lr_scheduler", "choice", "constant", "How the learning rate changes over the run.", _OPTIM, choices=(
         Choice("constant", "The same learning rate throughout."),
@@ -262,10 +282,14 @@ OPTIONS: tuple[Option, ...] = (
                Choice("no", "Full fp32 precision: most memory, slowest, most exact."),
                Choice("fp16", "Half precision with loss scaling (any CUDA GPU)."),
                Choice("bf16", "bfloat16 (RTX 30xx/A100 and newer): no loss scaling needed."))),
-    Option("quantization_bit", "choice", "none", "Language models: load the frozen base model in 4 bits (QLoRA; needs "
-           "bitsandbytes and a CUDA GPU): a 7-8B model then trains in about 10 GB.", _MEM, advanced=True,
+    Option("quantization_bit", "choice", "none", "Keep the frozen base model's weights in fewer bits on a CUDA GPU: "
+           "a language model in 4 (QLoRA, needs bitsandbytes: a 7-8B model then trains in about 10 GB), Flux.1's "
+           "transformer in 8 (needs torchao: Flux.1-dev then trains on a 24 GB GPU). The LoRA trains in full "
+           "precision on top.", _MEM, advanced=True,
            choices=(Choice("none", "The base model in mixed_precision's dtype."),
-                    Choice("4", "4-bit NF4 weights with bf16 compute (QLoRA)."))),
+                    Choice("4", "Language models: 4-bit NF4 weights with bf16 compute (QLoRA)."),
+                    Choice("8", "Flux.1: the transformer blocks' linear layers in 8 bits (int8, a scale per row): "
+                           "half of bf16's memory."))),
     Option("gradient_checkpointing", "bool", False, "Recompute activations in the backward pass: much less memory, ~20% slower.",
            _MEM),
     Option("cache_latents", "choice", "disk", "Encode every image with the VAE once and reuse the result every epoch.", _MEM, choices=(
@@ -279,6 +303,18 @@ OPTIONS: tuple[Option, ...] = (
            "are not shuffled.", _MEM, advanced=True),
     Option("num_workers", "int", 2, "Background processes that load images when latents are not cached.", _MEM,
            advanced=True, minimum=0, maximum=64),
+    Option("allow_tf32", "bool", True, "CUDA: let fp32 matrix products and convolutions use TF32 tensor cores "
+           "(Ampere and newer; about 1e-3 relative rounding, what bf16 runs never notice).", _MEM, advanced=True),
+    Option("cudnn_benchmark", "bool", True, "CUDA: let cuDNN time its convolution algorithms once per image size "
+           "and keep the fastest.", _MEM, advanced=True),
+    Option("channels_last", "choice", "auto", "Keep the UNet's convolution weights in the channels-last (NHWC) "
+           "layout that tensor cores prefer.", _MEM, advanced=True, bool_means=("false", "true"), choices=(
+               Choice("auto", "On for UNets (SD, SDXL) on CUDA GPUs, off elsewhere."),
+               Choice("true", "Always (also on the CPU)."),
+               Choice("false", "Never."))),
+    Option("torch_compile", "bool", False, "Compile the denoiser with torch.compile: faster steps after a "
+           "minute or more of compiling; if compiling fails the run trains uncompiled and says so.", _MEM,
+           advanced=True),
     Option("device", "choice", "auto", "Where to train.", _MEM, advanced=True, choices=(
         Choice("auto", "The first CUDA GPU when there is one, else the CPU."),
         Choice("cuda", "The CUDA GPU (fails when none is visible)."),
@@ -313,7 +349,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("export", "choice", "adapter", "Language models: what the finished run writes besides the adapter.", _SAVE,
            advanced=True, choices=(Choice("adapter", "The peft adapter (adapter/) only: small, loads on the base model."),
                                    Choice("merged", "Also the base model with the adapter merged in (merged/), "
-                                          "as sharded safetensors that load on their own."))),
+                                          "as sharded safetensors that load on their own."),
+                                   Choice("gguf", "Also a llama.cpp LoRA file (adapter/adapter.gguf; Llama, Mistral, "
+                                          "Qwen2 and Qwen3 models; needs the gguf package)."),
+                                   Choice("merged_gguf", "Both: merged/ and adapter/adapter.gguf."))),
     Option("save_precision", "choice", "fp16", "Precision of the saved LoRA file.", _SAVE, choices=(
         Choice("fp16", "Half precision: half the size, what everyone uses."),
         Choice("bf16", "bfloat16."),

@@ -76,15 +76,12 @@ def load_causal_lm(path: str | Path, *, dtype: torch.dtype, device: torch.device
 
 
 def _four_bit_config(device: torch.device):
-    """bitsandbytes' NF4 config with bf16 compute, or a clear refusal where QLoRA cannot run."""
-    if device.type != "cuda":
-        raise ModelLoadError("quantization_bit 4 (QLoRA) needs a CUDA GPU, and this run trains on the CPU",
-                             "set quantization_bit to none, or train on a target with an NVIDIA GPU")
-    import importlib.util
+    """bitsandbytes' NF4 config with bf16 compute, or a clear refusal where QLoRA cannot run (the
+    config check's, which `train` makes before anything is written)."""
+    from trainer.model_check import check_quantization
 
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ModelLoadError("quantization_bit 4 (QLoRA) needs the bitsandbytes package, which is not installed",
-                             "pip install bitsandbytes on the training machine, or set quantization_bit to none")
+    for problem in check_quantization("4", device.type):
+        raise ModelLoadError(problem.message, problem.hint)
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,

@@ -4,8 +4,9 @@
 ``adapter_config.json`` + ``adapter_model.safetensors`` (LoRA tensors only, so vLLM takes
 it), with the tokenizer and its chat template beside them. A model without a chat template
 of its own gets the built-in one the run trained with, so inference renders prompts the same
-way. ``merged/`` is the base model with the LoRA added into its weights, as sharded
-safetensors that ``AutoModelForCausalLM.from_pretrained`` loads alone. Each folder is written
+way. ``export: gguf`` adds ``adapter.gguf``, the same LoRA as a llama.cpp file. ``merged/``
+is the base model with the LoRA added into its weights, as sharded safetensors that
+``AutoModelForCausalLM.from_pretrained`` loads alone. Each folder is written
 under a temporary name and renamed: it is complete or absent.
 """
 
@@ -21,6 +22,11 @@ from trainer.llm.templates import ChatTemplate
 from trainer.models.errors import ModelLoadError
 
 
+# What each `export` choice writes besides adapter/ (the schema's choices).
+EXPORT_PARTS = {"adapter": frozenset(), "merged": frozenset({"merged"}), "gguf": frozenset({"gguf"}),
+                "merged_gguf": frozenset({"merged", "gguf"})}
+
+
 def _staging(folder: Path) -> Path:
     staging = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -34,13 +40,22 @@ def _save_tokenizer(lm: LoadedLM, template: ChatTemplate, folder: Path) -> None:
     tokenizer.save_pretrained(str(folder))
 
 
-def save_adapter_folder(lm: LoadedLM, template: ChatTemplate, folder: Path, card: str | None = None) -> None:
-    """The peft adapter (safetensors), tokenizer and chat template in ``folder``, replaced whole."""
+def save_adapter_folder(lm: LoadedLM, template: ChatTemplate, folder: Path, card: str | None = None,
+                        gguf_name: str | None = None) -> None:
+    """The peft adapter (safetensors), tokenizer and chat template in ``folder``, replaced whole.
+
+    With ``gguf_name`` the folder also holds the same adapter as a llama.cpp LoRA file
+    (:mod:`trainer.llm.gguf_lora`), converted from the safetensors just written.
+    """
     staging = _staging(folder)
     lm.model.save_pretrained(str(staging), safe_serialization=True)
     _save_tokenizer(lm, template, staging)
     if card:
         (staging / "README.md").write_text(card, encoding="utf-8")
+    if gguf_name is not None:
+        from trainer.llm.gguf_lora import GGUF_FILE, write_gguf_lora
+
+        write_gguf_lora(staging, lm.model.config.to_dict(), staging / GGUF_FILE, gguf_name)
     replace_folder(staging, folder)
 
 

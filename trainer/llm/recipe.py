@@ -6,7 +6,8 @@ as for images. This recipe reads the checked examples, renders them through the 
 loss (unless ``train_on_prompt``), cuts at ``cutoff_len`` and says how many rows it cut, holds
 out ``val_size`` examples for ``eval_loss``, optionally packs short rows, and trains peft's
 LoRA on the model's attention and MLP projections. Samples are greedy answers to
-``sample_prompts``; the finished run writes ``adapter/`` (and ``merged/`` with ``export: merged``).
+``sample_prompts``; the finished run writes ``adapter/`` (and ``merged/`` with ``export: merged``,
+``adapter/adapter.gguf`` for llama.cpp with ``export: gguf``).
 """
 
 from __future__ import annotations
@@ -20,16 +21,19 @@ from typing import Any
 import torch
 
 from trainer.buckets import plan_steps
+from trainer.causal_lm_folder import read_model_config
 from trainer.checkpoint import ADAPTER_FILE
 from trainer.config import TrainConfig
 from trainer.distributed import DistContext
 from trainer.llm.batches import TokenBatch, collate, epoch_order
 from trainer.llm.formats import TextDataset
+from trainer.llm.gguf_lora import gguf_refusal
 from trainer.llm.model import LoadedLM, add_lora, load_causal_lm
-from trainer.llm.outputs import save_adapter_folder, save_merged_folder
+from trainer.llm.outputs import EXPORT_PARTS, save_adapter_folder, save_merged_folder
 from trainer.llm.tokenize import pack_rows, split_validation, template_for, tokenize_examples
 from trainer.loop import TrainingFailure, TrainingLoop
 from trainer.model_family import LLM
+from trainer.models.errors import ModelLoadError
 from trainer.optim import make_optimizer, make_scheduler
 from trainer.precision import autocast
 from trainer.problems import ExplainedError
@@ -57,10 +61,8 @@ class LLMRecipe(TrainingLoop):
         self.run.set_state("preparing")
         self.resolve_device()
         seed_everything(cfg.seed)  # the same LoRA initialisation on every rank
-        self.lm: LoadedLM = load_causal_lm(cfg.base_model, dtype=self.precision.weight_dtype,
-                                           device=self.precision.device, allow_pickle=cfg.allow_pickle,
-                                           allow_remote_code=cfg.allow_remote_code,
-                                           quantization_bit=cfg.quantization_bit)
+        self._check_exports()
+        self.lm: LoadedLM = self.load_model()
         self.params = add_lora(self.lm, cfg)
         self.warn_unused_options(LLM)
         log.info("LoRA rank %d alpha %g on %s of %s: %d trainable parameters", cfg.lora_rank, cfg.lora_scale_alpha,
@@ -75,12 +77,33 @@ class LLMRecipe(TrainingLoop):
         log.info("%d training rows (%d held out), %d steps per epoch, %d steps in %d epochs", len(self.rows),
                  len(self.val_rows), self.steps_per_epoch, self.total_steps, self.total_epochs)
         self.optimizer = make_optimizer(cfg.optimizer, [{"params": self.params, "lr": cfg.learning_rate}],
-                                        cfg.learning_rate, cfg.weight_decay)
+                                        cfg.learning_rate, cfg.weight_decay, device=self.precision.device,
+                                        warmup_steps=cfg.lr_warmup_steps)
         self.lr_scheduler = make_scheduler(cfg.lr_scheduler, self.optimizer, cfg.lr_warmup_steps, self.total_steps,
                                            cfg.lr_scheduler_num_cycles, cfg.lr_scheduler_power)
         self.scaler = torch.amp.GradScaler(self.precision.device.type, enabled=self.precision.use_grad_scaler)
         self.generator = torch.Generator().manual_seed(cfg.seed + self.dist.rank)  # dropout draws from the global RNG
         self.tb = tensorboard_writer(self.root / "tb") if cfg.tensorboard and self.dist.is_main else None
+
+    def load_model(self) -> LoadedLM:
+        """The config's model folder, offline; the device benchmark gives a full-size one built in code."""
+        cfg = self.config
+        return load_causal_lm(cfg.base_model, dtype=self.precision.weight_dtype, device=self.precision.device,
+                              allow_pickle=cfg.allow_pickle, allow_remote_code=cfg.allow_remote_code,
+                              quantization_bit=cfg.quantization_bit)
+
+    def _check_exports(self) -> None:
+        """Refuse an export the finished run could not write (no gguf package, another architecture,
+        DoRA), before anything loads or trains."""
+        cfg = self.config
+        if "gguf" not in EXPORT_PARTS[cfg.export]:
+            return
+        try:
+            refusal = gguf_refusal(read_model_config(Path(cfg.base_model)), use_dora=cfg.use_dora)
+        except ExplainedError as exc:
+            refusal = exc
+        if refusal is not None:  # refused as the other missing packages and model limits are: exit 2
+            raise ModelLoadError(refusal.message, refusal.hint)
 
     def _prepare_rows(self) -> None:
         """Tokenize, report what cutoff_len cut, hold out the validation rows, pack if asked."""
@@ -178,7 +201,8 @@ class LLMRecipe(TrainingLoop):
         from trainer.lora import save_safetensors
 
         save_safetensors(folder / ADAPTER_FILE, get_peft_model_state_dict(self.lm.model))
-        save_adapter_folder(self.lm, self.template, folder / "adapter")
+        with self.exported_weights():  # the adapter to try is what the run would export now
+            save_adapter_folder(self.lm, self.template, folder / "adapter")
 
     def load_adapter(self, folder: Path) -> None:
         """The LoRA tensors of a checkpoint."""
@@ -213,10 +237,14 @@ class LLMRecipe(TrainingLoop):
         if not self.dist.is_main:
             return adapter
         self.run.set_state("saving")
-        save_adapter_folder(self.lm, self.template, adapter, _model_card(self.config, self.global_step))
+        parts = EXPORT_PARTS[self.config.export]
+        gguf_name = self.config.resolved_output_name if "gguf" in parts else None
+        save_adapter_folder(self.lm, self.template, adapter, _model_card(self.config, self.global_step), gguf_name)
         self.run.log_event("export", path="adapter", step=self.global_step)
         log.info("saved %s", adapter)
-        if self.config.export == "merged":
+        if gguf_name is not None:
+            self.run.log_event("export", path="adapter/adapter.gguf", step=self.global_step)
+        if "merged" in parts:
             save_merged_folder(self.lm, self.template, self.root / "merged")
             self.run.log_event("export", path="merged", step=self.global_step)
             log.info("saved %s", self.root / "merged")

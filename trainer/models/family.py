@@ -113,6 +113,11 @@ class DiffusionModel:
             return unet_target_modules(self.unet, lora_target)
         return text_encoder_target_modules(self.text_encoders[component], lora_target)
 
+    def quantizable_layers(self) -> list[str]:
+        """Full names of the denoiser's linear layers that `quantization_bit: 8` keeps in 8 bits; none
+        here (the config check refuses 8 bits for a family that does not name its layers)."""
+        return []
+
     def text_encoder_lrs(self, config: Any) -> dict[str, float]:
         """The text encoders that get a LoRA under ``config``, with their learning rates.
 
@@ -129,15 +134,16 @@ class DiffusionModel:
         raise NotImplementedError
 
     def kohya_weights(self, states: dict[str, dict[str, torch.Tensor]], alpha: float,
-                      dtype: torch.dtype) -> dict[str, torch.Tensor]:
-        """The kohya-format file's tensors: one kohya module per LoRA, named by :meth:`kohya_name`.
+                      dtype: torch.dtype, rank: int | None = None) -> dict[str, torch.Tensor]:
+        """The kohya-format file's tensors: one kohya module per adapter, named by :meth:`kohya_name`
+        (``rank``: the adapters' rank, which LoKr's tensors need).
 
         A family whose original layout fuses layers that diffusers splits (Flux's q, k and v)
         writes fused modules instead.
         """
         from trainer.lora import to_kohya
 
-        return to_kohya(states, self.kohya_name, alpha, dtype)
+        return to_kohya(states, self.kohya_name, alpha, dtype, rank)
 
     def diffusers_name(self, component: str, key: str) -> str:
         """A LoRA weight's key inside its component in the diffusers-format file.
@@ -170,6 +176,12 @@ class DiffusionModel:
         from trainer.objective import min_snr_weights
 
         return min_snr_weights(self.noise_scheduler, timesteps, min_snr_gamma, self.prediction_type)
+
+    def debiased_weights(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """Per-image loss weights of debiased estimation (kohya's ``debiased_estimation_loss``)."""
+        from trainer.objective import debiased_weights
+
+        return debiased_weights(self.noise_scheduler, timesteps, self.prediction_type)
 
     def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, conditioning: Conditioning,
                 geometry: Sequence[ImageGeometry]) -> torch.Tensor:

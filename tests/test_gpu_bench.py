@@ -1,0 +1,70 @@
+"""bench/gpu_train.py, the device benchmark: its quick run on the CPU, and its pure parts.
+
+On a GPU the script measures the full-size models (see its docstring); here it runs the
+families' tiny models so that a change to a recipe, the levers or the script itself that
+breaks it is caught before someone spends GPU time on it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.cli_helpers import ROOT
+
+sys.path.insert(0, str(ROOT))
+from bench.gpu_train import PEAK_BF16_TFLOPS, meets, peak_tflops_of  # noqa: E402
+
+FAMILIES = {"sd", "sdxl", "flux", "llm"}
+
+
+@pytest.mark.slow
+def test_quick_cpu_run_prints_sane_figures_for_every_family():
+    result = subprocess.run([sys.executable, "bench/gpu_train.py", "--quick", "--device", "cpu"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["device"] == "cpu" and summary["quick"] is True and summary["peak_bf16_tflops"] is None
+    assert {r["family"] for r in summary["results"]} == FAMILIES
+    for record in summary["results"]:
+        assert "error" not in record, record
+        assert record["it_per_s"] > 0 and record["samples_per_s"] >= record["it_per_s"]
+        assert record["flops_per_step"] > 0 and record["tflops_per_s"] >= 0
+        assert record["mfu"] is None  # no peak is known for a CPU
+        assert record["peak_vram_gb"] is None
+        assert record["flops_include_recompute"] is False  # counted with checkpointing off, where it fits
+    llm = next(r for r in summary["results"] if r["family"] == "llm")
+    assert llm["tokens_per_s"] > 0
+    sd = next(r for r in summary["results"] if r["family"] == "sd")
+    assert sd["cached"] == {"latents": True, "text": True, "offloaded": []}  # nothing to offload on a CPU
+    assert sd["levers"]["attention"] == "sdpa"
+    levers = {lever["lever"]: lever for lever in summary["levers"]}
+    for name in ("attention", "channels_last", "fused_adamw", "gradient_checkpointing", "latent_cache"):
+        assert levers[name]["it_per_s_on"] > 0 and levers[name]["it_per_s_off"] > 0, levers[name]
+    for name in ("cudnn_benchmark", "pinned_memory", "tf32"):
+        assert levers[name]["skipped"] == "CUDA only"
+    assert summary["elapsed_s"] < 60
+
+
+def test_known_gpus_get_their_dense_bf16_peak():
+    assert peak_tflops_of("NVIDIA H200") == 989.4
+    assert peak_tflops_of("NVIDIA H100 80GB HBM3") == 989.4
+    assert peak_tflops_of("NVIDIA H100 PCIe") == 756.0
+    assert peak_tflops_of("NVIDIA A100-SXM4-80GB") == 312.0
+    assert peak_tflops_of("NVIDIA L40S") == 362.05
+    assert peak_tflops_of("NVIDIA GeForce RTX 4090") == 165.2
+    assert peak_tflops_of("NVIDIA A10") == 125.0
+    assert peak_tflops_of("NVIDIA A10G") is None  # not an A10: unknown, --peak-tflops gives it
+    assert peak_tflops_of("cpu") is None
+    assert all(peak > 0 for _name, peak in PEAK_BF16_TFLOPS)
+
+
+def test_targets_are_judged_only_when_measurable():
+    assert meets({"mfu_min": 0.45}, {"mfu": 0.5, "peak_vram_gb": 3.0}) is True
+    assert meets({"mfu_min": 0.45}, {"mfu": 0.3, "peak_vram_gb": 3.0}) is False
+    assert meets({"peak_vram_gb_max": 4.0}, {"mfu": None, "peak_vram_gb": 4.2}) is False
+    assert meets({"peak_vram_gb_max": 4.0}, {"mfu": None, "peak_vram_gb": None}) is None  # a CPU run
+    assert meets({}, {"mfu": 0.9, "peak_vram_gb": 1.0}) is None
