@@ -124,4 +124,4 @@ def test_single_blocks_trains_every_layer_of_the_single_stream_blocks_only(tiny_
                           lora_target="single_blocks")
     result = trainer_cli("validate", "--config", str(config), "--no-images")
     assert result.returncode == 2
-    assert "lora_target: single_blocks is for Flux.1 models" in result.stdout + result.stderr
+    assert "lora_target: single_blocks is for Flux.1 only" in result.stdout + result.stderr

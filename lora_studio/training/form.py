@@ -22,14 +22,16 @@ from .option_editors import OptionEditor, make_editor
 
 _ACRONYMS = {"lora": "LoRA", "lr": "LR", "snr": "SNR", "reso": "resolution", "n": "N", "clip": "CLIP", "l": "L",
              "ae": "AE (VAE)", "t5": "T5", "dora": "DoRA", "rslora": "rsLoRA", "len": "length", "val": "validation",
-             "mlp": "MLP", "llm": "LLM"}
+             "mlp": "MLP", "llm": "LLM", "ema": "EMA", "nan": "NaN", "tf32": "TF32", "cudnn": "cuDNN", "lokr": "LoKr",
+             "loha": "LoHa"}
 
 
 def option_label(option: Option) -> str:
     """`learning_rate` -> `Learning rate`, `lora_rank` -> `LoRA rank` (the schema's name, readable)."""
     words = [_ACRONYMS.get(word, word) for word in option.name.split("_")]
-    text = " ".join(words)
-    return text[:1].upper() + text[1:]
+    if not any(c.isupper() for c in words[0]):  # an acronym keeps its own case (cuDNN)
+        words[0] = words[0][:1].upper() + words[0][1:]
+    return " ".join(words)
 
 
 def same_value(name: str, a: Any, b: Any) -> bool:

@@ -69,7 +69,7 @@ def family_checks(values: dict[str, Any], detection: Detection | None) -> Iterat
                    "`allow_remote_code: true` if you trust where the folder came from", "error")
     owner = _FAMILY_LORA_TARGETS.get(values["lora_target"])
     if owner is not None and spec is not None and spec is not owner:
-        yield ("lora_target", f"{values['lora_target']} is for {owner.label} models, and the base model is {spec.label}",
+        yield ("lora_target", f"{values['lora_target']} is for {owner.label} only, and the base model is {spec.label}",
                "choose attention, attention_ff or all", "error")
     if spec is not None:
         yield from _variant_checks(values, spec)
