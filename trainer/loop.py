@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from trainer.data import batch_positions
 from trainer.distributed import DistContext
 from trainer.fault_injection import hold_here_if_asked, kill_here_if_asked
 from trainer.ema import EmaWeights
+from trainer.exported_weights import exported_weights, set_optimizer_mode
 from trainer.precision import resolve_precision
 from trainer.problems import ExplainedError
 from trainer.rng_state import host_rng_state, restore_host_rng, restore_torch_rng, torch_rng_state
@@ -146,32 +147,9 @@ class TrainingLoop:
             self.ema = EmaWeights(self.params, self.config.ema_decay)
             log.info("keeping a moving average of the weights (decay %g); the run exports it", self.config.ema_decay)
 
-    def _optimizer_mode(self, training: bool) -> None:
-        """Schedule-free optimizers keep two points: they train on one and are used at the other."""
-        switch = getattr(self.optimizer, "train" if training else "eval", None)
-        if callable(switch):
-            switch()
-
-    @contextmanager
-    def exported_weights(self) -> Iterator[None]:
-        """The weights a user gets (the moving average with ema_decay; a schedule-free optimizer's
-        averaged point) in place for the duration: export, the checkpoint's LoRA file, samples."""
-        # Switching a schedule-free optimizer there and back is not exact in floating point: the
-        # training weights are put back as they were, so a resumed run still matches.
-        saved = [p.detach().clone() for p in self.params] if callable(getattr(self.optimizer, "eval", None)) else None
-        self._optimizer_mode(False)
-        try:
-            if self.ema is None:
-                yield
-            else:
-                with self.ema.applied():
-                    yield
-        finally:
-            self._optimizer_mode(True)
-            if saved is not None:
-                with torch.no_grad():
-                    for param, value in zip(self.params, saved):
-                        param.copy_(value)
+    def exported_weights(self) -> AbstractContextManager[None]:
+        """The weights a user gets in place for a ``with`` block (:mod:`trainer.exported_weights`)."""
+        return exported_weights(self.params, self.optimizer, self.ema)
 
     def warn_unused_options(self, spec) -> None:
         """A warning for each option set in the config that the model's family (``spec``) does not use."""
@@ -239,7 +217,7 @@ class TrainingLoop:
         device = self.precision.device
         self.run.set_state("training", step=self.global_step, epoch=self.epoch + 1)
         self.set_training(True)
-        self._optimizer_mode(True)
+        set_optimizer_mode(self.optimizer, True)
         per_step = cfg.gradient_accumulation_steps * self.dist.world_size
         window_start, window = time.time(), {}
         last_status = 0.0
