@@ -87,8 +87,23 @@ def reap(cluster):
     pids: list[int] = []
     yield pids
     for pid in pids:
-        if pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        # The workers first: torchrun starts them in sessions of their own, so they outlive it.
+        for victim in [*_descendants(pid), pid]:
+            if pid_alive(victim):
+                os.kill(victim, signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children of each of its threads, then theirs)."""
+    found: list[int] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            kids = [int(k) for k in children.read_text().split()]
+        except (OSError, ValueError):
+            continue
+        for kid in kids:
+            found += [kid, *_descendants(kid)]
+    return found
 
 
 def status_of(run_dir: Path) -> dict:
