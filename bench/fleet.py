@@ -41,6 +41,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from trainer_throughput import make_dataset  # noqa: E402  (bench helpers)
 
+from trainer.rundir import local_pid_alive  # noqa: E402
+
 ONE_THREAD = "env OMP_NUM_THREADS=1"  # two trainers share this machine's cores: one thread each
 DESK = "bench@fleet"
 
@@ -141,15 +143,6 @@ def run_queue(workspace: Path, model: Path, data: Path, cluster, count: int, ste
         time.sleep(poll)
 
 
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie (a container's init may be slow to reap)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def run_recovery(workspace: Path, model: Path, data: Path, cluster, steps: int, poll: float, threshold: float) -> dict:
     """A run killed at a known step on target a, whose sshd then goes; the recovery pass moves it to b."""
     from lora_studio.fleet.recovery_pass import recovery_pass
@@ -167,7 +160,7 @@ def run_recovery(workspace: Path, model: Path, data: Path, cluster, steps: int, 
         raise SystemExit(outcome.report.summary())
     save_settings(run_dir, RecoverySettings(enabled=True, max_attempts=2, stale_after_s=threshold))
     deadline = time.monotonic() + 180
-    while pid_alive(outcome.info.pid):
+    while local_pid_alive(outcome.info.pid):
         if time.monotonic() > deadline:
             raise SystemExit("the trainer did not kill itself")
         time.sleep(0.02)

@@ -106,3 +106,38 @@ def write_base_model_header(path: Path, family: str = "sd1") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(offset))
     return path
+
+
+def scene_window(workspace: Path):
+    """For the screenshot scripts (no qtbot): the app, and a main window shown on ``workspace``.
+
+    On a real X display (QT_QPA_PLATFORM=xcb) it fills the 1600x1000 screen the scripts' Xvfb has.
+    """
+    from PySide6.QtWidgets import QApplication
+
+    import lora_studio  # noqa: F401 - the app's start-up guards
+    from lora_studio.widgets.main_window import MainWindow
+    app = QApplication.instance() or QApplication([])
+    window = MainWindow(autosave_ms=200, poll_ms=0)
+    window.resize(*((1600, 1000) if on_real_x() else (1400, 880)))
+    window.show()
+    window.open_workspace(workspace)
+    return app, window
+
+
+def on_real_x() -> bool:
+    """Whether Qt draws on a real X server (then the screen is captured, window frames and all)."""
+    import os
+    return os.environ.get("QT_QPA_PLATFORM") == "xcb"
+
+
+def save_screen(path: Path, widget) -> Path:
+    """A PNG of the whole X screen on a real display (ImageMagick's ``import``), else of ``widget``."""
+    import os
+    import subprocess
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if on_real_x():
+        subprocess.run(["import", "-display", os.environ["DISPLAY"], "-window", "root", str(path)], check=True)
+    else:
+        widget.grab().save(str(path))
+    return path

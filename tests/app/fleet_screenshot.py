@@ -75,21 +75,14 @@ def main() -> int:
         os.environ["LORA_STUDIO_HOME"] = str(Path(tmp) / "home")
         workspace = build(Path(tmp))
         from PySide6.QtCore import QTimer
-        from PySide6.QtWidgets import QApplication
 
-        import lora_studio  # noqa: F401 - the app's start-up guards
-        from lora_studio.widgets.main_window import MainWindow
-        app = QApplication.instance() or QApplication([])
-        window = MainWindow(autosave_ms=200, poll_ms=0)
-        real_x = os.environ.get("QT_QPA_PLATFORM") == "xcb"
-        window.resize(*((1600, 1000) if real_x else (1400, 880)))  # the whole screen of the Xvfb in the docstring
+        from app_helpers import save_screen, scene_window
+        app, window = scene_window(workspace)
         bench = window.workbench
 
         def no_start(*_args, **_kwargs):
             raise RuntimeError("nothing starts in a screenshot")
         bench.fleet.launch_fn = no_start
-        window.show()
-        window.open_workspace(workspace)
         shots: list[str] = []
 
         def shoot() -> None:
@@ -105,13 +98,7 @@ def main() -> int:
             QTimer.singleShot(800, grab)
 
         def grab() -> None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            if real_x:
-                import subprocess
-                subprocess.run(["import", "-display", os.environ["DISPLAY"], "-window", "root", str(out)], check=True)
-            else:
-                window.grab().save(str(out))
-            shots.append(str(out))
+            shots.append(str(save_screen(out, window)))
             window.close()
             app.quit()
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -78,29 +77,17 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["LORA_STUDIO_HOME"] = str(Path(tmp) / "home")
         workspace = build(Path(tmp))
-        from PySide6.QtCore import QTimer
-        from PySide6.QtWidgets import QApplication
+        from PySide6.QtCore import Qt, QTimer
 
-        import lora_studio  # noqa: F401 - the app's start-up guards
-        from lora_studio.widgets.main_window import MainWindow
+        from app_helpers import save_screen, scene_window
         from lora_studio.widgets.node_choice import SEVERAL_TARGETS
-        app = QApplication.instance() or QApplication([])
-        window = MainWindow(autosave_ms=200, poll_ms=0)
-        real_x = os.environ.get("QT_QPA_PLATFORM") == "xcb"
-        window.resize(*((1600, 1000) if real_x else (1400, 880)))
+        app, window = scene_window(workspace)
         bench = window.workbench
-        window.show()
-        window.open_workspace(workspace)
         shots: list[str] = []
         run = workspace / "runs" / "sdxl-packaging-2x2"
 
         def grab(path: Path, widget) -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if real_x:
-                subprocess.run(["import", "-display", os.environ["DISPLAY"], "-window", "root", str(path)], check=True)
-            else:
-                widget.grab().save(str(path))
-            shots.append(str(path))
+            shots.append(str(save_screen(path, widget)))
 
         def select() -> None:
             monitor = bench.monitor
@@ -123,7 +110,7 @@ def main() -> int:
         def shoot_dialog() -> None:
             dialog = bench.node_choice.dialog
             for row in range(2):
-                dialog.list.item(row).setCheckState(__import__("PySide6.QtCore").QtCore.Qt.CheckState.Checked)
+                dialog.list.item(row).setCheckState(Qt.CheckState.Checked)
             QTimer.singleShot(400, lambda: (grab(dialog_out, dialog), dialog.reject(), window.close(), app.quit()))
 
         QTimer.singleShot(300, lambda: (bench.show_runs(), QTimer.singleShot(500, select)))
