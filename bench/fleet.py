@@ -8,10 +8,11 @@ restarted by its own recovery pass (``lora_studio.fleet.recovery_pass``):
 - efficiency: the ideal makespan (the sum of the runs' own times, each from its start to its
   last status, over 2) over the makespan (from the first dispatch pass to the end of the last run)
   of ``--runs`` queued runs (target >= 0.9); makespan_s, ideal_s and run_s (the mean run time) with
-  it; start_s is the mean time from the dispatcher's claim of a run to its start (the preflight:
-  SSH login, doctor, validate, then the launch), the part of the makespan no run time covers, so
-  the efficiency of short runs is about run_s / (run_s + start_s); slot_efficiency counts each run
-  from the claim instead (how well the dispatcher keeps both targets busy, whatever a start costs);
+  it; start_s is the mean time from the dispatcher's claim of a run to its start: the preflight
+  (SSH login, doctor, validate) and the launch, or only the launch where the preflight was made
+  ahead while the target's previous run ended (``lora_studio.fleet.ahead``; checked_ahead counts
+  those starts: all but the first run of each target); slot_efficiency counts each run from the
+  claim instead (how well the dispatcher keeps both targets busy, whatever a start costs);
 - recovery_s: a run whose trainer SIGKILLs itself at a known step, on a target whose sshd is then
   gone (the machine died), from the kill to its first new step after the recovery pass started it
   again on the other target (target: the heartbeat threshold + 60 s); detect_s (the kill to the
@@ -41,6 +42,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from trainer_throughput import make_dataset  # noqa: E402  (bench helpers)
 
+from lora_studio.fleet import StartsAhead  # noqa: E402
 from trainer.rundir import local_pid_alive  # noqa: E402
 
 ONE_THREAD = "env OMP_NUM_THREADS=1"  # two trainers share this machine's cores: one thread each
@@ -117,9 +119,20 @@ def ssh_target(name: str, server, python: str):
                      key_file=str(server.user_key), python=python)
 
 
+class CountingAhead(StartsAhead):
+    """The dispatcher's store of preflights made ahead, counting the starts that used one."""
+
+    used = 0
+
+    def take(self, entry, target, now=None):
+        ready = super().take(entry, target, now)
+        self.used += ready is not None
+        return ready
+
+
 def run_queue(workspace: Path, model: Path, data: Path, cluster, count: int, steps: int, poll: float) -> dict:
     """``count`` queued runs sent by the dispatcher to targets a and b until all have completed."""
-    from lora_studio.fleet import Needs, dispatch, enqueue, queued_launcher
+    from lora_studio.fleet import Needs, ahead_preparer, dispatch, enqueue, queued_launcher
     targets = [ssh_target("a", cluster.a, f"{ONE_THREAD} {sys.executable}"),
                ssh_target("b", cluster.b, f"{ONE_THREAD} {sys.executable}")]
     ctx = trusted_context(cluster, targets, workspace.parent)
@@ -128,16 +141,18 @@ def run_queue(workspace: Path, model: Path, data: Path, cluster, count: int, ste
         config = write_config(workspace / "configs" / f"q{i}.yaml", model, data, workspace / "runs" / f"q{i}", steps)
         enqueue(config, workspace, Needs(gpus=0), DESK)
         runs.append(workspace / "runs" / f"q{i}")
-    starter = queued_launcher(ctx, workspace)
+    ahead = CountingAhead()
+    starter = queued_launcher(ctx, workspace, ahead=ahead)
+    prepare = ahead_preparer(ctx, workspace, ahead)
     started_at = time.time()
     deadline = time.monotonic() + 120 + count * (30 + steps)
     while True:
-        for outcome in dispatch(workspace, targets, starter, DESK):
+        for outcome in dispatch(workspace, targets, starter, DESK, prepare=prepare):
             if outcome.kind == "failed":
                 raise SystemExit(f"{outcome.run_dir.name}: {outcome.message}")
         states = [read_json(r / "status.json").get("state") for r in runs]
         if all(s == "completed" for s in states):
-            return figures(runs, started_at)
+            return {**figures(runs, started_at), "checked_ahead": ahead.used}
         if "failed" in states or time.monotonic() > deadline:
             raise SystemExit(f"the queue did not complete: {dict(zip([r.name for r in runs], states))}")
         time.sleep(poll)

@@ -8,13 +8,16 @@ makes every few seconds while it is open (any desk with the workspace open sends
 - :mod:`.claim` - the claim file (``O_CREAT | O_EXCL``) that one desk at a time holds to change or start a queued run;
 - :mod:`.fit` - what a run needs (GPU, memory) and what a target has (the GPUs its doctor reported);
 - :mod:`.dispatch` - a pass over the queue: each waiting run, in order, to the first free target that fits;
+- :mod:`.ahead` - the next run of a target whose job ends soon, preflighted while that job ends;
 - :mod:`.api` - what the app calls: Start now or queue, the starter of queued runs, the Fleet view's snapshot;
 - :mod:`.recovery_pass` - automatic recovery: a lost run (:mod:`.lost`; vCenter's word from :mod:`.vm_watch`)
   started again, once, on its own target or another (:mod:`.recovery_place`, :mod:`.restart_config`),
   with the settings of :mod:`.recovery_settings`.
 """
 
-from .api import FleetSnapshot, QueueRow, StartDecision, fleet_pass, fleet_snapshot, queued_launcher, start_or_queue
+from .ahead import StartsAhead
+from .api import (FleetSnapshot, QueueRow, StartDecision, ahead_preparer, fleet_pass, fleet_snapshot, queued_launcher,
+                  start_or_queue)
 from .claim import Claim, ClaimHeld, this_desk
 from .dispatch import Outcome, StartResult, TargetLoad, dispatch
 from .errors import QueueError
@@ -27,5 +30,5 @@ __all__ = [
     "Claim", "ClaimHeld", "FleetSnapshot", "GpuNote", "Needs", "Outcome", "QueueEntry", "QueueError", "QueueRow",
     "StartDecision", "StartResult", "TargetLoad", "cancel", "dispatch", "enqueue", "fleet_pass", "fleet_snapshot", "list_queue",
     "load_gpu_notes", "move", "needs_for", "note_gpus", "queued_launcher", "requeue", "start_or_queue", "this_desk",
-    "RecoveryOutcome", "RecoverySettings", "recovery_pass",
+    "RecoveryOutcome", "RecoverySettings", "recovery_pass", "StartsAhead", "ahead_preparer",
 ]

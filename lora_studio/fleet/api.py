@@ -13,12 +13,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..targets.api import LaunchOutcome, TargetContext, launch
+from ..targets.api import LaunchOutcome, TargetContext, launch, preflight
 from ..targets.model import Target
 from ..targets.preflight import ERROR, PreflightReport
-from ..targets.prepare import load_for_launch
+from ..targets.prepare import PreparedRun, load_for_launch
 from ..targets.ray_state import with_ray_states
 from ..targets.runs import list_runs
+from .ahead import Preparer, StartsAhead
 from .dispatch import Outcome, StartResult, Starter, TargetLoad, dispatch, placement, plan, target_loads
 from .fit import GpuNote, Needs, load_gpu_notes, note_gpus
 from .queue import FAILED, QueueEntry, enqueue, list_queue, refuse_queued
@@ -76,19 +77,31 @@ def start_result(outcome: LaunchOutcome) -> StartResult:
 
 
 def queued_launcher(ctx: TargetContext, workspace: Path | str, notes_path: Path | str | None = None,
-                    launch_fn: Launch = launch, launch_options: LaunchOptions | None = None) -> Starter:
+                    launch_fn: Launch = launch, launch_options: LaunchOptions | None = None,
+                    ahead: StartsAhead | None = None) -> Starter:
     """The starter of queued runs: the preflight and launch Start does, from the run's queued config.
 
     ``launch_options(entry, target)`` turns the options the run was queued with into ``launch_fn``'s
-    keyword arguments. The GPUs the target's doctor reports are noted in ``notes_path`` for the next fit check.
+    keyword arguments. The GPUs the target's doctor reports are noted in ``notes_path`` for the next
+    fit check. A passing preflight that ``ahead`` holds for the run and target stands for the launch's own.
     """
     def start(entry: QueueEntry, target: Target) -> StartResult:
         extra = launch_options(entry, target) if launch_options is not None else {}
+        ready = ahead.take(entry, target) if ahead is not None else None
+        if ready is not None:
+            extra["checked"] = (ready.prepared, ready.report)
         outcome = launch_fn(target, entry.config, ctx, workspace=workspace, **extra)
-        if notes_path is not None:
+        if notes_path is not None and ready is None:  # one made ahead saw the GPUs of the job then running
             note_gpus(notes_path, target.name, outcome.report.doctor)
         return start_result(outcome)
     return start
+
+
+def ahead_preparer(ctx: TargetContext, workspace: Path | str, ahead: StartsAhead) -> Preparer:
+    """The preflights ahead of a dispatch pass: Start's preflight, on a target that runs something now."""
+    def check(entry: QueueEntry, target: Target) -> tuple[PreparedRun | None, PreflightReport]:
+        return preflight(target, entry.config, ctx, workspace=workspace, allow_busy=True)
+    return Preparer(ahead, check)
 
 
 def start_or_queue(config_path: Path | str, targets: list[Target], ctx: TargetContext, workspace: Path | str,
@@ -136,7 +149,8 @@ def fleet_snapshot(workspace: Path | str, targets: list[Target], desk: str,
         place += 1
         if entry.claim is not None:
             claim = entry.claim
-            doing = f"being started on {claim.target}" if claim.purpose == "start" else f"being changed ({claim.purpose})"
+            doing = {"start": f"being started on {claim.target}",
+                     "prepare": f"being checked for {claim.target}"}.get(claim.purpose, f"being changed ({claim.purpose})")
             status = f"{doing} by {claim.desk}"
         elif target is not None:
             status = f"starts on {target.name} at the next check"
@@ -149,15 +163,15 @@ def fleet_snapshot(workspace: Path | str, targets: list[Target], desk: str,
 
 
 def fleet_pass(workspace: Path | str, targets: list[Target], desk: str, starter: Starter | None,
-               notes_path: Path | str | None = None,
-               lock: AbstractContextManager | None = None) -> tuple[list[Outcome], FleetSnapshot]:
+               notes_path: Path | str | None = None, lock: AbstractContextManager | None = None,
+               prepare: Preparer | None = None) -> tuple[list[Outcome], FleetSnapshot]:
     """What the app does every few seconds: send what can go now (unless ``starter`` is None), then look.
 
     ``lock`` (held around the sending) keeps this desk's own Start and its pass from filling one
-    free slot twice.
+    free slot twice. ``prepare``: preflights made ahead for busy targets' next runs (see :mod:`.ahead`).
     """
     outcomes: list[Outcome] = []
     if starter is not None:
         with lock or contextlib.nullcontext():
-            outcomes = dispatch(workspace, targets, starter, desk, load_gpu_notes(notes_path))
+            outcomes = dispatch(workspace, targets, starter, desk, load_gpu_notes(notes_path), prepare=prepare)
     return outcomes, fleet_snapshot(workspace, targets, desk, notes_path)

@@ -6,7 +6,8 @@ are known, can take the run (:func:`~.fit.misfit`). :func:`dispatch` is one pass
 for each waiting run in order, the first free fitting target; the start is claimed
 (:mod:`.claim`) and the entry read again under the claim, so that two desks passing over the
 same queue at the same moment never start one run twice (a started run keeps its claim for good,
-so even a desk that read an old ``queue.json`` cannot take it). A start that fails is recorded in
+so even a desk that read an old ``queue.json`` cannot take it). With a :class:`~.ahead.Preparer`,
+the pass also preflights the run that goes next to each target whose job ends soon (:mod:`.ahead`). A start that fails is recorded in
 the run's ``queue.json`` (``failed``, with the reasons) and is not tried again by itself; one
 refused only because the target became busy meanwhile stays queued.
 
@@ -26,6 +27,7 @@ from trainer.rundir import ACTIVE_STATES
 from ..targets.model import LocalTarget, Target
 from ..targets.runinfo import read_run_info
 from ..targets.runs import RunSummary, list_runs
+from .ahead import Preparer, ends_soon
 from .claim import STALE_CLAIM_S, Claim, ClaimHeld, break_stale, holding, release, try_claim
 from .fit import GpuNote, Needs, misfit
 from .queue import FAILED, QUEUED, STARTED, QueueEntry, list_queue, read_entry, write_entry
@@ -99,7 +101,9 @@ def target_loads(targets: list[Target], runs: list[RunSummary], queue: list[Queu
                 loads.setdefault(name, TargetLoad(name, None, 0)).running.append(run)
     for entry in queue:
         claim = entry.claim
-        if claim is not None and claim.purpose == "start" and claim.target in loads and entry.run_dir not in going:
+        # A run being started on a target, or checked ahead for it (.ahead), is that target's next run.
+        if (claim is not None and claim.purpose in ("start", "prepare") and claim.target in loads
+                and entry.run_dir not in going):
             loads[claim.target].next.append(entry.name)
     return loads
 
@@ -144,12 +148,14 @@ def plan(queue: list[QueueEntry], targets: list[Target], loads: Mapping[str, Tar
 
 
 def dispatch(workspace: Path | str, targets: list[Target], start: Starter, desk: str,
-             notes: Mapping[str, GpuNote] | None = None, *, stale_after_s: float = STALE_CLAIM_S) -> list[Outcome]:
+             notes: Mapping[str, GpuNote] | None = None, *, stale_after_s: float = STALE_CLAIM_S,
+             prepare: Preparer | None = None) -> list[Outcome]:
     """One pass: start every waiting run that has a free fitting target now, in queue order.
 
     ``start(entry, target)`` does the start (the app's preflight and launch; a test's stand-in)
     and is called with the run's claim held, for different targets from threads of their own.
-    Returns what was done, one outcome a start tried, in queue order.
+    ``prepare`` (optional) preflights ahead the next run of each busy target whose job ends soon,
+    in the same threads. Returns what was done, one outcome a start tried, in queue order.
     """
     notes = notes or {}
     queue = list_queue(workspace)
@@ -177,11 +183,50 @@ def dispatch(workspace: Path | str, targets: list[Target], start: Starter, desk:
             continue
         loads[target.name].next.append(current.name)
         claimed.append((current, target, claim))
-    return _start_claimed(claimed, start, desk)
+    ahead: list[tuple[QueueEntry, Target]] = []
+    if prepare is not None:
+        prepare.starts.forget_except({e.run_dir for e in queue if e.waiting})
+        ahead = next_runs_of_busy_targets(queue, targets, loads, notes, desk, {c[0].run_dir for c in claimed})
+        ahead = [(entry, target) for entry, target in ahead if prepare.starts.wanted(entry, target)]
+    return _start_claimed(claimed, start, desk, ahead, prepare)
 
 
-def _start_claimed(claimed: list[tuple[QueueEntry, Target, Claim]], start: Starter, desk: str) -> list[Outcome]:
-    """Start the claimed runs: one target's in queue order, different targets' at the same time.
+def next_runs_of_busy_targets(queue: list[QueueEntry], targets: list[Target], loads: Mapping[str, TargetLoad],
+                              notes: Mapping[str, GpuNote], desk: str, taken: set[Path]) -> list[tuple[QueueEntry, Target]]:
+    """For each busy target whose job should end soon, the waiting run that goes there when it frees up.
+
+    That is the first waiting run (in queue order, none of ``taken``) whose placement, with that
+    target's ending job gone, is that target; a run that a free target takes first is no one's next.
+    """
+    soon = {name for name, load in loads.items()
+            if load.target is not None and not load.free and load.running and ends_soon(load.running)}
+    if not soon:
+        return []
+    freed = {}
+    for name, load in loads.items():
+        freed[name] = load.copy()
+        if name in soon:
+            freed[name].running = freed[name].running[1:]
+    found = []
+    for entry in queue:
+        if not soon:
+            break
+        if not entry.waiting or entry.claim is not None or entry.run_dir in taken:
+            continue
+        target, _ = placement(entry.needs, entry.queued_by, targets, freed, notes, desk)
+        if target is None:
+            continue
+        freed[target.name].next.append(entry.name)  # it holds that slot: the next run looks further
+        if target.name in soon:
+            soon.discard(target.name)
+            found.append((entry, target))
+    return found
+
+
+def _start_claimed(claimed: list[tuple[QueueEntry, Target, Claim]], start: Starter, desk: str,
+                   ahead: list[tuple[QueueEntry, Target]], prepare: Preparer | None) -> list[Outcome]:
+    """Start the claimed runs: one target's in queue order, different targets' at the same time; then
+    each target's preflight ahead (``ahead``), in the same thread as its starts.
 
     A start's preflight takes seconds (a login, the trainer's doctor, the config check): made one
     after another, the second target of a pass would stand idle through the first one's.
@@ -189,7 +234,16 @@ def _start_claimed(claimed: list[tuple[QueueEntry, Target, Claim]], start: Start
     by_target: dict[str, list[int]] = {}
     for index, (_, target, _) in enumerate(claimed):
         by_target.setdefault(target.name, []).append(index)
+    prepares: dict[str, tuple[QueueEntry, Target]] = {target.name: (entry, target) for entry, target in ahead}
+    for name in prepares:
+        by_target.setdefault(name, [])
     outcomes: list[Outcome | None] = [None] * len(claimed)
+
+    def on_target(name: str, indices: list[int]) -> None:
+        start_on_target(indices)
+        if prepare is not None and name in prepares:
+            entry, target = prepares[name]
+            prepare.starts.prepare(entry, target, desk, prepare.check)
 
     def start_on_target(indices: list[int]) -> None:
         busy = False
@@ -210,11 +264,11 @@ def _start_claimed(claimed: list[tuple[QueueEntry, Target, Claim]], start: Start
             outcomes[index] = outcome
 
     if len(by_target) <= 1:
-        for indices in by_target.values():
-            start_on_target(indices)
+        for name, indices in by_target.items():
+            on_target(name, indices)
     else:
         with ThreadPoolExecutor(max_workers=len(by_target), thread_name_prefix="fleet-start") as pool:
-            for finished in [pool.submit(start_on_target, indices) for indices in by_target.values()]:
+            for finished in [pool.submit(on_target, name, indices) for name, indices in by_target.items()]:
                 finished.result()
     return [outcome for outcome in outcomes if outcome is not None]
 

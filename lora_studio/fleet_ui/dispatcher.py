@@ -15,7 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from ..fleet import FleetSnapshot, Outcome, QueueEntry, fleet_pass, queued_launcher, this_desk
+from ..fleet import FleetSnapshot, Outcome, QueueEntry, StartsAhead, ahead_preparer, fleet_pass, queued_launcher, this_desk
 from ..paths import app_home
 from ..targets.api import TargetContext, launch
 from ..targets.model import Target, VSphereTarget
@@ -24,6 +24,9 @@ from ..vsphere.run_snapshot import snapshot_before_run
 from ..workers.tasks import TaskRunner
 
 POLL_MS = 10_000  # a queued run waits for minutes-long runs: a look every 10 s is soon enough, and cheap
+# While a run checked ahead waits for its target's job to end, that end is expected within minutes
+# (fleet.ahead): look this often then, so the target stands idle for a moment, not for half a poll.
+SOON_POLL_MS = 2_000
 
 
 def launch_options(entry: QueueEntry, target: Target) -> dict:
@@ -42,7 +45,8 @@ class FleetDispatcher(QObject):
     """Sends the open workspace's queued runs; ``snapshotReady(FleetSnapshot)`` after every look.
 
     ``launch_fn`` starts a run on a target (preflight and launch); Start and the queue both use it,
-    and ``start_lock`` keeps them from filling one free slot twice.
+    and ``start_lock`` keeps them from filling one free slot twice. ``ahead`` keeps the preflights
+    made ahead for the next runs of targets whose jobs end soon (None: none are made).
     """
 
     snapshotReady = Signal(object)   # FleetSnapshot
@@ -56,6 +60,8 @@ class FleetDispatcher(QObject):
         self.desk = desk or this_desk()
         self.notes_path = gpu_notes_file()
         self.launch_fn: Callable[..., Any] = launch
+        self.ahead: StartsAhead | None = StartsAhead()
+        self.poll_ms = poll_ms
         self.start_lock = threading.Lock()
         self.workspace: Path | None = None
         self.snapshot: FleetSnapshot | None = None
@@ -91,9 +97,10 @@ class FleetDispatcher(QObject):
             return
         ctx, targets = found
         workspace = self.workspace
-        starter = queued_launcher(ctx, workspace, self.notes_path, self.launch_fn, launch_options)
+        starter = queued_launcher(ctx, workspace, self.notes_path, self.launch_fn, launch_options, self.ahead)
+        prepare = ahead_preparer(ctx, workspace, self.ahead) if self.ahead is not None else None
         self._sending = True
-        self.runner.start(fleet_pass, workspace, targets, self.desk, starter, self.notes_path, self.start_lock,
+        self.runner.start(fleet_pass, workspace, targets, self.desk, starter, self.notes_path, self.start_lock, prepare,
                           on_done=lambda result: self._passed(workspace, result),
                           on_error=lambda message: self._pass_failed(message), owner=self)
 
@@ -122,6 +129,9 @@ class FleetDispatcher(QObject):
     # -- results ---------------------------------------------------------------------------
     def _passed(self, workspace: Path, result: tuple[list[Outcome], FleetSnapshot]) -> None:
         self._sending = False
+        if self.poll_ms > 0:
+            soon = self.ahead is not None and self.ahead.waiting()
+            self.timer.setInterval(min(SOON_POLL_MS, self.poll_ms) if soon else self.poll_ms)
         outcomes, snapshot = result
         if workspace != self.workspace:
             return  # another workspace was opened meanwhile

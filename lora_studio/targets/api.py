@@ -25,9 +25,8 @@ from .model import RayTarget
 from .node_control import nodes_control
 from .placement import placement_of
 from .prepare import PreparedRun, prepare_run
-from .preflight import ERROR, Check, PreflightReport, run_preflight
+from .preflight import ERROR, Check, PreflightReport, check_free_slot, run_preflight
 from .runinfo import RunInfo, read_run_info
-from .runs import active_runs_on
 from .shell import LocalShell, Shell
 from .stop import STOP_NOW_KILL_AFTER_S, StopResult, stop_now as _stop_now, stop_run
 from .vsphere import CertificateInfo, VCenterSession, VmRow, connect_vcenter, fetch_certificate, normalize_thumbprint
@@ -120,13 +119,8 @@ def preflight(target: Target, config_path: Path | str, ctx: TargetContext, *,
     except TargetError as exc:
         report.add("config", ERROR, exc.message, exc.hint)
         return None, report
-    if workspace is not None and not allow_busy:
-        busy = active_runs_on(workspace, target.name)
-        if len(busy) >= target.max_jobs:
-            names = ", ".join(r.name for r in busy)
-            report.add("busy", ERROR, f"{target.name} already runs {names}",
-                       "wait for it to finish, stop it, or allow more jobs on this target")
-            return prepared, report  # nothing else matters until the target is free
+    if workspace is not None and not allow_busy and not check_free_slot(target, workspace, report):
+        return prepared, report  # nothing else matters until the target is free
     if isinstance(target, RayTarget):  # no shell there: the cluster's Jobs API answers for it
         from .ray_preflight import ray_checks
         report.checks += ray_checks(target).checks
@@ -152,13 +146,22 @@ BeforeStart = Callable[[Target, PreparedRun, TargetContext], Check]
 
 
 def launch(target: Target, config_path: Path | str, ctx: TargetContext, *, workspace: Path | str | None = None,
-           allow_busy: bool = False, before_start: BeforeStart | None = None) -> LaunchOutcome:
+           allow_busy: bool = False, before_start: BeforeStart | None = None,
+           checked: tuple[PreparedRun, PreflightReport] | None = None) -> LaunchOutcome:
     """Preflight, then start the trainer detached on ``target``; returns at once after the start.
 
     ``before_start`` runs after the preflight passed, just before the start; its check joins
-    the report, and an error there means the trainer is not started.
+    the report, and an error there means the trainer is not started. ``checked`` is a passing
+    preflight made moments ago for this config and target (the queue makes them ahead, see
+    ``lora_studio.fleet.ahead``): only the free slot is checked again.
     """
-    prepared, report = preflight(target, config_path, ctx, workspace=workspace, allow_busy=allow_busy)
+    if checked is None:
+        prepared, report = preflight(target, config_path, ctx, workspace=workspace, allow_busy=allow_busy)
+    else:
+        prepared = checked[0]
+        report = PreflightReport(target.name, list(checked[1].checks), checked[1].doctor)
+        if workspace is not None and not allow_busy:
+            check_free_slot(target, workspace, report)
     outcome = LaunchOutcome(report, prepared=prepared)
     if prepared is None or not report.ok:
         return outcome

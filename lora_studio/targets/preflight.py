@@ -19,6 +19,7 @@ from . import commands
 from .launch import target_python
 from .model import Target
 from .prepare import PreparedRun
+from .runs import active_runs_on
 from .shell import Shell
 
 OK, WARNING, ERROR, SKIPPED = "ok", "warning", "error", "skipped"
@@ -81,6 +82,17 @@ def _json_from(text: str) -> dict | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def check_free_slot(target: Target, workspace: Path | str, report: PreflightReport) -> bool:
+    """Whether ``target`` runs fewer than its ``max_jobs`` runs of ``workspace``; a ``busy`` error if not."""
+    busy = active_runs_on(workspace, target.name)
+    if len(busy) < target.max_jobs:
+        return True
+    names = ", ".join(r.name for r in busy)
+    report.add("busy", ERROR, f"{target.name} already runs {names}",
+               "wait for it to finish, stop it, or allow more jobs on this target")
+    return False
 
 
 def check_shared_files(shell: Shell, prepared: PreparedRun, report: PreflightReport) -> bool:

@@ -83,6 +83,7 @@ def main() -> int:
         def no_start(*_args, **_kwargs):
             raise RuntimeError("nothing starts in a screenshot")
         bench.fleet.launch_fn = no_start
+        bench.fleet.ahead = None  # nothing is started: nothing is checked ahead either
         shots: list[str] = []
 
         def shoot() -> None:

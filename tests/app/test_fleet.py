@@ -46,6 +46,13 @@ class FakeLaunch:
         return LaunchOutcome(PreflightReport(target.name), info=object(), prepared=SimpleNamespace(local_run_dir=run_dir))
 
 
+def fake_launches(fleet) -> FakeLaunch:
+    """The dispatcher's starts go to a FakeLaunch (and it makes no real preflights ahead of them)."""
+    fleet.launch_fn = FakeLaunch()
+    fleet.ahead = None
+    return fleet.launch_fn
+
+
 def _open(qtbot, window, workspace: Path) -> None:
     window.open_workspace(workspace)
     qtbot.waitUntil(lambda: window.session is not None, timeout=30_000)
@@ -59,7 +66,7 @@ def _rows(window) -> list[tuple[str, str]]:
 def test_start_on_a_busy_target_queues_the_run_and_the_app_sends_it_when_the_target_frees_up(qtbot, window, workspace):
     busy = pretend_running(workspace / "runs" / "portrait-v3", "This computer")
     bench = window.workbench
-    launch = bench.fleet.launch_fn = FakeLaunch()
+    launch = fake_launches(bench.fleet)
     _open(qtbot, window, workspace)
     bench.open_config(workspace / "configs" / "demo.yaml")
     page = bench.training
@@ -96,7 +103,7 @@ def test_the_queue_can_be_reordered_and_a_run_cancelled_after_asking_and_it_outl
         enqueue(write_config(workspace, name), workspace, Needs(gpus=1, memory_gb=6.2, targets=("gpu-01",)),
                 "alice@desk-7", now=now + offset)
     bench = window.workbench
-    bench.fleet.launch_fn = FakeLaunch()
+    fake_launches(bench.fleet)
     _open(qtbot, window, workspace)
     bench.show_fleet()
     fleet = bench.fleet_page
@@ -129,7 +136,7 @@ def test_the_queue_can_be_reordered_and_a_run_cancelled_after_asking_and_it_outl
 
     window.close()  # the app restarts: the queue is the run folders' files, so it is all still there
     again = new_main_window(qtbot)
-    again.workbench.fleet.launch_fn = FakeLaunch()
+    fake_launches(again.workbench.fleet)
     try:
         _open(qtbot, again, workspace)
         again.workbench.show_fleet()
