@@ -10,11 +10,13 @@ import contextlib
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from ..targets.api import LaunchOutcome, TargetContext, launch, preflight
 from ..targets.model import Target
+from ..targets.multinode import NodesOptions, launch_nodes
 from ..targets.preflight import ERROR, PreflightReport
 from ..targets.prepare import PreparedRun, load_for_launch
 from ..targets.ray_state import with_ray_states
@@ -26,6 +28,7 @@ from .queue import FAILED, QueueEntry, enqueue, list_queue, refuse_queued
 from .waits import Wait, waits_text
 
 Launch = Callable[..., LaunchOutcome]
+LaunchNodes = Callable[..., LaunchOutcome]   # (targets, config, ctx, *, workspace, options): one run over several nodes
 # The keyword arguments of a launch for a queued run's options on a target ({} = none).
 LaunchOptions = Callable[[QueueEntry, Target], dict]
 
@@ -78,14 +81,17 @@ def start_result(outcome: LaunchOutcome) -> StartResult:
 
 def queued_launcher(ctx: TargetContext, workspace: Path | str, notes_path: Path | str | None = None,
                     launch_fn: Launch = launch, launch_options: LaunchOptions | None = None,
-                    ahead: StartsAhead | None = None) -> Starter:
+                    ahead: StartsAhead | None = None, launch_nodes_fn: LaunchNodes = launch_nodes) -> Starter:
     """The starter of queued runs: the preflight and launch Start does, from the run's queued config.
 
     ``launch_options(entry, target)`` turns the options the run was queued with into ``launch_fn``'s
     keyword arguments. The GPUs the target's doctor reports are noted in ``notes_path`` for the next
-    fit check. A passing preflight that ``ahead`` holds for the run and target stands for the launch's own.
+    fit check. A passing preflight that ``ahead`` holds for the run and target stands for the launch's
+    own. A run over several nodes goes to ``launch_nodes_fn`` with all of them and its torchrun options.
     """
     def start(entry: QueueEntry, target: Target) -> StartResult:
+        if entry.needs.together:
+            return start_result(_launch_queued_nodes(entry, ctx, workspace, launch_nodes_fn))
         extra = launch_options(entry, target) if launch_options is not None else {}
         ready = ahead.take(entry, target) if ahead is not None else None
         if ready is not None:
@@ -95,6 +101,26 @@ def queued_launcher(ctx: TargetContext, workspace: Path | str, notes_path: Path 
             note_gpus(notes_path, target.name, outcome.report.doctor)
         return start_result(outcome)
     return start
+
+
+def nodes_options(options: NodesOptions) -> dict[str, Any]:
+    """A queued run's options for a run over several nodes: its torchrun options as queue.json keeps them."""
+    return {"nodes": asdict(options)}
+
+
+def _launch_queued_nodes(entry: QueueEntry, ctx: TargetContext, workspace: Path | str,
+                         launch_nodes_fn: LaunchNodes) -> LaunchOutcome:
+    by_name = {t.name: t for t in ctx.settings.targets}
+    nodes = [by_name[name] for name in entry.needs.targets if name in by_name]
+    if len(nodes) != len(entry.needs.targets):
+        report = PreflightReport(" + ".join(entry.needs.targets))
+        missing = ", ".join(name for name in entry.needs.targets if name not in by_name)
+        report.add("targets", ERROR, f"{missing} is no longer set up on this desk", "set it up again, or cancel the run")
+        return LaunchOutcome(report)
+    saved = entry.options.get("nodes") if isinstance(entry.options.get("nodes"), dict) else {}
+    known = {f.name for f in fields(NodesOptions)}
+    options = NodesOptions(**{k: int(v) for k, v in saved.items() if k in known and isinstance(v, (int, float))})
+    return launch_nodes_fn(nodes, entry.config, ctx, workspace=workspace, options=options)
 
 
 def ahead_preparer(ctx: TargetContext, workspace: Path | str, ahead: StartsAhead) -> Preparer:

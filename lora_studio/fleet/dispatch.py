@@ -102,16 +102,23 @@ def target_loads(targets: list[Target], runs: list[RunSummary], queue: list[Queu
     for entry in queue:
         claim = entry.claim
         # A run being started on a target, or checked ahead for it (.ahead), is that target's next run.
-        if (claim is not None and claim.purpose in ("start", "prepare") and claim.target in loads
-                and entry.run_dir not in going):
-            loads[claim.target].next.append(entry.name)
+        if claim is not None and claim.purpose in ("start", "prepare") and entry.run_dir not in going:
+            for name in entry.needs.targets if entry.needs.together else (claim.target,):
+                if name in loads:
+                    loads[name].next.append(entry.name)
     return loads
 
 
 def placement(needs: Needs, queued_by: str, targets: list[Target], loads: Mapping[str, TargetLoad],
               notes: Mapping[str, GpuNote], desk: str) -> tuple[Target | None, list[Wait]]:
-    """The first free target that fits, or None and why each target it may use cannot take it now."""
+    """The first free target that fits, or None and why each target it may use cannot take it now.
+
+    A run over several nodes (``needs.together``) needs all of its targets free and fitting at
+    once; it is placed on the first, which hosts the rendezvous.
+    """
     by_name = {t.name: t for t in targets}
+    if needs.together:
+        return _placement_together(needs, by_name, loads, notes)
     waits = []
     for name in needs.targets or [t.name for t in targets]:
         target = by_name.get(name)
@@ -130,6 +137,39 @@ def placement(needs: Needs, queued_by: str, targets: list[Target], loads: Mappin
     return None, waits
 
 
+def _placement_together(needs: Needs, by_name: Mapping[str, Target], loads: Mapping[str, TargetLoad],
+                        notes: Mapping[str, GpuNote]) -> tuple[Target | None, list[Wait]]:
+    waits = []
+    for name in needs.targets:
+        if name not in by_name:
+            waits.append(Wait(name, "not on this desk", "not set up on this desk"))
+        elif (why := misfit(needs, notes.get(name))) is not None:
+            waits.append(Wait(name, *why))
+        elif not loads[name].free:
+            waits.append(Wait(name, "busy", f"busy: {loads[name].busy_text()}"))
+    return (None, waits) if waits or not needs.targets else (by_name[needs.targets[0]], [])
+
+
+def hold_slots(loads: Mapping[str, TargetLoad], entry: QueueEntry, target: Target) -> None:
+    """``entry`` goes to ``target`` now: it takes a slot there (on each of its nodes, for a run over several)."""
+    for name in entry.needs.targets if entry.needs.together else (target.name,):
+        if name in loads:
+            loads[name].next.append(entry.name)
+
+
+def keep_free_nodes(loads: Mapping[str, TargetLoad], entry: QueueEntry, waits: list[Wait]) -> None:
+    """A run over several nodes that waits only for busy ones keeps those of its nodes that are free.
+
+    Else later runs would take them as they free up, one by one, and it might never find all of
+    them free at once. It keeps none while it waits for something that may never come (a node not
+    set up on this desk, a GPU too small): the others stay usable.
+    """
+    if entry.needs.together and waits and all(w.short == "busy" for w in waits):
+        for name in entry.needs.targets:
+            if name in loads and loads[name].free:
+                loads[name].next.append(entry.name)
+
+
 def plan(queue: list[QueueEntry], targets: list[Target], loads: Mapping[str, TargetLoad],
          notes: Mapping[str, GpuNote], desk: str) -> tuple[list[tuple[QueueEntry, Target | None, list[Wait]]],
                                                            dict[str, TargetLoad]]:
@@ -142,7 +182,9 @@ def plan(queue: list[QueueEntry], targets: list[Target], loads: Mapping[str, Tar
             continue
         target, waits = placement(entry.needs, entry.queued_by, targets, left, notes, desk)
         if target is not None:
-            left[target.name].next.append(entry.name)
+            hold_slots(left, entry, target)
+        else:
+            keep_free_nodes(left, entry, waits)
         placed.append((entry, target, waits))
     return placed, left
 
@@ -171,8 +213,9 @@ def dispatch(workspace: Path | str, targets: list[Target], start: Starter, desk:
     for entry in queue:
         if not entry.waiting or entry.claim is not None:
             continue
-        target, _ = placement(entry.needs, entry.queued_by, targets, loads, notes, desk)
+        target, waits = placement(entry.needs, entry.queued_by, targets, loads, notes, desk)
         if target is None:
+            keep_free_nodes(loads, entry, waits)
             continue
         claim = try_claim(entry.run_dir, desk, "start", target.name)
         if claim is None:
@@ -181,7 +224,7 @@ def dispatch(workspace: Path | str, targets: list[Target], start: Starter, desk:
         if current is None or current.state != QUEUED:
             release(entry.run_dir, claim)
             continue
-        loads[target.name].next.append(current.name)
+        hold_slots(loads, current, target)
         claimed.append((current, target, claim))
     ahead: list[tuple[QueueEntry, Target]] = []
     if prepare is not None:
@@ -213,11 +256,12 @@ def next_runs_of_busy_targets(queue: list[QueueEntry], targets: list[Target], lo
             break
         if not entry.waiting or entry.claim is not None or entry.run_dir in taken:
             continue
-        target, _ = placement(entry.needs, entry.queued_by, targets, freed, notes, desk)
+        target, waits = placement(entry.needs, entry.queued_by, targets, freed, notes, desk)
         if target is None:
+            keep_free_nodes(freed, entry, waits)
             continue
-        freed[target.name].next.append(entry.name)  # it holds that slot: the next run looks further
-        if target.name in soon:
+        hold_slots(freed, entry, target)  # it holds that slot: the next run looks further
+        if target.name in soon and not entry.needs.together:  # a run over several nodes is checked at its start
             soon.discard(target.name)
             found.append((entry, target))
     return found

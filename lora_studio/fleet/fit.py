@@ -27,10 +27,11 @@ class Needs:
     gpus: int = 1                    # GPUs it wants; 0: it runs on a CPU
     memory_gb: float | None = None   # the form's estimate of its peak GPU memory, when there was one
     targets: tuple[str, ...] = ()    # where it may run, first choice first; () = any target of the desk
+    together: bool = False           # on all of ``targets`` at once: one run over several nodes (torchrun)
 
     def to_json(self) -> dict[str, Any]:
         """The needs as queue.json holds them."""
-        return {"gpus": self.gpus, "memory_gb": self.memory_gb, "targets": list(self.targets)}
+        return {"gpus": self.gpus, "memory_gb": self.memory_gb, "targets": list(self.targets), "together": self.together}
 
     @classmethod
     def from_json(cls, data: Any) -> "Needs":
@@ -39,14 +40,17 @@ class Needs:
         gpus, memory, targets = data.get("gpus", 1), data.get("memory_gb"), data.get("targets")
         return cls(gpus=int(gpus) if isinstance(gpus, (int, float)) else 1,
                    memory_gb=float(memory) if isinstance(memory, (int, float)) else None,
-                   targets=tuple(str(t) for t in targets) if isinstance(targets, list) else ())
+                   targets=tuple(str(t) for t in targets) if isinstance(targets, list) else (),
+                   together=data.get("together") is True)
 
     def describe(self) -> str:
-        """``1 GPU, ~12.4 GiB`` / ``CPU``: what the Fleet view's Needs column says."""
+        """``1 GPU, ~12.4 GiB`` / ``CPU`` / ``2 nodes: 1 GPU, ~12.4 GiB each``: the Fleet view's Needs column."""
         if self.gpus <= 0:
-            return "CPU"
-        text = "1 GPU" if self.gpus == 1 else f"{self.gpus} GPUs"
-        return f"{text}, ~{self.memory_gb:.1f} GiB" if self.memory_gb else text
+            text = "CPU"
+        else:
+            text = "1 GPU" if self.gpus == 1 else f"{self.gpus} GPUs"
+            text = f"{text}, ~{self.memory_gb:.1f} GiB" if self.memory_gb else text
+        return f"{len(self.targets)} nodes: {text} each" if self.together else text
 
 
 @dataclass(frozen=True)

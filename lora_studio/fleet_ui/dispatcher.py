@@ -19,6 +19,7 @@ from ..fleet import FleetSnapshot, Outcome, QueueEntry, StartsAhead, ahead_prepa
 from ..paths import app_home
 from ..targets.api import TargetContext, launch
 from ..targets.model import Target, VSphereTarget
+from ..targets.multinode import launch_nodes
 from ..targets_ui.store import app_context
 from ..vsphere.run_snapshot import snapshot_before_run
 from ..workers.tasks import TaskRunner
@@ -60,6 +61,7 @@ class FleetDispatcher(QObject):
         self.desk = desk or this_desk()
         self.notes_path = gpu_notes_file()
         self.launch_fn: Callable[..., Any] = launch
+        self.launch_nodes_fn: Callable[..., Any] = launch_nodes   # the same for a run over several nodes
         self.ahead: StartsAhead | None = StartsAhead()
         self.poll_ms = poll_ms
         self.start_lock = threading.Lock()
@@ -97,7 +99,8 @@ class FleetDispatcher(QObject):
             return
         ctx, targets = found
         workspace = self.workspace
-        starter = queued_launcher(ctx, workspace, self.notes_path, self.launch_fn, launch_options, self.ahead)
+        starter = queued_launcher(ctx, workspace, self.notes_path, self.launch_fn, launch_options, self.ahead,
+                                  self.launch_nodes_fn)
         prepare = ahead_preparer(ctx, workspace, self.ahead) if self.ahead is not None else None
         self._sending = True
         self.runner.start(fleet_pass, workspace, targets, self.desk, starter, self.notes_path, self.start_lock, prepare,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from typing import Callable
@@ -20,6 +21,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QStackedWidget, QTabWidget, QWidget
 
 from ..fleet import StartDecision, load_gpu_notes, needs_for, start_or_queue
+from ..fleet.api import nodes_options
 from ..fleet_ui.dispatcher import FleetDispatcher
 from ..fleet_ui.fleet_page import FleetPage
 from ..monitor.monitor_page import MonitorPage
@@ -30,7 +32,7 @@ from ..training.option_editors import relative_to
 from ..training.page import TrainingPage
 from ..workers.tasks import TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
-from ..targets.multinode import launch_nodes
+from ..targets.api import LaunchOutcome
 from ..targets_ui.nodes_dialog import NodesChoice
 from .node_choice import NodeChoice
 from .run_targets import ANY_FREE_TARGET, offer_targets
@@ -202,7 +204,7 @@ class Workbench(QTabWidget):
 
     def _start_on_nodes(self, config_path: str, nodes: NodesChoice, context) -> None:
         """One run over several targets: every node's preflight and the network between them, then torchrun
-        on each (in a worker). Not queued: it starts now or says why not."""
+        on each (in a worker); queued until all of them are free when one is busy."""
         targets = [t for name in nodes.targets for t in context.settings.targets if t.name == name]
         if len(targets) != len(nodes.targets):
             QMessageBox.warning(self, "Targets", "A target of this run is no longer set up: choose the targets again.")
@@ -210,10 +212,22 @@ class Workbench(QTabWidget):
         self.training.start_button.setEnabled(False)
         self.training.start_reason.setText(f"Checking {len(targets)} targets and the network between them, then "
                                            "starting torchrun on each…")
-        workspace = self.workspace
-        self.runner.start(lambda: launch_nodes(targets, Path(config_path), context, workspace=workspace,
-                                               options=nodes.options),
-                          on_done=self._launched, on_error=self._launch_failed)
+        workspace, fleet, values, analysis = self.workspace, self.fleet, dict(self.training.raw), self.training.analysis
+        memory = analysis.memory.total_gb if analysis is not None and analysis.memory is not None else None
+
+        def on_nodes(_first, config, ctx, *, workspace=None) -> LaunchOutcome:  # start_or_queue's launch
+            return fleet.launch_nodes_fn(targets, config, ctx, workspace=workspace, options=nodes.options)
+
+        def start() -> StartDecision:
+            if workspace is None:  # no workspace, no shared queue: start there, or say why not
+                return StartDecision(outcome=on_nodes(None, Path(config_path), context), target=targets[0].name)
+            with fleet.start_lock:  # not at the same moment as this desk's pass over the queue
+                needs = replace(needs_for(values, memory, list(nodes.targets), load_gpu_notes(fleet.notes_path)),
+                                together=True)
+                return start_or_queue(Path(config_path), list(context.settings.targets), context, workspace, needs,
+                                      fleet.desk, notes_path=fleet.notes_path, launch_fn=on_nodes,
+                                      options=nodes_options(nodes.options))
+        self.runner.start(start, on_done=self._start_decided, on_error=self._launch_failed)
 
     def _start_decided(self, decision: StartDecision) -> None:
         """Started (or refused by the preflight): as before; queued: say what it waits for, show the queue."""

@@ -86,7 +86,7 @@ def test_several_targets_are_chosen_in_a_dialog_and_start_launches_on_them(qtbot
         report.add("rendezvous", ERROR, "vm-c (10.0.0.40) cannot reach the rendezvous at 10.0.0.11:41234 (host "
                    "10.0.0.11, port 41234) on gpu-a: Connection refused", "open the port")
         return LaunchOutcome(report)
-    monkeypatch.setattr("lora_studio.widgets.workbench.launch_nodes", unreachable)
+    bench.fleet.launch_nodes_fn = unreachable
     page = bench.training
     qtbot.waitUntil(page.start_button.isEnabled, timeout=30_000)
     with qtbot.waitSignal(bench.launchDone, timeout=20_000):
@@ -149,3 +149,38 @@ def test_the_target_dialog_edits_the_network_interface(qtbot):
     local = TargetDialog("local", LocalTarget())
     qtbot.addWidget(local)
     assert local.network_interface.isHidden()  # this computer is never a node
+
+
+def test_a_run_over_two_nodes_one_of_them_busy_is_queued_and_sent_when_both_are_free(qtbot, window, workspace):
+    from tests.fleet.helpers import finish
+    busy = pretend_running(workspace / "runs" / "portrait-v3", "gpu-b")
+    bench = window.workbench
+    calls = []
+
+    def launch_nodes(targets, config, ctx, *, workspace=None, options=None):
+        calls.append(([t.name for t in targets], Path(config).name, options))
+        pretend_running(Path(config).parent, targets[0].name)
+        return LaunchOutcome(PreflightReport(" + ".join(t.name for t in targets)), info=object())
+    bench.fleet.launch_nodes_fn = launch_nodes
+    window.open_workspace(workspace)
+    qtbot.waitUntil(lambda: window.session is not None, timeout=30_000)
+    bench.open_config(workspace / "configs" / "demo.yaml")
+    dialog = _choose_several(qtbot, bench)
+    dialog.list.item(0).setCheckState(Qt.CheckState.Checked)
+    dialog.list.item(1).setCheckState(Qt.CheckState.Checked)
+    dialog.restarts.setValue(4)
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+    page = bench.training
+    qtbot.waitUntil(page.start_button.isEnabled, timeout=30_000)
+    page.start_button.click()
+    qtbot.waitUntil(lambda: bench.currentWidget() is bench.fleet_page, timeout=20_000)
+    assert calls == []  # gpu-b is busy: queued, not started
+    assert page.start_reason.text().startswith("Queued — waits for gpu-b (busy: runs portrait-v3).")
+    model = bench.fleet_page.model
+    qtbot.waitUntil(lambda: bool(model.rows), timeout=10_000)
+    needs = [model.data(model.index(0, column)) for column in range(model.columnCount())]
+    assert any(str(cell).startswith("2 nodes: ") for cell in needs), needs
+    finish(busy)
+    with qtbot.waitSignal(bench.fleet.dispatched, timeout=20_000):
+        bench.fleet.poll()
+    assert calls == [(["gpu-a", "gpu-b"], "queued-config.yaml", NodesOptions(max_restarts=4))]
