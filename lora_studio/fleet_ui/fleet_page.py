@@ -45,9 +45,12 @@ def detail_html(row: QueueRow) -> str:
         head = f"<b>{escape(entry.name)}</b> waits for:<ul>{items}</ul>"
     else:
         head = f"<b>{escape(entry.name)}</b>: {escape(row.status)}<br>"
-    where = ", ".join(entry.needs.targets) if entry.needs.targets else "any target of the desk that sends it"
+    if entry.needs.together:
+        where = "runs on all of " + " + ".join(entry.needs.targets) + f" at once ({entry.needs.targets[0]} hosts the rendezvous)"
+    else:
+        where = "may run on " + (", ".join(entry.needs.targets) or "any target of the desk that sends it")
     source = f" from {escape(entry.source_config)}" if entry.source_config else ""
-    return (f"{head}<span style='color: #6b7280;'>Needs {escape(entry.needs.describe())} · may run on "
+    return (f"{head}<span style='color: #6b7280;'>Needs {escape(entry.needs.describe())} · "
             f"{escape(where)} · queued{source} by {escape(entry.queued_by or 'an unknown desk')}</span>")
 
 

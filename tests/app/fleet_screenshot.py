@@ -6,8 +6,8 @@ Run it on a real X display (what a user's desktop has)::
     DISPLAY=:79 QT_QPA_PLATFORM=xcb .venv/bin/python tests/app/fleet_screenshot.py
 
 It builds a workspace in a temporary folder: this computer (no GPU) and three GPU targets, busy
-with runs (or with a queued run another desk is starting), a queue of five (waiting for busy
-targets, one also too big for the small GPU, one being started, one whose start failed), and the
+with runs (or with a queued run another desk is starting), a queue of six (waiting for busy
+targets, one over two nodes, one also too big for the small GPU, one being started, one whose start failed), and the
 note a Start that queued its run shows.
 """
 
@@ -54,6 +54,7 @@ def build(root: Path) -> Path:
         pretend_running(workspace / "runs" / name, target)
     now = time.time() - 1800
     queued = [("character-mia-v2", Needs(1, 6.4, ()), "alice@design-07"),
+              ("sdxl-two-nodes", Needs(1, 14.2, ("gpu-01", "lora-trainer-02"), together=True), "alice@design-07"),
               ("flux-brand-style", Needs(1, 28.5, ("gpu-01", "lora-trainer-02", "gpu-small")), "root@vm"),
               ("sdxl-packaging", Needs(1, 14.2, ("gpu-01", "lora-trainer-02")), "ben@design-03"),
               ("logo-icons-v2", Needs(1, 5.1, ("gpu-small",)), "ben@design-03"),
@@ -82,7 +83,7 @@ def main() -> int:
 
         def no_start(*_args, **_kwargs):
             raise RuntimeError("nothing starts in a screenshot")
-        bench.fleet.launch_fn = no_start
+        bench.fleet.launch_fn = bench.fleet.launch_nodes_fn = no_start
         bench.fleet.ahead = None  # nothing is started: nothing is checked ahead either
         shots: list[str] = []
 
