@@ -7,38 +7,24 @@ as a named undo step. It never touches the caption model or the session itself.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QDialog, QHBoxLayout, QHeaderView, QLabel, QProgressBar,
-                               QPushButton, QTableView, QVBoxLayout, QWidget)
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import QDialog, QWidget
 
 from ..jobs.follow import RunFolderJob
 from ..jobs.places import Place
 from ..workers.tasks import TaskRunner
 from .captioners import CaptionerChoice
+from .dialog_layout import build_dialog
+from .dialog_text import ACTIVE_PHASES, errors_html, plural, progress_text, row_detail_html
 from .job import FORCE_AFTER_MS, JobEnd, LabelJob
-from .plan import ApplyPlan, Outcome, plan_changes, undo_name
-from .preview_model import COL_AFTER, COL_IMAGE, COL_NOW, PreviewModel
+from .plan import ApplyPlan, plan_changes, undo_name
 from .reattach import PendingJob, mark_handled
 from .request import new_run_dir
 from .settings_panel import SettingsPanel
-
-ACTIVE_PHASES = {"starting": "Starting…", "preparing": "Loading the model…"}
-ERROR_COLOR = "#b91c1c"  # readable on the light and the dark theme
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds} s" if seconds < 90 else f"{seconds // 60} min {seconds % 60:02d} s"
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count:,} {word}{'s' if count != 1 else ''}"
-
 
 class AutoCaptionDialog(QDialog):
     """Non-modal; the job runs as a process of its own, so the grid stays usable meanwhile."""
@@ -61,100 +47,10 @@ class AutoCaptionDialog(QDialog):
         self.plan = ApplyPlan()
         self._closing = False
         self.settings = SettingsPanel(scopes, captioners, workspace, places, self)
-        self._build()
+        build_dialog(self)
         self.settings.changed.connect(self._update_summary)
         self._update_summary()
         self.resize(1040, 640)
-
-    # -- construction -------------------------------------------------------------------
-    def _build(self) -> None:
-        # What Start would do (left, above Start) vs. what the job did (right, above the preview).
-        self.summary = QLabel("", self)
-        self.summary.setWordWrap(True)
-        left_widget = QWidget(self)
-        left = QVBoxLayout(left_widget)
-        left.setContentsMargins(0, 0, 0, 0)
-        left.addWidget(self.settings)
-        left.addStretch(1)
-        left.addWidget(self.summary)
-        left_widget.setFixedWidth(390)
-
-        self.headline = QLabel("Preview", self)
-        self.headline.setStyleSheet("font-weight: 600;")
-        self.headline.setWordWrap(True)
-        self.progress = QProgressBar(self)
-        self.progress.setTextVisible(False)
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.state_label = QLabel("Start proposes captions here; nothing changes until you apply them.", self)
-        self.state_label.setObjectName("hint")
-        self.state_label.setWordWrap(True)
-        self.errors = QLabel("", self)
-        self.errors.setWordWrap(True)
-        self.errors.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.errors.setStyleSheet(f"color: {ERROR_COLOR};")
-        self.errors.hide()
-        self.preview_model = PreviewModel(self)
-        self.table = QTableView(self)
-        self.table.setModel(self.preview_model)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setWordWrap(False)
-        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
-        self.table.verticalHeader().hide()
-        self.table.setAlternatingRowColors(True)
-        header = self.table.horizontalHeader()
-        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        for column, width in ((COL_IMAGE, 120), (COL_NOW, 190)):
-            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
-            header.resizeSection(column, width)
-        header.setSectionResizeMode(COL_AFTER, QHeaderView.ResizeMode.Stretch)  # what the user checks
-        self.table.selectionModel().currentRowChanged.connect(lambda *_: self._show_row_detail())
-        # Captions are long and rows are one line: the current row is shown in full below.
-        self.row_detail = QLabel("", self)
-        self.row_detail.setWordWrap(True)
-        self.row_detail.setTextFormat(Qt.TextFormat.RichText)
-        self.row_detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.row_detail.setMinimumHeight(self.row_detail.fontMetrics().lineSpacing() * 4)
-        self.row_detail.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.counts = QLabel("", self)
-        self.counts.setWordWrap(True)
-        self.counts.setStyleSheet("font-weight: 600;")
-        right = QVBoxLayout()
-        right.setContentsMargins(0, 0, 0, 0)
-        for widget in (self.headline, self.progress, self.state_label, self.errors):
-            right.addWidget(widget)
-        right.addWidget(self.table, 1)
-        right.addWidget(self.row_detail)
-        right.addWidget(self.counts)
-        body = QHBoxLayout()
-        body.addWidget(left_widget)
-        body.addLayout(right, 1)
-
-        # Start/Stop drive the job (left, under the settings); Apply/Close end the dialog (right).
-        self.start_button = QPushButton("Start", self)
-        self.stop_button = QPushButton("Stop", self)
-        self.apply_button = QPushButton("Apply", self)
-        self.close_button = QPushButton("Close", self)
-        for button in (self.start_button, self.stop_button, self.apply_button, self.close_button):
-            button.setAutoDefault(False)
-            button.setMinimumWidth(96)
-        self.apply_button.setMinimumWidth(150)  # room for "Apply to 1,234 images" without a jump
-        self.stop_button.setEnabled(False)
-        self.apply_button.setEnabled(False)
-        self.start_button.setDefault(True)
-        self.start_button.clicked.connect(self.start)
-        self.stop_button.clicked.connect(self.stop)
-        self.apply_button.clicked.connect(self.apply)
-        self.close_button.clicked.connect(self.reject)
-        buttons = QHBoxLayout()
-        for button in (self.start_button, self.stop_button):
-            buttons.addWidget(button)
-        buttons.addStretch(1)
-        for button in (self.apply_button, self.close_button):
-            buttons.addWidget(button)
-        layout = QVBoxLayout(self)
-        layout.addLayout(body, 1)
-        layout.addLayout(buttons)
 
     # -- state --------------------------------------------------------------------------------
     @property
@@ -211,7 +107,7 @@ class AutoCaptionDialog(QDialog):
             self.summary.setText(problem)
             return
         todo, total = len(self.images_to_caption()), len(self.settings.scopes.get(self.settings.scope(), []))
-        text = f"Will caption {_plural(todo, 'image')}"
+        text = f"Will caption {plural(todo, 'image')}"
         if todo != total:
             text += f" of {total:,} (the others have a caption and are kept)"
         self.summary.setText(text + ".")
@@ -235,7 +131,7 @@ class AutoCaptionDialog(QDialog):
         self.target_name = place.target_name
         self._follow(LabelJob(request, run_dir, self, self.poll_ms))
         where = f" on {self.target_name}" if self.target_name else ""
-        self.headline.setText(f"Captioning {_plural(len(request.images), 'image')}{where}…")
+        self.headline.setText(f"Captioning {plural(len(request.images), 'image')}{where}…")
         self.state_label.setText(f"Starting{where}… (run folder {run_dir})")
         try:
             self.job.start(place, self.runner)
@@ -264,7 +160,7 @@ class AutoCaptionDialog(QDialog):
         self.target_name = pending.target
         where = f" on {pending.target}" if pending.target else ""
         self._follow(LabelJob(pending.request, pending.run_dir, self, self.poll_ms))
-        self.headline.setText(f"Captioning {_plural(len(pending.request.images), 'image')}{where}…"
+        self.headline.setText(f"Captioning {plural(len(pending.request.images), 'image')}{where}…"
                               if pending.running else "Reading the job's results…")
         self.state_label.setText(f"Run folder {pending.run_dir}")
         assert self.job is not None
@@ -321,13 +217,7 @@ class AutoCaptionDialog(QDialog):
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(step)
         if state in ("training", "saving") and not (self.job and self.job.stop_requested):
-            rate = float(status.get("images_per_s") or 0.0)
-            text = f"Captioning {step:,} / {total:,}"
-            if rate > 0:
-                text += f" · {rate:.1f} images/s"
-            if status.get("eta_s"):
-                text += f" · about {_duration(float(status['eta_s']))} left"
-            self.state_label.setText(text)
+            self.state_label.setText(progress_text(status))
 
     def _on_finished(self, end: JobEnd) -> None:
         if self._closing:  # closed by the user while it stopped: its results are not offered again
@@ -342,7 +232,7 @@ class AutoCaptionDialog(QDialog):
             done = int((job.status if job else {}).get("step") or 0)
             self.headline.setText(f"{end.message} Review the captions, then apply them.")
             where = f" on {self.target_name}" if self.target_name else ""
-            self.state_label.setText(f"{_plural(done, 'image')} captioned{where}; nothing is written until you "
+            self.state_label.setText(f"{plural(done, 'image')} captioned{where}; nothing is written until you "
                                      "apply (then Undo takes it back).")
         else:
             self.settings.recheck_models()  # a model folder may have changed since the dialog opened
@@ -357,9 +247,7 @@ class AutoCaptionDialog(QDialog):
         self.jobChanged.emit()
 
     def _show_errors(self, title: str, lines: list[str]) -> None:
-        text = "<b>" + html.escape(title) + "</b>"
-        text += "".join(f"<br>• {html.escape(line)}" for line in lines if line)
-        self.errors.setText(text)
+        self.errors.setText(errors_html(title, lines))
         self.errors.show()
 
     # -- preview ------------------------------------------------------------------------------
@@ -386,17 +274,14 @@ class AutoCaptionDialog(QDialog):
         self.apply_button.setEnabled(ready)
         self.apply_button.setDefault(ready)  # Enter applies once there is something to apply
         self.start_button.setDefault(not ready)
-        self.apply_button.setText(f"Apply to {_plural(count, 'image')}" if count else "Apply")
+        self.apply_button.setText(f"Apply to {plural(count, 'image')}" if count else "Apply")
 
     def _show_row_detail(self) -> None:
         index = self.table.currentIndex()
         if not index.isValid() or index.row() >= len(self.preview_model.rows):
             self.row_detail.setText("")
             return
-        row = self.preview_model.rows[index.row()]
-        after = html.escape(row.after) if row.outcome is Outcome.CHANGE else f"<i>{html.escape(row.note)}</i>"
-        self.row_detail.setText(f"<b>{html.escape(row.rel)}</b><br>Now: {html.escape(row.now) or '<i>(empty)</i>'}"
-                                f"<br>After: {after}")
+        self.row_detail.setText(row_detail_html(self.preview_model.rows[index.row()]))
 
     # -- apply and close --------------------------------------------------------------------------
     def apply(self) -> None:

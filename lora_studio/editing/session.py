@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
 from ..storage.dataset import (CaptionStore, DatasetError, ImageEntry, OpenedDataset, caption_files_snapshot,
@@ -29,7 +29,9 @@ from ..tags import BulkEdit, compute_changes
 from ..workers.tasks import TaskRunner
 from .commands import SetCaptionsCommand
 from .conflicts import Choice, Conflict
+from .disk_watch import DiskWatch
 from .journal import Journal
+from .merge import merge_reload, sort_recovered
 
 AUTOSAVE_MS = 1500
 POLL_MS = 2000
@@ -74,18 +76,7 @@ class DatasetSession(QObject):
         self.file_snapshot = opened.snapshot
         self.autosave_timer = QTimer(self, singleShot=True, interval=autosave_ms)
         self.autosave_timer.timeout.connect(self.save)
-        self.poll_timer = QTimer(self, interval=poll_ms)
-        self.poll_timer.timeout.connect(self.check_disk)
-        # Local disks notify at once; network shares (SMB/NFS edits made by other machines)
-        # often do not, so the poll stays as the safety net.
-        self.watcher = QFileSystemWatcher(self)
-        self._watch_debounce = QTimer(self, singleShot=True, interval=300)
-        self._watch_debounce.timeout.connect(self.check_disk)
-        if poll_ms > 0:
-            self.poll_timer.start()
-            self._watch()
-            self.watcher.fileChanged.connect(self._watched_changed)
-            self.watcher.directoryChanged.connect(self._watched_changed)
+        self.disk_watch = DiskWatch(self._watched_paths, self.check_disk, self, poll_ms)
 
     def _watched_paths(self) -> list[str]:
         """The folder and files whose changes the watcher reports."""
@@ -93,17 +84,6 @@ class DatasetSession(QObject):
         if self.format != "txt":
             paths.append(str(store_path(self.store)))
         return paths
-
-    def _watch(self) -> None:
-        paths = self._watched_paths()
-        missing = [p for p in paths if p not in self.watcher.files() + self.watcher.directories() and Path(p).exists()]
-        if missing:
-            self.watcher.addPaths(missing)
-
-    def _watched_changed(self, _path: str) -> None:
-        # An atomic save replaces the file (a new inode), which drops it from the watch list.
-        self._watch()
-        self._watch_debounce.start()
 
     # -- state ---------------------------------------------------------------------------
     def _adopt(self, opened: OpenedDataset) -> None:
@@ -293,16 +273,7 @@ class DatasetSession(QObject):
         recovered = Journal.read(self.root)
         if recovered is None:
             return 0
-        take: dict[str, str] = {}
-        conflicts: list[Conflict] = []
-        for rel, (base, new) in recovered.changes.items():
-            if rel not in self.row_of:
-                continue
-            disk = self.caption(rel)
-            if disk in (base, new):
-                take[rel] = new
-            else:
-                conflicts.append(Conflict(rel, base, new, disk))
+        take, conflicts = sort_recovered(recovered.changes, dict(zip(self.rels(), self.captions)))
         self.journal.clear()
         if take:
             self.set_captions(take, f"Recover {len(take)} unsaved edit{'s' if len(take) != 1 else ''}")
@@ -349,32 +320,13 @@ class DatasetSession(QObject):
         self._checking = False
         if self._saving:
             return  # our own write is in flight; the next poll looks again
-        conflicts: list[Conflict] = []
-        mine_kept: dict[str, str] = {}
-        taken = 0
-        for entry, theirs in zip(fresh.entries, fresh.captions):
-            rel = entry.rel
-            if rel not in self.row_of:
-                continue
-            base = self.saved_captions.get(rel, "")
-            mine = self.caption(rel)
-            # The caption module trims what it reads and writes, so compare trimmed text:
-            # a trailing space typed here is not a change made elsewhere.
-            if theirs == base.strip():
-                if mine != base:
-                    mine_kept[rel] = mine
-            elif mine == base:
-                taken += 1  # clean here, changed there: take theirs
-            elif mine.strip() == theirs:
-                pass
-            else:
-                conflicts.append(Conflict(rel, base, mine, theirs))
-                mine_kept[rel] = mine
+        merge = merge_reload(((e.rel, theirs) for e, theirs in zip(fresh.entries, fresh.captions)),
+                             self.saved_captions, dict(zip(self.rels(), self.captions)))
         same_images = [e.rel for e in fresh.entries] == self.rels()
         old_captions = self.captions
         self._adopt(fresh)
         self.problems = list(fresh.problems)
-        for rel, text in mine_kept.items():
+        for rel, text in merge.mine_kept.items():
             if rel in self.row_of:
                 self.captions[self.row_of[rel]] = text
                 self._update_dirty(rel)
@@ -386,12 +338,12 @@ class DatasetSession(QObject):
         else:
             self.datasetReset.emit()
         self._emit_dirty()
-        if taken:
-            self.message.emit(f"Reloaded {taken} {self.noun}{'s' if taken != 1 else ''} changed on disk")
-        if conflicts:
-            self.pending_conflicts = conflicts
+        if merge.taken:
+            self.message.emit(f"Reloaded {merge.taken} {self.noun}{'s' if merge.taken != 1 else ''} changed on disk")
+        if merge.conflicts:
+            self.pending_conflicts = merge.conflicts
             self.autosave_timer.stop()
-            self.conflictsFound.emit(conflicts)
+            self.conflictsFound.emit(merge.conflicts)
 
     def resolve_conflicts(self, choices: dict[str, Choice]) -> None:
         """Settle pending conflicts; the outcome is one undo step and is saved."""
@@ -413,10 +365,7 @@ class DatasetSession(QObject):
 
     def shutdown(self) -> None:
         """Stop timers and save what is unsaved (blocking: the app is closing)."""
-        self.poll_timer.stop()
-        self._watch_debounce.stop()
-        if self.watcher.files() or self.watcher.directories():
-            self.watcher.removePaths(self.watcher.files() + self.watcher.directories())
+        self.disk_watch.stop()
         self.autosave_timer.stop()
         self.runner.pool.waitForDone(10_000)
         self._saving = False

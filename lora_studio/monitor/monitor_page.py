@@ -8,49 +8,34 @@ the per-second refresh reads only new bytes.
 
 from __future__ import annotations
 
-import math
 import shutil
 import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QSortFilterProxyModel, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QFontMetrics
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-                               QHeaderView, QInputDialog, QLabel, QLineEdit, QListWidget, QListWidgetItem,
-                               QMessageBox, QProgressBar, QPushButton, QSizePolicy, QSplitter, QTableView,
-                               QTabWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QListWidgetItem, QMessageBox, QWidget
 
 from trainer.checkpoint import list_checkpoints
 from trainer.rundir import EVENTS_FILE, LOG_FILE, METRICS_FILE, JsonlTail, read_status
 
 from ..targets.ray_state import combine as combine_ray, list_runs_seen
 from ..targets.runs import RunSummary, summarize_run
-from ..boxes import column, push_button
 from ..targets_ui.store import app_context
 from ..workers.tasks import TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
 from ..targets.placement import placement_of
-from .log_view import LogView
-from .loss_plot import LossPlot
+from .monitor_layout import build_monitor_page
 from .recovery import load_settings as load_recovery, recover, resume_from_checkpoint
 from .recovery import save_settings as save_recovery
 from .recovery_watch import RecoveryWatch
-from .placement_view import PlacementLabel
-from .runs_model import RUN_ROLE, STATE_COLORS, RunsModel, age_text
-from .samples_view import SamplesView
-from .stop_bar import StopBar
+from .run_details import details_text, error_text
+from .runs_model import RUN_ROLE, STATE_COLORS, RunsModel
 
 REFRESH_MS = 1000
 RUNS_REFRESH_MS = 3000
-
-
-def _eta(seconds: float | None) -> str:
-    if not seconds or math.isnan(seconds):
-        return "—"
-    return age_text(seconds)
 
 
 class MonitorPage(QWidget):
@@ -74,133 +59,8 @@ class MonitorPage(QWidget):
         # A run started again shows at once; one that waits for a target must not make the list spin.
         self.recovery.passed.connect(lambda outcomes: any(o.kind == "started" for o in outcomes) and self.refresh_runs())
 
-        # -- runs list ---------------------------------------------------------------------
         self.model = RunsModel(self)
-        self.proxy = QSortFilterProxyModel(self)
-        self.proxy.setSourceModel(self.model)
-        self.proxy.setSortRole(Qt.ItemDataRole.UserRole)
-        self.proxy.setFilterKeyColumn(-1)
-        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        self.table = QTableView(self)
-        self.table.setObjectName("runsTable")
-        self.table.setModel(self.proxy)
-        self.table.setSortingEnabled(True)
-        self.table.sortByColumn(4, Qt.SortOrder.DescendingOrder)  # newest first
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.table.verticalHeader().hide()
-        # Every column as wide as its text, but the run's name takes what is left and gives way
-        # first (elided in the middle: names differ at their ends, "…-v3", "…-final").
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.table.horizontalHeader().setStretchLastSection(False)
-        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
-        self.table.setWordWrap(False)  # a wrapped name is cut off at the row's bottom instead
-        self.table.selectionModel().selectionChanged.connect(self._selection_changed)
-        self.filter = QLineEdit(self)
-        self.filter.setPlaceholderText("Filter runs by name, state or target…")
-        self.filter.setClearButtonEnabled(True)
-        self.filter.textChanged.connect(self.proxy.setFilterFixedString)
-        self.overlay = QCheckBox("Overlay selected runs", self)
-        self.overlay.setToolTip("Select several runs (Ctrl+click) to compare their loss curves")
-        self.overlay.setChecked(True)
-        open_folder = push_button("Open folder", self, self.open_folder)
-        delete = push_button("Move to trash", self, self.delete_selected)
-        left = column(self, self.filter, (self.table, 1))
-        left_layout = left.layout()
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.overlay, 1)
-        buttons.addWidget(open_folder)
-        buttons.addWidget(delete)
-        left_layout.addLayout(buttons)
-
-        # -- the selected run --------------------------------------------------------------
-        self.title = QLabel("Select a run", self)
-        self.title.setObjectName("runTitle")
-        # A long run path must give way to the state label, not push it out of sight.
-        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.state = QLabel(self)
-        self.state.setObjectName("runState")
-        bold = self.state.font()
-        bold.setBold(True)
-        # Room for the longest state in bold, so that no state is ever cut off.
-        self.state.setMinimumWidth(QFontMetrics(bold).horizontalAdvance("NOT_STARTED") + 8)
-        self.state.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.progress = QProgressBar(self)
-        self.progress.setTextVisible(True)
-        self.details = QLabel(self)
-        self.details.setObjectName("runDetails")
-        self.placement = PlacementLabel(self)  # the nodes of a multi-node run
-        self.error = QLabel(self)
-        self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #dc2626;")
-        self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.stop_bar = StopBar(runner, lambda: self.context(), self)
-        self.stop_bar.stopEnded.connect(lambda path: self.refresh() if str(self.run_dir) == path else None)
-        self.stop_button = self.stop_bar.stop_button
-        self.resume_button = QPushButton("Resume", self)
-        self.resume_button.setToolTip("Start the run again where its last checkpoint left off")
-        self.resume_button.clicked.connect(lambda: self.resume_selected(None))
-        self.resume_elsewhere = QPushButton("Resume on…", self)
-        self.resume_elsewhere.clicked.connect(self._resume_on_other_target)
-        self.tensorboard_button = QPushButton("TensorBoard", self)
-        self.tensorboard_button.clicked.connect(self.open_tensorboard)
-        self.output_button = QPushButton("Output folder", self)
-        self.output_button.clicked.connect(self.open_folder)
-        self.auto_recover = QCheckBox("Recover automatically when lost", self)
-        self.auto_recover.setToolTip("When this run's machine dies (or vCenter reports its VM powered off), start it "
-                                     "again from its last checkpoint: on the same target once it is back, else on "
-                                     "another free target that sees the run folder (at most 3 times)")
-        self.auto_recover.toggled.connect(self._auto_recover_toggled)
-        controls = QHBoxLayout()
-        for widget in (self.stop_button, self.resume_button, self.resume_elsewhere, self.tensorboard_button,
-                       self.output_button):
-            controls.addWidget(widget)
-        controls.addStretch(1)
-        head = QGroupBox(self)
-        head_layout = QFormLayout(head)
-        title_row = QHBoxLayout()
-        title_row.addWidget(self.title, 1)
-        title_row.addWidget(self.state)
-        head_layout.addRow(title_row)
-        head_layout.addRow(self.progress)
-        head_layout.addRow(self.details)
-        head_layout.addRow(self.placement)
-        head_layout.addRow(self.error)
-        head_layout.addRow(controls)
-        head_layout.addRow(self.stop_bar)
-        head_layout.addRow(self.auto_recover)
-
-        self.plot = LossPlot(self)
-        self.log_view = LogView(self)
-        self.samples = SamplesView(thumbnails, self)
-        self.checkpoints = QListWidget(self)
-        self.checkpoints.setObjectName("checkpointList")
-        resume_here = QPushButton("Resume from this checkpoint", self)
-        resume_here.clicked.connect(self._resume_from_checkpoint)
-        checkpoint_page = QWidget(self)
-        checkpoint_layout = QVBoxLayout(checkpoint_page)
-        checkpoint_layout.addWidget(self.checkpoints, 1)
-        checkpoint_layout.addWidget(resume_here, 0, Qt.AlignmentFlag.AlignRight)
-        export_row = QHBoxLayout()
-        export_row.addStretch(1)
-        export_row.addWidget(push_button("Export PNG…", self, self._export_png))
-        export_row.addWidget(push_button("Export CSV…", self, self._export_csv))
-        loss_page = column(self, (self.plot, 1), export_row)
-        self.tabs = QTabWidget(self)
-        self.tabs.addTab(loss_page, "Loss")
-        self.tabs.addTab(self.samples, "Samples")
-        self.tabs.addTab(self.log_view, "Log")
-        self.tabs.addTab(checkpoint_page, "Checkpoints")
-        right = column(self, head, (self.tabs, 1))
-
-        splitter = QSplitter(self)
-        splitter.addWidget(left)
-        splitter.addWidget(right)
-        splitter.setStretchFactor(1, 1)
-        splitter.setSizes([620, 780])  # room for the runs list's columns at the default window width
-        layout = QVBoxLayout(self)
-        layout.addWidget(splitter)
+        build_monitor_page(self, thumbnails)
         self._set_controls(None)
 
         self.timer = QTimer(self)
@@ -338,35 +198,10 @@ class MonitorPage(QWidget):
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(min(summary.step, max(total, 1)))
         self.progress.setFormat(f"step {summary.step} of {total}" if total else f"step {summary.step}")
-        parts = [f"epoch {status.get('epoch', '—')} of {status.get('total_epochs', '—')}"]
-        if summary.state == "queued":  # held by a Ray cluster: no trainer yet, so no epoch either
-            parts = ["waits in the Ray cluster's queue for a node with the GPUs and CPUs it asks for"]
-        if series is not None and len(series):
-            rate, tokens = series.column("samples_per_s")[-1], series.column("tokens_per_s")[-1]
-            if not math.isnan(tokens):  # a language model: its rate is in tokens
-                parts.append(f"{tokens:,.0f} tokens/s ({rate:.1f} examples/s)")
-            elif not math.isnan(rate):
-                parts.append(f"{rate:.2f} images/s")
-            memory = series.column("mem_gb")[-1]
-            if not math.isnan(memory):
-                parts.append(f"GPU memory {memory:.1f} GB")
-        if summary.state in ("training", "sampling", "saving", "preparing"):
-            parts.append(f"ETA {_eta(status.get('eta_s'))}")
-        if summary.heartbeat_age_s is not None and summary.state not in ("completed", "stopped", "failed"):
-            parts.append(f"heartbeat {age_text(summary.heartbeat_age_s)} ago")
         placement = placement_of(summary.info)
-        if placement is not None:
-            parts.append(f"on {placement.describe()} (below)")
-        elif summary.target:
-            parts.append(f"on {summary.target}{' (' + summary.host + ')' if summary.host else ''}")
-        self.details.setText(" · ".join(parts))
+        self.details.setText(details_text(summary, status, series, placement))
         self.placement.show_placement(placement)
-        error = summary.error or {}
-        if summary.state == "lost":
-            self.error.setText("The trainer stopped sending heartbeats and its process is gone (the machine may have "
-                               "died). Resume continues from the last checkpoint.")
-        else:
-            self.error.setText(f"{error.get('message', '')}" + (f" — {error['hint']}" if error.get("hint") else ""))
+        self.error.setText(error_text(summary))
         self.error.setVisible(bool(self.error.text()))
         self._set_controls(summary, status, series)
 

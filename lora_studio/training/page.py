@@ -12,23 +12,20 @@ from typing import Any
 
 import yaml
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QFont, QFontDatabase
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QInputDialog, QLabel, QListWidget,
-                               QListWidgetItem, QMessageBox, QPlainTextEdit, QPushButton, QSplitter, QStyle,
-                               QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QInputDialog, QListWidgetItem, QMessageBox, QStyle, QWidget
 
 from trainer.config.migrate import migrate
 from trainer.config.schema import OPTIONS_BY_NAME, SCHEMA_VERSION, defaults
 from trainer.config.yaml_edit import update_yaml_text
 from trainer.fsutil import atomic_write_text
 
-from ..boxes import push_button
 from ..workers.tasks import TaskRunner
 from .analysis import Analysis, analyse, this_computer_has_cuda
 from .figures_text import figures_html, memory_html
 from .model_finder import find_base_models
-from .form import TrainingForm, same_value
+from .form import same_value
 from .option_editors import relative_to
+from .page_layout import build_page
 from .presets import Preset, list_presets, save_user_preset, start_preset
 
 VALIDATE_DELAY_MS = 300
@@ -55,95 +52,9 @@ class TrainingPage(QWidget):
         self._generation = 0
         self._syncing = False
 
-        self.title = QLabel(self)
-        self.title.setObjectName("pageTitle")
-        font = QFont(self.title.font())
-        font.setPointSizeF(font.pointSizeF() * 1.15)
-        self.title.setFont(font)
-        self.preset_box = QComboBox(self)
-        self.preset_box.setToolTip("Start from a preset; fields that differ from it are shown in bold")
-        self.preset_box.activated.connect(self._preset_chosen)
-        self.save_button = push_button("Save", self, self.save)
-        self.save_button.setShortcut("Ctrl+S")
-        self.reset_all_button = push_button("Reset all", self, self._preset_chosen,
-                                            tip="Put every option back to the preset's value (paths are kept)")
-        self.save_preset_button = push_button("Save as preset…", self, self._save_as_preset)
-        self.target_box = QComboBox(self)
-        self.target_box.setObjectName("targetBox")
-        self.target_box.setToolTip("Where the training runs (targets are set up in the Targets panel)")
-        self.target_box.addItem("This computer")
-        self.local_targets = {"This computer"}
+        self.local_targets = {"This computer"}  # the targets on this computer, and those on a vSphere VM
         self.vm_targets: set[str] = set()
-        self.target_box.currentIndexChanged.connect(lambda _: self._target_changed())
-        # A launch option of vSphere targets: the VM as it was before this run, one revert away.
-        self.snapshot_box = QCheckBox("Snapshot the VM first", self)
-        self.snapshot_box.setObjectName("snapshotFirst")
-        self.snapshot_box.setToolTip("Take a snapshot of the VM, named after the run, before the trainer starts; "
-                                     "if it cannot be taken, the run does not start")
-        self.snapshot_box.hide()
-        self.start_button = QPushButton("Start training", self)
-        self.start_button.setObjectName("startButton")
-        self.start_button.clicked.connect(self._start)
-        header = QHBoxLayout()
-        header.addWidget(self.title, 1)
-        header.addWidget(QLabel("Preset:", self))
-        header.addWidget(self.preset_box)
-        header.addWidget(self.reset_all_button)
-        header.addWidget(self.save_preset_button)
-        header.addWidget(self.save_button)
-        header.addWidget(QLabel("Run on:", self))
-        header.addWidget(self.target_box)
-        header.addWidget(self.snapshot_box)
-        header.addWidget(self.start_button)
-
-        self.form = TrainingForm(lambda: self.config_path.parent if self.config_path else self.workspace, self)
-        self.form.valuesChanged.connect(self._form_edited)
-        self.yaml_edit = QPlainTextEdit(self)
-        self.yaml_edit.setObjectName("yamlView")
-        self.yaml_edit.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.yaml_edit.textChanged.connect(self._yaml_edited)
-        self.diff_list = QListWidget(self)
-        self.tabs = QTabWidget(self)
-        self.tabs.addTab(self.form, "Settings")
-        self.tabs.addTab(self.yaml_edit, "YAML")
-        self.tabs.addTab(self.diff_list, "Changes from preset")
-
-        self.figures = QLabel(self)
-        self.figures.setWordWrap(True)
-        self.figures.setObjectName("figures")
-        self.memory = QLabel(self)
-        self.memory.setWordWrap(True)
-        self.problem_list = QListWidget(self)
-        self.problem_list.setObjectName("problemList")
-        self.problem_list.setWordWrap(True)
-        self.problem_list.itemActivated.connect(lambda item: self.form.focus_option(item.data(Qt.ItemDataRole.UserRole)))
-        self.problem_list.itemClicked.connect(lambda item: self.form.focus_option(item.data(Qt.ItemDataRole.UserRole)))
-        self.start_reason = QLabel(self)
-        self.start_reason.setWordWrap(True)
-        self.start_reason.setObjectName("startReason")
-        side = QWidget(self)
-        side_layout = QVBoxLayout(side)
-        side_layout.setContentsMargins(0, 0, 0, 0)
-        run_box = QGroupBox("This run", side)
-        run_form = QFormLayout(run_box)
-        run_form.addRow(self.figures)
-        run_form.addRow(self.memory)
-        side_layout.addWidget(run_box)
-        problems_box = QGroupBox("Problems", side)
-        problems_layout = QVBoxLayout(problems_box)
-        problems_layout.addWidget(self.start_reason)
-        problems_layout.addWidget(self.problem_list, 1)
-        side_layout.addWidget(problems_box, 1)
-
-        splitter = QSplitter(self)
-        splitter.addWidget(self.tabs)
-        splitter.addWidget(side)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 1)
-        splitter.setSizes([760, 300])
-        layout = QVBoxLayout(self)
-        layout.addLayout(header)
-        layout.addWidget(splitter, 1)
+        build_page(self)
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)

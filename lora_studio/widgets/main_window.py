@@ -1,17 +1,17 @@
 """The main window: workspace browser, caption grid, detail pane, tags and problems.
 
 The work is done by controllers (datasets, the workspace, image checks, bulk edits, files,
-auto-captioning); the window builds the widgets, places what the controllers own, and wires.
+auto-captioning); the window builds the widgets, places what the controllers own (its docks,
+pages, menus and toolbar are made in :mod:`.window_parts`), and wires.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QThreadPool, Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShowEvent
-from PySide6.QtWidgets import QDockWidget, QMainWindow, QMessageBox, QStackedWidget, QToolBar
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtCore import QThreadPool, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QShowEvent
+from PySide6.QtWidgets import QMainWindow, QMessageBox
 
 from .. import APP_NAME
 from ..autocaption.hook import AutoCaptionController
@@ -30,8 +30,7 @@ from .caption_grid import ICON_MODE, TABLE_MODE, CaptionGrid
 from .close_guard import may_close
 from .dataset_controller import DatasetController
 from .detail_pane import DetailPane
-from .dock_layout import fit_side_docks, set_min_widths
-from .empty_state import EmptyState
+from .dock_layout import fit_side_docks
 from .file_actions import FileActions
 from .filter_bar import FilterBar
 from .image_checks import ImageChecks
@@ -44,6 +43,7 @@ from .text_docks import TextDocks
 from .text_page import TextDatasetPage
 from .theme_menu import ThemeMenu
 from .undo_actions import UndoActions
+from .window_parts import build_docks, build_menus, build_pages, build_toolbar
 from .workbench import Workbench
 from .workspace_controller import WorkspaceController
 from .workspace_tree import WorkspaceTree
@@ -102,26 +102,14 @@ class MainWindow(QMainWindow):
             show_message=self.status.show_message, parent=self)
         self.undo = UndoActions(self)
         self.undo_action, self.redo_action = self.undo.undo, self.undo.redo
-        self._build_docks()
-
-        self.grid_page = QWidget(self)
-        layout = QVBoxLayout(self.grid_page)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(0)
-        layout.addWidget(self.filter_bar)
-        layout.addWidget(self.autocaption.bar)  # shown when the dataset has an auto-caption job to come back to
-        layout.addWidget(self.grid, 1)
-        self.empty_state = EmptyState([self.actions.open_workspace, self.actions.open_demo], self)
-        self.pages = QStackedWidget(self)
-        self.pages.addWidget(self.empty_state)
-        self.pages.addWidget(self.grid_page)
-        self.pages.addWidget(self.text_page)
+        build_docks(self)
+        build_pages(self)
         self.workbench = Workbench(self.pages, self.runner, self.thumbnails,
                                    lambda: self.session.root if self.session else None, self)
         self.setCentralWidget(self.workbench)
         self.text_docks = TextDocks(self.docks, lambda: self.workbench.currentWidget() is self.pages)
-        self._build_menus()
-        self._build_toolbar()
+        build_menus(self)
+        build_toolbar(self)
         self._connect()
         self._connect_text()
         self.status.show_message("Open a workspace folder to begin (Ctrl+O)")
@@ -182,88 +170,7 @@ class MainWindow(QMainWindow):
             self._docks_fitted = True
             fit_side_docks(self, self.docks)
 
-    # -- construction ---------------------------------------------------------------------
-    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
-        dock = QDockWidget(title, self)
-        dock.setObjectName(f"dock-{title.lower()}")
-        dock.setWidget(widget)
-        self.addDockWidget(area, dock)
-        return dock
-
-    def _build_docks(self) -> None:
-        left, right = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
-        bottom = Qt.DockWidgetArea.BottomDockWidgetArea
-        self.docks = {"workspace": self._dock("Workspace", self.tree, left),
-                      "tags": self._dock("Tags", self.tags, left), "details": self._dock("Details", self.detail, right),
-                      "problems": self._dock("Problems", self.problems, bottom)}
-        set_min_widths(self.docks)
-        self.resizeDocks([self.docks["workspace"], self.docks["details"]], [260, 380], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["problems"]], [110], Qt.Orientation.Vertical)
-        from ..targets_ui.panel import TargetsPanel  # the Targets dock: hidden until Training > Targets…
-        self.targets_panel = TargetsPanel(self.runner, lambda: self.workspace, self)
-        self.targets_panel.targetsChanged.connect(lambda: self.workbench.offer_targets())
-        self.docks["targets"] = self._dock("Targets", self.targets_panel, bottom)
-        self.docks["targets"].hide()
-
-    def _build_menus(self) -> None:
-        a, bench = self.actions, self.workbench
-        bar = self.menuBar()
-        file_menu = bar.addMenu("&File")
-        file_menu.addActions([a.open_workspace, a.open_dataset, a.open_text_file])
-        file_menu.addMenu(self.workspaces.recent_menu)
-        file_menu.addAction(a.open_demo)
-        file_menu.addSeparator()
-        train_menu = bar.addMenu("&Training")
-        train_menu.addActions([bench.new_training_action, bench.open_config_action])
-        train_menu.addAction("&Import kohya Config…", bench.import_kohya)
-        train_menu.addSeparator()
-        train_menu.addAction("Show &Runs", QKeySequence("Ctrl+3"), bench.show_runs)
-        train_menu.addAction("Show &Fleet (Targets and Queue)", QKeySequence("Ctrl+4"), bench.show_fleet)
-        train_menu.addAction("&Targets…", self.targets_panel.reveal)
-        file_menu.addActions([a.save, a.reload])
-        file_menu.addMenu(self.datasets.convert_menu)
-        file_menu.addSeparator()
-        file_menu.addActions([a.add_images, a.trash])
-        file_menu.addSeparator()
-        file_menu.addAction(a.quit)
-
-        edit_menu = self.edit_menu = bar.addMenu("&Edit")
-        edit_menu.addActions([self.undo_action, self.redo_action])
-        edit_menu.addSeparator()
-        edit_menu.addActions([a.edit_caption, a.bulk_edit, a.add_tag, a.prepend_trigger, a.find_replace,
-                              self.autocaption.action])
-        edit_menu.addSeparator()
-        edit_menu.addActions([a.select_all, a.next_image, a.previous_image, a.resolve_conflicts])
-
-        view_menu = bar.addMenu("&View")
-        group = QActionGroup(self)
-        for action in (a.icon_mode, a.table_mode):
-            group.addAction(action)
-            view_menu.addAction(action)
-        view_menu.addAction(a.focus_filter)
-        view_menu.addSeparator()
-        for dock in self.docks.values():
-            view_menu.addAction(dock.toggleViewAction())
-        view_menu.addSeparator()
-        view_menu.addMenu(self.theme.menu)
-        bar.addMenu("&Help").addAction(a.about)
-
-    def _build_toolbar(self) -> None:
-        a = self.actions
-        toolbar = QToolBar("Main", self)
-        toolbar.setObjectName("toolbar-main")
-        toolbar.setMovable(False)
-        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.workbench.new_training_action.setIcon(icon("demo"))
-        for item in (a.open_workspace, a.save, None, self.undo_action, self.redo_action, None, a.icon_mode, a.table_mode,
-                     None, a.bulk_edit, a.find_replace, self.autocaption.action, None, a.reload, None,
-                     self.workbench.new_training_action):
-            toolbar.addSeparator() if item is None else toolbar.addAction(item)
-        for action in (self.undo_action, self.redo_action, a.reload, a.icon_mode, a.table_mode):
-            toolbar.widgetForAction(action).setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
-        self.addToolBar(toolbar)
-        self.toolbar = toolbar
-
+    # -- wiring ---------------------------------------------------------------------------
     def _connect(self) -> None:
         a, grid, datasets, workspaces = self.actions, self.grid, self.datasets, self.workspaces
         a.open_workspace.triggered.connect(workspaces.ask_workspace)

@@ -1,0 +1,57 @@
+"""The Runs page's words for the run it shows: the details line under the progress bar (epoch,
+speed, memory, time left, heartbeat, where it runs) and the error line. Pure text from the
+run's summary, status and metrics; the page (:mod:`.monitor_page`) puts it in its labels.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..targets.placement import Placement
+from ..targets.runs import RunSummary
+from .runs_model import age_text
+from .series import MetricSeries
+
+# The states in which the trainer works towards its last step, so a time left means something.
+_WORKING = ("training", "sampling", "saving", "preparing")
+_ENDED = ("completed", "stopped", "failed")
+
+
+def _eta(seconds: float | None) -> str:
+    if not seconds or math.isnan(seconds):
+        return "—"
+    return age_text(seconds)
+
+
+def details_text(summary: RunSummary, status: dict, series: MetricSeries | None, placement: Placement | None) -> str:
+    """The details line: where the run is and how fast it goes, its parts joined by " · "."""
+    parts = [f"epoch {status.get('epoch', '—')} of {status.get('total_epochs', '—')}"]
+    if summary.state == "queued":  # held by a Ray cluster: no trainer yet, so no epoch either
+        parts = ["waits in the Ray cluster's queue for a node with the GPUs and CPUs it asks for"]
+    if series is not None and len(series):
+        rate, tokens = series.column("samples_per_s")[-1], series.column("tokens_per_s")[-1]
+        if not math.isnan(tokens):  # a language model: its rate is in tokens
+            parts.append(f"{tokens:,.0f} tokens/s ({rate:.1f} examples/s)")
+        elif not math.isnan(rate):
+            parts.append(f"{rate:.2f} images/s")
+        memory = series.column("mem_gb")[-1]
+        if not math.isnan(memory):
+            parts.append(f"GPU memory {memory:.1f} GB")
+    if summary.state in _WORKING:
+        parts.append(f"ETA {_eta(status.get('eta_s'))}")
+    if summary.heartbeat_age_s is not None and summary.state not in _ENDED:
+        parts.append(f"heartbeat {age_text(summary.heartbeat_age_s)} ago")
+    if placement is not None:  # a multi-node run: its nodes are listed below the line
+        parts.append(f"on {placement.describe()} (below)")
+    elif summary.target:
+        parts.append(f"on {summary.target}{' (' + summary.host + ')' if summary.host else ''}")
+    return " · ".join(parts)
+
+
+def error_text(summary: RunSummary) -> str:
+    """Why the run stopped, with what to do ("" when nothing is wrong)."""
+    if summary.state == "lost":
+        return ("The trainer stopped sending heartbeats and its process is gone (the machine may have "
+                "died). Resume continues from the last checkpoint.")
+    error = summary.error or {}
+    return f"{error.get('message', '')}" + (f" — {error['hint']}" if error.get("hint") else "")
