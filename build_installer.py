@@ -46,11 +46,11 @@ EXCLUDES = ("torch", "torchvision", "diffusers", "transformers", "peft", "accele
             "pyqtgraph.opengl", "OpenGL", "PySide6.QtTest")
 # The torch-free trainer modules the app imports; listed so a lazy import is never missed.
 TRAINER_MODULES = ("trainer.config", "trainer.config.schema", "trainer.config.loader", "trainer.config.migrate",
-                   "trainer.config.family_checks",
+                   "trainer.config.family_checks", "trainer.config.value_checks", "trainer.config.cross_checks",
                    "trainer.config.yaml_edit", "trainer.config.kohya_import", "trainer.captions", "trainer.images",
                    "trainer.dataset_scan", "trainer.rundir", "trainer.fsutil", "trainer.buckets",
                    "trainer.estimate", "trainer.demo_workspace", "trainer.checkpoint", "trainer.problems",
-                   "trainer.model_family", "trainer.causal_lm_folder", "trainer.model_check", "trainer.labeling.registry",
+                   "trainer.model_family", "trainer.family_specs", "trainer.model_keys", "trainer.causal_lm_folder", "trainer.model_check", "trainer.labeling.registry",
                    "trainer.labeling.merge", "trainer.labeling.args", "trainer.labeling.errors",
                    "trainer.labeling.model_search", "trainer.labeling.base", "trainer.labeling.wd14",
                    "trainer.labeling.image_to_text", "trainer.llm", "trainer.llm.formats", "trainer.llm.rows",

@@ -28,6 +28,7 @@ class Setting:
     precision: str = "bf16"
     gradient_checkpointing: bool = False
     lora_target: str = "attention_ff"
+    quantization_bit: str = "none"  # "8": the denoiser's base weights in int8 (Flux.1 on a 24 GB GPU)
     target: dict[str, float] = field(default_factory=dict)  # {"mfu_min": 0.45} / {"peak_vram_gb_max": 4}
 
 
@@ -92,6 +93,7 @@ def image_config(setting: Setting, data: Path, out: Path, device: str):
            "output_dir": str(out), "resolution": setting.resolution, "enable_bucket": False,
            "batch_size": setting.batch_size, "lora_rank": setting.rank, "lora_target": setting.lora_target,
            "mixed_precision": setting.precision, "gradient_checkpointing": setting.gradient_checkpointing,
+           "quantization_bit": setting.quantization_bit,
            "cache_latents": "memory", "cache_text_encoder_outputs": True, "num_workers": 2, "save_steps": 0,
            "tensorboard": False, "device": device, "max_train_steps": 1000, "learning_rate": 1e-4}
     config, problems = validate_mapping(raw, check_paths=False)

@@ -21,7 +21,8 @@ the time budget (--budget-s) allows: the issue's target settings come first.
 
 Targets (issue 19, H200-class GPU): SD 1.5 512 px batch 8 bf16 rank 8: mfu >= 0.45; SD 1.5 batch 1
 rank 8 cached latents: peak <= 4 GB; SDXL 1024 px batch 1 rank 16 gradient checkpointing, latents
-and text cached: peak <= 10 GB.
+and text cached: peak <= 10 GB. Issue 16: Flux.1-dev 1024 px batch 1 rank 16 with gradient
+checkpointing and 8-bit base weights fits a 24 GB GPU (peak <= 24 GB).
 
 Usage: python bench/gpu_train.py [--quick] [--device cuda|cpu] [--peak-tflops N] [--budget-s S]
        [--only sd,sdxl,flux,llm] [--no-compile]
@@ -78,6 +79,8 @@ def settings(quick: bool) -> list[Setting]:
             Setting("sdxl_1024_b1_r16_gc_cached", "sdxl", 1024, 1, 16, gradient_checkpointing=True,
                     target={"peak_vram_gb_max": 10.0}),
             Setting("flux_dev_1024_b1_r16_gc_cached", "flux", 1024, 1, 16, gradient_checkpointing=True),
+            Setting("flux_dev_1024_b1_r16_gc_cached_int8", "flux", 1024, 1, 16, gradient_checkpointing=True,
+                    quantization_bit="8", target={"peak_vram_gb_max": 24.0}),  # Flux.1-dev LoRA on a 24 GB GPU
             Setting("llm_1b_1024tok_b8_r16", "llm", 1024, 8, 16, lora_target="attention_mlp")]
 
 

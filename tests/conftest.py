@@ -25,7 +25,8 @@ class TinyFamilyModel:
 
     family: str
     diffusers_dir: Path
-    single_file: Path | None  # None where the family's tiny model is a folder only (Flux.1)
+    # None where the family's single files need other files named (Flux.1, SD3: their files lie in split/, single/)
+    single_file: Path | None
 
     @property
     def base_model(self) -> Path:
@@ -36,7 +37,7 @@ class TinyFamilyModel:
 @pytest.fixture(scope="session")
 def tiny_model_of(tmp_path_factory) -> Callable[[str], TinyFamilyModel]:
     """``tiny_model_of(variant)``: the tiny model of a `make-tiny-model --family` variant (sd1, sd2,
-    sdxl, flux), made once per session by the real command and shared by every test that asks."""
+    sdxl, flux, sd3), made once per session by the real command and shared by every test that asks."""
     made: dict[str, TinyFamilyModel] = {}
 
     def get(variant: str) -> TinyFamilyModel:

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 FAMILIES = ("sd1", "sd2", "sdxl")
-COMFYUI_FAMILIES = (*FAMILIES, "flux")  # A1111 has no Flux.1 (Forge has; not restated here)
+COMFYUI_FAMILIES = (*FAMILIES, "flux", "sd3")  # A1111 has neither Flux.1 nor SD3 (Forge has; not restated here)
 
 LORA_DOWN = "lora_down.weight"
 LORA_UP = "lora_up.weight"
@@ -73,6 +73,24 @@ def flux_checkpoint_keys(transformer_keys: Iterable[str], clip_l_keys: Iterable[
     """
     keys = [UNET_CKPT_PREFIX + k.removeprefix(UNET_CKPT_PREFIX) for k in transformer_keys]
     return keys + ["clip_l.transformer." + k for k in clip_l_keys]
+
+
+def sd3_checkpoint_keys(checkpoint_keys: Iterable[str], clip_l_keys: Iterable[str] = (), clip_g_keys: Iterable[str] = (),
+                        t5_keys: Iterable[str] = ()) -> list[str]:
+    """The keys of SD3 loaded from a checkpoint and TripleCLIPLoader's files, as one checkpoint for
+    :func:`comfyui_model_state`.
+
+    A checkpoint bundles the text encoders under ``text_encoders.clip_l.``, ``.clip_g.`` and ``.t5xxl.``
+    (each ``transformer.`` + Hugging Face names). TripleCLIPLoader loads its three files into the same three
+    models of comfy/text_encoders/sd3_clip.py ``SD3ClipModel`` (``load_sd``, which tells a file's kind by its
+    layer count: layer 30 means CLIP-G, layer 1 CLIP-L, else T5; a tiny CLIP-G of two layers would be taken
+    for CLIP-L there, so here each file counts for what it is named), so their keys land where the bundled
+    ones do.
+    """
+    keys = list(checkpoint_keys)
+    for name, file_keys in (("clip_l", clip_l_keys), ("clip_g", clip_g_keys), ("t5xxl", t5_keys)):
+        keys += [f"text_encoders.{name}.transformer.{k}" for k in file_keys]
+    return keys
 
 
 def lora_modules(lora_keys: Iterable[str]) -> dict[str, set[str]]:
@@ -343,7 +361,8 @@ def comfyui_model_state(checkpoint_keys: Iterable[str], family: str) -> dict[str
     SD20 renames the OpenCLIP model to ``clip_h.`` and converts it to the HF layout,
     SDXL renames ``conditioner.embedders.0.transformer.text_model`` to
     ``clip_l.transformer.text_model`` and converts ``conditioner.embedders.1.model.`` as ``clip_g``.
-    Flux.1 comes as split files: see :func:`flux_checkpoint_keys`.
+    Flux.1 comes as split files: see :func:`flux_checkpoint_keys`; SD3 as a checkpoint, with its text
+    encoders bundled or beside it: see :func:`sd3_checkpoint_keys`.
     """
     _check_family(family, COMFYUI_FAMILIES)
     state: dict[str, Target] = {}
@@ -352,6 +371,10 @@ def comfyui_model_state(checkpoint_keys: Iterable[str], family: str) -> dict[str
             state["diffusion_model." + key[len(UNET_CKPT_PREFIX):]] = Target(key)
         elif family == "flux" and key.startswith("clip_l.transformer.text_model."):
             state[key] = Target(key)  # already ComfyUI's name (flux_checkpoint_keys)
+        elif family == "sd3" and key.startswith("text_encoders."):
+            # comfy/supported_models.py SD3: text_encoder_key_prefix ["text_encoders."], which
+            # supported_models_base.py BASE.process_clip_state_dict strips (clip_l., clip_g., t5xxl. remain).
+            state[key[len("text_encoders."):]] = Target(key)
         elif family == "sd1" and key.startswith("cond_stage_model."):
             rest = key[len("cond_stage_model."):]
             if rest.startswith("transformer.") and not rest.startswith("transformer.text_model."):
@@ -396,7 +419,12 @@ def comfyui_key_map(model_state: Iterable[str], unet_config: Mapping[str, Any] |
     - the six layer modules of ``LORA_CLIP_MAP`` in text-encoder layers 0..31: ``clip_l`` and
       ``clip_h`` as ``lora_te_``/``lora_te1_``; ``clip_g`` as ``lora_te2_`` once a ``clip_l``
       layer has been seen (SDXL), else as ``lora_te_`` (a clip_g-only model, the refiner);
+    - every ``t5xxl.transformer.<X>.weight`` as ``lora_te<n>_<X>``, n counting the CLIPs present (SD3: 3);
     - ``text_projection`` of clip_g/clip_l as ``lora_te2_``/``lora_te1_text_projection``.
+
+    For SD3 (and Flux.1) the first rule is the whole of the kohya transformer names: ComfyUI's MMDiT
+    (comfy/ldm/modules/diffusionmodules/mmdit.py) has the original checkpoint's module names
+    (``joint_blocks.N.x_block.attn.qkv``), so sd-scripts' ``lora_unet_joint_blocks_N_x_block_attn_qkv`` maps.
     """
     keys = set(model_state)
     key_map: dict[str, str] = {}
@@ -423,6 +451,17 @@ def comfyui_key_map(model_state: Iterable[str], unet_config: Mapping[str, Any] |
                     key_map[f"lora_te2_text_model_encoder_{suffix}"] = key
                 else:
                     key_map[f"lora_te_text_model_encoder_{suffix}"] = key
+    # T5 (SD3's third encoder, OneTrainer's LoRAs): every t5xxl.transformer.<X>.weight as lora_te<n>_<X>, n being
+    # 1 + the CLIPs present (3 for SD3; Flux.1's T5 also answers to lora_te2_).
+    clip_g_seen = any(k.startswith("clip_g.transformer.text_model.encoder.layers.") for k in keys)
+    for key in keys:
+        if key.startswith("t5xxl.transformer.") and key.endswith(".weight"):
+            name = key[len("t5xxl.transformer."):-len(".weight")].replace(".", "_")
+            index = 1 + clip_g_seen + clip_l_seen
+            if clip_l_seen and index == 2:
+                key_map[f"lora_te2_{name}"] = key
+                index += 1
+            key_map[f"lora_te{index}_{name}"] = key
     if "clip_g.transformer.text_projection.weight" in keys:
         key_map["lora_te2_text_projection"] = "clip_g.transformer.text_projection.weight"
     if "clip_l.transformer.text_projection.weight" in keys:
@@ -465,6 +504,72 @@ def comfyui_unmapped(lora_keys: Iterable[str], checkpoint_keys: Iterable[str], f
     lora_keys = list(lora_keys)
     mapped = comfyui_targets(lora_keys, checkpoint_keys, family, unet_config)
     return sorted(m for m in lora_modules(lora_keys) if m not in mapped)
+
+
+# comfy/utils.py MMDIT_MAP_BLOCK: a joint block's diffusers module -> its MMDiT module (one to one).
+_COMFY_MMDIT_BLOCK = {
+    "norm1_context.linear": "context_block.adaLN_modulation.1", "attn.to_add_out": "context_block.attn.proj",
+    "ff_context.net.0.proj": "context_block.mlp.fc1", "ff_context.net.2": "context_block.mlp.fc2",
+    "norm1.linear": "x_block.adaLN_modulation.1", "attn.to_out.0": "x_block.attn.proj",
+    "attn2.to_out.0": "x_block.attn2.proj", "ff.net.0.proj": "x_block.mlp.fc1", "ff.net.2": "x_block.mlp.fc2",
+}
+# comfy/utils.py mmdit_to_diffusers: the split projections -> (fused MMDiT layer, which third of its rows).
+_COMFY_MMDIT_QKV = {
+    "attn.to_q": ("x_block.attn.qkv", "q"), "attn.to_k": ("x_block.attn.qkv", "k"),
+    "attn.to_v": ("x_block.attn.qkv", "v"),
+    "attn.add_q_proj": ("context_block.attn.qkv", "q"), "attn.add_k_proj": ("context_block.attn.qkv", "k"),
+    "attn.add_v_proj": ("context_block.attn.qkv", "v"),
+    "attn2.to_q": ("x_block.attn2.qkv", "q"), "attn2.to_k": ("x_block.attn2.qkv", "k"),
+    "attn2.to_v": ("x_block.attn2.qkv", "v"),
+}
+
+
+def comfyui_sd3_diffusers_key_map(num_blocks: int) -> dict[str, Target]:
+    """ComfyUI's map of SD3's diffusers-format LoRA names: module -> the model weight (and row third) it patches.
+
+    Restates comfy/lora.py ``model_lora_keys_unet`` (its ``comfy.model_base.SD3`` branch: every ``.weight`` of
+    ``mmdit_to_diffusers`` as ``transformer.<diffusers module>``) for the joint blocks, and
+    ``model_lora_keys_clip``'s diffusers names of the CLIPs (``text_encoder.text_model.encoder.layers.N.<module>``
+    for clip_l, ``text_encoder_2.`` for clip_g). ComfyUI finds a module's tensors as
+    ``<module>.lora_B.weight`` / ``.lora_A.weight`` (comfy/lora.py ``load_lora``'s diffusers2 form).
+    ``mmdit_to_diffusers`` slices q, k and v out of ``qkv`` at multiples of ``64 * depth`` (the model's width);
+    a tiny model's width is no multiple of 64, so the thirds are named here (``Target.part``), not offsets. Its
+    last block's context modulation is also mapped with ComfyUI's scale/shift swap; not modelled here (the
+    same weight is patched).
+    """
+    key_map: dict[str, Target] = {}
+    for block in range(num_blocks):
+        source, target = f"transformer.transformer_blocks.{block}.", f"diffusion_model.joint_blocks.{block}."
+        for diffusers, mmdit in _COMFY_MMDIT_BLOCK.items():
+            key_map[source + diffusers] = Target(f"{target}{mmdit}.weight")
+        for diffusers, (mmdit, part) in _COMFY_MMDIT_QKV.items():
+            key_map[source + diffusers] = Target(f"{target}{mmdit}.weight", part)
+    for layer in range(_COMFY_CLIP_LAYERS_SCANNED):
+        for hf_name in _COMFY_CLIP_LAYER_MODULES:
+            for component, clip in (("text_encoder", "clip_l"), ("text_encoder_2", "clip_g")):
+                key_map[f"{component}.text_model.encoder.layers.{layer}.{hf_name}"] = \
+                    Target(f"{clip}.transformer.text_model.encoder.layers.{layer}.{hf_name}.weight")
+    return key_map
+
+
+def comfyui_sd3_diffusers_targets(lora_keys: Iterable[str], checkpoint_keys: Iterable[str]) -> dict[str, Target]:
+    """The modules of a diffusers-format SD3 LoRA file (``transformer.<module>.lora_A.weight`` ...) that ComfyUI
+    applies, each with the checkpoint weight (and its row third, for a fused ``qkv``) it patches; see
+    :func:`comfyui_sd3_diffusers_key_map`. ``checkpoint_keys``: as :func:`sd3_checkpoint_keys` gives them."""
+    state = comfyui_model_state(checkpoint_keys, "sd3")
+    blocks = {int(k.split(".")[2]) for k in state if k.startswith("diffusion_model.joint_blocks.")}
+    key_map = comfyui_sd3_diffusers_key_map(max(blocks, default=-1) + 1)
+    modules: dict[str, set[str]] = {}
+    for key in lora_keys:
+        for part in ("lora_A.weight", "lora_B.weight"):
+            if key.endswith("." + part):
+                modules.setdefault(key[:-len(part) - 1], set()).add(part)
+    targets: dict[str, Target] = {}
+    for module, parts in modules.items():
+        target = key_map.get(module)
+        if target is not None and len(parts) == 2 and target.key in state:
+            targets[module] = Target(state[target.key].key, target.part)
+    return targets
 
 
 # =====================================================================================

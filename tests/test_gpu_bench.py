@@ -49,6 +49,16 @@ def test_quick_cpu_run_prints_sane_figures_for_every_family():
     assert summary["elapsed_s"] < 60
 
 
+def test_every_full_size_setting_makes_a_config_the_trainer_accepts(tmp_path):
+    """A GPU session must not find out on the device that a setting's config is refused."""
+    from bench.gpu_step import image_config
+    from bench.gpu_train import settings
+    for setting in settings(quick=False):
+        if setting.family != "llm":
+            config = image_config(setting, tmp_path / "data", tmp_path / setting.name, "cuda")
+            assert config["quantization_bit"] == setting.quantization_bit, setting.name
+
+
 def test_known_gpus_get_their_dense_bf16_peak():
     assert peak_tflops_of("NVIDIA H200") == 989.4
     assert peak_tflops_of("NVIDIA H100 80GB HBM3") == 989.4

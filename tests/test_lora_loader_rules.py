@@ -266,9 +266,11 @@ def test_comfyui_reads_lora_te_as_clip_g_without_clip_l():
 
 def test_unknown_family_is_refused():
     with pytest.raises(ValueError, match="family"):
-        comfyui_unmapped([], SD1_CKPT, "sd3")
+        comfyui_unmapped([], SD1_CKPT, "auraflow")
     with pytest.raises(ValueError, match="family"):
         a1111_unmapped([], SD1_CKPT, "flux")
+    with pytest.raises(ValueError, match="family"):
+        a1111_unmapped([], SD1_CKPT, "sd3")
 
 
 # --------------------------------- the UNet name maps against our diffusers -> LDM converter

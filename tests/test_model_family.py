@@ -35,7 +35,9 @@ def _without(prefix: str) -> dict[str, list[int]]:
      "SDXL inpainting model .its UNet takes 9 input channels"),
     (_without("conditioner.embedders.0."), "without its CLIP-L text encoder"),
     (_without("conditioner.embedders.1."), "without its OpenCLIP bigG text encoder"),
-    ({"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": [1, 1]}, "SD3 models are not supported yet"),
+    ({"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": [1, 1]},
+     "is a Stable Diffusion 3 transformer without its VAE .first_stage_model"),
+    ({"joint_blocks.0.x_block.attn.qkv.weight": [1, 1]}, "not under model.diffusion_model. .a bare transformer"),
     ({"model.diffusion_model.double_blocks.0.img_attn.qkv.weight": [1, 1], "vae.decoder.conv_in.weight": [1, 1]},
      "is an all-in-one Flux.1 checkpoint"),
     ({"lora_unet_input_blocks_4_1_proj_in.lora_down.weight": [4, 640]}, "looks like a LoRA"),
@@ -57,7 +59,7 @@ def test_families_are_told_from_the_keys():
       "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"]}, "SDXL refiner"),
     ({"_class_name": "StableDiffusionXLInpaintPipeline"}, "inpainting model"),
     ({"_class_name": "FluxFillPipeline"}, "Flux.1 tools such as Fill or Kontext take extra inputs"),
-    ({"_class_name": "StableDiffusion3Pipeline"}, "SD3 models are not supported yet"),
+    ({"_class_name": "StableDiffusion3InpaintPipeline"}, "take extra inputs.; LoRA Studio trains text-to-image SD3"),
     ({"_class_name": "KandinskyPipeline"}, "is a KandinskyPipeline model folder"),
 ])
 def test_diffusers_folders_that_cannot_be_trained_are_named(tmp_path, index, expected):
@@ -138,8 +140,8 @@ def test_full_size_sdxl_layout_round_trips_and_gets_sd_scripts_names():
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     from trainer.models.ldm_export import clip_to_ldm, clip_to_open_clip_ldm, unet_module_names_to_ldm, unet_to_ldm
-    from trainer.models.ldm_single_file import (clip_text_config, clip_weights, infer_text_config, infer_unet_config,
-                                                open_clip_weights)
+    from trainer.models.ldm_configs import infer_unet_config
+    from trainer.models.ldm_text_encoder import clip_text_config, clip_weights, infer_text_config, open_clip_weights
 
     with torch.device("meta"):
         unet = UNet2DConditionModel(**SDXL_UNET)

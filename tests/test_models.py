@@ -34,14 +34,8 @@ from transformers import CLIPTextModel  # noqa: E402
 
 from trainer.models import ModelLoadError, build_pipeline, load_sd_model, make_tiny_model, offline_mode  # noqa: E402
 from trainer.models.ldm_export import clip_to_ldm, clip_to_open_clip_ldm, unet_to_ldm, vae_to_ldm  # noqa: E402
-from trainer.models.ldm_single_file import (  # noqa: E402
-    clip_text_config,
-    convert_text_encoder,
-    detect_family,
-    infer_text_config,
-    infer_unet_config,
-    infer_vae_config,
-)
+from trainer.models.ldm_configs import detect_family, infer_unet_config, infer_vae_config  # noqa: E402
+from trainer.models.ldm_text_encoder import clip_text_config, convert_text_encoder, infer_text_config  # noqa: E402
 from trainer.models.offline import is_offline_mode_enabled  # noqa: E402
 from trainer.models.family import vae_identity  # noqa: E402
 

@@ -130,7 +130,7 @@ def test_8_bit_base_weights_need_a_cuda_gpu_and_torchao(monkeypatch):
 
 
 @pytest.mark.parametrize("family, bits, message", [
-    ("sdxl", "8", "quantization_bit: 8 bits work with Flux.1 only, and the base model is SDXL "
+    ("sdxl", "8", "quantization_bit: 8 bits work with Flux.1 and Stable Diffusion 3/3.5 only, and the base model is SDXL "
                   "(set quantization_bit to none)"),
     ("flux", "4", "quantization_bit: 4 bits work with Language model (LLM) only, and the base model is Flux.1 "
                   "(set quantization_bit to none or 8)"),

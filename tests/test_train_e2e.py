@@ -104,8 +104,9 @@ def test_train_from_each_caption_format(tmp_path, tiny_model, fmt):
 KOHYA_PARTS = {"lora_unet_": "unet", "lora_te_": "text_encoder", "lora_te1_": "text_encoder",
                "lora_te2_": "text_encoder_2"}
 # Families whose tiny kohya files diffusers can read: its Flux.1 converter assumes Flux.1's
-# full sizes (3072 channels), so a tiny Flux.1 kohya file is checked against ComfyUI's key
-# rules and by its weights instead (tests/test_flux.py).
+# full sizes (3072 channels), and its SD3 loader reads diffusers' own keys only, so tiny Flux.1
+# and SD3 kohya files are checked against ComfyUI's key rules and by their weights instead
+# (tests/test_flux.py, tests/test_sd3.py).
 KOHYA_IN_DIFFUSERS = {"sd", "sdxl"}
 
 

@@ -38,9 +38,11 @@ def _build_parser() -> argparse.ArgumentParser:
     tiny = sub.add_parser("make-tiny-model", help="write a tiny random model (diffusers folder + single file)")
     tiny.add_argument("dir", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--family", choices=("sd1", "sd2", "sdxl", "flux", "llama"), default="sd1",
+    tiny.add_argument("--family", choices=("sd1", "sd2", "sdxl", "flux", "sd3", "llama"), default="sd1",
                       help="SD 1.x (CLIP), SD 2.x (OpenCLIP), SDXL (both encoders), Flux.1-dev (T5 + CLIP, a diffusers "
-                           "folder only) shapes, or a Llama causal LM with a BPE tokenizer and chat template (DIR/llama)")
+                           "folder and split files), SD3.5 Medium (CLIP-L, CLIP-G and T5: a diffusers folder, an "
+                           "all-in-one file and split files) shapes, or a Llama causal LM with a BPE tokenizer and chat "
+                           "template (DIR/llama)")
 
     kohya = sub.add_parser("import-kohya", help="turn a kohya_ss .json or sd-scripts .toml config into ours")
     kohya.add_argument("source", type=Path)

@@ -26,7 +26,7 @@ from typing import Any, Iterable
 
 from trainer.buckets import assign_bucket, buckets_for, count_batches, plan_steps
 from trainer.images import ImageProblem, image_size
-from trainer.model_family import FAMILIES_BY_ID, LLM, SD, FamilySpec
+from trainer.model_family import FAMILIES_BY_ID, LLM, SD, FamilySpec, MemoryFigures
 
 _CHECKPOINTING_FACTOR = 0.35
 _MB_PER_GIB = 2 ** 30 / 1e6  # the families' parameter counts are in millions, so their bytes in MB
@@ -124,11 +124,13 @@ def memory_levers(config: Any, spec: FamilySpec, estimate: Callable[[Any], Memor
     return tuple(rows)
 
 
-def estimate_memory(config: Any, family: str = "sd") -> MemoryEstimate:
-    """Peak GPU memory of a run from its config, with ``family``'s constants (see the module docstring)."""
+def estimate_memory(config: Any, family: str = "sd", variant: str = "") -> MemoryEstimate:
+    """Peak GPU memory of a run from its config, with ``family``'s constants (see the module docstring);
+    ``variant`` (a Detection's) picks a variant's sizes where the family has several (SD3 Medium, SD3.5 Large)."""
     spec = FAMILIES_BY_ID.get(family, SD)
-    estimate = _image_memory(config, spec)
-    return replace(estimate, levers=memory_levers(config, spec, lambda variant: _image_memory(variant, spec)))
+    memory = spec.memory_of(variant)
+    estimate = _image_memory(config, spec, memory)
+    return replace(estimate, levers=memory_levers(config, spec, lambda changed: _image_memory(changed, spec, memory)))
 
 
 def trained_encoders(config: Any, spec: FamilySpec) -> set[str]:
@@ -142,14 +144,14 @@ def trained_encoders(config: Any, spec: FamilySpec) -> set[str]:
     return {name for name in names if (second if name == "text_encoder_2" else first)}
 
 
-def _image_memory(config: Any, spec: FamilySpec) -> MemoryEstimate:
+def _image_memory(config: Any, spec: FamilySpec, memory: MemoryFigures) -> MemoryEstimate:
     """One image run's estimate (no levers): the parts on the GPU while training, then while sampling."""
-    params = spec.memory.params_m
+    params = memory.params_m
     half = config.mixed_precision in ("fp16", "bf16", "auto")
     weight_bytes = 2 if half else 4
     trained = trained_encoders(config, spec)
     denoiser = params["denoiser"] * weight_bytes
-    quantized = spec.memory.quantized_m if config.quantization_bit in spec.quantization_bits else 0.0
+    quantized = memory.quantized_m if config.quantization_bit in spec.quantization_bits else 0.0
     if quantized:  # one byte each (plus one scale per row: a few MB); the rest stays in the run's dtype
         denoiser = quantized + (params["denoiser"] - quantized) * weight_bytes
     encoders = sum(v * (4 if k in trained else weight_bytes) for k, v in params.items() if k.startswith("text_encoder"))
@@ -159,10 +161,10 @@ def _image_memory(config: Any, spec: FamilySpec) -> MemoryEstimate:
     latents_cached = config.cache_latents != "off"
     offloaded = (encoders if prompts_cached else 0.0) + (vae if latents_cached else 0.0)
     frozen = denoiser + encoders + vae - offloaded
-    lora = spec.memory.lora_params_per_rank_m[config.lora_target] * config.lora_rank * (1.6 if trained else 1.0)
+    lora = memory.lora_params_per_rank_m[config.lora_target] * config.lora_rank * (1.6 if trained else 1.0)
     lora_state = lora * (4 + 4 + _OPTIMIZER_STATE_BYTES.get(config.optimizer, 8))  # weights, gradients, optimizer
     scale = (config.resolution / spec.default_resolution) ** 2 * config.batch_size * (1.0 if half else 1.8)
-    activations = spec.memory.activations_gb * scale * (_CHECKPOINTING_FACTOR if config.gradient_checkpointing else 1.0)
+    activations = memory.activations_gb * scale * (_CHECKPOINTING_FACTOR if config.gradient_checkpointing else 1.0)
     activations += 0.3 * config.batch_size * len(trained)
     parts = {"model weights": frozen / _MB_PER_GIB, "LoRA training state": lora_state / _MB_PER_GIB,
              "activations": activations, "CUDA context": _CUDA_CONTEXT_GB}
@@ -171,7 +173,7 @@ def _image_memory(config: Any, spec: FamilySpec) -> MemoryEstimate:
         # that: the sampler's own activations come on top).
         parts[SAMPLES_PART] = max(0.0, offloaded / _MB_PER_GIB - activations)
     return MemoryEstimate(round(sum(parts.values()), 1), {k: round(v, 2) for k, v in parts.items()},
-                          f"{spec.label}: {spec.memory.source}")
+                          f"{spec.label}: {memory.source}")
 
 
 # Bytes per parameter of 4-bit NF4 weights with double-quantised scales (bitsandbytes' QLoRA).

@@ -29,6 +29,8 @@ class Conditioning:
 class PromptEncoder:
     """Turns captions into :class:`Conditioning`; subclasses implement :meth:`encode`."""
 
+    token_encoder = "CLIP"  # whose tokens :attr:`token_limit` counts (Flux.1's and SD3's: T5's)
+
     def __init__(self, tokenizers, device: torch.device, cache: bool, token_limit: int = 75) -> None:
         self.tokenizers = list(tokenizers)
         self.device = device
@@ -77,6 +79,31 @@ class PromptEncoder:
             self(unique[start:start + batch_size])
 
 
+class T5PromptEncoder(PromptEncoder):
+    """A prompt encoder whose captions T5's limit cuts off (Flux.1's, SD3's): T5's tokenizer is the last one;
+    the CLIPs before it see fewer tokens, but past T5's limit a word reaches no encoder."""
+
+    token_encoder = "T5"
+
+    def __init__(self, tokenizers, device: torch.device, cache: bool, max_tokens: int) -> None:
+        super().__init__(tokenizers, device, cache, token_limit=max_tokens - 1)  # T5 ends with one </s>
+        self.max_tokens = max_tokens
+
+    @property
+    def tokenizer(self):
+        """T5's tokenizer (the one that counts tokens)."""
+        return self.tokenizers[-1]
+
+    def count_tokens(self, caption: str) -> int:
+        """T5 tokens of a caption without the end token."""
+        return len(self.tokenizer(caption, truncation=False).input_ids) - 1
+
+    def t5_ids(self, captions: list[str]) -> torch.Tensor:
+        """T5 token ids padded/truncated to :attr:`max_tokens`, on the device."""
+        return self.tokenizer(captions, padding="max_length", max_length=self.max_tokens, truncation=True,
+                              return_tensors="pt").input_ids.to(self.device)
+
+
 def final_norm(text_encoder) -> torch.nn.Module:
     """A CLIP text encoder's final layer norm (transformers 5 has no `text_model` level in
     CLIPTextModel any more; CLIPTextModelWithProjection and older versions do)."""
@@ -108,5 +135,6 @@ def long_caption_warning(prompts: PromptEncoder, samples) -> tuple[str, str] | N
     if not long:
         return None
     names = ", ".join(s.image_path.name for s in long[:5]) + (" ..." if len(long) > 5 else "")
-    return (f"{len(long)} caption(s) are longer than {limit} CLIP tokens and will be cut off: {names}",
+    return (f"{len(long)} caption(s) are longer than {limit} {prompts.token_encoder} tokens and will be cut off: "
+            f"{names}",
             f"shorten those captions; words past {limit} tokens are ignored")

@@ -157,7 +157,8 @@ def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on
         result.problems.append(ConfigProblem(f"{Path(problem.path).name}: {problem.message}", problem.hint,
                                              option="train_data_dir", line=problem.line, path=problem.path))
     result.figures = run_figures(config, scan.items)
-    result.memory = estimate_memory(config, result.family.family if result.family else "sd")
+    result.memory = estimate_memory(config, result.family.family if result.family else "sd",
+                                    result.family.variant if result.family else "")
     speed = recent_speed(workspace, result.family.family if result.family else "sd")
     if speed and result.figures.total_steps:
         images = result.figures.total_steps * config.batch_size * config.gradient_accumulation_steps

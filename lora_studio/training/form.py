@@ -20,7 +20,7 @@ from .model_finder import FoundModel
 from .option_editors import OptionEditor, make_editor
 
 
-_ACRONYMS = {"lora": "LoRA", "lr": "LR", "snr": "SNR", "reso": "resolution", "n": "N", "clip": "CLIP", "l": "L",
+_ACRONYMS = {"lora": "LoRA", "lr": "LR", "snr": "SNR", "reso": "resolution", "n": "N", "clip": "CLIP", "l": "L", "g": "G",
              "ae": "AE (VAE)", "t5": "T5", "dora": "DoRA", "rslora": "rsLoRA", "len": "length", "val": "validation",
              "mlp": "MLP", "llm": "LLM", "ema": "EMA", "nan": "NaN", "tf32": "TF32", "cudnn": "cuDNN", "lokr": "LoKr",
              "loha": "LoHa"}

@@ -62,27 +62,31 @@ def _add(found: list[FoundModel], path: Path) -> bool:
     return True
 
 
-# Where ComfyUI keeps a split Flux.1 model's other parts, relative to its models/ folder,
-# and the names people download them under (the first that fits is taken).
+# Where ComfyUI keeps a split Flux.1 or SD3 model's other parts, relative to its models/ folder
+# (or to the checkpoint's own folder, as Stability AI's SD3.5 repositories have text_encoders/ beside
+# the checkpoint), and the names people download them under (the first that fits is taken).
 _COMPANION_PLACES = {
     "clip_l_path": (("clip", "text_encoders"), ("clip_l*.safetensors",)),
+    "clip_g_path": (("clip", "text_encoders"), ("clip_g*.safetensors",)),
     "t5_path": (("clip", "text_encoders"), ("t5xxl_fp16*.safetensors", "t5xxl*.safetensors")),
     "ae_path": (("vae",), ("ae*.safetensors", "*flux*.safetensors")),
-    "t5_tokenizer_path": (("", "clip", "text_encoders"), ("t5_tokenizer", "tokenizer_2")),
+    "t5_tokenizer_path": (("", "clip", "text_encoders"), ("t5_tokenizer", "tokenizer_2", "tokenizer_3")),
 }
 
 
 def find_companions(model: Path, wanted: tuple[str, ...]) -> dict[str, Path]:
     """The files a split model's ``wanted`` options name, found in ComfyUI's folders beside it
-    (``models/unet/flux1-dev.safetensors`` -> ``models/clip/clip_l.safetensors`` ...). Each
+    (``models/unet/flux1-dev.safetensors`` -> ``models/clip/clip_l.safetensors`` ...) or in the
+    model's own folder (``sd3.5_large.safetensors`` -> ``text_encoders/clip_g.safetensors``). Each
     candidate is checked by its header; blocking: call it from a worker."""
     from trainer.model_family import ModelKindError, check_companion
 
-    models = model.parent.parent
+    roots = (model.parent.parent, model.parent)
     found: dict[str, Path] = {}
     for option in wanted:
         folders, patterns = _COMPANION_PLACES.get(option, ((), ()))
-        candidates = (path for folder in folders for pattern in patterns for path in sorted((models / folder).glob(pattern)))
+        candidates = (path for root in roots for folder in folders for pattern in patterns
+                      for path in sorted((root / folder).glob(pattern)))
         for path in candidates:
             try:
                 check_companion(option, path)

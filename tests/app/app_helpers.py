@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -129,6 +131,34 @@ def on_real_x() -> bool:
     """Whether Qt draws on a real X server (then the screen is captured, window frames and all)."""
     import os
     return os.environ.get("QT_QPA_PLATFORM") == "xcb"
+
+
+@contextmanager
+def temporary_scene(build: Callable[[Path], Path]) -> Iterator[tuple[object, object, Path]]:
+    """For the screenshot scripts: a temporary app home, the workspace ``build(folder)`` makes in a temporary
+    folder, and the app with its main window shown on it (:func:`scene_window`)."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["LORA_STUDIO_HOME"] = str(Path(tmp) / "home")
+        workspace = build(Path(tmp))
+        app, window = scene_window(workspace)
+        yield app, window, workspace
+
+
+def place_sd3_files(models: Path, split: Path) -> Path:
+    """The tiny SD3.5 Medium's ``split`` files as ComfyUI users keep them under ``models``: the checkpoint
+    (without its text encoders) in checkpoints/, CLIP-L, CLIP-G and T5 in clip/, the T5 tokenizer beside
+    them. Returns the checkpoint."""
+    import shutil
+
+    for sub, name in (("checkpoints", "sd3.5-tiny-medium.safetensors"), ("clip", "clip_l.safetensors"),
+                      ("clip", "clip_g.safetensors"), ("clip", "t5xxl_tiny.safetensors")):
+        (models / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copy(split / name, models / sub / name)
+    shutil.copytree(split / "t5_tokenizer", models / "t5_tokenizer")
+    return models / "checkpoints" / "sd3.5-tiny-medium.safetensors"
 
 
 def save_screen(path: Path, widget) -> Path:

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app_helpers import screenshot, write_base_model_header
+from app_helpers import place_sd3_files, screenshot, write_base_model_header
 from trainer.config import validate_mapping
 from trainer.config.schema import OPTIONS, defaults
 from lora_studio.training.analysis import this_computer_has_cuda
@@ -289,6 +289,42 @@ def test_a_flux_transformer_file_gets_its_other_files_from_comfyuis_folders(page
     assert "fits a" in page.memory.text() and page.start_button.isEnabled()
     qtbot.wait(200)
     screenshot(page, "training_form_flux_split_files")
+
+
+def test_an_sd3_checkpoint_shows_its_family_options_and_gets_its_text_encoders(page, qtbot, workspace, tiny_model_of):
+    """An SD3.5 checkpoint without its text encoders: the badge says which SD3, the form shows SD3's options
+    (CLIP-G, T5, flow matching) and hides other families', and the three encoders and the T5 tokenizer are
+    found in ComfyUI's folders and filled in."""
+    place_sd3_files(workspace / "models", tiny_model_of("sd3").diffusers_dir.parent / "split")
+    page.analysis = None
+    page.form.base_model_editor.line.setText("../models/checkpoints/sd3.5-tiny-medium.safetensors")
+    qtbot.waitUntil(lambda: page.analysis is not None and page.analysis.family is not None
+                    and page.analysis.family.family == "sd3" and bool(page.raw.get("t5_tokenizer_path")),
+                    timeout=20_000)
+    assert {k: page.raw.get(k) for k in ("clip_l_path", "clip_g_path", "t5_path", "t5_tokenizer_path")} == {
+        "clip_l_path": "../models/clip/clip_l.safetensors", "clip_g_path": "../models/clip/clip_g.safetensors",
+        "t5_path": "../models/clip/t5xxl_tiny.safetensors", "t5_tokenizer_path": "../models/t5_tokenizer"}
+    assert page.form.base_model_editor.badge.text() == "SD3.5 Medium"
+    page.form.show_advanced.setChecked(True)  # the flow-matching options are advanced ones
+    qtbot.wait(200)
+    for name in ("clip_l_path", "clip_g_path", "t5_path", "t5_tokenizer_path", "timestep_sampling"):
+        assert _visible(page, name), name
+    for name in ("ae_path", "guidance_scale", "prediction_type", "min_snr_gamma", "clip_skip", "train_text_encoder_2",
+                 "lora_type"):
+        assert not _visible(page, name), name
+    assert "Stable Diffusion 3/3.5" in page.memory.text() and "SD3.5 Medium" in page.memory.text()
+    assert page.start_button.isEnabled(), _problem_texts(page)
+    qtbot.wait(200)
+    screenshot(page, "training_form_sd3_split_files")
+
+    large = workspace / "models" / "sd3.5-large"
+    (large / "transformer").mkdir(parents=True)
+    (large / "model_index.json").write_text('{"_class_name": "StableDiffusion3Pipeline"}', encoding="utf-8")
+    (large / "transformer" / "config.json").write_text('{"qk_norm": "rms_norm", "dual_attention_layers": []}',
+                                                       encoding="utf-8")
+    page.form.base_model_editor.line.setText("../models/sd3.5-large")
+    settle(qtbot, page)
+    assert page.form.base_model_editor.badge.text() == "SD3.5 Large" and "SD3.5 Large" in page.memory.text()
 
 
 def test_a_language_model_shows_the_text_options_and_hides_the_image_ones(page, qtbot, workspace):

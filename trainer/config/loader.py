@@ -8,17 +8,17 @@ app's form both call `load_config` / `validate_mapping`, so they can never disag
 from __future__ import annotations
 
 import difflib
-import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import yaml
 
+from trainer.config.cross_checks import adapt_bucket_range, cross_checks
 from trainer.config.migrate import migrate
 from trainer.config.family_checks import configured_model, family_checks, family_defaults
-from trainer.config.schema import OPTIONS, OPTIONS_BY_NAME, SCHEMA_VERSION, Option, defaults
+from trainer.config.schema import OPTIONS, OPTIONS_BY_NAME, SCHEMA_VERSION, defaults
+from trainer.config.value_checks import check_bounds, check_path, coerce, hint_for, resolve_path
 from trainer.problems import Problem
 
 # Keys that are not options but may appear at the top of a config file.
@@ -123,101 +123,7 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, list[ConfigProblem]]:
 
 
 # ---------------------------------------------------------------------------------------
-# Value checking
-
-
-def _describe_bounds(option: Option) -> str:
-    parts = []
-    if option.minimum is not None:
-        parts.append(f"{'>' if option.exclusive_minimum else '>='} {option.minimum:g}")
-    if option.maximum is not None:
-        parts.append(f"{'<' if option.exclusive_maximum else '<='} {option.maximum:g}")
-    return " and ".join(parts)
-
-
-def _coerce(option: Option, value: Any) -> tuple[Any, str | None]:
-    """Turn a YAML value into the option's type; returns (value, error message or None)."""
-    kind = option.type
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value, None
-        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "false", "no", "off"):
-            return value.strip().lower() in ("true", "yes", "on"), None
-        return None, f"must be true or false (got {value!r})"
-    if kind == "int":
-        if isinstance(value, bool):
-            return None, f"must be a whole number (got {value!r})"
-        if isinstance(value, int):
-            return value, None
-        if isinstance(value, float) and value.is_integer():
-            return int(value), None
-        if isinstance(value, str):
-            try:
-                number = float(value.strip())
-            except ValueError:
-                pass
-            else:
-                if number.is_integer():
-                    return int(number), None
-        return None, f"must be a whole number (got {value!r})"
-    if kind == "float":
-        if isinstance(value, bool):
-            return None, f"must be a number (got {value!r})"
-        if isinstance(value, (int, float)):
-            number = float(value)
-        elif isinstance(value, str):
-            # YAML 1.1 reads `2e-4` (no dot) as a string; accept it as the number it means.
-            try:
-                number = float(value.strip())
-            except ValueError:
-                return None, f"must be a number such as 1e-4 (got {value!r})"
-        else:
-            return None, f"must be a number (got {value!r})"
-        if not math.isfinite(number):
-            return None, f"must be a finite number (got {value!r})"
-        return number, None
-    if kind in ("str", "path"):
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value), None
-        return None, f"must be a {'path' if kind == 'path' else 'text value'} (got {value!r})"
-    if kind == "choice":
-        if option.bool_means is not None and (isinstance(value, bool) or str(value).lower() in ("true", "false")):
-            return option.bool_means[value is True or str(value).lower() == "true"], None
-        if isinstance(value, bool):
-            # YAML 1.1 reads an unquoted `off`/`no` as false and `on`/`yes` as true.
-            spellings = ("on", "yes", "true") if value else ("off", "no", "false")
-            value = next((v for v in option.choice_values() if v in spellings), value)
-        text = str(value)
-        values = option.choice_values()
-        for allowed in values:
-            if text.lower() == allowed.lower():
-                return allowed, None
-        return None, f"{value!r} is not one of: {', '.join(values)}"
-    if kind == "str_list":
-        if isinstance(value, str):
-            return [value], None
-        if isinstance(value, list) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
-            return [str(v) for v in value], None
-        return None, "must be a list of text lines"
-    raise AssertionError(f"unknown option type {kind}")
-
-
-def _check_bounds(option: Option, value: Any) -> str | None:
-    if option.type not in ("int", "float"):
-        return None
-    too_low = option.minimum is not None and (
-        value <= option.minimum if option.exclusive_minimum else value < option.minimum)
-    too_high = option.maximum is not None and (
-        value >= option.maximum if option.exclusive_maximum else value > option.maximum)
-    if too_low or too_high:
-        return f"must be {_describe_bounds(option)} (got {value:g})"
-    return None
-
-
-def _hint_for(option: Option) -> str:
-    if option.type == "choice":
-        return "use one of: " + "; ".join(f"{c.value} = {c.description.rstrip('.')}" for c in option.choices)
-    return option.help
+# Unknown keys
 
 
 def _did_you_mean(key: str) -> str:
@@ -226,80 +132,6 @@ def _did_you_mean(key: str) -> str:
     if close:
         return f"did you mean `{close[0]}`?"
     return "remove it, or see `python -m trainer schema` for the options"
-
-
-def _resolve_path(value: str, base_dir: Path | None) -> Path:
-    path = Path(os.path.expanduser(value))
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
-    return Path(os.path.normpath(path))
-
-
-def _check_path(option: Option, path: Path) -> str | None:
-    if not option.must_exist:
-        return None
-    if not path.exists():
-        return f"{path} does not exist"
-    if option.path_kind == "dir" and not path.is_dir():
-        return f"{path} is not a folder"
-    if option.path_kind == "file" and not path.is_file():
-        return f"{path} is not a file"
-    return None
-
-
-def _adapt_bucket_range(values: dict[str, Any], raw: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """Move a bucket bound the user did not set so that it holds the resolution, as kohya users expect
-    (`resolution: 128` alone is valid); yields a notice for each change. A bound set in the
-    config stays, and the cross checks report the conflict."""
-    if not values["enable_bucket"]:
-        return
-    resolution = values["resolution"]
-    if resolution < values["min_bucket_reso"] and "min_bucket_reso" not in raw:
-        values["min_bucket_reso"] = int(max(OPTIONS_BY_NAME["min_bucket_reso"].minimum, resolution // 2 // 8 * 8))
-        yield ("min_bucket_reso", f"set to {values['min_bucket_reso']} (the default, 256, is above resolution "
-               f"{resolution})")
-    if resolution > values["max_bucket_reso"] and "max_bucket_reso" not in raw:
-        values["max_bucket_reso"] = int(min(OPTIONS_BY_NAME["max_bucket_reso"].maximum, resolution * 2))
-        yield ("max_bucket_reso", f"set to {values['max_bucket_reso']} (the default, 1024, is below resolution "
-               f"{resolution})")
-
-
-def _cross_checks(values: dict[str, Any]) -> Iterator[tuple[str, str, str, str]]:
-    """Rules that involve several options: (option, message, hint, severity)."""
-    if values["min_bucket_reso"] > values["max_bucket_reso"]:
-        yield ("min_bucket_reso", f"({values['min_bucket_reso']}) is larger than max_bucket_reso ({values['max_bucket_reso']})",
-               "make min_bucket_reso <= resolution <= max_bucket_reso", "error")
-    if values["enable_bucket"] and not values["min_bucket_reso"] <= values["resolution"] <= values["max_bucket_reso"]:
-        yield ("resolution", f"({values['resolution']}) is outside the bucket range "
-               f"{values['min_bucket_reso']}-{values['max_bucket_reso']}", "widen min/max_bucket_reso or change resolution", "error")
-    for name in ("resolution", "sample_width", "sample_height"):
-        if values[name] % 8:
-            yield (name, f"({values[name]}) is not a multiple of 8", "Stable Diffusion needs sides that are multiples of 8", "error")
-    if values["bucket_reso_steps"] % 8:
-        yield ("bucket_reso_steps", f"({values['bucket_reso_steps']}) is not a multiple of 8", "use 64 (or 8, 16, 32)", "error")
-    if values["sample_every_n_steps"] and not values["sample_prompts"]:
-        yield ("sample_every_n_steps", "is set but sample_prompts is empty, so no samples will be made",
-               "add sample_prompts or set sample_every_n_steps to 0", "warning")
-    if values["text_encoder_lr"] is not None and not values["train_text_encoder"]:
-        yield ("text_encoder_lr", "is set but train_text_encoder is off, so it has no effect",
-               "turn train_text_encoder on or clear text_encoder_lr", "warning")
-    if values["keep_tokens"] and not values["shuffle_caption"]:
-        yield ("keep_tokens", "only matters when shuffle_caption is on", "turn shuffle_caption on or set keep_tokens to 0", "warning")
-    if values["use_dora"] and values["lora_type"] != "lora":
-        yield ("use_dora", f"applies to lora_type lora, not {values['lora_type']}",
-               "set lora_type: lora, or turn use_dora off", "error")
-    if values["optimizer"] == "AdamWScheduleFree" and values["ema_decay"]:
-        yield ("ema_decay", "cannot be used with AdamWScheduleFree, whose weights are an average already",
-               "clear ema_decay, or choose another optimizer", "error")
-    if values["optimizer"] == "AdamWScheduleFree" and values["lr_scheduler"] != "constant":
-        yield ("lr_scheduler", f"({values['lr_scheduler']}) cannot be used with AdamWScheduleFree, which replaces the "
-               "schedule (it warms up over lr_warmup_steps itself)", "set lr_scheduler: constant", "error")
-    if values["optimizer"] == "Prodigy" and values["learning_rate"] < 0.1:
-        yield ("learning_rate", f"({values['learning_rate']:g}) is very low for Prodigy, which expects about 1.0",
-               "set learning_rate to 1.0 with Prodigy", "warning")
-    elif values["optimizer"] != "Prodigy" and values["learning_rate"] > 0.01:
-        yield ("learning_rate", f"({values['learning_rate']:g}) is very high for {values['optimizer']} and will likely diverge",
-               "LoRA usually trains at 1e-4 to 5e-4", "warning")
 
 
 # ---------------------------------------------------------------------------------------
@@ -344,16 +176,16 @@ def validate_mapping(raw: Any, base_dir: Path | None = None, *, file: str | None
             if option.nullable or not option.required and option.default is None:
                 values[option.name] = None
             else:
-                problem(option.name, "is empty", _hint_for(option))
+                problem(option.name, "is empty", hint_for(option))
             continue
-        coerced, error = _coerce(option, value)
+        coerced, error = coerce(option, value)
         if error is None:
-            error = _check_bounds(option, coerced)
+            error = check_bounds(option, coerced)
         if error is not None:
-            problem(option.name, error, _hint_for(option))
+            problem(option.name, error, hint_for(option))
             continue
         if option.type == "path":
-            coerced = str(_resolve_path(coerced, base_dir))
+            coerced = str(resolve_path(coerced, base_dir))
         values[option.name] = coerced
 
     for option in OPTIONS:
@@ -361,7 +193,7 @@ def validate_mapping(raw: Any, base_dir: Path | None = None, *, file: str | None
             if option.name not in raw:
                 problem(option.name, "is missing", f"add `{option.name}:` — {option.help}")
         elif check_paths and option.type == "path" and values[option.name] is not None and option.name in raw:
-            error = _check_path(option, Path(values[option.name]))
+            error = check_path(option, Path(values[option.name]))
             if error:
                 problem(option.name, error, f"check the path; relative paths start at the config file's folder ({base_dir})"
                         if base_dir else "check the path")
@@ -372,7 +204,7 @@ def validate_mapping(raw: Any, base_dir: Path | None = None, *, file: str | None
 
     resume = values["resume"]
     if resume not in ("auto", "never"):
-        path = _resolve_path(resume, base_dir)
+        path = resolve_path(resume, base_dir)
         values["resume"] = str(path)
         if check_paths and not path.is_dir():
             problem("resume", f"{path} is not a checkpoint folder",
@@ -382,9 +214,9 @@ def validate_mapping(raw: Any, base_dir: Path | None = None, *, file: str | None
         detection = configured_model(values)
         for option, message in family_defaults(values, raw, detection):
             problem(option, message, "set resolution (and the bucket range) to choose the sizes yourself", "info")
-        for option, message in _adapt_bucket_range(values, raw):
+        for option, message in adapt_bucket_range(values, raw):
             problem(option, message, "set min_bucket_reso / max_bucket_reso to choose the range yourself", "info")
-        for option, message, hint, severity in (*_cross_checks(values), *family_checks(values, detection)):
+        for option, message, hint, severity in (*cross_checks(values), *family_checks(values, detection)):
             problem(option, message, hint, severity)
 
     if any(p.severity == "error" for p in problems):

@@ -142,8 +142,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_image_pixels", "int", 178_956_970, "Images with more pixels than this are refused as possible decompression bombs.",
            _DATA, advanced=True, minimum=1_000_000, maximum=10**12),
     # --- Model ------------------------------------------------------------------------
-    Option("base_model", "path", None, "Base model (Stable Diffusion 1.x/2.x or SDXL): a single `.safetensors` file or a "
-           "diffusers folder.", _MODEL, required=True, path_kind="file_or_dir", must_exist=True),
+    Option("base_model", "path", None, "Base model (Stable Diffusion 1.x/2.x, SDXL, Flux.1, SD3/3.5 or a language "
+           "model): a single `.safetensors` file or a diffusers folder.", _MODEL, required=True, path_kind="file_or_dir", must_exist=True),
     Option("model_family", "choice", "auto", "The base model's family. `auto` tells it from the model's files; a family "
            "named here must match them.", _MODEL, advanced=True,
            choices=(Choice("auto", "Tell the family from the model's files."),
@@ -161,17 +161,20 @@ OPTIONS: tuple[Option, ...] = (
            "(ChatGLM3 and older GLM). Loading runs that code: only for folders you trust.", _MODEL, advanced=True),
     Option("allow_pickle", "bool", False, "Allow `.ckpt/.pt/.bin` base models. A pickle file can run any code when loaded: "
            "only allow it for files you trust, or convert them to .safetensors.", _MODEL, advanced=True),
-    Option("clip_l_path", "path", None, "Flux.1 as split files: the CLIP-L text encoder (ComfyUI's "
-           "models/clip/clip_l.safetensors). Not needed for a diffusers folder.", _MODEL, nullable=True,
-           path_kind="file", must_exist=True),
-    Option("t5_path", "path", None, "Flux.1 as split files: the T5-XXL text encoder (such as ComfyUI's "
+    Option("clip_l_path", "path", None, "Flux.1 or SD3 as split files: the CLIP-L text encoder (ComfyUI's "
+           "models/clip/clip_l.safetensors). Not needed for a diffusers folder or an SD3 checkpoint that bundles it.",
+           _MODEL, nullable=True, path_kind="file", must_exist=True),
+    Option("clip_g_path", "path", None, "SD3 as split files: the CLIP-G (OpenCLIP bigG) text encoder (ComfyUI's "
+           "models/clip/clip_g.safetensors). Not needed for a diffusers folder or a checkpoint that bundles it.",
+           _MODEL, nullable=True, path_kind="file", must_exist=True),
+    Option("t5_path", "path", None, "Flux.1 or SD3 as split files: the T5-XXL text encoder (such as ComfyUI's "
            "models/clip/t5xxl_fp16.safetensors), a file or a folder of shards.", _MODEL, nullable=True,
            path_kind="file_or_dir", must_exist=True),
     Option("ae_path", "path", None, "Flux.1 as split files: the VAE (ComfyUI's models/vae/ae.safetensors).", _MODEL,
            nullable=True, path_kind="file", must_exist=True),
-    Option("t5_tokenizer_path", "path", None, "Flux.1 as split files: a folder with the T5 tokenizer (tokenizer.json or "
-           "spiece.model), such as FLUX.1-dev's tokenizer_2 folder or ComfyUI's comfy/text_encoders/t5_tokenizer.",
-           _MODEL, nullable=True, path_kind="dir", must_exist=True),
+    Option("t5_tokenizer_path", "path", None, "Flux.1 or SD3 as files: a folder with the T5 tokenizer (tokenizer.json "
+           "or spiece.model), such as FLUX.1-dev's tokenizer_2, SD3's tokenizer_3 or ComfyUI's "
+           "comfy/text_encoders/t5_tokenizer folder.", _MODEL, nullable=True, path_kind="dir", must_exist=True),
     # --- LoRA -------------------------------------------------------------------------
     Option("lora_rank", "int", 8, "LoRA rank (network dim): capacity of the adapter. 4-32 for styles and characters.", _LORA,
            minimum=1, maximum=1024, aliases=("network_dim",)),
@@ -238,16 +241,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("guidance_scale", "float", 1.0, "Flux.1-dev: the guidance the distilled model is given while training "
            "(1.0 is what diffusers and ai-toolkit use; sampling uses sample_guidance_scale).", _TRAIN, advanced=True,
            minimum=0.0, maximum=50.0),
-    Option("timestep_sampling", "choice", "logit_normal", "Flux.1: how training picks noise levels (flow matching), "
-           "shifted towards more noise for larger images as Flux.1 was trained.", _TRAIN, advanced=True, choices=(
+    Option("timestep_sampling", "choice", "logit_normal", "Flux.1 and SD3: how training picks noise levels (flow "
+           "matching), then shifted towards more noise as the model's scheduler says (Flux.1-dev: more for larger "
+           "images; SD3: shift 3).", _TRAIN, advanced=True, choices=(
                Choice("uniform", "Every noise level equally often."),
                Choice("logit_normal", "Middle noise levels more often (SD3's and sd-scripts' choice)."),
                Choice("mode", "Mode sampling with mode_scale (heavier tails)."))),
-    Option("logit_mean", "float", 0.0, "Flux.1: mean of logit_normal timestep sampling.", _TRAIN, advanced=True,
+    Option("logit_mean", "float", 0.0, "Flux.1 and SD3: mean of logit_normal timestep sampling.", _TRAIN, advanced=True,
            minimum=-10.0, maximum=10.0),
-    Option("logit_std", "float", 1.0, "Flux.1: standard deviation of logit_normal timestep sampling.", _TRAIN,
+    Option("logit_std", "float", 1.0, "Flux.1 and SD3: standard deviation of logit_normal timestep sampling.", _TRAIN,
            advanced=True, minimum=0.01, maximum=10.0),
-    Option("mode_scale", "float", 1.29, "Flux.1: scale of mode timestep sampling.", _TRAIN, advanced=True,
+    Option("mode_scale", "float", 1.29, "Flux.1 and SD3: scale of mode timestep sampling.", _TRAIN, advanced=True,
            minimum=0.0, maximum=10.0),
     Option("min_snr_gamma", "float", None, "Min-SNR loss weighting gamma (5 is common); empty turns it off.", _TRAIN,
            advanced=True, nullable=True, minimum=0.0, exclusive_minimum=True, maximum=100.0),
@@ -284,11 +288,11 @@ OPTIONS: tuple[Option, ...] = (
                Choice("bf16", "bfloat16 (RTX 30xx/A100 and newer): no loss scaling needed."))),
     Option("quantization_bit", "choice", "none", "Keep the frozen base model's weights in fewer bits on a CUDA GPU: "
            "a language model in 4 (QLoRA, needs bitsandbytes: a 7-8B model then trains in about 10 GB), Flux.1's "
-           "transformer in 8 (needs torchao: Flux.1-dev then trains on a 24 GB GPU). The LoRA trains in full "
+           "and SD3's transformer in 8 (needs torchao: Flux.1-dev then trains on a 24 GB GPU). The LoRA trains in full "
            "precision on top.", _MEM, advanced=True,
            choices=(Choice("none", "The base model in mixed_precision's dtype."),
                     Choice("4", "Language models: 4-bit NF4 weights with bf16 compute (QLoRA)."),
-                    Choice("8", "Flux.1: the transformer blocks' linear layers in 8 bits (int8, a scale per row): "
+                    Choice("8", "Flux.1 and SD3: the transformer blocks' linear layers in 8 bits (int8, a scale per row): "
                            "half of bf16's memory."))),
     Option("gradient_checkpointing", "bool", False, "Recompute activations in the backward pass: much less memory, ~20% slower.",
            _MEM),

@@ -4,25 +4,20 @@ The original layout (``flux1-dev.safetensors``, what ComfyUI loads and sd-script
 follow) fuses layers that diffusers keeps apart: a double block's q, k and v are one
 ``img_attn.qkv`` layer, and a single block's q, k, v and MLP input are one ``linear1``.
 One table below says which diffusers layers each original layer is, in order; every
-conversion (base weights both ways, LoRA names) reads it, so the layouts cannot drift apart.
-
-A fused layer is its parts stacked along the output dimension. The parts' sizes need no
-config: every part but the last has the model's width (the fused layer's input size), the
-last takes the rest (a single block's MLP is 4x wider). The final layer's modulation is
-stored as (shift, scale) in the original and (scale, shift) in diffusers.
+conversion (base weights both ways, LoRA names) reads it through :class:`.FusedLayout`, so
+the layouts cannot drift apart. The final layer's modulation is stored as (shift, scale) in
+the original and (scale, shift) in diffusers.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
 from torch import Tensor
 
-ORIGINAL_PREFIX = "model.diffusion_model."  # some repacks keep the transformer under it
+from .fused_layout import ORIGINAL_PREFIX, BlockKind, FusedLayout, block_count, strip_prefix
 
 # Original module -> the diffusers modules it is, in order (one entry: a plain rename).
 DOUBLE_BLOCK: dict[str, tuple[str, ...]] = {
@@ -38,109 +33,46 @@ SINGLE_BLOCK: dict[str, tuple[str, ...]] = {
     "modulation.lin": ("norm.linear",),
 }
 # RMS norms: the original's ``.scale`` is diffusers' ``.weight``.
-_DOUBLE_NORMS = {"img_attn.norm.query_norm": "attn.norm_q", "img_attn.norm.key_norm": "attn.norm_k",
-                 "txt_attn.norm.query_norm": "attn.norm_added_q", "txt_attn.norm.key_norm": "attn.norm_added_k"}
-_SINGLE_NORMS = {"norm.query_norm": "attn.norm_q", "norm.key_norm": "attn.norm_k"}
+_DOUBLE_NORMS = {"img_attn.norm.query_norm.scale": "attn.norm_q.weight",
+                 "img_attn.norm.key_norm.scale": "attn.norm_k.weight",
+                 "txt_attn.norm.query_norm.scale": "attn.norm_added_q.weight",
+                 "txt_attn.norm.key_norm.scale": "attn.norm_added_k.weight"}
+_SINGLE_NORMS = {"norm.query_norm.scale": "attn.norm_q.weight", "norm.key_norm.scale": "attn.norm_k.weight"}
 _OUTER: dict[str, tuple[str, ...]] = {
     "img_in": ("x_embedder",), "txt_in": ("context_embedder",),
     "time_in.in_layer": ("time_text_embed.timestep_embedder.linear_1",),
     "time_in.out_layer": ("time_text_embed.timestep_embedder.linear_2",),
     "vector_in.in_layer": ("time_text_embed.text_embedder.linear_1",),
     "vector_in.out_layer": ("time_text_embed.text_embedder.linear_2",),
+    # schnell has no guidance input: the layout leaves out what a file lacks.
     "guidance_in.in_layer": ("time_text_embed.guidance_embedder.linear_1",),
     "guidance_in.out_layer": ("time_text_embed.guidance_embedder.linear_2",),
     "final_layer.linear": ("proj_out",),
+    "final_layer.adaLN_modulation.1": ("norm_out.linear",),
 }
-_FINAL_MODULATION = ("final_layer.adaLN_modulation.1", "norm_out.linear")  # halves swapped
-BLOCK_KINDS = {"transformer_blocks": ("double_blocks", DOUBLE_BLOCK),
-               "single_transformer_blocks": ("single_blocks", SINGLE_BLOCK)}
-_DIFFUSERS_BLOCK = re.compile(r"^(transformer_blocks|single_transformer_blocks)\.(\d+)\.(.+)$")
+LAYOUT = FusedLayout(
+    blocks=(BlockKind("transformer_blocks", "double_blocks", DOUBLE_BLOCK, _DOUBLE_NORMS),
+            BlockKind("single_transformer_blocks", "single_blocks", SINGLE_BLOCK, _SINGLE_NORMS)),
+    outer_linears=_OUTER, outer_swapped=frozenset({"final_layer.adaLN_modulation.1"}))
+BLOCK_KINDS = {kind.diffusers: (kind.original, kind.linears) for kind in LAYOUT.blocks}
+
+__all__ = ["BLOCK_KINDS", "DOUBLE_BLOCK", "LAYOUT", "ORIGINAL_PREFIX", "SINGLE_BLOCK", "block_of",
+           "infer_transformer_config", "rotary_axes", "strip_prefix", "to_diffusers", "to_original"]
 
 
 def block_of(module: str) -> tuple[str, int, str] | None:
     """(block kind, index, layer) of a diffusers transformer module name, or None outside the blocks."""
-    match = _DIFFUSERS_BLOCK.match(module)
-    return (match[1], int(match[2]), match[3]) if match else None
-
-
-def _indices(keys: Sequence[str], prefix: str) -> list[int]:
-    return sorted({int(k[len(prefix):].split(".", 1)[0]) for k in keys if k.startswith(prefix)})
-
-
-def _linear_table(original_keys: Sequence[str]) -> Iterator[tuple[str, tuple[str, ...]]]:
-    """(original module, diffusers modules) for every linear layer of a model with these keys."""
-    yield from _OUTER.items()
-    for kind, (original, table) in BLOCK_KINDS.items():
-        for index in _indices(original_keys, original + "."):
-            for name, parts in table.items():
-                yield f"{original}.{index}.{name}", tuple(f"{kind}.{index}.{part}" for part in parts)
-
-
-def _norm_table(original_keys: Sequence[str]) -> Iterator[tuple[str, str]]:
-    for index in _indices(original_keys, "double_blocks."):
-        for name, part in _DOUBLE_NORMS.items():
-            yield f"double_blocks.{index}.{name}.scale", f"transformer_blocks.{index}.{part}.weight"
-    for index in _indices(original_keys, "single_blocks."):
-        for name, part in _SINGLE_NORMS.items():
-            yield f"single_blocks.{index}.{name}.scale", f"single_transformer_blocks.{index}.{part}.weight"
-
-
-def _swap_halves(tensor: Tensor) -> Tensor:
-    first, second = tensor.chunk(2, dim=0)
-    return torch.cat([second, first], dim=0)
-
-
-def _copy_the_rest(source: Mapping[str, Tensor], out: dict[str, Tensor], norms: list[tuple[str, str]],
-                   modulation: tuple[str, str]) -> None:
-    """The norms (renamed: ``(from, to)`` pairs) and the final modulation (its halves swapped)."""
-    for name, target in norms:
-        out[target] = source[name]
-    name, target = modulation
-    for suffix in ("weight", "bias"):
-        out[f"{target}.{suffix}"] = _swap_halves(source[f"{name}.{suffix}"])
-
-
-def strip_prefix(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """The transformer's weights without the ``model.diffusion_model.`` prefix some files carry."""
-    return {k.removeprefix(ORIGINAL_PREFIX): v for k, v in state.items()}
+    return LAYOUT.block_of(module)
 
 
 def to_diffusers(original: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """A ``FluxTransformer2DModel`` state dict from original-layout weights (fused layers split).
-
-    Raises KeyError naming a weight the original layout should have and ``original`` lacks.
-    """
-    original = strip_prefix(original)
-    keys = list(original)
-    out: dict[str, Tensor] = {}
-    for source, parts in _linear_table(keys):
-        if source + ".weight" not in original and source.startswith("guidance_in."):
-            continue  # schnell has no guidance input
-        weight = original[source + ".weight"]
-        width = weight.shape[1]
-        sizes = [width] * (len(parts) - 1) + [weight.shape[0] - width * (len(parts) - 1)]
-        for suffix in ("weight", "bias"):
-            tensor = original.get(f"{source}.{suffix}")
-            if tensor is not None:
-                for part, piece in zip(parts, torch.split(tensor, sizes, dim=0)):
-                    out[f"{part}.{suffix}"] = piece
-    _copy_the_rest(original, out, list(_norm_table(keys)), _FINAL_MODULATION)
-    return out
+    """A ``FluxTransformer2DModel`` state dict from original-layout weights (fused layers split)."""
+    return LAYOUT.to_diffusers(original)
 
 
 def to_original(diffusers: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Original-layout weights from a ``FluxTransformer2DModel`` state dict (split layers fused)."""
-    original_keys = [key.replace("single_transformer_blocks.", "single_blocks.").replace("transformer_blocks.",
-                                                                                         "double_blocks.")
-                     for key in diffusers]
-    out: dict[str, Tensor] = {}
-    for target, parts in _linear_table(original_keys):
-        for suffix in ("weight", "bias"):
-            pieces = [diffusers.get(f"{part}.{suffix}") for part in parts]
-            if all(piece is not None for piece in pieces):
-                out[f"{target}.{suffix}"] = torch.cat(pieces, dim=0)
-    _copy_the_rest(diffusers, out, [(b, a) for a, b in _norm_table(original_keys)], _FINAL_MODULATION[::-1])
-    return out
+    return LAYOUT.to_original(diffusers)
 
 
 def rotary_axes(head_dim: int) -> tuple[int, int, int]:
@@ -167,8 +99,8 @@ def infer_transformer_config(shapes: Mapping[str, Sequence[int]]) -> dict[str, A
         "patch_size": 1,
         "in_channels": int(in_channels),
         "out_channels": int(shapes["final_layer.linear.weight"][0]),
-        "num_layers": len(_indices(keys, "double_blocks.")),
-        "num_single_layers": len(_indices(keys, "single_blocks.")),
+        "num_layers": block_count(keys, "double_blocks."),
+        "num_single_layers": block_count(keys, "single_blocks."),
         "attention_head_dim": head_dim,
         "num_attention_heads": int(width) // head_dim,
         "joint_attention_dim": int(shapes["txt_in.weight"][1]),

@@ -25,7 +25,8 @@ from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransf
     UNet2DConditionModel  # noqa: E402
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel  # noqa: E402
 
-from .ldm_single_file import CLIP_VOCAB_SIZE, LDM_VAE_SCALING_FACTOR, clip_text_config  # noqa: E402
+from .ldm_configs import LDM_VAE_SCALING_FACTOR  # noqa: E402
+from .ldm_text_encoder import CLIP_VOCAB_SIZE, clip_text_config  # noqa: E402
 from .sd import load_bundled_tokenizer  # noqa: E402
 from .sdxl_single_file import SDXL_VAE_SCALING_FACTOR  # noqa: E402
 

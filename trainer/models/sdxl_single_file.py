@@ -3,9 +3,9 @@
 The file's keys: ``model.diffusion_model.*`` (the UNet, LDM layout, with ``label_emb`` for
 the added conditioning), ``first_stage_model.*`` (the VAE), ``conditioner.embedders.0.transformer.*``
 (CLIP ViT-L in the HF layout) and ``conditioner.embedders.1.model.*`` (OpenCLIP ViT-bigG
-with its ``text_projection``). As for SD (:mod:`.ldm_single_file`, whose inference rules this
-module reuses), every model is built from a config inferred from the tensor shapes and
-loaded with ``strict=True``.
+with its ``text_projection``). As for SD (:mod:`.ldm_single_file`, whose inference rules in
+:mod:`.ldm_configs` and :mod:`.ldm_text_encoder` this module reuses), every model is built
+from a config inferred from the tensor shapes and loaded with ``strict=True``.
 
 What the weights cannot say, and the rules used instead (they match diffusers' SDXL configs):
 CLIP-L uses quick_gelu and pads with its end token; OpenCLIP bigG uses exact gelu and pads
@@ -28,9 +28,9 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection  # noqa: E40
 
 from .errors import ModelLoadError  # noqa: E402
 from .ldm_file import SDXL_CLIP_L_PREFIX, SDXL_OPEN_CLIP_PREFIX, LdmCheckpoint  # noqa: E402
-from .ldm_single_file import (LAYOUT_HINT, build_unet_and_vae, clip_weights, load_strict, resolve_prediction_type,  # noqa: E402
-                              infer_text_config, infer_unet_config, infer_vae_config, open_clip_weights,
-                              resolve_image_size)
+from .ldm_configs import infer_unet_config, infer_vae_config, resolve_image_size, resolve_prediction_type  # noqa: E402
+from .ldm_single_file import LAYOUT_HINT, build_unet_and_vae, load_strict  # noqa: E402
+from .ldm_text_encoder import clip_weights, infer_text_config, open_clip_weights  # noqa: E402
 
 SDXL_VAE_SCALING_FACTOR = 0.13025
 

@@ -8,7 +8,7 @@ noise; what it proves is that the plumbing works.
 
 :func:`make_tiny_model` writes it twice: as a diffusers folder and as an original
 LDM-layout single file. Both load into the same model (the single-file inference rules
-in :mod:`trainer.models.ldm_single_file` reproduce the tiny configs exactly), which the
+in :mod:`trainer.models.ldm_configs` reproduce the tiny configs exactly), which the
 tests use to prove the LDM conversion in both directions.
 """
 
@@ -31,12 +31,8 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection  # noqa: E40
 
 from ..fsutil import atomic_write_bytes, replace_folder  # noqa: E402
 from .ldm_export import export_ldm_checkpoint  # noqa: E402
-from .ldm_single_file import (  # noqa: E402
-    CLIP_VOCAB_SIZE,
-    LDM_VAE_SCALING_FACTOR,
-    clip_text_config,
-    unet_attention_head_dim,
-)
+from .ldm_configs import LDM_VAE_SCALING_FACTOR, unet_attention_head_dim  # noqa: E402
+from .ldm_text_encoder import CLIP_VOCAB_SIZE, clip_text_config  # noqa: E402
 from .family import make_noise_scheduler  # noqa: E402
 from .sd import load_bundled_tokenizer  # noqa: E402
 from .sdxl_single_file import SDXL_VAE_SCALING_FACTOR  # noqa: E402
@@ -48,7 +44,7 @@ TINY_IMAGE_SIZE = 64  # pixels; the VAE halves it three times, so latents are 8x
 # attention work of SD at that size.)
 TINY_VAE_CHANNELS = (32, 32, 64, 64)
 TINY_UNET_CHANNELS = (32, 64)
-FAMILIES = ("sd1", "sd2", "sdxl", "flux")
+FAMILIES = ("sd1", "sd2", "sdxl", "flux", "sd3")
 # SDXL's encoders: CLIP-L-like and OpenCLIP-like, of different widths, as in SDXL (768 / 1280).
 TINY_SDXL_WIDTHS = (32, 64)
 TINY_SDXL_TIME_EMBED = 8  # SDXL: 256 channels per size/crop number
@@ -56,11 +52,12 @@ TINY_SDXL_TIME_EMBED = 8  # SDXL: 256 channels per size/crop number
 
 @dataclass(frozen=True)
 class TinyModelPaths:
-    """Where :func:`make_tiny_model` wrote the two forms of the same tiny model (Flux.1: the folder only)."""
+    """Where :func:`make_tiny_model` wrote the two forms of the same tiny model (Flux.1: the folder and split
+    files; SD3: the folder, an all-in-one file and split files)."""
 
     diffusers_dir: Path
     single_file: Path | None
-    # A model kept as split files (Flux.1): the main file and the options naming the others.
+    # A model kept as split files (Flux.1, SD3): the main file and the options naming the others.
     split_files: dict[str, Path] | None = None
 
 
@@ -211,6 +208,12 @@ def make_tiny_model(out_dir: Path | str, seed: int = 0, *, family: str = "sd1") 
         folder = make_tiny_flux(out_dir, seed)
         return TinyModelPaths(diffusers_dir=folder, single_file=None,
                               split_files={k: Path(out_dir) / "split" / v for k, v in SPLIT_FILES.items()})
+    if family == "sd3":
+        from . import tiny_sd3
+
+        folder = tiny_sd3.make_tiny_sd3(out_dir, seed)
+        return TinyModelPaths(diffusers_dir=folder, single_file=Path(out_dir) / "single" / tiny_sd3.SINGLE_FILE,
+                              split_files={k: Path(out_dir) / "split" / v for k, v in tiny_sd3.SPLIT_FILES.items()})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     unet, vae, text_encoder = build_tiny_models(seed, family)

@@ -32,7 +32,7 @@ from . import flux_layout  # noqa: E402
 from .flux import DEV_SCHEDULER  # noqa: E402
 from .flux_files import FLUX_VAE_SCALING, FLUX_VAE_SHIFT  # noqa: E402
 from .ldm_export import vae_to_ldm  # noqa: E402
-from .ldm_single_file import CLIP_VOCAB_SIZE, clip_text_config  # noqa: E402
+from .ldm_text_encoder import CLIP_VOCAB_SIZE, clip_text_config  # noqa: E402
 from .sd import load_bundled_tokenizer  # noqa: E402
 
 # The split files' names, as ComfyUI users have them (the transformer's says it is a tiny one).
