@@ -56,10 +56,18 @@ def node_log(index: int) -> str:
     return "train.log" if index == 0 else f"train.node{index + 1}.log"
 
 
+# torchrun's agents share one store server with the workers for the whole job by default, so the
+# keys of a round survive into the next: after a restart the node whose workers come up first read
+# the dead workers' gloo addresses of the round before, fail to connect, and use up the restarts.
+# A store of the round's own (torch's opt-out of the sharing) leaves nothing stale to read.
+ROUND_STORE = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+
+
 def node_env(target: Target) -> dict[str, str]:
-    """The network interface for NCCL and gloo, when the target names one."""
+    """The environment of torchrun on a node: a store per round, and the network interface for NCCL and
+    gloo when the target names one."""
     interface = target.network_interface.strip()
-    return {"NCCL_SOCKET_IFNAME": interface, "GLOO_SOCKET_IFNAME": interface} if interface else {}
+    return {**ROUND_STORE, **({"NCCL_SOCKET_IFNAME": interface, "GLOO_SOCKET_IFNAME": interface} if interface else {})}
 
 
 def torchrun_argv(target: Target, mapped: MappedJob, *, nnodes: int, nproc: int, endpoint: str, rdzv_id: str,

@@ -255,8 +255,9 @@ def test_the_torchrun_command_and_what_cannot_be_a_node(tmp_path):
                      "--rdzv-endpoint": "10.0.0.5:29500", "--rdzv-id": "r-1", "--rdzv-conf": "is_host=1",
                      "--max-restarts": "3", "--local-addr": "10.0.0.5"}
     assert argv[-5:] == ["-m", "trainer", "train", "--config", "/data/runs/a b; x/config.yaml"]
-    assert node_env(target) == {"NCCL_SOCKET_IFNAME": "eth1", "GLOO_SOCKET_IFNAME": "eth1"}
-    assert node_env(SshTarget(name="x", host="h", user="u")) == {}
+    assert node_env(target) == {"NCCL_SOCKET_IFNAME": "eth1", "GLOO_SOCKET_IFNAME": "eth1",
+                                "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    assert node_env(SshTarget(name="x", host="h", user="u")) == {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
     vm = VSphereTarget(name="vm", vcenter="vc", vm="vm", launch="guest_ops", guest_user="g")
     problems = target_problems([target, target, LocalTarget(), vm])
     assert [m for m, _ in problems] == ["gpu 1 is chosen twice", "This computer cannot be a node of a multi-node run",
