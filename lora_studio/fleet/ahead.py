@@ -134,6 +134,13 @@ class StartsAhead:
         finally:
             release(entry.run_dir, claim)
 
+    def checked_for(self, entry: QueueEntry, now: float | None = None) -> Target | None:
+        """The target a passing, fresh preflight ahead of ``entry`` was made for (None: none)."""
+        now = time.time() if now is None else now
+        with self._lock:
+            made = self._ready.get(entry.run_dir)
+        return made.target if made is not None and made.ok and now - made.made_at < self.fresh_s else None
+
     def take(self, entry: QueueEntry, target: Target, now: float | None = None) -> ReadyStart | None:
         """The passing preflight made ahead for ``entry`` on ``target``, if it still holds; it is used up."""
         now = time.time() if now is None else now

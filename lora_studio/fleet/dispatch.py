@@ -217,6 +217,11 @@ def dispatch(workspace: Path | str, targets: list[Target], start: Starter, desk:
         if target is None:
             keep_free_nodes(loads, entry, waits)
             continue
+        if prepare is not None and (mine := _checked_elsewhere(entry, target, loads, prepare)) is not None:
+            # Checked ahead for a target whose job is ending: it goes there in a moment, and this free
+            # target takes the next run (checked ahead for it, as a rule) instead of a whole new preflight.
+            hold_slots(loads, entry, mine)
+            continue
         claim = try_claim(entry.run_dir, desk, "start", target.name)
         if claim is None:
             continue  # another desk is starting (or changing) it
@@ -232,6 +237,16 @@ def dispatch(workspace: Path | str, targets: list[Target], start: Starter, desk:
         ahead = next_runs_of_busy_targets(queue, targets, loads, notes, desk, {c[0].run_dir for c in claimed})
         ahead = [(entry, target) for entry, target in ahead if prepare.starts.wanted(entry, target)]
     return _start_claimed(claimed, start, desk, ahead, prepare)
+
+
+def _checked_elsewhere(entry: QueueEntry, target: Target, loads: Mapping[str, TargetLoad],
+                       prepare: Preparer) -> Target | None:
+    """The other target ``entry`` was checked ahead for, when that one is busy and its job ends soon."""
+    mine = prepare.starts.checked_for(entry)
+    if mine is None or mine.name == target.name or mine.name not in loads:
+        return None
+    load = loads[mine.name]
+    return mine if not load.free and load.running and ends_soon(load.running) else None
 
 
 def next_runs_of_busy_targets(queue: list[QueueEntry], targets: list[Target], loads: Mapping[str, TargetLoad],

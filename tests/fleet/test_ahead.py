@@ -14,6 +14,7 @@ import pytest
 from lora_studio.fleet import Needs, StartsAhead, ahead_preparer, dispatch, enqueue, fleet_snapshot, queued_launcher
 from lora_studio.fleet.ahead import Preparer, ends_soon
 from lora_studio.fleet.claim import read_claim
+from lora_studio.fleet.queue import read_entry
 from lora_studio.targets import LaunchOutcome, LocalTarget, TargetContext, TargetSettings
 from lora_studio.targets.preflight import OK, PreflightReport
 from lora_studio.targets.prepare import prepare_run
@@ -184,3 +185,22 @@ def test_while_another_desk_checks_a_run_ahead_for_a_target_no_later_run_takes_t
     release(workspace / "runs" / "cats", claim)
     dispatch(workspace, targets, start, "desk-1")
     assert start.calls == [("cats", "gpu-01")]
+
+
+def test_when_the_other_target_frees_first_the_run_checked_for_it_goes_there_and_the_first_keeps_its_check(
+        workspace, tmp_path):
+    pretend_running(workspace / "runs" / "portrait", "gpu-01")            # both end soon
+    landscape = pretend_running(workspace / "runs" / "landscape", "gpu-02")
+    targets = [gpu_box("gpu-01"), gpu_box("gpu-02")]
+    _queue(workspace, "cats", "dogs")
+    ahead, check = StartsAhead(), RecordingCheck(workspace)
+    prepare = Preparer(ahead, check)
+    dispatch(workspace, targets, RecordingStart(), "desk-1", prepare=prepare)
+    assert sorted(check.calls) == [("cats", "gpu-01"), ("dogs", "gpu-02")]
+    finish(landscape)  # gpu-02 frees first
+    launch = RecordingLaunch()
+    starter = queued_launcher(TargetContext(TargetSettings(), tmp_path / "known_hosts"), workspace,
+                              launch_fn=launch, ahead=ahead)
+    [outcome] = dispatch(workspace, targets, starter, "desk-1", prepare=prepare)
+    assert (outcome.run_dir.name, outcome.target) == ("dogs", "gpu-02") and launch.calls == [("dogs", True)]
+    assert ahead.checked_for(read_entry(workspace / "runs" / "cats")) == targets[0]  # cats waits for gpu-01, checked
