@@ -6,10 +6,11 @@ are known, can take the run (:func:`~.fit.misfit`). :func:`dispatch` is one pass
 for each waiting run in order, the first free fitting target; the start is claimed
 (:mod:`.claim`) and the entry read again under the claim, so that two desks passing over the
 same queue at the same moment never start one run twice (a started run keeps its claim for good,
-so even a desk that read an old ``queue.json`` cannot take it). With a :class:`~.ahead.Preparer`,
-the pass also preflights the run that goes next to each target whose job ends soon (:mod:`.ahead`). A start that fails is recorded in
+so even a desk that read an old ``queue.json`` cannot take it). A start that fails is recorded in
 the run's ``queue.json`` (``failed``, with the reasons) and is not tried again by itself; one
-refused only because the target became busy meanwhile stays queued.
+refused only because the target became busy meanwhile stays queued. With a
+:class:`~.ahead.Preparer`, the pass also preflights the run that goes next to each target whose
+job ends soon (:mod:`.ahead`).
 
 Blocking and free of Qt: the app runs a pass in a worker; a script can run it in a loop.
 """
