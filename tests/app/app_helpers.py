@@ -171,3 +171,30 @@ def save_screen(path: Path, widget) -> Path:
     else:
         widget.grab().save(str(path))
     return path
+
+
+def edit_then_kill(script: str, target: Path, app_home: Path) -> None:
+    """Run the child app ``tests/app/<script>`` on ``target`` and SIGKILL it once it printed EDITED
+    (its edit reached the session, unsaved): what a crash or a power cut leaves behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    here = Path(__file__).parent
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", LORA_STUDIO_HOME=str(app_home), PYTHONPATH=str(here.parents[1]))
+    child = subprocess.Popen([sys.executable, str(here / script), str(target)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while "EDITED" not in line:  # a child that dies or ends early ends the loop with an empty line
+            line = child.stdout.readline()
+            if not line and child.poll() is not None:
+                break
+        assert "EDITED" in line, child.stderr.read()
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)

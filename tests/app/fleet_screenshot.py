@@ -13,9 +13,7 @@ note a Start that queued its run shows.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -72,13 +70,10 @@ def build(root: Path) -> Path:
 
 def main() -> int:
     out = ROOT / "tests" / "artifacts" / "fleet-queue.png"
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["LORA_STUDIO_HOME"] = str(Path(tmp) / "home")
-        workspace = build(Path(tmp))
+    from app_helpers import save_screen, temporary_scene
+    with temporary_scene(build) as (app, window, workspace):
         from PySide6.QtCore import QTimer
 
-        from app_helpers import save_screen, scene_window
-        app, window = scene_window(workspace)
         bench = window.workbench
 
         def no_start(*_args, **_kwargs):

@@ -14,9 +14,7 @@ machine beside it.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -74,14 +72,11 @@ def build(root: Path) -> Path:
 def main() -> int:
     out = ROOT / "tests" / "artifacts" / "monitor-multinode.png"
     dialog_out = ROOT / "tests" / "artifacts" / "nodes-dialog-x11.png"
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["LORA_STUDIO_HOME"] = str(Path(tmp) / "home")
-        workspace = build(Path(tmp))
+    from app_helpers import save_screen, temporary_scene
+    with temporary_scene(build) as (app, window, workspace):
         from PySide6.QtCore import Qt, QTimer
 
-        from app_helpers import save_screen, scene_window
         from lora_studio.widgets.node_choice import SEVERAL_TARGETS
-        app, window = scene_window(workspace)
         bench = window.workbench
         shots: list[str] = []
         run = workspace / "runs" / "sdxl-packaging-2x2"

@@ -2,44 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
-from app_helpers import open_folder, screenshot
+from app_helpers import edit_then_kill, open_folder, screenshot
 from lora_studio.editing.conflicts import Choice
 from lora_studio.editing.journal import journal_path
 from lora_studio.storage.dataset import open_dataset
-
-HERE = Path(__file__).parent
-ROOT = HERE.parents[1]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 @pytest.mark.parametrize("fmt", ["csv", "txt"])
 def test_killed_app_loses_nothing_journal_is_replayed(qtbot, dataset_factory, app_home, fmt):
     folder = dataset_factory(fmt)
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", LORA_STUDIO_HOME=str(app_home), PYTHONPATH=str(ROOT))
-    child = subprocess.Popen([sys.executable, str(HERE / "journal_child.py"), str(folder)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        line = ""
-        while time.monotonic() < deadline and "EDITED" not in line:
-            line = child.stdout.readline()
-            if not line and child.poll() is not None:
-                break
-        assert "EDITED" in line, child.stderr.read()
-        child.send_signal(signal.SIGKILL)
-        child.wait(10)
-    finally:
-        if child.poll() is None:
-            child.kill()
+    edit_then_kill("journal_child.py", folder, app_home)
     assert open_dataset(folder).captions[2] == ""  # never saved: the kill came first
     assert journal_path(folder).exists()
 

@@ -3,41 +3,14 @@ the next opening replays it and saves it with every other byte of the file as it
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from app_helpers import new_main_window
+from app_helpers import edit_then_kill, new_main_window
 from lora_studio.editing.journal import journal_path
 from lora_studio.models.example_model import COL_ASSISTANT
 from test_text_dataset import ROWS, open_text, wait_saved, write_jsonl
-
-HERE = Path(__file__).parent
-ROOT = HERE.parents[1]
-
-
-def _edit_then_kill(path: Path, app_home: Path) -> None:
-    """Run tests/app/text_journal_child.py on ``path`` and SIGKILL it once its edit reached the session."""
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", LORA_STUDIO_HOME=str(app_home), PYTHONPATH=str(ROOT))
-    child = subprocess.Popen([sys.executable, str(HERE / "text_journal_child.py"), str(path)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = ""
-        while "EDITED" not in line:
-            line = child.stdout.readline()
-            if not line and child.poll() is not None:
-                break
-        assert "EDITED" in line, child.stderr.read()
-        child.send_signal(signal.SIGKILL)
-        child.wait(10)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(10)
 
 
 @pytest.mark.slow
@@ -50,7 +23,7 @@ def test_a_killed_app_loses_no_text_edit_and_the_replay_keeps_every_other_byte(q
     path.write_bytes(b"\n".join(lines))
     before = path.read_bytes()
 
-    _edit_then_kill(path, app_home)
+    edit_then_kill("text_journal_child.py", path, app_home)
     assert path.read_bytes() == before  # never saved: the kill came first
     assert journal_path(path).exists()
 
