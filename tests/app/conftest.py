@@ -69,3 +69,26 @@ def tagger(tmp_path_factory) -> Path:
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr
     return folder
+
+
+@pytest.fixture
+def monitor_page(qtbot, tmp_path):
+    """The Runs page on its own (no workspace yet); ``context_value`` is its targets' context."""
+    from lora_studio.monitor.monitor_page import MonitorPage
+    from lora_studio.targets.api import TargetContext
+    from lora_studio.targets.model import TargetSettings
+    from lora_studio.workers.tasks import TaskRunner
+    from lora_studio.workers.thumbnails import ThumbnailLoader
+
+    context = TargetContext(TargetSettings(), tmp_path / "known_hosts")
+    runner = TaskRunner()
+    thumbnails = ThumbnailLoader(tmp_path / "thumbs")
+    widget = MonitorPage(runner, thumbnails, context=lambda: context, refresh_ms=200, runs_refresh_ms=500)
+    qtbot.addWidget(widget)
+    widget.resize(1400, 860)
+    widget.show()
+    widget.context_value = context
+    yield widget
+    widget.set_workspace(None)
+    assert runner.pool.waitForDone(30_000)
+    thumbnails.stop()

@@ -15,21 +15,10 @@ def _legend(plot) -> list[str]:
     return [label.text for _sample, label in plot.legend.items]
 
 
-def test_the_eval_loss_of_a_text_run_is_a_dashed_curve_with_its_own_colour(qtbot, tmp_path, llm_alpaca_run):
+def test_the_eval_loss_of_a_text_run_is_a_dashed_curve_with_its_own_colour(qtbot, monitor_page, llm_alpaca_run):
     from PySide6.QtCore import Qt
 
-    from lora_studio.monitor.monitor_page import MonitorPage
-    from lora_studio.targets.api import TargetContext
-    from lora_studio.targets.model import TargetSettings
-    from lora_studio.workers.tasks import TaskRunner
-    from lora_studio.workers.thumbnails import ThumbnailLoader
-
-    context = TargetContext(TargetSettings(), tmp_path / "known_hosts")
-    runner, thumbnails = TaskRunner(), ThumbnailLoader(tmp_path / "thumbs")
-    page = MonitorPage(runner, thumbnails, context=lambda: context, refresh_ms=200, runs_refresh_ms=500)
-    qtbot.addWidget(page)
-    page.resize(1400, 860)
-    page.show()
+    page = monitor_page
     text_run = llm_alpaca_run[2]  # 15 steps, 4 rows held out, eval_loss every 5 steps
     records = [json.loads(line) for line in (text_run / "metrics.jsonl").read_text().splitlines()]
     evals = {r["step"]: r["eval_loss"] for r in records if "eval_loss" in r}
@@ -49,9 +38,6 @@ def test_the_eval_loss_of_a_text_run_is_a_dashed_curve_with_its_own_colour(qtbot
     low, high = plot.plot.vb.viewRange()[1]
     assert low <= min(evals.values()) and max(evals.values()) <= high
     screenshot(page, "monitor-eval-loss")
-    page.set_workspace(None)
-    assert runner.pool.waitForDone(30_000)
-    thumbnails.stop()
 
 
 def test_a_run_without_eval_loss_has_no_eval_curve_and_a_resume_cuts_its_points(qtbot, tmp_path):

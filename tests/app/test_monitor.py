@@ -63,25 +63,8 @@ def _config(workspace: Path, name: str, **changes) -> Path:
 
 
 @pytest.fixture
-def page(qtbot, tmp_path):
-    from lora_studio.monitor.monitor_page import MonitorPage
-    from lora_studio.targets.api import TargetContext
-    from lora_studio.targets.model import TargetSettings
-    from lora_studio.workers.tasks import TaskRunner
-    from lora_studio.workers.thumbnails import ThumbnailLoader
-
-    context = TargetContext(TargetSettings(), tmp_path / "known_hosts")
-    runner = TaskRunner()
-    thumbnails = ThumbnailLoader(tmp_path / "thumbs")
-    widget = MonitorPage(runner, thumbnails, context=lambda: context, refresh_ms=200, runs_refresh_ms=500)
-    qtbot.addWidget(widget)
-    widget.resize(1400, 860)
-    widget.show()
-    widget.context_value = context
-    yield widget
-    widget.set_workspace(None)
-    assert runner.pool.waitForDone(30_000)
-    thumbnails.stop()
+def page(monitor_page):
+    return monitor_page
 
 
 def _launch(page, config: Path, workspace: Path):

@@ -8,22 +8,12 @@ from app_helpers import screenshot
 pytestmark = pytest.mark.slow
 
 
-def test_the_samples_tab_shows_each_answer_as_text_by_step_and_prompt(qtbot, tmp_path, llm_alpaca_run):
+def test_the_samples_tab_shows_each_answer_as_text_by_step_and_prompt(qtbot, monitor_page, llm_alpaca_run):
     from PySide6.QtWidgets import QPlainTextEdit
 
-    from lora_studio.monitor.monitor_page import MonitorPage
     from lora_studio.monitor.samples_view import TEXT_ROLE
-    from lora_studio.targets.api import TargetContext
-    from lora_studio.targets.model import TargetSettings
-    from lora_studio.workers.tasks import TaskRunner
-    from lora_studio.workers.thumbnails import ThumbnailLoader
 
-    context = TargetContext(TargetSettings(), tmp_path / "known_hosts")
-    runner, thumbnails = TaskRunner(), ThumbnailLoader(tmp_path / "thumbs")
-    page = MonitorPage(runner, thumbnails, context=lambda: context, refresh_ms=200, runs_refresh_ms=500)
-    qtbot.addWidget(page)
-    page.resize(1400, 860)
-    page.show()
+    page = monitor_page
     text_run = llm_alpaca_run[2]  # 15 steps, two prompts answered every 5
     page.show_run(text_run)
     table = page.samples.table
@@ -41,6 +31,3 @@ def test_the_samples_tab_shows_each_answer_as_text_by_step_and_prompt(qtbot, tmp
     bodies = dialog.findChildren(QPlainTextEdit)
     assert [b.toPlainText() for b in bodies] == [table.item(0, 0).data(TEXT_ROLE), table.item(0, 1).data(TEXT_ROLE)]
     dialog.close()
-    page.set_workspace(None)
-    assert runner.pool.waitForDone(30_000)
-    thumbnails.stop()
