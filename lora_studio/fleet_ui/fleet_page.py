@@ -284,15 +284,19 @@ class FleetPage(QWidget):
 
     def _cancel(self) -> None:
         row = self.selected_row()
-        if row is None:
-            return
+        if row is not None:
+            self.cancel_run(row.entry.run_dir)
+
+    def cancel_run(self, run_dir: Path | str) -> None:
+        """Take the queued run in ``run_dir`` out of the queue, after asking (Cancel… here and on the Runs page)."""
+        run_dir = Path(run_dir)
         answer = QMessageBox.question(
             self, "Cancel queued run",
-            f"Take {row.entry.name} out of the queue? It will not start.\n\n"
-            f"Its folder stays ({row.entry.run_dir}); start it again from the Train tab whenever you like.",
+            f"Take {run_dir.name} out of the queue? It will not start.\n\n"
+            f"Its folder stays ({run_dir}); start it again from the Train tab whenever you like.",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
         if answer == QMessageBox.StandardButton.Yes:
-            self.dispatcher.change(cancel, row.entry.run_dir, self.dispatcher.desk)
+            self.dispatcher.change(cancel, run_dir, self.dispatcher.desk)
 
     def _failed(self, message: str) -> None:
         self.footer.setStyleSheet("color: #dc2626;")

@@ -109,6 +109,7 @@ def _run_head(page: MonitorPage) -> QGroupBox:
     page.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     page.stop_bar = StopBar(page.runner, lambda: page.context(), page)
     page.stop_bar.stopEnded.connect(lambda path: page.refresh() if str(page.run_dir) == path else None)
+    page.stop_bar.cancelQueued.connect(page.cancelQueued)
     page.stop_button = page.stop_bar.stop_button
     page.resume_button = QPushButton("Resume", page)
     page.resume_button.setToolTip("Start the run again where its last checkpoint left off")

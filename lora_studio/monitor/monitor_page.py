@@ -28,6 +28,7 @@ from ..workers.tasks import TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
 from ..targets.placement import placement_of
 from .monitor_layout import build_monitor_page
+from .queued_runs import QUEUED_KIND, with_queue
 from .recovery import load_settings as load_recovery, recover, resume_from_checkpoint
 from .recovery import save_settings as save_recovery
 from .recovery_watch import RecoveryWatch
@@ -42,6 +43,7 @@ class MonitorPage(QWidget):
     """Runs list on the left, the selected run on the right."""
 
     runSelected = Signal(str)
+    cancelQueued = Signal(str)   # Cancel… on a queued run: the window asks, then takes it out of the queue
 
     def __init__(self, runner: TaskRunner, thumbnails: ThumbnailLoader, parent: QWidget | None = None,
                  context=app_context, refresh_ms: int = REFRESH_MS, runs_refresh_ms: int = RUNS_REFRESH_MS) -> None:
@@ -55,6 +57,8 @@ class MonitorPage(QWidget):
         self._listing = False
         self._recovering: set[str] = set()
         self.pending_selection: str | None = None  # a run just launched: select it when it appears
+        self._folder_runs: list[RunSummary] = []  # the run folders, as the last scan found them
+        self._queue_rows: list = []                # the queue, as the fleet dispatcher last read it (QueueRow)
         self.recovery = RecoveryWatch(runner, lambda: self.context(), self)
         # A run started again shows at once; one that waits for a target must not make the list spin.
         self.recovery.passed.connect(lambda outcomes: any(o.kind == "started" for o in outcomes) and self.refresh_runs())
@@ -74,6 +78,7 @@ class MonitorPage(QWidget):
     def set_workspace(self, workspace: Path | None) -> None:
         """Watch the runs of ``workspace`` (None stops watching)."""
         self.workspace = workspace
+        self._folder_runs, self._queue_rows = [], []
         self.model.set_runs([])
         self.show_run(None)
         if workspace is None:
@@ -97,8 +102,21 @@ class MonitorPage(QWidget):
         self._listing = False
         self.details.setText(f"The run folders could not be read: {message}")
 
+    def show_queue(self, rows: list) -> None:
+        """List the queued runs of ``rows`` (the fleet dispatcher's QueueRows) with the run folders."""
+        self._queue_rows = list(rows)
+        if self.workspace is not None:
+            self._show_rows(self._folder_runs)
+
     def _runs_listed(self, runs: list[RunSummary]) -> None:
         self._listing = False
+        self._folder_runs = runs
+        self._show_rows(runs)
+        # Lost runs with automatic recovery on start again, here or on another target (in a worker).
+        self.recovery.check(self.workspace, [r for r in runs if str(r.path) not in self._recovering])
+
+    def _show_rows(self, folder_runs: list[RunSummary]) -> None:
+        runs = with_queue(folder_runs, self._queue_rows)
         selected = {str(p) for p in self.selected_runs()}
         self.model.set_runs(runs)
         if self.pending_selection and any(str(r.path) == self.pending_selection for r in runs):
@@ -109,8 +127,6 @@ class MonitorPage(QWidget):
             self._reselect(selected)
         elif runs and self.run_dir is None:
             self.table.selectRow(0)
-        # Lost runs with automatic recovery on start again, here or on another target (in a worker).
-        self.recovery.check(self.workspace, [r for r in runs if str(r.path) not in self._recovering])
 
     def _reselect(self, paths: set[str]) -> None:
         """Select the same runs again after the list was rebuilt (without reloading them)."""
@@ -166,6 +182,10 @@ class MonitorPage(QWidget):
             self._set_controls(None)
             self.placement.show_placement(None)
             return
+        listed = next((r for r in self.model.runs if r.path == self.run_dir), None)
+        if listed is not None and listed.kind == QUEUED_KIND:
+            self._show_status(listed, {}, None)  # its folder holds no run yet: the queue's word is all there is
+            return
         self.plot.refresh()
         self.log_view.refresh()
         new_events = self.events_tail.read_new() if self.events_tail else []
@@ -178,7 +198,6 @@ class MonitorPage(QWidget):
             if any(e.get("kind") == "checkpoint" for e in new_events) or not self.checkpoints.count():
                 self._refresh_checkpoints()
         summary = summarize_run(self.run_dir)
-        listed = next((r for r in self.model.runs if r.path == self.run_dir), None)
         if listed is not None:
             summary = combine_ray(summary, listed.ray_job)  # as the list saw Ray last (no request here)
         if listed is not None and listed.state != summary.state:
@@ -197,7 +216,8 @@ class MonitorPage(QWidget):
         total = summary.total_steps or 0
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(min(summary.step, max(total, 1)))
-        self.progress.setFormat(f"step {summary.step} of {total}" if total else f"step {summary.step}")
+        self.progress.setFormat(f"step {summary.step} of {total}" if total else
+                                "not started: in the queue" if summary.kind == QUEUED_KIND else f"step {summary.step}")
         placement = placement_of(summary.info)
         self.details.setText(details_text(summary, status, series, placement))
         self.placement.show_placement(placement)

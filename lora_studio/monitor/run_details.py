@@ -25,6 +25,8 @@ def _eta(seconds: float | None) -> str:
 
 def details_text(summary: RunSummary, status: dict, series: MetricSeries | None, placement: Placement | None) -> str:
     """The details line: where the run is and how fast it goes, its parts joined by " · "."""
+    if summary.kind == "queued":  # in the fleet's queue: no trainer, no target yet
+        return f"{summary.note} · it starts by itself when a target frees up (the Fleet tab moves it in the queue)"
     parts = [f"epoch {status.get('epoch', '—')} of {status.get('total_epochs', '—')}"]
     if summary.state == "queued":  # held by a Ray cluster: no trainer yet, so no epoch either
         parts = ["waits in the Ray cluster's queue for a node with the GPUs and CPUs it asks for"]

@@ -72,6 +72,8 @@ class RunsModel(QAbstractTableModel):
             if run.state == "lost":
                 age = f"{run.heartbeat_age_s / 60:.0f} min" if run.heartbeat_age_s else "a while"
                 return f"No heartbeat for {age} and the trainer process is gone: resume it from its last checkpoint."
+            if run.kind == "queued":
+                return f"{run.note}.\nIt starts by itself when a target frees up; the Fleet tab moves it in the queue."
             if run.state == "queued" and run.ray_job is not None:
                 return f"Queued by Ray: it starts when a node of the cluster has the GPUs and CPUs it asks for.\n" \
                        f"{run.ray_job.message}"
@@ -81,7 +83,9 @@ class RunsModel(QAbstractTableModel):
                 return f"{run.target} on {run.host}"
             return str(run.path)
         if role == Qt.ItemDataRole.UserRole:  # sort key
-            return (run.name, run.state, run.step, run.target, run.started_at or 0,
+            # Runs in the queue have not started: newest first puts them on top, in queue order (a stable sort).
+            started = math.inf if run.kind == "queued" else run.started_at or 0
+            return (run.name, run.state, run.step, run.target, started,
                     self.last_loss.get(str(run.path), math.inf))[column]
         return None
 

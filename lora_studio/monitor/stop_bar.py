@@ -25,6 +25,7 @@ from ..targets.api import TargetContext, stop, stop_now
 from ..targets.runs import RunSummary
 from ..targets.stop import STAGES, StopResult
 from ..workers.tasks import TaskRunner
+from .queued_runs import QUEUED_KIND
 from .stop_estimate import RECENT_STEPS, StepEstimate, estimate_step, stopping_text
 
 ACTIVE_STATES = ("starting", "preparing", "training", "sampling", "saving", "launched")
@@ -34,6 +35,8 @@ TONES = {"pending": "217, 119, 6", "done": "21, 128, 61", "failed": "220, 38, 38
 STYLE = ("QFrame#stopBar {{ background: rgba({rgb}, 0.12); border: 1px solid rgba({rgb}, 0.45); "
          "border-radius: 5px; }} QFrame#stopBar QLabel {{ background: transparent; border: none; }}")
 ERROR_COLOR = "#dc2626"
+STOP_TIP = "Finish the current step, save a checkpoint and stop (then signal, then kill)"
+CANCEL_TIP = "Take the run out of the queue (asks first): it will not start, and its folder stays"
 STOP_NOW_TIP = ("End the trainer now (SIGTERM, then a forced kill) instead of waiting for this step.\n"
                 "The step in progress is lost: Resume continues from the last checkpoint.")
 SIGNAL_TEXT = {"terminate": "Stopping: asked the trainer to quit (SIGTERM)…",
@@ -68,6 +71,7 @@ class StopBar(QFrame):
     """The stop of the shown run: hidden until Stop is pressed, then its progress and outcome."""
 
     stopEnded = Signal(str)  # run folder: a stop of it reported back (the page refreshes the run)
+    cancelQueued = Signal(str)  # run folder: Stop on a run that waits in the queue (it has no trainer to stop)
 
     def __init__(self, runner: TaskRunner, context: Callable[[], TargetContext | None], parent: QWidget | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -84,7 +88,7 @@ class StopBar(QFrame):
         # The page puts Stop with its other run buttons; the bar below them follows what it started.
         self.stop_button = QPushButton("Stop", parent)
         self.stop_button.setObjectName("stopButton")
-        self.stop_button.setToolTip("Finish the current step, save a checkpoint and stop (then signal, then kill)")
+        self.stop_button.setToolTip(STOP_TIP)
         self.stop_button.clicked.connect(self.stop)
         self.text = QLabel(self)
         self.text.setObjectName("stopText")
@@ -109,6 +113,9 @@ class StopBar(QFrame):
     def stop(self) -> None:
         """Stop the shown run after its current step: STOP file, then SIGTERM, then kill."""
         if self.run_dir is None:
+            return
+        if self._summary is not None and self._summary.kind == QUEUED_KIND:
+            self.cancelQueued.emit(str(self.run_dir))
             return
         run_dir, key, grace_s = self.run_dir, str(self.run_dir), self.grace_s
         entry = self.stops[key] = _Stop(self._summary.started_at if self._summary else None, running={"graceful"})
@@ -195,9 +202,12 @@ class StopBar(QFrame):
         entry = self.stops.get(str(self.run_dir)) if self.run_dir is not None else None
         pending = entry is not None and entry.pending
         # "queued": held by a Ray cluster until a node is free; Stop takes it out before the trainer starts.
-        stoppable = summary is not None and summary.state in (*ACTIVE_STATES, "queued")
+        # A run in the fleet's queue (waiting, or its start failed) is cancelled instead.
+        queued = summary is not None and summary.kind == QUEUED_KIND
+        stoppable = summary is not None and (queued or summary.state in (*ACTIVE_STATES, "queued"))
         self.stop_button.setEnabled(stoppable and not pending)
-        self.stop_button.setText("Stopping…" if pending else "Stop")
+        self.stop_button.setText("Stopping…" if pending else "Cancel…" if queued else "Stop")
+        self.stop_button.setToolTip(CANCEL_TIP if queued else STOP_TIP)
         lines = self._lines(entry, summary) if entry is not None else []
         if not lines:
             self.hide()

@@ -47,8 +47,9 @@ class RunSummary:
     started_at: float | None
     error: dict | None
     info: RunInfo | None
-    kind: str = "train"        # "label" for an auto-caption job: shown, but it has no checkpoint to resume
+    kind: str = "train"        # "label": an auto-caption job; "queued": in the queue, its run not started yet
     ray_job: RayJob | None = None  # a Ray run's job as Ray last reported it (see ray_state.with_ray_states)
+    note: str = ""             # a run in the queue: its place and what it waits for (the Fleet view's words)
 
     @property
     def targets(self) -> tuple[str, ...]:

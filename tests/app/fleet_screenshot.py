@@ -1,4 +1,5 @@
-"""The Fleet tab with a queue of a few runs, for a person to look at: ``tests/artifacts/fleet-queue.png``.
+"""The Fleet tab with a queue of a few runs, for a person to look at: ``tests/artifacts/fleet-queue.png``, and
+the Runs list with the same queue above the run folders: ``tests/artifacts/runs-queue.png``.
 
 Run it on a real X display (what a user's desktop has)::
 
@@ -73,6 +74,7 @@ def main() -> int:
     from app_helpers import save_screen, temporary_scene
     with temporary_scene(build) as (app, window, workspace):
         from PySide6.QtCore import QTimer
+        from lora_studio.monitor.runs_model import RUN_ROLE
 
         bench = window.workbench
 
@@ -96,12 +98,22 @@ def main() -> int:
 
         def grab() -> None:
             shots.append(str(save_screen(out, window)))
+            # The Runs list shows the queue too, above the run folders: the same flux run selected there.
+            bench.show_runs()
+            monitor = bench.monitor
+            flux = str(workspace / "runs" / "flux-brand-style")
+            row = next(r for r in range(monitor.proxy.rowCount()) if monitor.proxy.index(r, 0).data(RUN_ROLE) == flux)
+            monitor.table.selectRow(row)
+            QTimer.singleShot(800, grab_runs)
+
+        def grab_runs() -> None:
+            shots.append(str(save_screen(ROOT / "tests" / "artifacts" / "runs-queue.png", window)))
             window.close()
             app.quit()
 
         QTimer.singleShot(300, lambda: (bench.show_fleet(), QTimer.singleShot(500, shoot)))
         app.exec()
-        print(shots[0] if shots else "no screenshot")
+        print("\n".join(shots) if shots else "no screenshot")
     return 0 if shots else 1
 
 

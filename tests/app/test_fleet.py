@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from app_helpers import new_main_window, screenshot, write_base_model_header
@@ -144,6 +145,77 @@ def test_the_queue_can_be_reordered_and_a_run_cancelled_after_asking_and_it_outl
     finally:
         again.close()
         assert again.runner.pool.waitForDone(10_000)
+
+
+def _runs_rows(window) -> list[tuple[str, str, str]]:
+    """The Runs list as shown (sorted): name, state, target."""
+    proxy = window.workbench.monitor.proxy
+    return [tuple(proxy.index(row, column).data() for column in (0, 1, 3)) for row in range(proxy.rowCount())]
+
+
+def test_queued_runs_are_listed_on_the_runs_page_where_cancel_takes_them_out_of_the_queue(
+        qtbot, window, workspace, monkeypatch, app_home):
+    save_settings(settings_file(), TargetSettings(targets=[LocalTarget(), SshTarget(name="gpu-01", host="h", user="u")]))
+    busy = pretend_running(workspace / "runs" / "portrait-v3", "gpu-01")
+    now = time.time()
+    for offset, (name, where) in enumerate((("style-a", ("gpu-01",)), ("style-b", ("gpu-01", "This computer")))):
+        enqueue(write_config(workspace, name), workspace, Needs(targets=where), "alice@desk-7", now=now + offset)
+    bench = window.workbench
+    launch = fake_launches(bench.fleet)
+    _open(qtbot, window, workspace)
+    bench.show_runs()
+    monitor = bench.monitor
+    # The queue first, in its order (they have not started), then the run folders, newest first.
+    qtbot.waitUntil(lambda: [r[0] for r in _runs_rows(window)][:3] == ["style-a", "style-b", "portrait-v3"],
+                    timeout=20_000)
+    assert _runs_rows(window)[:3] == [("style-a", "queued", "gpu-01"), ("style-b", "queued", "gpu-01 or 1 more"),
+                                      ("portrait-v3", "training", "gpu-01")]
+    monitor.table.selectRow(1)
+    assert monitor.run_dir == workspace / "runs" / "style-b"
+    assert monitor.state.text() == "QUEUED"
+    assert monitor.details.text().startswith("#2 in the queue: waits for gpu-01 (busy), alice@desk-7 (its own computer)")
+    assert monitor.progress.text() == "not started: in the queue"
+    assert not monitor.resume_button.isEnabled()
+    assert monitor.stop_button.text() == "Cancel…" and monitor.stop_button.isEnabled()
+
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kw: asked.append(args[2]) or QMessageBox.StandardButton.Yes)
+    monitor.stop_button.click()
+    assert "Take style-b out of the queue?" in asked[0]
+    qtbot.waitUntil(lambda: "style-b" not in [r[0] for r in _runs_rows(window)], timeout=20_000)
+    assert [e.name for e in list_queue(workspace)] == ["style-a"]
+
+    finish(busy)  # gpu-01 frees up: style-a goes out, and is listed once, from its run folder
+    with qtbot.waitSignal(bench.fleet.dispatched, timeout=20_000):
+        bench.fleet.poll()
+    assert launch.calls == [("gpu-01", "queued-config.yaml")]
+    qtbot.waitUntil(lambda: ("style-a", "training", "gpu-01") in _runs_rows(window), timeout=20_000)
+    assert [r[0] for r in _runs_rows(window)].count("style-a") == 1
+    monitor.table.selectRow([r[0] for r in _runs_rows(window)].index("style-a"))
+    assert monitor.stop_button.text() == "Stop"
+
+
+def test_a_queued_run_whose_start_failed_is_listed_as_failed_with_why_and_cannot_be_resumed(qtbot, monitor_page,
+                                                                                              workspace):
+    from dataclasses import replace
+    from lora_studio.fleet import fleet_snapshot
+    from lora_studio.fleet.queue import read_entry, write_entry
+    enqueue(write_config(workspace, "style-a"), workspace, Needs(), "alice@desk-7")
+    run_dir = workspace / "runs" / "style-a"
+    write_entry(replace(read_entry(run_dir), state="failed", error={
+        "message": "the base model is missing", "problems": ["the base model is missing", "copy it to models/"]}))
+    page = monitor_page
+    page.set_workspace(workspace)
+    page.show_queue(fleet_snapshot(workspace, [LocalTarget()], "desk-1").queue)
+    qtbot.waitUntil(lambda: page.proxy.rowCount() > 0 and page.proxy.index(0, 0).data() == "style-a", timeout=20_000)
+    assert page.proxy.index(0, 1).data() == "failed"
+    assert page.proxy.index(0, 0).data(Qt.ItemDataRole.ToolTipRole) == (
+        "Its start from the queue failed: the base model is missing\n"
+        "copy it to models/; fix it, then Queue again in the Fleet tab")
+    page.table.selectRow(0)
+    assert page.error.isVisible() and page.error.text().startswith("Its start from the queue failed: the base model")
+    assert not page.resume_button.isEnabled()  # nothing ran: there is no checkpoint to resume from
+    assert page.stop_button.text() == "Cancel…" and page.stop_button.isEnabled()
 
 
 def test_the_queue_model_passes_the_model_tester(qtmodeltester, workspace):
