@@ -9,7 +9,7 @@ unpacks itself on every start). Torch and the other training libraries stay out:
 never imports them (training runs as a trainer process), and they would add gigabytes.
 Then, per OS: Linux a ``.tar.gz`` with a ``.desktop`` file, hicolor icons and ``install.sh``
 (per user, no root); Windows an Inno Setup script (compiled when ``iscc`` is present);
-macOS a ``.app`` (and a ``.dmg`` when ``hdiutil`` is present).
+macOS a ``.app`` (and a ``.dmg`` when ``hdiutil`` is present): see ``installer/``.
 """
 
 from __future__ import annotations
@@ -21,16 +21,14 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import textwrap
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-APP_NAME = "LoRA Studio"
-APP_ID = "lora-studio"  # executable, .desktop file and icon name
-ICONS = ROOT / "resources" / "app-icons"
+from installer.common import APP_ID, APP_NAME, ICONS, ROOT, Built, app_version, human, log
+from installer.os_packages import linux_package, mac_package, set_plist_version, windows_package
+from installer.trainer_package import trainer_package
+
 # Training libraries: the app never imports them (see DESIGN.md section 2).
 EXCLUDES = ("torch", "torchvision", "diffusers", "transformers", "peft", "accelerate", "onnxruntime",
             "tensorboard", "safetensors", "onnx", "triton", "bitsandbytes", "xformers",
@@ -59,40 +57,6 @@ TRAINER_MODULES = ("trainer.config", "trainer.config.schema", "trainer.config.lo
 # lora_studio.paths and lora_studio.tokens find them the same way.
 DATA = (("resources", "resources"),
         ("trainer/resources/clip_tokenizer", "trainer/resources/clip_tokenizer"))
-TRAINER_EXTRA_BASE = ("pillow", "pyyaml", "numpy")  # the trainer's needs from the base dependencies
-
-
-@dataclass
-class Built:
-    """One thing the build made, for the closing report."""
-    kind: str
-    path: Path
-
-    def size(self) -> int:
-        if self.path.is_dir():
-            return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file() and not f.is_symlink())
-        return self.path.stat().st_size
-
-
-def log(message: str) -> None:
-    print(f"[build] {message}", flush=True)
-
-
-def app_version() -> str:
-    """``lora_studio.__version__`` read from the source (importing it would start Qt's guard)."""
-    text = (ROOT / "lora_studio" / "__init__.py").read_text(encoding="utf-8")
-    match = re.search(r'^__version__ = "([^"]+)"', text, re.MULTILINE)
-    if not match:
-        raise SystemExit("no __version__ in lora_studio/__init__.py")
-    return match.group(1)
-
-
-def human(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.1f} {unit}" if unit != "B" else f"{size} B"
-        size /= 1024
-    return str(size)
 
 
 # ---------------------------------------------------------------- PyInstaller bundle
@@ -151,7 +115,7 @@ def pyinstaller_bundle(out: Path, version: str, clean: bool) -> Path:
         if final.exists():
             shutil.rmtree(final)
         app.rename(final)
-        _set_plist_version(final, version)
+        set_plist_version(final, version)
         return final
     bundle = out / "bundle" / APP_ID
     if system == "Linux":
@@ -182,251 +146,6 @@ def check_bundle(bundle: Path) -> None:
 
 
 # ---------------------------------------------------------------- Linux
-
-
-def desktop_entry(exec_path: str, version: str) -> str:
-    """The freedesktop ``.desktop`` file; ``install.sh`` rewrites Exec with the installed path."""
-    return textwrap.dedent(f"""\
-        [Desktop Entry]
-        Type=Application
-        Version=1.0
-        Name={APP_NAME}
-        GenericName=LoRA Trainer
-        Comment=Caption image datasets and train LoRA adapters on your own GPU machines
-        Exec={exec_path}
-        Icon={APP_ID}
-        Terminal=false
-        Categories=Graphics;
-        Keywords=LoRA;Stable Diffusion;training;captions;
-        StartupWMClass={APP_ID}
-        X-LoRA-Studio-Version={version}
-        """)
-
-
-INSTALL_SH = r"""#!/bin/sh
-# Install LoRA Studio for this user: no root, no Python needed.
-#   ./install.sh              install (or update) into ~/.local
-#   ./install.sh --uninstall  remove it again
-set -eu
-HERE=$(cd "$(dirname "$0")" && pwd)
-DATA=${XDG_DATA_HOME:-$HOME/.local/share}
-# Not under $DATA/lora-studio: that folder holds the user's settings and caches (app_home()).
-APP_DIR=$HOME/.local/opt/lora-studio
-BIN_DIR=$HOME/.local/bin
-refresh() {
-    # Menus pick the entry up without these; they only make it appear at once.
-    command -v update-desktop-database >/dev/null 2>&1 && update-desktop-database -q "$DATA/applications" || true
-    command -v gtk-update-icon-cache >/dev/null 2>&1 && gtk-update-icon-cache -q -t "$DATA/icons/hicolor" 2>/dev/null || true
-}
-if [ "${1:-}" = "--uninstall" ]; then
-    rm -rf "$APP_DIR" "$DATA/applications/lora-studio.desktop" "$BIN_DIR/lora-studio"
-    find "$DATA/icons/hicolor" -name 'lora-studio.*' -delete 2>/dev/null || true
-    refresh
-    echo "LoRA Studio removed (your settings and workspaces are kept)."
-    exit 0
-fi
-mkdir -p "$(dirname "$APP_DIR")" "$DATA/applications" "$BIN_DIR"
-rm -rf "$APP_DIR.new"
-cp -R "$HERE/lora-studio" "$APP_DIR.new"
-# Swap in one step so that an update never leaves a half-copied app behind.
-rm -rf "$APP_DIR.old"; [ -d "$APP_DIR" ] && mv "$APP_DIR" "$APP_DIR.old"
-mv "$APP_DIR.new" "$APP_DIR"; rm -rf "$APP_DIR.old"
-mkdir -p "$DATA/icons/hicolor"
-cp -R "$HERE/icons/hicolor/." "$DATA/icons/hicolor/"
-sed "s|^Exec=.*|Exec=\"$APP_DIR/lora-studio\"|" "$HERE/lora-studio.desktop" > "$DATA/applications/lora-studio.desktop"
-chmod 644 "$DATA/applications/lora-studio.desktop"
-ln -sf "$APP_DIR/lora-studio" "$BIN_DIR/lora-studio"
-refresh
-echo "LoRA Studio installed: find it in your applications menu, or run $BIN_DIR/lora-studio"
-"""
-
-
-def linux_package(bundle: Path, out: Path, version: str) -> Path:
-    """``lora-studio-<version>-linux-<arch>.tar.gz``: bundle, .desktop, icons, install.sh."""
-    stem = f"{APP_ID}-{version}-linux-{platform.machine()}"
-    stage = out / "build" / stem
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage.mkdir(parents=True)
-    shutil.copytree(bundle, stage / APP_ID, symlinks=True)
-    shutil.copytree(ICONS / "hicolor", stage / "icons" / "hicolor")
-    (stage / f"{APP_ID}.desktop").write_text(desktop_entry(APP_ID, version), encoding="utf-8")
-    script = stage / "install.sh"
-    script.write_text(INSTALL_SH, encoding="utf-8")
-    script.chmod(0o755)
-    (stage / "README.txt").write_text(
-        f"{APP_NAME} {version}\n\nRun ./install.sh to add it to your applications menu "
-        "(per user, no root).\nOr start it in place: ./lora-studio/lora-studio\n"
-        "Remove it with ./install.sh --uninstall\n", encoding="utf-8")
-    archive = out / f"{stem}.tar.gz"
-    with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
-        tar.add(stage, arcname=stem)
-    return archive
-
-
-# ---------------------------------------------------------------- Windows
-
-
-def inno_setup_script(bundle: Path, out: Path, version: str) -> Path:
-    """An Inno Setup script: per-user install (no admin), Start menu entry, uninstaller."""
-    iss = out / f"{APP_ID}-{version}.iss"
-    iss.write_text(textwrap.dedent(f"""\
-        ; Generated by build_installer.py; compile with: iscc "{iss.name}"
-        [Setup]
-        AppId={{{{7C1E7A52-3D4B-4E0C-9B8E-2F6A1D5C9E41}}
-        AppName={APP_NAME}
-        AppVersion={version}
-        AppPublisher={APP_NAME}
-        DefaultDirName={{autopf}}\\{APP_NAME}
-        DefaultGroupName={APP_NAME}
-        PrivilegesRequired=lowest
-        PrivilegesRequiredOverridesAllowed=dialog
-        OutputDir={out}
-        OutputBaseFilename={APP_ID}-{version}-setup
-        SetupIconFile={ICONS / f"{APP_ID}.ico"}
-        UninstallDisplayIcon={{app}}\\{APP_ID}.exe
-        Compression=lzma2
-        SolidCompression=yes
-        WizardStyle=modern
-        ArchitecturesInstallIn64BitMode=x64compatible
-
-        [Files]
-        Source: "{bundle}\\*"; DestDir: "{{app}}"; Flags: ignoreversion recursesubdirs createallsubdirs
-
-        [Icons]
-        Name: "{{group}}\\{APP_NAME}"; Filename: "{{app}}\\{APP_ID}.exe"
-        Name: "{{autodesktop}}\\{APP_NAME}"; Filename: "{{app}}\\{APP_ID}.exe"; Tasks: desktopicon
-
-        [Tasks]
-        Name: "desktopicon"; Description: "Create a desktop shortcut"; Flags: unchecked
-
-        [Run]
-        Filename: "{{app}}\\{APP_ID}.exe"; Description: "Start {APP_NAME}"; Flags: nowait postinstall skipifsilent
-        """), encoding="utf-8")
-    return iss
-
-
-def windows_package(bundle: Path, out: Path, version: str) -> list[Built]:
-    iss = inno_setup_script(bundle, out, version)
-    built = [Built("Inno Setup script", iss)]
-    iscc = shutil.which("iscc") or shutil.which("ISCC")
-    if iscc:
-        subprocess.run([iscc, "/Q", str(iss)], check=True)
-        built.append(Built("installer", out / f"{APP_ID}-{version}-setup.exe"))
-    else:
-        log("iscc not found: install Inno Setup 6 and run iscc on the .iss to make the setup .exe")
-    return built
-
-
-# ---------------------------------------------------------------- macOS
-
-
-def _set_plist_version(app: Path, version: str) -> None:
-    import plistlib
-    plist = app / "Contents" / "Info.plist"
-    data = plistlib.loads(plist.read_bytes())
-    data.update(CFBundleShortVersionString=version, CFBundleVersion=version, CFBundleName=APP_NAME,
-                CFBundleDisplayName=APP_NAME, NSHighResolutionCapable=True)
-    plist.write_bytes(plistlib.dumps(data))
-
-
-def mac_package(app: Path, out: Path, version: str) -> list[Built]:
-    built = [Built(".app", app)]
-    if shutil.which("hdiutil"):
-        dmg = out / f"{APP_ID}-{version}-macos.dmg"
-        dmg.unlink(missing_ok=True)
-        subprocess.run(["hdiutil", "create", "-volname", APP_NAME, "-srcfolder", str(app), "-ov",
-                        "-format", "UDZO", str(dmg)], check=True)
-        built.append(Built("disk image", dmg))
-    else:
-        log("hdiutil not found: no .dmg (the .app is ready to zip)")
-    return built
-
-
-# ---------------------------------------------------------------- trainer for the GPU VMs
-
-
-def trainer_requirements(version: str) -> str:
-    """Pinned requirements of the trainer: the ``trainer`` extra and its dependencies, closed over.
-
-    Versions come from constraints.txt (what the tests ran with), else from this environment.
-    """
-    from importlib import metadata
-
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
-    pins: dict[str, str] = {}
-    for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
-        if "==" in line:
-            name, pin = line.split("==", 1)
-            pins[canonicalize_name(name)] = pin.strip()
-    project = metadata.metadata("lora-studio")
-    wanted: list[Requirement] = [Requirement(r) for r in project.get_all("Requires-Dist") or []]
-    roots = [r for r in wanted if r.marker and "trainer" in str(r.marker)]
-    roots += [r for r in wanted if canonicalize_name(r.name) in TRAINER_EXTRA_BASE]
-    env = {"extra": ""}
-    seen: dict[str, str] = {}
-    queue = [r for r in roots]
-    while queue:
-        req = queue.pop()
-        name = canonicalize_name(req.name)
-        if name in seen:
-            continue
-        try:
-            dist = metadata.distribution(req.name)
-        except metadata.PackageNotFoundError:
-            seen[name] = pins.get(name, "")
-            continue
-        seen[name] = pins.get(name, dist.version)
-        for text in dist.requires or []:
-            child = Requirement(text)
-            if child.marker is None or child.marker.evaluate(env):
-                queue.append(child)
-    lines = [
-        f"# LoRA Studio trainer {version}: pinned requirements for the GPU VMs (Linux, Python 3.11+).",
-        "# Made by build_installer.py --trainer from constraints.txt (the versions the tests ran with).",
-        "#",
-        "# torch: the PyPI wheel for Linux x86_64 is the CUDA 12 build, so on a GPU VM",
-        "#   pip install -r requirements-trainer.txt",
-        "# installs CUDA torch. For another CUDA version add, for example,",
-        "#   --extra-index-url https://download.pytorch.org/whl/cu121",
-        "# (same torch version). The CI machines use the CPU build of the same version.",
-        "# Then: pip install --no-deps lora_studio-*.whl  (the trainer package; `lora-train doctor`).",
-    ]
-    # Drop the torch CUDA runtime pieces (nvidia-*, triton): torch's own pins choose them per platform.
-    for name in sorted(seen):
-        if name.startswith("nvidia-") or name == "triton":
-            continue
-        lines.append(f"{name}=={seen[name]}" if seen[name] else name)
-    return "\n".join(lines) + "\n"
-
-
-def trainer_package(out: Path, version: str) -> list[Built]:
-    """The project wheel (the trainer lives in it) plus requirements-trainer.txt."""
-    folder = out / "trainer"
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.whl"):
-        old.unlink()
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(folder), str(ROOT)], check=True)
-    wheels = sorted(folder.glob("*.whl"))
-    requirements = folder / "requirements-trainer.txt"
-    requirements.write_text(trainer_requirements(version), encoding="utf-8")
-    (folder / "INSTALL.txt").write_text(textwrap.dedent(f"""\
-        LoRA Studio trainer {version} for the GPU VMs
-
-        Copy this folder to the shared datastore (for example /data/lora/_install) and on each VM:
-
-            python3 -m venv /opt/lora-trainer
-            /opt/lora-trainer/bin/pip install -r requirements-trainer.txt
-            /opt/lora-trainer/bin/pip install --no-deps {wheels[0].name if wheels else 'lora_studio-*.whl'}
-            /opt/lora-trainer/bin/python -m trainer doctor
-
-        The VM needs no internet at run time: models and tokenizers are read from the datastore.
-        """), encoding="utf-8")
-    return [Built("trainer wheel", w) for w in wheels] + [Built("trainer requirements", requirements)]
 
 
 # ---------------------------------------------------------------- main
