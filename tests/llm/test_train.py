@@ -174,6 +174,37 @@ def test_dora_rslora_checkpointing_and_the_merged_export(tmp_path, tiny_llama):
         assert torch.allclose(merged(ids).logits, with_adapter(ids).logits, atol=1e-4)
 
 
+def test_with_ema_the_eval_loss_is_that_of_the_averaged_adapter_the_run_exports(tmp_path, tiny_llama):
+    """Users pick a step by the eval curve: with ema_decay it must measure the average they get, not the raw weights."""
+    from trainer.config import load_config
+    from trainer.llm.formats import read_dataset
+    from trainer.llm.recipe import LLMRecipe
+    from trainer.rundir import RunWriter
+
+    data = write_rows(tmp_path / "train.jsonl", "alpaca", count=16)
+    path = write_config(tmp_path, tiny_llama, data, tmp_path / "run", epochs=1, save_steps=0, val_size=4,
+                        eval_steps=0, ema_decay=0.5, learning_rate=2e-2)
+    config, problems = load_config(path)
+    assert config is not None, problems
+    run = RunWriter(config.output_dir, "test")
+    recipe = LLMRecipe(config, run, read_dataset(data))
+    try:
+        assert recipe.run_all() == "completed"
+        recorded = [r["eval_loss"] for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+                    if "eval_loss" in r]
+        ema, recipe.ema = recipe.ema, None  # evaluate() then measures the weights in place
+        raw_weights = [p.detach().clone() for p in recipe.params]
+        raw = recipe.evaluate()  # the last weights
+        with ema.applied():
+            averaged = recipe.evaluate()  # the average, as the adapter file has it
+        assert all(torch.equal(a, b) for a, b in zip(raw_weights, recipe.params))  # measuring changed nothing
+    finally:
+        recipe.cleanup()
+        run.close()
+    assert len(recorded) == 1 and recorded[0] == pytest.approx(averaged, rel=1e-6)
+    assert abs(raw - averaged) > 1e-4  # a strong average is another adapter: it would be seen
+
+
 def test_4_bit_qlora_is_refused_on_the_cpu(tmp_path, tiny_llama):
     config = write_config(tmp_path, tiny_llama, write_rows(tmp_path / "d.jsonl", "alpaca"), tmp_path / "run",
                           quantization_bit="4", device="cpu")

@@ -176,11 +176,12 @@ class LLMRecipe(TrainingLoop):
             record["eval_loss"] = self.evaluate()
 
     def evaluate(self) -> float:
-        """The mean loss per trained token of the held-out rows (no gradient, dropout off)."""
+        """The mean loss per trained token of the held-out rows (no gradient, dropout off), with the weights
+        the run would export now (the moving average with ``ema_decay``): the curve users pick a step by."""
         self.set_training(False)
         total, tokens = 0.0, 0
         try:
-            with torch.no_grad(), autocast(self.precision):
+            with torch.no_grad(), autocast(self.precision), self.exported_weights():
                 for start in range(0, len(self.val_rows), self.config.batch_size):
                     rows = self.val_rows[start:start + self.config.batch_size]
                     batch = self._collate(rows)
