@@ -31,6 +31,14 @@ SLOW_CPU_RUN_S = 15 * 60
 SLOW_CPU_RESOLUTION = 256
 
 
+@dataclass(frozen=True)
+class Processes:
+    """The trainer processes a run starts: one, or (torchrun over several nodes) one per GPU of each node."""
+
+    count: int = 1
+    how: str = ""  # "2 nodes × 2 GPUs": how they were counted ("" for one process)
+
+
 @dataclass
 class Analysis:
     """The validator's verdict and the derived figures of one set of values."""
@@ -45,6 +53,7 @@ class Analysis:
     held_out: int = 0  # a language model's examples kept for eval_loss (val_size)
     # Files found for a split model's unset options (a Flux.1 transformer's text encoders, VAE ...).
     companions: dict[str, Path] = field(default_factory=dict)
+    processes: Processes = Processes()  # every process trains its own batches: a step takes count of them
 
     @property
     def errors(self) -> list[ConfigProblem]:
@@ -131,15 +140,17 @@ def recent_speed(workspace: Path | None, family: str = "sd") -> MeasuredSpeed | 
     return None
 
 
-def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on_cpu: bool = False) -> Analysis:
+def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on_cpu: bool = False,
+            processes: Processes = Processes()) -> Analysis:
     """Validate ``values`` like `python -m trainer validate` and derive the figures.
 
     ``on_cpu``: the run would train on a CPU (the chosen target is this computer and it
-    has no CUDA GPU); slow settings then get a warning.
+    has no CUDA GPU); slow settings then get a warning. ``processes``: the run's trainer
+    processes (several over several nodes), which divide its steps among them.
     """
     config, problems = validate_mapping(values, config_dir, check_paths=True)
     model, detection, refusal = _base_model(values, config_dir)
-    result = Analysis(problems=list(problems), family=detection)
+    result = Analysis(problems=list(problems), family=detection, processes=processes)
     if detection is not None and detection.companions:
         result.companions = _companions_to_fill(values, model, detection)
     if config is None:
@@ -156,11 +167,12 @@ def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on
     for problem in scan.errors[:20]:
         result.problems.append(ConfigProblem(f"{Path(problem.path).name}: {problem.message}", problem.hint,
                                              option="train_data_dir", line=problem.line, path=problem.path))
-    result.figures = run_figures(config, scan.items)
+    result.figures = run_figures(config, scan.items, processes.count)
     result.memory = estimate_memory(config, result.family.family if result.family else "sd",
                                     result.family.variant if result.family else "")
     speed = recent_speed(workspace, result.family.family if result.family else "sd")
     if speed and result.figures.total_steps:
+        # Per process: the processes train their batches of a step side by side (their speed as one GPU's).
         images = result.figures.total_steps * config.batch_size * config.gradient_accumulation_steps
         result.seconds = images / speed.at(config.resolution)
         result.speed_source = f"{speed.run_name} at {speed.resolution} px"
@@ -205,7 +217,7 @@ def _analyse_text(config: Any, result: Analysis) -> Analysis:
     for problem in dataset.errors[:20]:
         result.problems.append(ConfigProblem(f"{Path(problem.path).name}: {problem.message}", problem.hint,
                                              option="dataset_path", line=problem.line, path=problem.path))
-    result.figures = text_run_figures(config, len(dataset.examples))
+    result.figures = text_run_figures(config, len(dataset.examples), result.processes.count)
     result.held_out = len(dataset.examples) - result.figures.images
     try:
         result.memory = estimate_llm_memory(config, read_model_config(Path(config.base_model)))

@@ -28,6 +28,10 @@ def figures_html(analysis: Analysis) -> str:
                   f"{figures.buckets} bucket(s)")
     text = (f"{amount}<br><b>{figures.steps_per_epoch}</b> steps per epoch, "
             f"<b>{figures.total_steps}</b> steps in {figures.epochs} epoch(s)")
+    processes = analysis.processes
+    if processes.count > 1:
+        text += (f"<br>Over <b>{processes.count}</b> processes ({processes.how}): each step trains "
+                 f"{processes.count} batches at once")
     if analysis.seconds:
         text += f"<br>Time: {duration_text(analysis.seconds)} (at the speed of run {analysis.speed_source})"
     return text

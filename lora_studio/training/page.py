@@ -20,7 +20,7 @@ from trainer.config.yaml_edit import update_yaml_text
 from trainer.fsutil import atomic_write_text
 
 from ..workers.tasks import TaskRunner
-from .analysis import Analysis, analyse, this_computer_has_cuda
+from .analysis import Analysis, Processes, analyse, this_computer_has_cuda
 from .figures_text import figures_html, memory_html
 from .model_finder import find_base_models
 from .form import same_value
@@ -47,6 +47,7 @@ class TrainingPage(QWidget):
         self.raw: dict[str, Any] = {}
         self.saved_text = ""
         self.analysis: Analysis | None = None
+        self.processes = Processes()  # of the chosen Run on (several over several nodes: widgets/node_choice.py)
         # (base_model, note): the files found beside a split model, said while that model is chosen.
         self.found_note: tuple[Any, str] = (None, "")
         self._generation = 0
@@ -138,6 +139,13 @@ class TrainingPage(QWidget):
     def snapshot_first(self) -> bool:
         """Whether the chosen target is a VM and the user asked for a snapshot before the run."""
         return self.target_box.currentText() in self.vm_targets and self.snapshot_box.isChecked()
+
+    def set_processes(self, processes: Processes) -> None:
+        """The trainer processes the chosen Run on starts (several over several nodes): the figures follow."""
+        if processes != self.processes:
+            self.processes = processes
+            if self.config_path is not None:
+                self._timer.start()
 
     def _target_changed(self) -> None:
         self.snapshot_box.setVisible(self.target_box.currentText() in self.vm_targets)
@@ -244,7 +252,7 @@ class TrainingPage(QWidget):
         generation = self._generation
         base = self.config_path.parent if self.config_path else (self.workspace or Path.cwd())
         on_cpu = self.target_box.currentText() in self.local_targets and not this_computer_has_cuda()
-        self.runner.start(analyse, dict(self.raw), base, self.workspace, on_cpu,
+        self.runner.start(analyse, dict(self.raw), base, self.workspace, on_cpu, self.processes,
                           on_done=lambda result: self._analysed(generation, result),
                           on_error=lambda message: self._show_problems([("error", f"Could not check the settings: "
                                                                                   f"{message}", "")]), owner=self)

@@ -2,15 +2,19 @@
 
 Choosing "Several targets…" in Run on opens the nodes dialog; its choice becomes an entry of
 its own in the list (``gpu-a + gpu-b (2 nodes)``) that Start launches with torchrun on each
-(:func:`lora_studio.targets.launch_nodes`). Cancel puts the previous choice back.
+(:func:`lora_studio.targets.launch_nodes`). Cancel puts the previous choice back. The Train
+page's figures count the run's processes (nodes × processes per node): they share its steps.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import QObject, Qt
 
+from ..fleet import GpuNote, load_gpu_notes
+from ..fleet_ui.dispatcher import gpu_notes_file
 from ..targets.model import Target
 from ..targets_ui.nodes_dialog import NodesChoice, NodesDialog, node_capable
+from ..training.analysis import Processes
 from ..training.page import TrainingPage
 
 SEVERAL_TARGETS = "Several targets…"
@@ -22,6 +26,7 @@ class NodeChoice(QObject):
 
     def __init__(self, training: TrainingPage, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        self.training = training
         self.box = training.target_box
         self.targets: list[Target] = []
         self.current: NodesChoice | None = None
@@ -29,6 +34,7 @@ class NodeChoice(QObject):
         self._before = 0  # the entry to go back to when the dialog is cancelled
         self._selected = False  # whether the user's last choice in Run on was the nodes' entry
         self.box.currentIndexChanged.connect(self._remember)
+        self.box.currentIndexChanged.connect(lambda _index: training.set_processes(self.processes()))
         self.box.activated.connect(self._activated)
 
     def offer(self, targets: list[Target]) -> None:
@@ -51,6 +57,11 @@ class NodeChoice(QObject):
         """The nodes when Run on shows a several-targets entry, else None (one target)."""
         data = self.box.currentData(NODES_ROLE)
         return data if isinstance(data, NodesChoice) else None
+
+    def processes(self) -> Processes:
+        """The trainer processes of the chosen Run on: one for one target, else nodes × processes per node."""
+        choice = self.chosen()
+        return Processes() if choice is None else run_processes(choice, load_gpu_notes(gpu_notes_file()))
 
     def _add_entry(self, choice: NodesChoice) -> int:
         index = self.box.findText(choice.label())
@@ -93,3 +104,21 @@ class NodeChoice(QObject):
                 self.box.removeItem(stale)
         self.box.setCurrentIndex(self._add_entry(self.current))
         self._selected = True
+        self.training.set_processes(self.processes())  # the same entry with other options moves no index
+
+
+def run_processes(choice: NodesChoice, notes: dict[str, GpuNote]) -> Processes:
+    """The processes torchrun starts for ``choice``: its processes per node on each, else each node's GPUs
+    as their last preflight reported them (the launch refuses nodes whose counts differ), else one each."""
+    nodes = len(choice.targets)
+    wanted = choice.options.nproc_per_node
+    if wanted > 0:
+        return Processes(nodes * wanted, f"{nodes} nodes × {wanted} processes")
+    counts = {len(notes[name].gpus) for name in choice.targets if name in notes}
+    if len(counts) == 1 and all(name in notes for name in choice.targets):
+        gpus = counts.pop()
+        if gpus == 0:
+            return Processes(nodes, f"{nodes} nodes without a GPU, one process each")
+        return Processes(nodes * gpus, f"{nodes} nodes × {gpus} GPU{'s' if gpus > 1 else ''}")
+    return Processes(nodes, f"{nodes} nodes, one process each until every node's GPUs are known: "
+                            "a preflight or a start notes them")

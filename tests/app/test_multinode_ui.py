@@ -97,6 +97,42 @@ def test_several_targets_are_chosen_in_a_dialog_and_start_launches_on_them(qtbot
     box_shown.close()
 
 
+def test_the_train_page_divides_the_steps_among_the_processes_of_the_chosen_nodes(qtbot, window, workspace):
+    from lora_studio.fleet import note_gpus
+    from lora_studio.fleet_ui.dispatcher import gpu_notes_file
+
+    bench = window.workbench
+    window.open_workspace(workspace)
+    qtbot.waitUntil(lambda: window.session is not None, timeout=30_000)
+    bench.open_config(workspace / "configs" / "demo.yaml")
+    page = bench.training
+    page.target_box.setCurrentText("gpu-a")
+    qtbot.waitUntil(lambda: page.analysis is not None and page.analysis.figures is not None, timeout=30_000)
+    alone = page.analysis.figures
+    assert "processes" not in page.figures.text()
+
+    def choose(nodes: tuple[int, ...]) -> None:
+        dialog = _choose_several(qtbot, bench)
+        for row in nodes:
+            dialog.list.item(row).setCheckState(Qt.CheckState.Checked)
+        dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+
+    choose((0, 2))  # gpu-a + vm-c: their GPUs are not known yet, so one process each
+    qtbot.waitUntil(lambda: page.analysis.processes.count == 2, timeout=30_000)
+    assert "Over <b>2</b> processes (2 nodes, one process each until every node" in page.figures.text()
+    assert page.analysis.figures.total_steps == -(-alone.batches_per_epoch // 2) * alone.epochs
+
+    for name in ("gpu-a", "vm-c"):  # their preflights reported two GPUs each
+        note_gpus(gpu_notes_file(), name, {"gpus": [{"name": "NVIDIA L40S", "total_gb": 45.0}] * 2})
+    choose(())  # the same nodes again: now counted by their GPUs
+    qtbot.waitUntil(lambda: page.analysis.processes.count == 4, timeout=30_000)
+    assert "Over <b>4</b> processes (2 nodes × 2 GPUs): each step trains 4 batches at once" in page.figures.text()
+    assert page.analysis.figures.steps_per_epoch == -(-alone.batches_per_epoch // 4)
+    page.target_box.setCurrentText("gpu-b")  # one target again
+    qtbot.waitUntil(lambda: page.analysis.processes.count == 1, timeout=30_000)
+    assert page.analysis.figures.total_steps == alone.total_steps
+
+
 def _multinode_run(run: Path) -> Path:
     run.mkdir(parents=True)
     now = time.time()
