@@ -30,6 +30,7 @@ class Setting:
     lora_target: str = "attention_ff"
     quantization_bit: str = "none"  # "8": the denoiser's base weights in int8 (Flux.1 on a 24 GB GPU)
     target: dict[str, float] = field(default_factory=dict)  # {"mfu_min": 0.45} / {"peak_vram_gb_max": 4}
+    sample: bool = False  # also render one sample image after the timed steps (its peak: sample_peak_vram_gb)
 
 
 class Clock:
@@ -96,6 +97,9 @@ def image_config(setting: Setting, data: Path, out: Path, device: str):
            "quantization_bit": setting.quantization_bit,
            "cache_latents": "memory", "cache_text_encoder_outputs": True, "num_workers": 2, "save_steps": 0,
            "tensorboard": False, "device": device, "max_train_steps": 1000, "learning_rate": 1e-4}
+    if setting.sample:  # encoded with the captions at set-up, as a run's are; rendered once by the bench itself
+        raw.update(sample_prompts=["a red square on a blue floor"], sample_every_n_steps=1000, sample_steps=2,
+                   sample_width=setting.resolution, sample_height=setting.resolution)
     config, problems = validate_mapping(raw, check_paths=False)
     if config is None:
         raise SystemExit(f"bench config refused: {[str(p) for p in problems]}")

@@ -38,6 +38,8 @@ def test_quick_cpu_run_prints_sane_figures_for_every_family():
         assert record["flops_include_recompute"] is False  # counted with checkpointing off, where it fits
     llm = next(r for r in summary["results"] if r["family"] == "llm")
     assert llm["tokens_per_s"] > 0
+    flux = next(r for r in summary["results"] if r["family"] == "flux")
+    assert flux["sample_s"] > 0 and flux["sample_peak_vram_gb"] is None  # its sample renders (peaks: CUDA only)
     sd = next(r for r in summary["results"] if r["family"] == "sd")
     assert sd["cached"] == {"latents": True, "text": True, "offloaded": []}  # nothing to offload on a CPU
     assert sd["levers"]["attention"] == "sdpa"
@@ -78,3 +80,6 @@ def test_targets_are_judged_only_when_measurable():
     assert meets({"peak_vram_gb_max": 4.0}, {"mfu": None, "peak_vram_gb": 4.2}) is False
     assert meets({"peak_vram_gb_max": 4.0}, {"mfu": None, "peak_vram_gb": None}) is None  # a CPU run
     assert meets({}, {"mfu": 0.9, "peak_vram_gb": 1.0}) is None
+    both = {"peak_vram_gb_max": 24.0, "sample_peak_vram_gb_max": 24.0}
+    assert meets(both, {"peak_vram_gb": 20.0, "sample_peak_vram_gb": 23.0}) is True
+    assert meets(both, {"peak_vram_gb": 20.0, "sample_peak_vram_gb": 25.0}) is False  # the sample must fit too

@@ -104,7 +104,7 @@ class MemoryEstimate:
 
 # `quantization_bit` values as the levers' rows name them.
 _BITS_LABELS = {"8": "8-bit base weights", "4": "4-bit base weights (QLoRA)"}
-SAMPLES_PART = "samples (encoders and VAE back on the GPU)"
+SAMPLES_PART = "samples (the VAE back on the GPU)"
 
 
 def memory_levers(config: Any, spec: FamilySpec, estimate: Callable[[Any], MemoryEstimate]) -> tuple[MemoryLever, ...]:
@@ -168,10 +168,11 @@ def _image_memory(config: Any, spec: FamilySpec, memory: MemoryFigures) -> Memor
     activations += 0.3 * config.batch_size * len(trained)
     parts = {"model weights": frozen / _MB_PER_GIB, "LoRA training state": lora_state / _MB_PER_GIB,
              "activations": activations, "CUDA context": _CUDA_CONTEXT_GB}
-    if config.sample_prompts and config.sample_every_n_steps and offloaded:
-        # While sampling the training activations are gone and the offloaded parts are back (at least
-        # that: the sampler's own activations come on top).
-        parts[SAMPLES_PART] = max(0.0, offloaded / _MB_PER_GIB - activations)
+    if config.sample_prompts and config.sample_every_n_steps and latents_cached:
+        # While sampling the training activations are gone and the VAE is back (at least that: the sampler's
+        # own activations come on top). The encoders stay in host memory: the recipe encoded the sample
+        # prompts with the captions.
+        parts[SAMPLES_PART] = max(0.0, vae / _MB_PER_GIB - activations)
     return MemoryEstimate(round(sum(parts.values()), 1), {k: round(v, 2) for k, v in parts.items()},
                           f"{spec.label}: {memory.source}")
 

@@ -105,6 +105,7 @@ class LoRATrainingRecipe(TrainingLoop):
         self.generator = torch.Generator().manual_seed(cfg.seed + self.dist.rank)
         self.tb = tensorboard_writer(self.root / "tb") if cfg.tensorboard and self.dist.is_main else None
         self.pipeline = None
+        self.sample_conditioning: list[dict[str, torch.Tensor]] | None = None  # the sample prompts, encoded once
 
     def _fill_caches(self, device: torch.device) -> None:
         """Encode the captions (frozen encoders) and the images once, then move the parts whose work is
@@ -117,6 +118,8 @@ class LoRATrainingRecipe(TrainingLoop):
         if self.prompts.cache_enabled:
             captions = [s.caption for s in self.samples] + ([""] if shuffled else [])
             self.prompts.precompute(captions)
+            # The sample prompts too: then sampling needs only the VAE back on the GPU (Flux's T5 is 9.5 GB).
+            self.sample_conditioning = self._sample_inputs() if cfg.sample_prompts and self.dist.is_main else None
         # The text encoders go before the VAE encodes the images: its activations at 1024 px are GBs too.
         self.offloaded = offloadable_parts(device, latents_cached=False, prompts_cached=self.prompts.cache_enabled,
                                            text_encoders=list(model.text_encoders))
@@ -160,10 +163,22 @@ class LoRATrainingRecipe(TrainingLoop):
                  alpha, cfg.lora_target, ", ".join(self.adapted), sum(p.numel() for p in self.params))
         self.warn_unused_options(self.model.spec)
 
-    def _place_offloaded(self, device: torch.device) -> None:
-        """Move the offloaded parts to ``device`` (the training device while sampling, else the CPU)."""
+    def _place_offloaded(self, device: torch.device, only: tuple[str, ...] | None = None) -> None:
+        """Move the offloaded parts (``only`` those of them) to ``device`` (the GPU while sampling, else the CPU)."""
         for name in self.offloaded:
-            (self.model.vae if name == "vae" else self.model.text_encoders[name]).to(device)
+            if only is None or name in only:
+                (self.model.vae if name == "vae" else self.model.text_encoders[name]).to(device)
+
+    def _sample_inputs(self) -> list[dict[str, torch.Tensor]]:
+        """Each sample prompt's pipeline inputs, encoded as training conditions (clip skip included; a pipeline
+        encoding the text itself would not), in host memory. Needs the text encoders where the prompts encode."""
+        cfg, model = self.config, self.model
+        negative_text = cfg.sample_negative_prompt or ""
+        with torch.no_grad():
+            negative = self.prompts.encode([negative_text])
+            return [{k: v.cpu() for k, v in model.sample_inputs(self.prompts.encode([p]), negative,
+                                                                 not negative_text).items()}
+                    for p in cfg.sample_prompts]
 
     def load_model(self):
         """The config's base model, offline (:func:`trainer.models.family.load_base_model`); the device
@@ -307,11 +322,13 @@ class LoRATrainingRecipe(TrainingLoop):
             from trainer.models import build_pipeline  # imports diffusers' pipelines: only when sampling
             self.pipeline = build_pipeline(self.model)
         self.set_training(False)
-        self._place_offloaded(self.precision.device)
+        self._place_offloaded(self.precision.device, ("vae",))  # the prompts are encoded here, not by the pipeline
         try:
             with autocast(self.precision):
-                records = make_samples(self.pipeline, self.config, self.global_step, self.root / "samples",
-                                       self.precision.device)
+                # Encoded once when the encoders are frozen and cached; else now, with the LoRA as trained so far.
+                inputs = self.sample_conditioning or self._sample_inputs()
+                inputs = [{k: v.to(self.precision.device) for k, v in one.items()} for one in inputs]
+                records = make_samples(self.pipeline, self.config, self.global_step, self.root / "samples", inputs)
         finally:
             self._place_offloaded(torch.device("cpu"))
             self.set_training(True)

@@ -15,8 +15,9 @@ def sample_file_name(step: int, prompt_index: int, suffix: str = ".png") -> str:
     return f"step-{step:08d}_p{prompt_index:02d}{suffix}"
 
 
-def make_samples(pipeline, config, step: int, out_dir: Path, device: torch.device) -> list[dict]:
-    """Render every sample prompt; returns one event record per image written.
+def make_samples(pipeline, config, step: int, out_dir: Path, inputs: list[dict[str, torch.Tensor]]) -> list[dict]:
+    """Render every sample prompt from its pipeline ``inputs`` (its encoded prompt, see
+    ``DiffusionModel.sample_inputs``); returns one event record per image written.
 
     The global RNG states are saved and restored around sampling so that making samples
     never changes the training run (an exact resume must not depend on when samples ran).
@@ -28,9 +29,9 @@ def make_samples(pipeline, config, step: int, out_dir: Path, device: torch.devic
         for index, prompt in enumerate(config.sample_prompts):
             generator = torch.Generator(device="cpu").manual_seed(config.sample_seed + index)
             with torch.no_grad():
-                image = pipeline(prompt, negative_prompt=config.sample_negative_prompt or None,
-                                 num_inference_steps=config.sample_steps, guidance_scale=config.sample_guidance_scale,
-                                 width=config.sample_width, height=config.sample_height, generator=generator).images[0]
+                image = pipeline(**inputs[index], num_inference_steps=config.sample_steps,
+                                 guidance_scale=config.sample_guidance_scale, width=config.sample_width,
+                                 height=config.sample_height, generator=generator).images[0]
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
             path = out_dir / sample_file_name(step, index)

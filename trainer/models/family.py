@@ -198,6 +198,13 @@ class DiffusionModel:
         """A diffusers pipeline sharing this model's modules (LoRA layers included), for samples."""
         raise NotImplementedError
 
+    def sample_inputs(self, prompt: Conditioning, negative: Conditioning, negative_is_empty: bool
+                      ) -> dict[str, torch.Tensor]:
+        """The pipeline's keyword arguments for one sample prompt, encoded by :meth:`prompt_encoder` (as training
+        conditions): given these, the pipeline never runs the text encoders. ``negative``: the encoded negative
+        prompt ("" when ``negative_is_empty``, which some pipelines replace by zeros)."""
+        raise NotImplementedError
+
 
 # ------------------------------------------------------------------------------- helpers
 

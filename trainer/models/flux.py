@@ -128,6 +128,11 @@ class FluxModel(FlowMatchingModel):
         return FluxPromptEncoder(self.tokenizers, self.text_encoders[TEXT_ENCODER], self.text_encoders[TEXT_ENCODER_2],
                                  device, cache, min(T5_MAX_TOKENS, self.tokenizers[1].model_max_length))
 
+    def sample_inputs(self, prompt: Conditioning, negative: Conditioning, negative_is_empty: bool
+                      ) -> dict[str, torch.Tensor]:
+        """T5's states and CLIP's pooled vector; Flux.1 is guidance-distilled, so no negative prompt."""
+        return {"prompt_embeds": prompt.hidden, "pooled_prompt_embeds": prompt.pooled}
+
     def build_pipeline(self):
         """A ``FluxPipeline`` over this model's modules."""
         from diffusers import FluxPipeline

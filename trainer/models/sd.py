@@ -74,6 +74,11 @@ class SDModel(DiffusionModel):
 
         return ClipPromptEncoder(self.tokenizer, self.text_encoder, clip_skip, device, cache)
 
+    def sample_inputs(self, prompt: Conditioning, negative: Conditioning, negative_is_empty: bool
+                      ) -> dict[str, torch.Tensor]:
+        """The prompt's and the negative prompt's hidden states (the pipeline encodes "" for no negative too)."""
+        return {"prompt_embeds": prompt.hidden, "negative_prompt_embeds": negative.hidden}
+
     def build_pipeline(self):
         """A ``StableDiffusionPipeline`` over this model's modules (see :mod:`.pipeline`)."""
         from diffusers import StableDiffusionPipeline

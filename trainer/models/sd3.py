@@ -117,6 +117,12 @@ class Sd3Model(FlowMatchingModel):
         return Sd3PromptEncoder(self.tokenizers, encoders, device, cache,
                                 min(T5_MAX_TOKENS, self.tokenizers[2].model_max_length))
 
+    def sample_inputs(self, prompt: Conditioning, negative: Conditioning, negative_is_empty: bool
+                      ) -> dict[str, torch.Tensor]:
+        """Both prompts' states and pooled vectors (the SD3 pipeline encodes "" for no negative too)."""
+        return {"prompt_embeds": prompt.hidden, "pooled_prompt_embeds": prompt.pooled,
+                "negative_prompt_embeds": negative.hidden, "negative_pooled_prompt_embeds": negative.pooled}
+
     def build_pipeline(self):
         """A ``StableDiffusion3Pipeline`` over this model's modules."""
         from diffusers import StableDiffusion3Pipeline

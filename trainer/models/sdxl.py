@@ -103,6 +103,15 @@ class SdxlModel(DiffusionModel):
         return SdxlPromptEncoder(self.tokenizers, [self.text_encoders[TEXT_ENCODER], self.text_encoders[TEXT_ENCODER_2]],
                                  device, cache)
 
+    def sample_inputs(self, prompt: Conditioning, negative: Conditioning, negative_is_empty: bool
+                      ) -> dict[str, torch.Tensor]:
+        """Both prompts' hidden states and pooled vectors; no negative prompt is zeros, as the SDXL pipeline
+        makes it (``force_zeros_for_empty_prompt``)."""
+        if negative_is_empty:
+            negative = Conditioning(torch.zeros_like(prompt.hidden), torch.zeros_like(prompt.pooled))
+        return {"prompt_embeds": prompt.hidden, "pooled_prompt_embeds": prompt.pooled,
+                "negative_prompt_embeds": negative.hidden, "negative_pooled_prompt_embeds": negative.pooled}
+
     def build_pipeline(self):
         """A ``StableDiffusionXLPipeline`` over this model's modules (no watermark: it needs a download)."""
         from diffusers import StableDiffusionXLPipeline
