@@ -4,7 +4,8 @@
 Automatic recovery, a lost run started again by itself on its VM or another, is
 :mod:`lora_studio.fleet.recovery_pass`; the per-run settings it reads are re-exported here for the page.
 The trainer resumes from the newest complete checkpoint by itself; each start is recorded in the
-run's events (``recovery``), so the plot marks it.
+run's events (``recovery``), so the plot marks it. A run over several nodes starts again on all of
+them (torchrun on each, with the processes it had), unless the user picks one other target.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from ..fleet.recovery_settings import RecoverySettings, attempts, load_settings,
 from ..fleet.restart_config import restart_config
 from ..targets.api import LaunchOutcome, TargetContext, launch
 from ..targets.model import Target
+from ..targets.multinode import NodesOptions, launch_nodes
+from ..targets.placement import Placement, placement_of
 from ..targets.runinfo import read_run_info
 
 __all__ = ["RecoverySettings", "attempts", "load_settings", "record_event", "recover", "resume_from_checkpoint",
@@ -38,13 +41,13 @@ def recover(run_dir: Path, ctx: TargetContext, workspace: Path | None, target_na
     the launch itself fails.
     """
     info = read_run_info(run_dir)
-    source = info.target_name if info else ""
+    placement = placement_of(info)
+    source = " + ".join(placement.targets) if placement else info.target_name if info else ""
     name = target_name or source or ctx.settings.targets[0].name
-    target = ctx.settings.target(name)
     config = restart_config(run_dir, _old_target(run_dir, ctx), this_desk())  # paths as this desk sees them
     record_event(run_dir, "recovery", attempt=attempts(run_dir) + 1, target=name, reason=reason,
                  **{"from": source, "to": name})
-    return launch(target, config, ctx, workspace=workspace)
+    return _launch_again(run_dir, config, ctx, workspace, target_name, None if target_name else placement)
 
 
 def resume_from_checkpoint(run_dir: Path, checkpoint: Path, ctx: TargetContext, workspace: Path | None) -> LaunchOutcome:
@@ -61,6 +64,18 @@ def resume_from_checkpoint(run_dir: Path, checkpoint: Path, ctx: TargetContext, 
     values["resume"] = str(checkpoint)
     chosen = run_dir / "resume-config.yaml"
     atomic_write_text(chosen, update_yaml_text(text, values))
+    return _launch_again(run_dir, chosen, ctx, workspace, None, placement_of(read_run_info(run_dir)))
+
+
+def _launch_again(run_dir: Path, config: Path, ctx: TargetContext, workspace: Path | None, target_name: str | None,
+                  placement: Placement | None) -> LaunchOutcome:
+    """Launch ``config`` on ``target_name``, else on the run's own target, or on all of ``placement``'s nodes
+    (with their processes each, so the run goes on as it was: the same ranks, the same batches)."""
+    if placement is not None:
+        counts = {node.processes for node in placement.nodes}
+        options = NodesOptions(max_restarts=placement.max_restarts, nproc_per_node=counts.pop() if len(counts) == 1 else 0)
+        return launch_nodes([ctx.settings.target(name) for name in placement.targets], config, ctx,
+                            workspace=workspace, options=options)
     info = read_run_info(run_dir)
-    target = ctx.settings.target(info.target_name) if info else ctx.settings.targets[0]
-    return launch(target, chosen, ctx, workspace=workspace)
+    name = target_name or (info.target_name if info else ctx.settings.targets[0].name)
+    return launch(ctx.settings.target(name), config, ctx, workspace=workspace)

@@ -2,7 +2,8 @@
 network namespace of its own (see netns_hosts.py), so the two nodes are separate hosts.
 
 The two-node run ends bit-identical to one node with two processes, even though one node's
-worker is killed mid-run (torchrun restarts the workers, they resume from the last checkpoint);
+worker is killed mid-run (torchrun restarts the workers, they resume from the last checkpoint)
+and later both nodes die (Resume starts it again on both, from the checkpoint they left);
 stop and liveness reach both nodes; a rendezvous address the other node cannot reach fails at
 preflight, naming the host and the port, instead of hanging in torchrun.
 """
@@ -38,7 +39,7 @@ from tests.test_train_e2e import make_dataset
 from .helpers import pid_alive, tail_log, wait_for
 from .netns_hosts import Cluster, start_cluster
 
-STEPS, KILL_STEP = 6, 3
+STEPS, KILL_STEP, HOLD_STEP = 6, 3, 4
 
 
 @pytest.fixture(scope="module")
@@ -114,12 +115,14 @@ def status_of(run_dir: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_two_nodes_match_one_node_with_two_processes_bit_for_bit_after_a_lost_worker(cluster, tmp_path, tiny_model_of,
-                                                                                      reap):
+def test_two_nodes_match_one_node_with_two_processes_bit_for_bit_after_a_lost_worker_and_lost_nodes(
+        cluster, tmp_path, tiny_model_of, reap):
     import torch
     from safetensors.torch import load_file
 
+    from lora_studio.monitor.recovery import recover
     from lora_studio.monitor.series import MetricSeries
+    from trainer.checkpoint import list_checkpoints
 
     model = tiny_model_of("sd1").single_file
     data = make_dataset(tmp_path / "ws" / "data", "txt")
@@ -128,11 +131,13 @@ def test_two_nodes_match_one_node_with_two_processes_bit_for_bit_after_a_lost_wo
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
     # Node b's worker SIGKILLs itself after step 3, once (the marker): torchrun restarts the workers
-    # of both nodes, which resume from the checkpoint of step 2.
+    # of both nodes, which resume from the checkpoint of step 2. After step 4 (and its checkpoint)
+    # every worker waits, for the test to end both nodes as a power cut would.
     marker = tmp_path / "killed-once"
-    a = node(cluster.a, "node a", cluster.interface_a)
+    hold = f"LORA_TRAINER_HOLD_AT=step:{HOLD_STEP} "
+    a = node(cluster.a, "node a", cluster.interface_a, env=hold)
     b = node(cluster.b, "node b", cluster.interface_b,
-             env=f"LORA_TRAINER_KILL_AT=step:{KILL_STEP} LORA_TRAINER_KILL_ONCE={marker} ")
+             env=f"{hold}LORA_TRAINER_KILL_AT=step:{KILL_STEP} LORA_TRAINER_KILL_ONCE={marker} ")
     ctx = context(cluster, tmp_path, a, b)
     run_dir = tmp_path / "ws" / "runs" / "two nodes"
     config = write_config(tmp_path / "ws" / "configs" / "two.yaml", model, data, run_dir)
@@ -147,6 +152,21 @@ def test_two_nodes_match_one_node_with_two_processes_bit_for_bit_after_a_lost_wo
     assert "--nnodes" in outcome.info.command
     assert outcome.info.command[-5:] == ["-m", "trainer", "train", "--config", str(run_dir / "config.yaml")]
 
+    wait_for(lambda: [c.name for c in list_checkpoints(run_dir)][-1:] == [f"step-{HOLD_STEP:08d}"], 240,
+             f"the checkpoint of step {HOLD_STEP}", poll=1.0)
+    assert marker.exists()  # node b's worker was killed, and torchrun brought the run back
+    for victim in [v for n in placement.nodes for v in (*_descendants(n.pid), n.pid)]:
+        os.kill(victim, signal.SIGKILL)  # both nodes go down at once
+    wait_for(lambda: [r.state for r in list_runs(tmp_path / "ws")] == ["lost"], 30, "the run to be lost")
+
+    # Resume: both nodes again (now without the test's hooks), the same processes each, from step 4.
+    a, b = node(cluster.a, "node a", cluster.interface_a), node(cluster.b, "node b", cluster.interface_b)
+    ctx = context(cluster, tmp_path, a, b)
+    again = recover(run_dir, ctx, tmp_path / "ws")
+    assert again.started, again.report.summary()
+    placement = placement_of(read_run_info(run_dir))
+    reap.extend(n.pid for n in placement.nodes)
+    assert placement.targets == ("node a", "node b") and placement.describe() == "2 nodes × 1 process"
     probe = RunProbe(run_dir, ctx)  # asks both nodes over connections it keeps
     try:
         wait_for(lambda: not probe.alive(), 240, "torchrun to end on both nodes", poll=1.0)
@@ -154,9 +174,9 @@ def test_two_nodes_match_one_node_with_two_processes_bit_for_bit_after_a_lost_wo
         probe.close()
     assert status_of(run_dir).get("state") == "completed", (
         f"{status_of(run_dir)}\n{tail_log(run_dir)}\nnode b: {(run_dir / 'train.node2.log').read_text()[-3000:]}")
-    assert marker.exists()  # the worker was killed
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
-    assert [e["step"] for e in events if e["kind"] == "resume"] == [2]
+    assert [e["step"] for e in events if e["kind"] == "resume"] == [2, HOLD_STEP]
+    assert [e["to"] for e in events if e["kind"] == "recovery"] == ["node a + node b"]
     series = MetricSeries(run_dir / "metrics.jsonl")
     series.refresh()
     assert list(series.column("step")) == list(range(1, STEPS + 1))  # every step once on the curve
