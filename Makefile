@@ -23,8 +23,11 @@ app-deps:
 system-deps:
 	scripts/install_system_deps.sh app-packages.txt system-packages.txt
 
+# Two workers: the suite is CPU-bound, and the CI machines have two cores (TEST_WORKERS=0 runs it in one process).
+TEST_WORKERS ?= 2
+
 test: $(STAMP) system-deps
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -n $(TEST_WORKERS)
 
 bench: $(STAMP)
 	$(PY) bench/trainer_throughput.py --quick
