@@ -13,6 +13,8 @@ A run is lost when its trainer is gone while the run was going:
 
 A stale heartbeat alone is not enough where the process can be asked: a trainer that still
 runs (hung on a slow share, say) is left alone; starting a second one would make two writers of one folder.
+A run over several nodes is asked as a whole (its nodes' torchrun): its worker's pid says nothing,
+since torchrun starts new workers after a failure.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 
 from trainer.rundir import ACTIVE_STATES
 
+from ..targets.placement import placement_of
 from ..targets.runs import RunSummary
 from .vm_watch import VmState
 
@@ -54,7 +57,8 @@ def judge(summary: RunSummary, stale_after_s: float, *, vm: VmState | None = Non
     host_down = vm is not None and not vm.error and vm.host_down
     if mark is not None:
         return Verdict(True, str(mark.get("reason") or "a desk found its trainer gone"), home_down=host_down)
-    local = summary.host == (this_host or socket.gethostname())
+    # A multi-node run's status names rank 0's worker, which torchrun replaces after a failure: ask its nodes.
+    local = summary.host == (this_host or socket.gethostname()) and placement_of(summary.info) is None
     age = summary.heartbeat_age_s
     if local and summary.state == "lost":  # this machine's process table: the pid is gone
         return Verdict(True, f"its trainer (pid {summary.pid} on {summary.host}) is gone", home_down=host_down)

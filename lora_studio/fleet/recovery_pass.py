@@ -12,8 +12,9 @@ For every run with automatic recovery on (``recovery.json``) that is going or lo
 4. record the attempt in ``events.jsonl`` before the start: ``{"kind": "recovery", "from": A,
    "to": B, "reason": ..., "attempt": n, "step": s}`` (``to`` null when no target could take it).
 
-The trainer resumes by itself from the newest complete checkpoint of the run folder. A run
-waits, without an attempt, while every place is busy; a failed attempt is tried again after
+The trainer resumes by itself from the newest complete checkpoint of the run folder. A run over
+several nodes starts again on all of them at once (once none of its torchruns is left; a worker
+lost while they run is torchrun's to restart). A run waits, without an attempt, while every place is busy; a failed attempt is tried again after
 :data:`RETRY_AFTER_S`; after ``max_attempts`` attempts the run is left to the user.
 
 Blocking and free of Qt: the app runs a pass in a worker every few seconds; a script can loop it.
@@ -34,7 +35,8 @@ from ..targets.api import TargetContext, is_running, preflight, start
 from ..targets.errors import TargetError
 from ..targets.lost_mark import lost_mark, mark_lost
 from ..targets.model import Target
-from ..targets.placement import placement_of
+from ..targets.multinode import relaunch_nodes
+from ..targets.placement import Placement, placement_of
 from ..targets.preflight import ERROR
 from ..targets.runinfo import read_run_info
 from ..targets.runs import RunSummary, list_runs, summarize_run
@@ -95,7 +97,6 @@ def recovery_pass(workspace: Path | str, ctx: TargetContext, desk: str, *, runs:
     """
     runs = list_runs(workspace) if runs is None else runs
     chosen = [(run, settings) for run in runs if run.kind == "train" and run.state in WATCHED
-              and placement_of(run.info) is None  # a run over several VMs: torchrun's elastic restarts are its recovery
               and (settings := load_settings(run.path)).enabled]
     if not chosen:
         return []
@@ -124,7 +125,7 @@ def _recover_if_lost(run_dir: Path, settings: RecoverySettings, state: _Pass) ->
                     this_host=state.this_host)
     if not verdict.lost:
         return None
-    source = summary.info.target_name if summary.info else summary.target
+    source = _source(summary)
     made = recovery_events(run_dir)
     if len(made) >= settings.max_attempts:
         return RecoveryOutcome(run_dir, GAVE_UP, source, reason=verdict.reason,
@@ -153,9 +154,11 @@ def _recover_if_lost(run_dir: Path, settings: RecoverySettings, state: _Pass) ->
 
 def _restart(summary: RunSummary, verdict: Verdict, attempt: int, state: _Pass) -> RecoveryOutcome:
     """Start the lost run again on the first place that passes its preflight (the caller holds its claim)."""
+    if placement_of(summary.info) is not None:
+        return _restart_on_nodes(summary, placement_of(summary.info), verdict, attempt, state)
     run_dir, targets = summary.path, state.targets
     home = home_of(summary, targets)
-    source = summary.info.target_name if summary.info else summary.target
+    source = _source(summary)
     # Which other VMs are up: asked only now (the run may move), and only in passes that ask (a waiting
     # run is looked at every few seconds); a VM not asked about is tried, and its preflight says.
     other_vms = {key for t in targets if (key := target_vm(t)) is not None and key not in state.vms} if state.ask else ()
@@ -190,6 +193,41 @@ def _restart(summary: RunSummary, verdict: Verdict, attempt: int, state: _Pass) 
             return RecoveryOutcome(run_dir, FAILED, source, target.name, verdict.reason, exc.message)
         return RecoveryOutcome(run_dir, STARTED, source, target.name, verdict.reason)
     return _failed(run_dir, attempt, source, verdict, problems)
+
+
+def _restart_on_nodes(summary: RunSummary, placement: Placement, verdict: Verdict, attempt: int,
+                      state: _Pass) -> RecoveryOutcome:
+    """A run over several nodes: on all of them again, with the processes each had, once they are all free."""
+    run_dir, source = summary.path, _source(summary)
+    missing = [name for name in placement.targets if name not in {t.name for t in state.targets}]
+    if missing:
+        return _failed(run_dir, attempt, source, verdict, [f"{', '.join(missing)}: not set up on this desk"])
+    loads = target_loads(state.targets, state.runs, list_queue(state.workspace))
+    busy = [loads[name] for name in placement.targets if not loads[name].free]
+    if busy:
+        return RecoveryOutcome(run_dir, WAITS, source, reason=verdict.reason,
+                               message="; ".join(f"{load.name} (busy: {load.busy_text()})" for load in busy))
+    try:
+        config = restart_config(run_dir, home_of(summary, state.targets), state.desk)
+        step = _checkpoint_step(run_dir)
+        outcome = relaunch_nodes(placement, config, state.ctx, workspace=state.workspace)
+    except TargetError as exc:
+        return _failed(run_dir, attempt, source, verdict, [exc.message])
+    if not outcome.started:  # one preflight for all nodes: its errors name the node
+        return _failed(run_dir, attempt, source, verdict,
+                       [c.message for c in outcome.report.checks if c.status == ERROR] or ["its preflight failed"])
+    # After the start here (the launch preflights and starts every node in one go); the trainer marks the resume.
+    record_event(run_dir, RECOVERY_EVENT, attempt=attempt, reason=verdict.reason, step=step, target=source,
+                 **{"from": source, "to": source})
+    return RecoveryOutcome(run_dir, STARTED, source, source, verdict.reason)
+
+
+def _source(summary: RunSummary) -> str:
+    """Where the run was lost: its target, or its nodes (``gpu-a + gpu-b``)."""
+    placement = placement_of(summary.info)
+    if placement is not None:
+        return " + ".join(placement.targets)
+    return summary.info.target_name if summary.info else summary.target
 
 
 def _failed(run_dir: Path, attempt: int, source: str, verdict: Verdict, problems: list[str]) -> RecoveryOutcome:

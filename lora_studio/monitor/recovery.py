@@ -19,7 +19,7 @@ from ..fleet.recovery_settings import RecoverySettings, attempts, load_settings,
 from ..fleet.restart_config import restart_config
 from ..targets.api import LaunchOutcome, TargetContext, launch
 from ..targets.model import Target
-from ..targets.multinode import NodesOptions, launch_nodes
+from ..targets.multinode import relaunch_nodes
 from ..targets.placement import Placement, placement_of
 from ..targets.runinfo import read_run_info
 
@@ -72,10 +72,7 @@ def _launch_again(run_dir: Path, config: Path, ctx: TargetContext, workspace: Pa
     """Launch ``config`` on ``target_name``, else on the run's own target, or on all of ``placement``'s nodes
     (with their processes each, so the run goes on as it was: the same ranks, the same batches)."""
     if placement is not None:
-        counts = {node.processes for node in placement.nodes}
-        options = NodesOptions(max_restarts=placement.max_restarts, nproc_per_node=counts.pop() if len(counts) == 1 else 0)
-        return launch_nodes([ctx.settings.target(name) for name in placement.targets], config, ctx,
-                            workspace=workspace, options=options)
+        return relaunch_nodes(placement, config, ctx, workspace=workspace)
     info = read_run_info(run_dir)
     name = target_name or (info.target_name if info else ctx.settings.targets[0].name)
     return launch(ctx.settings.target(name), config, ctx, workspace=workspace)

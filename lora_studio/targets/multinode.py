@@ -287,3 +287,14 @@ def launch_nodes(targets: list[Target], config_path: Path | str, ctx: TargetCont
     starting with the node's name. Blocking: call it from a worker.
     """
     return _checked_launch(targets, config_path, ctx, workspace, allow_busy, options, start=True)
+
+
+def relaunch_nodes(placement: Placement, config_path: Path | str, ctx: TargetContext, *,
+                   workspace: Path | str | None = None) -> LaunchOutcome:
+    """Start a run over several nodes again on all of ``placement``'s nodes, with the processes per node
+    and the restarts it had, so it goes on with the same ranks and batches (Resume, automatic recovery).
+    A node no longer set up on this desk raises TargetConfigError naming it."""
+    counts = {node.processes for node in placement.nodes}
+    options = NodesOptions(max_restarts=placement.max_restarts, nproc_per_node=counts.pop() if len(counts) == 1 else 0)
+    return launch_nodes([ctx.settings.target(name) for name in placement.targets], config_path, ctx,
+                        workspace=workspace, options=options)

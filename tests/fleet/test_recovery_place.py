@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -152,3 +153,57 @@ def test_a_pass_leaves_runs_alone_whose_recovery_is_off_and_settings_keep_their_
     assert load_settings(run) == RecoverySettings(True, 0, 5.0)
     [outcome] = recovery_pass(workspace, ctx, "desk-1")
     assert (outcome.kind, outcome.source) == ("gave_up", "This computer") and "gone" in outcome.reason
+
+
+def _lost_two_node_run(workspace: Path) -> Path:
+    """A run over gpu-a + gpu-b whose heartbeat went quiet 90 s ago (its nodes are asked through the probe)."""
+    from lora_studio.targets.placement import Node, Placement
+    from lora_studio.targets.runinfo import write_run_info
+
+    run = pretend_running(workspace / "runs" / "wide", "gpu-a")
+    status = json.loads((run / "status.json").read_text())
+    status.update(host="gpu-a", pid=4101, heartbeat=time.time() - 90)  # rank 0 on gpu-a
+    (run / "status.json").write_text(json.dumps(status))
+    placement = Placement((Node("gpu-a", "10.0.0.11", 4101, 2, "train.log"),
+                           Node("gpu-b", "10.0.0.12", 5202, 2, "train.node2.log")), "10.0.0.11:41234", "r-1", 3)
+    write_run_info(run, RunInfo("ssh", "gpu-a", "10.0.0.11", 4101, ["torchrun"], time.time() - 300, "0", "ssh",
+                                str(run), str(run / "config.yaml"), extra={"kind": "train", "placement": placement.to_json()}))
+    (run / "config.yaml").write_text(write_config(workspace, "wide").read_text(), encoding="utf-8")
+    save_settings(run, RecoverySettings(enabled=True, stale_after_s=60))
+    return run
+
+
+def test_a_lost_multi_node_run_is_judged_by_its_nodes_and_waits_for_all_of_them(tmp_path):
+    workspace = make_workspace(tmp_path / "share")
+    run = _lost_two_node_run(workspace)
+    # Its rank 0 on this machine: a dead worker pid says nothing (torchrun starts new workers), its nodes do.
+    local = replace(summarize_run(run), host=HERE)
+    assert not judge(local, 60, process_alive=lambda: True, this_host=HERE).lost
+    assert judge(local, 60, process_alive=lambda: False, this_host=HERE).lost
+    ctx = TargetContext(TargetSettings(targets=[SshTarget(name="gpu-a", host="10.0.0.11", user="t")]),
+                        tmp_path / "known_hosts")
+    assert recovery_pass(workspace, ctx, "desk-1", probe=lambda *_: True) == []  # a torchrun is left: torchrun's own
+    [outcome] = recovery_pass(workspace, ctx, "desk-1", probe=lambda *_: False)
+    assert (outcome.kind, outcome.source) == ("failed", "gpu-a + gpu-b")
+    assert outcome.message == "no target could take it: gpu-b: not set up on this desk"
+    # Both set up, one busy with another run: it waits for both to be free, nothing is tried.
+    pretend_running(workspace / "runs" / "other", "gpu-b")
+    both = TargetContext(TargetSettings(targets=[SshTarget(name="gpu-a", host="10.0.0.11", user="t"),
+                                                 SshTarget(name="gpu-b", host="10.0.0.12", user="t")]),
+                         tmp_path / "known_hosts")
+    [outcome] = recovery_pass(workspace, both, "desk-1", probe=lambda *_: False, retry_after_s=0)
+    assert (outcome.kind, outcome.message) == ("waits", "gpu-b (busy: runs other)")
+
+
+def test_resume_of_a_multi_node_run_names_a_node_this_desk_no_longer_has(tmp_path):
+    import pytest
+
+    from lora_studio.monitor.recovery import recover
+    from lora_studio.targets.errors import TargetConfigError
+
+    workspace = make_workspace(tmp_path / "share")
+    run = _lost_two_node_run(workspace)
+    ctx = TargetContext(TargetSettings(targets=[SshTarget(name="gpu-a", host="10.0.0.11", user="t")]),
+                        tmp_path / "known_hosts")
+    with pytest.raises(TargetConfigError, match="no target is called 'gpu-b'"):
+        recover(run, ctx, workspace)  # it would go on one node only: said, not done

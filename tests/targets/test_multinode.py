@@ -3,7 +3,7 @@ network namespace of its own (see netns_hosts.py), so the two nodes are separate
 
 The two-node run ends bit-identical to one node with two processes, even though one node's
 worker is killed mid-run (torchrun restarts the workers, they resume from the last checkpoint)
-and later both nodes die (Resume starts it again on both, from the checkpoint they left);
+and later both nodes die (automatic recovery starts it again on both, from the checkpoint they left);
 stop and liveness reach both nodes; a rendezvous address the other node cannot reach fails at
 preflight, naming the host and the port, instead of hanging in torchrun.
 """
@@ -120,7 +120,8 @@ def test_two_nodes_match_one_node_with_two_processes_bit_for_bit_after_a_lost_wo
     import torch
     from safetensors.torch import load_file
 
-    from lora_studio.monitor.recovery import recover
+    from lora_studio.fleet import RecoverySettings, recovery_pass
+    from lora_studio.fleet.recovery_settings import save_settings
     from lora_studio.monitor.series import MetricSeries
     from trainer.checkpoint import list_checkpoints
 
@@ -159,11 +160,14 @@ def test_two_nodes_match_one_node_with_two_processes_bit_for_bit_after_a_lost_wo
         os.kill(victim, signal.SIGKILL)  # both nodes go down at once
     wait_for(lambda: [r.state for r in list_runs(tmp_path / "ws")] == ["lost"], 30, "the run to be lost")
 
-    # Resume: both nodes again (now without the test's hooks), the same processes each, from step 4.
+    # Automatic recovery: once the heartbeat is stale and neither node's torchrun is left, both nodes
+    # again (now without the test's hooks), the same processes each, from step 4.
+    save_settings(run_dir, RecoverySettings(enabled=True, stale_after_s=2))
     a, b = node(cluster.a, "node a", cluster.interface_a), node(cluster.b, "node b", cluster.interface_b)
     ctx = context(cluster, tmp_path, a, b)
-    again = recover(run_dir, ctx, tmp_path / "ws")
-    assert again.started, again.report.summary()
+    outcomes = wait_for(lambda: [o for o in recovery_pass(tmp_path / "ws", ctx, "test-desk") if o.kind != "waits"]
+                        or None, 60, "a recovery pass to act", poll=1.0)
+    assert [(o.kind, o.target) for o in outcomes] == [("started", "node a + node b")], outcomes
     placement = placement_of(read_run_info(run_dir))
     reap.extend(n.pid for n in placement.nodes)
     assert placement.targets == ("node a", "node b") and placement.describe() == "2 nodes × 1 process"
