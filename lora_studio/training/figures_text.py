@@ -31,7 +31,7 @@ def figures_html(analysis: Analysis) -> str:
     processes = analysis.processes
     if processes.count > 1:
         text += (f"<br>Over <b>{processes.count}</b> processes ({processes.how}): each step trains "
-                 f"{processes.count} batches at once")
+                 f"{processes.count} batches side by side")
     if analysis.seconds:
         text += f"<br>Time: {duration_text(analysis.seconds)} (at the speed of run {analysis.speed_source})"
     return text

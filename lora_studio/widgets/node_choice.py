@@ -120,5 +120,5 @@ def run_processes(choice: NodesChoice, notes: dict[str, GpuNote]) -> Processes:
         if gpus == 0:
             return Processes(nodes, f"{nodes} nodes without a GPU, one process each")
         return Processes(nodes * gpus, f"{nodes} nodes × {gpus} GPU{'s' if gpus > 1 else ''}")
-    return Processes(nodes, f"{nodes} nodes, one process each until every node's GPUs are known: "
-                            "a preflight or a start notes them")
+    # A node's GPUs are noted at its first preflight or start from this desk.
+    return Processes(nodes, f"{nodes} nodes, one each until their GPUs are known")

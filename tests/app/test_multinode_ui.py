@@ -119,14 +119,14 @@ def test_the_train_page_divides_the_steps_among_the_processes_of_the_chosen_node
 
     choose((0, 2))  # gpu-a + vm-c: their GPUs are not known yet, so one process each
     qtbot.waitUntil(lambda: page.analysis.processes.count == 2, timeout=30_000)
-    assert "Over <b>2</b> processes (2 nodes, one process each until every node" in page.figures.text()
+    assert "Over <b>2</b> processes (2 nodes, one each until their GPUs are known)" in page.figures.text()
     assert page.analysis.figures.total_steps == -(-alone.batches_per_epoch // 2) * alone.epochs
 
     for name in ("gpu-a", "vm-c"):  # their preflights reported two GPUs each
         note_gpus(gpu_notes_file(), name, {"gpus": [{"name": "NVIDIA L40S", "total_gb": 45.0}] * 2})
     choose(())  # the same nodes again: now counted by their GPUs
     qtbot.waitUntil(lambda: page.analysis.processes.count == 4, timeout=30_000)
-    assert "Over <b>4</b> processes (2 nodes × 2 GPUs): each step trains 4 batches at once" in page.figures.text()
+    assert "Over <b>4</b> processes (2 nodes × 2 GPUs): each step trains 4 batches side by side" in page.figures.text()
     assert page.analysis.figures.steps_per_epoch == -(-alone.batches_per_epoch // 4)
     page.target_box.setCurrentText("gpu-b")  # one target again
     qtbot.waitUntil(lambda: page.analysis.processes.count == 1, timeout=30_000)
