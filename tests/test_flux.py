@@ -93,7 +93,8 @@ def test_noise_levels_shift_towards_noise_for_larger_images(tiny_model_of):
 def test_the_kohya_file_maps_fully_in_comfyuis_rules_onto_the_split_files(flux_run, tiny_model_of):
     """Every module of the trained file (`all` + CLIP-L) reaches a weight of Flux.1 as ComfyUI loads
     it from the split files, and each patch has that weight's shape (fused layers included)."""
-    from tests.lora_loader_rules import comfyui_targets, comfyui_unmapped, flux_checkpoint_keys
+    from tests.loader_rules.comfyui import comfyui_targets, comfyui_unmapped
+    from tests.loader_rules.common import flux_checkpoint_keys
     from tests.test_lora_loader_rules import _shapes
 
     split = tiny_model_of("flux").diffusers_dir.parent / "split"

@@ -1,4 +1,4 @@
-"""Our kohya LoRA files against ComfyUI's and AUTOMATIC1111's key rules (tests/lora_loader_rules.py).
+"""Our kohya LoRA files against ComfyUI's and AUTOMATIC1111's key rules (tests/loader_rules/).
 
 First the rules themselves, on hand-built key lists of real SD 1.x, SD 2.x and SDXL module
 names (a correct key maps, a wrong one is reported) and against our own diffusers -> LDM
@@ -13,15 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.lora_loader_rules import (
-    Target,
-    a1111_convert_diffusers_name,
-    a1111_targets,
-    a1111_unmapped,
-    comfyui_targets,
-    comfyui_unet_to_diffusers,
-    comfyui_unmapped,
-)
+from tests.loader_rules.a1111 import a1111_convert_diffusers_name, a1111_targets, a1111_unmapped
+from tests.loader_rules.comfyui import comfyui_targets, comfyui_unmapped
+from tests.loader_rules.comfyui_unet import comfyui_unet_to_diffusers
+from tests.loader_rules.common import Target
 
 UNET = "model.diffusion_model."
 

@@ -4,7 +4,7 @@ What a user notices is whether the LoRA looks the same in ComfyUI as it did whil
 each variant is put on the tiny SD and SDXL models (every layer kind: linear, 1x1 and 3x3
 convolutions, the text encoders), given random non-zero weights, written by the trainer's own
 exporter, and each module's patched weight is recomputed with each program's formula
-(tests/lora_loader_rules.py) and compared with peft's merged weight. In-process, on models built
+(tests/loader_rules/) and compared with peft's merged weight. In-process, on models built
 in code; one CLI run covers the variant end to end (options, files, metadata, the run's notes).
 """
 
@@ -17,8 +17,10 @@ import pytest
 import torch
 
 from tests.cli_helpers import trainer_cli
-from tests.lora_loader_rules import (a1111_patched_weight, a1111_targets, a1111_unmapped, comfyui_patched_weight,
-                                     comfyui_targets, comfyui_unmapped, lora_modules, lycoris_merged_weight)
+from tests.loader_rules.a1111 import a1111_targets, a1111_unmapped
+from tests.loader_rules.comfyui import comfyui_targets, comfyui_unmapped
+from tests.loader_rules.common import lora_modules
+from tests.loader_rules.patched_weights import a1111_patched_weight, comfyui_patched_weight, lycoris_merged_weight
 from trainer.lora import add_lora, lora_state_dict, save_safetensors, to_diffusers
 
 RANK, ALPHA = 4, 2.0

@@ -123,8 +123,8 @@ def test_both_files_map_fully_in_comfyuis_sd3_rules(sd3_run, tiny_model_of):
     """Every module of the kohya file (`all` + both CLIPs) reaches a weight of the checkpoint as ComfyUI loads it,
     bundled or with TripleCLIPLoader's files, with that weight's shape; ComfyUI's diffusers-name rule takes every
     module of the diffusers-format file too, q, k and v each onto its third of the fused qkv."""
-    from tests.lora_loader_rules import (comfyui_sd3_diffusers_targets, comfyui_targets, comfyui_unmapped,
-                                         sd3_checkpoint_keys)
+    from tests.loader_rules.comfyui import comfyui_sd3_diffusers_targets, comfyui_targets, comfyui_unmapped
+    from tests.loader_rules.common import sd3_checkpoint_keys
     from tests.test_lora_loader_rules import _shapes
 
     root = tiny_model_of("sd3").diffusers_dir.parent
