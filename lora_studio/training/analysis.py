@@ -22,6 +22,9 @@ from trainer.estimate import MemoryEstimate, RunFigures, estimate_llm_memory, es
 from trainer.model_check import check_quantization
 from trainer.model_family import Detection, ModelKindError, detect_family, resolve_family
 
+from ..targets.placement import placement_of
+from ..targets.runinfo import read_run_info
+
 # Step time grows a little faster than the pixel count (attention is quadratic in it): a
 # speed measured at one resolution is scaled by (pixel ratio) ** this to another.
 _PIXEL_COST_EXPONENT = 1.25
@@ -114,9 +117,11 @@ def _run_family(config: dict[str, Any]) -> str:
 
 
 def recent_speed(workspace: Path | None, family: str = "sd") -> MeasuredSpeed | None:
-    """Median images/s of the newest run of ``family`` in the workspace that logged any, its name and size.
+    """Median images/s of one trainer process in the newest run of ``family`` in the workspace that logged
+    any, its name and size.
 
-    Only runs of the same family count: an SDXL step costs several SD steps at the same size.
+    Only runs of the same family count: an SDXL step costs several SD steps at the same size. A run over
+    several nodes logs the images of all its processes: its speed is divided by their number.
     """
     if workspace is None:
         return None
@@ -136,7 +141,10 @@ def recent_speed(workspace: Path | None, family: str = "sd") -> MeasuredSpeed | 
             except (ValueError, KeyError, TypeError):
                 continue
         if speeds:
-            return MeasuredSpeed(statistics.median(speeds), metrics.parent.name, _run_resolution(config))
+            placement = placement_of(read_run_info(metrics.parent))
+            processes = placement.world_size if placement is not None else 1
+            return MeasuredSpeed(statistics.median(speeds) / max(processes, 1), metrics.parent.name,
+                                 _run_resolution(config))
     return None
 
 

@@ -104,6 +104,14 @@ def test_the_time_estimate_scales_an_earlier_runs_speed_to_the_new_size(demo_ws)
     small = analyse(_values(demo_ws, 64), demo_ws, demo_ws, on_cpu=True)
     assert small.seconds == pytest.approx(360 * 4 / 40.0) and small.speed_source == "shapes-demo at 64 px"
     assert not _cpu_warnings(small)  # 36 s
+    # The same speed logged by a run over two nodes of two GPUs is four processes' images: a quarter each.
+    from lora_studio.targets.placement import Node, Placement
+    from lora_studio.targets.runinfo import RunInfo, write_run_info
+    placement = Placement((Node("gpu-a", "10.0.0.11", 1, 2, "train.log"), Node("gpu-b", "10.0.0.12", 2, 2, "n2.log")),
+                          "10.0.0.11:29400", "r", 3)
+    write_run_info(run, RunInfo("ssh", "gpu-a", "10.0.0.11", 1, [], 0.0, "0", "ssh", str(run), "",
+                                extra={"placement": placement.to_json()}))
+    assert analyse(_values(demo_ws, 64), demo_ws, demo_ws).seconds == pytest.approx(4 * small.seconds)
     big = analyse(_values(demo_ws, 512), demo_ws, demo_ws, on_cpu=True)
     assert big.seconds > 100 * small.seconds  # 64x the pixels
     [warning] = _cpu_warnings(big)
