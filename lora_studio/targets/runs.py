@@ -19,7 +19,7 @@ from trainer.rundir import (ACTIVE_STATES, LOG_FILE, RUN_FILE, STALE_AFTER_S, ST
                             read_status)
 
 from .ray_client import RayJob
-from .placement import run_targets
+from .placement import placement_of, run_targets
 from .lost_mark import lost_mark
 from .runinfo import RunInfo, read_run_info
 
@@ -94,9 +94,10 @@ def _summarize(run_dir: Path, status: dict | None, info: RunInfo | None, now: fl
         return RunSummary(run_dir, run_dir.name, "launched", int(status.get("step") or 0), status.get("total_steps"),
                           now - heartbeat, target, host, info.pid, info.started_at, None, info)
     if state in ACTIVE_STATES:
-        local = host == socket.gethostname() and isinstance(pid, int)
         # On this machine the process table answers at once; elsewhere only a stale
-        # heartbeat can tell that the trainer (or its machine) is gone.
+        # heartbeat can tell that the trainer (or its machine) is gone. Not for a run over several
+        # nodes: its status names rank 0's worker, which torchrun replaces after a failure.
+        local = host == socket.gethostname() and isinstance(pid, int) and placement_of(info) is None
         if (local and not local_pid_alive(pid)) or (not local and is_stale(status, now, stale_after_s)):
             state = "lost"
         elif not local and lost_mark(run_dir, status) is not None:  # a desk found its VM powered off (lost_mark.py)
