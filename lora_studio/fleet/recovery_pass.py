@@ -14,8 +14,9 @@ For every run with automatic recovery on (``recovery.json``) that is going or lo
 
 The trainer resumes by itself from the newest complete checkpoint of the run folder. A run over
 several nodes starts again on all of them at once (once none of its torchruns is left; a worker
-lost while they run is torchrun's to restart). A run waits, without an attempt, while every place is busy; a failed attempt is tried again after
-:data:`RETRY_AFTER_S`; after ``max_attempts`` attempts the run is left to the user.
+lost while they run is torchrun's to restart). A run waits, without an attempt, while every place
+is busy; a failed attempt is tried again after :data:`RETRY_AFTER_S`; after ``max_attempts``
+attempts the run is left to the user.
 
 Blocking and free of Qt: the app runs a pass in a worker every few seconds; a script can loop it.
 """
@@ -224,10 +225,7 @@ def _restart_on_nodes(summary: RunSummary, placement: Placement, verdict: Verdic
 
 def _source(summary: RunSummary) -> str:
     """Where the run was lost: its target, or its nodes (``gpu-a + gpu-b``)."""
-    placement = placement_of(summary.info)
-    if placement is not None:
-        return " + ".join(placement.targets)
-    return summary.info.target_name if summary.info else summary.target
+    return " + ".join(summary.targets)
 
 
 def _failed(run_dir: Path, attempt: int, source: str, verdict: Verdict, problems: list[str]) -> RecoveryOutcome:

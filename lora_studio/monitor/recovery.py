@@ -20,7 +20,7 @@ from ..fleet.restart_config import restart_config
 from ..targets.api import LaunchOutcome, TargetContext, launch
 from ..targets.model import Target
 from ..targets.multinode import relaunch_nodes
-from ..targets.placement import Placement, placement_of
+from ..targets.placement import Placement, placement_of, run_targets
 from ..targets.runinfo import read_run_info
 
 __all__ = ["RecoverySettings", "attempts", "load_settings", "record_event", "recover", "resume_from_checkpoint",
@@ -42,7 +42,7 @@ def recover(run_dir: Path, ctx: TargetContext, workspace: Path | None, target_na
     """
     info = read_run_info(run_dir)
     placement = placement_of(info)
-    source = " + ".join(placement.targets) if placement else info.target_name if info else ""
+    source = " + ".join(run_targets(info))  # its target, or its nodes: "gpu-a + gpu-b"
     name = target_name or source or ctx.settings.targets[0].name
     config = restart_config(run_dir, _old_target(run_dir, ctx), this_desk())  # paths as this desk sees them
     record_event(run_dir, "recovery", attempt=attempts(run_dir) + 1, target=name, reason=reason,
