@@ -19,7 +19,7 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QListWidgetItem, QMessageBox, QWidget
 
 from trainer.checkpoint import list_checkpoints
-from trainer.rundir import EVENTS_FILE, LOG_FILE, METRICS_FILE, JsonlTail, read_status
+from trainer.rundir import EVENTS_FILE, METRICS_FILE, JsonlTail, read_status
 
 from ..targets.ray_state import combine as combine_ray, list_runs_seen
 from ..targets.runs import RunSummary, summarize_run
@@ -32,6 +32,7 @@ from .queued_runs import QUEUED_KIND, with_queue
 from .recovery import load_settings as load_recovery, recover, resume_from_checkpoint
 from .recovery import save_settings as save_recovery
 from .recovery_watch import RecoveryWatch
+from .placement_view import node_logs
 from .run_details import details_text, error_text
 from .runs_model import RUN_ROLE, STATE_COLORS, RunsModel
 
@@ -160,7 +161,7 @@ class MonitorPage(QWidget):
         self.run_dir = run_dir
         self.events_tail = JsonlTail(run_dir / EVENTS_FILE) if run_dir else None
         self.samples.set_run(run_dir)
-        self.log_view.set_log(run_dir / LOG_FILE if run_dir else None)
+        self.log_view.follow_run(run_dir)
         if run_dir is not None:
             for folder in [run_dir, *(overlay or [])]:
                 series = self.plot.add_run(folder.name, folder / METRICS_FILE)
@@ -221,6 +222,7 @@ class MonitorPage(QWidget):
         placement = placement_of(summary.info)
         self.details.setText(details_text(summary, status, series, placement))
         self.placement.show_placement(placement)
+        self.log_view.follow_run(self.run_dir, node_logs(placement))  # a run over several nodes: a log per node
         self.error.setText(error_text(summary))
         self.error.setVisible(bool(self.error.text()))
         self._set_controls(summary, status, series)

@@ -30,6 +30,13 @@ def placement_html(placement: Placement) -> str:
     return f"{head}<table cellspacing='0'><tr>{header}</tr>{''.join(rows)}</table>"
 
 
+def node_logs(placement: Placement | None) -> list[tuple[str, str]]:
+    """(label, file name) of each node's output in the run folder, for the log pane's choice of node."""
+    if placement is None:
+        return []
+    return [(f"Node {number}: {node.target}", node.log) for number, node in enumerate(placement.nodes, 1)]
+
+
 def placement_tip(placement: Placement) -> str:
     """One line for a tooltip: ``2 nodes × 1 process: gpu-a (10.0.0.1), gpu-b (10.0.0.2)``."""
     nodes = ", ".join(f"{n.target} ({n.host})" for n in placement.nodes)

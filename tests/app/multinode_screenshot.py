@@ -1,6 +1,7 @@
 """The Runs page with a run over two VMs, for a person to look at: ``tests/artifacts/monitor-multinode.png``
 (the nodes dialog of the Train page: ``tests/artifacts/nodes-dialog-x11.png``, and the Train page's
-figures for the two nodes: ``tests/artifacts/train-multinode.png``).
+figures for the two nodes: ``tests/artifacts/train-multinode.png``, and node 2's output in the Log tab:
+``tests/artifacts/monitor-multinode-log.png``).
 
 Run it on a real X display (what a user's desktop has)::
 
@@ -67,6 +68,15 @@ def build(root: Path) -> Path:
                                 "/data/lora/runs/sdxl-packaging-2x2", "/data/lora/runs/sdxl-packaging-2x2/config.yaml",
                                 vm="lora-trainer-01", vcenter="vc-lab",
                                 extra={"kind": "train", "placement": placement.to_json()}))
+    # Each node's output: torchrun's and its two workers'.
+    for name, node, first in (("train.log", "lora-trainer-01", 0), ("train.node2.log", "lora-trainer-02", 2)):
+        text = [f"[{node}] torchrun: --nnodes 2 --nproc-per-node 2 --rdzv-endpoint 10.20.0.21:41234",
+                f"[{node}] rank {first} and {first + 1} of 4 joined the rendezvous (round 1)"]
+        if first:
+            text += [f"[{node}] rank 3 exited with signal 9 (SIGKILL) at step 301", f"[{node}] restarting workers (1 of 3)",
+                     f"[{node}] rank {first} and {first + 1} of 4 joined the rendezvous (round 2)"]
+        text += [f"step {step}: loss {0.09 + 0.05 * math.exp(-step / 120):.4f}" for step in range(300, 421, 20)]
+        (run / name).write_text("\n".join(text) + "\n", encoding="utf-8")
     return workspace
 
 
@@ -74,6 +84,7 @@ def main() -> int:
     out = ROOT / "tests" / "artifacts" / "monitor-multinode.png"
     dialog_out = ROOT / "tests" / "artifacts" / "nodes-dialog-x11.png"
     train_out = ROOT / "tests" / "artifacts" / "train-multinode.png"
+    log_out = ROOT / "tests" / "artifacts" / "monitor-multinode-log.png"
     from app_helpers import save_screen, temporary_scene
     with temporary_scene(build) as (app, window, workspace):
         from PySide6.QtCore import Qt, QTimer
@@ -97,6 +108,13 @@ def main() -> int:
 
         def shoot_monitor() -> None:
             grab(out, window)
+            monitor = bench.monitor  # node 2's output in the Log tab
+            monitor.tabs.setCurrentWidget(monitor.log_view)
+            monitor.log_view.node.setCurrentIndex(1)
+            QTimer.singleShot(600, shoot_log)
+
+        def shoot_log() -> None:
+            grab(log_out, window)
             bench.open_config(workspace / "configs" / "demo.yaml")
             box = bench.training.target_box
             index = box.findText(SEVERAL_TARGETS)
@@ -120,7 +138,7 @@ def main() -> int:
         QTimer.singleShot(300, lambda: (bench.show_runs(), QTimer.singleShot(500, select)))
         app.exec()
         print("\n".join(shots) if shots else "no screenshot")
-    return 0 if len(shots) == 3 else 1
+    return 0 if len(shots) == 4 else 1
 
 
 if __name__ == "__main__":

@@ -135,6 +135,8 @@ def test_the_train_page_divides_the_steps_among_the_processes_of_the_chosen_node
 
 def _multinode_run(run: Path) -> Path:
     run.mkdir(parents=True)
+    (run / "train.log").write_text("step 40: rank 0 on gpu-a\n", encoding="utf-8")
+    (run / "train.node2.log").write_text("[W] gloo connect to 10.0.0.11 failed, retrying\n", encoding="utf-8")
     now = time.time()
     (run / "status.json").write_text(json.dumps({"state": "training", "step": 40, "total_steps": 200, "epoch": 2,
                                                  "total_epochs": 10, "heartbeat": now, "pid": 4242,
@@ -167,9 +169,21 @@ def test_the_runs_page_shows_the_nodes_of_a_multi_node_run(qtbot, window, worksp
         assert part in text, part
     assert "on 2 nodes × 2 processes" in monitor.details.text()
     screenshot(monitor, "monitor-multinode-offscreen")
-    # A run on one machine shows no placement.
+    # The Log tab follows node 1's output; node 2's is a choice away (each node writes its own file).
+    log = monitor.log_view
+    assert not log.node.isHidden() and [log.node.itemText(i) for i in range(log.node.count())] == [
+        "Node 1: gpu-a", "Node 2: gpu-b"]
+    assert "rank 0 on gpu-a" in log.text.toPlainText() and "gloo" not in log.text.toPlainText()
+    log.node.setCurrentIndex(1)
+    assert "gloo connect to 10.0.0.11 failed" in log.text.toPlainText()
+    with (run / "train.node2.log").open("a", encoding="utf-8") as handle:
+        handle.write("torchrun: restarting workers (1 of 3)\n")
+    monitor.refresh()  # the page's per-second refresh: the chosen node's new lines, the choice kept
+    assert log.node.currentIndex() == 1 and "restarting workers" in log.text.toPlainText()
+    # A run on one machine shows no placement, and no choice of node.
     monitor.show_run(pretend_running(workspace / "runs" / "one-node", "gpu-b"))
     assert not monitor.placement.isVisible() and "on gpu-b" in monitor.details.text()
+    assert log.node.isHidden()
 
 
 def test_the_target_dialog_edits_the_network_interface(qtbot):
