@@ -279,8 +279,12 @@ class FleetPage(QWidget):
     def _requeue(self) -> None:
         row = self.selected_row()
         if row is not None:
-            self.pending_selection = str(row.entry.run_dir)
-            self.dispatcher.change(requeue, row.entry.run_dir, self.dispatcher.desk)
+            self.requeue_run(row.entry.run_dir)
+
+    def requeue_run(self, run_dir: Path | str) -> None:
+        """Put the run in ``run_dir``, whose start from the queue failed, back into the queue (here and on the Runs page)."""
+        self.pending_selection = str(run_dir)
+        self.dispatcher.change(requeue, Path(run_dir), self.dispatcher.desk)
 
     def _cancel(self) -> None:
         row = self.selected_row()

@@ -25,6 +25,10 @@ from .placement_view import PlacementLabel
 from .samples_view import SamplesView
 from .stop_bar import StopBar
 
+# The Resume button's two tips: a run that ran, and one whose start from the queue failed.
+RESUME_TIP = "Start the run again where its last checkpoint left off"
+REQUEUE_TIP = "Put the run back into the queue (after fixing what its start said): it starts when a target frees up"
+
 if TYPE_CHECKING:
     from .monitor_page import MonitorPage
 
@@ -112,7 +116,7 @@ def _run_head(page: MonitorPage) -> QGroupBox:
     page.stop_bar.cancelQueued.connect(page.cancelQueued)
     page.stop_button = page.stop_bar.stop_button
     page.resume_button = QPushButton("Resume", page)
-    page.resume_button.setToolTip("Start the run again where its last checkpoint left off")
+    page.resume_button.setToolTip(RESUME_TIP)
     page.resume_button.clicked.connect(lambda: page.resume_selected(None))
     page.resume_elsewhere = QPushButton("Resume on…", page)
     page.resume_elsewhere.clicked.connect(page._resume_on_other_target)

@@ -27,7 +27,7 @@ from ..targets_ui.store import app_context
 from ..workers.tasks import TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
 from ..targets.placement import placement_of
-from .monitor_layout import build_monitor_page
+from .monitor_layout import REQUEUE_TIP, RESUME_TIP, build_monitor_page
 from .queued_runs import QUEUED_KIND, with_queue
 from .recovery import load_settings as load_recovery, recover, resume_from_checkpoint
 from .recovery import save_settings as save_recovery
@@ -45,6 +45,7 @@ class MonitorPage(QWidget):
 
     runSelected = Signal(str)
     cancelQueued = Signal(str)   # Cancel… on a queued run: the window asks, then takes it out of the queue
+    requeueQueued = Signal(str)  # Queue again on a run whose start from the queue failed
 
     def __init__(self, runner: TaskRunner, thumbnails: ThumbnailLoader, parent: QWidget | None = None,
                  context=app_context, refresh_ms: int = REFRESH_MS, runs_refresh_ms: int = RUNS_REFRESH_MS) -> None:
@@ -108,6 +109,8 @@ class MonitorPage(QWidget):
         self._queue_rows = list(rows)
         if self.workspace is not None:
             self._show_rows(self._folder_runs)
+            if self.run_dir is not None:
+                self.refresh()  # a queued run shown: its place and what it waits for, now
 
     def _runs_listed(self, runs: list[RunSummary]) -> None:
         self._listing = False
@@ -230,7 +233,11 @@ class MonitorPage(QWidget):
     def _set_controls(self, summary: RunSummary | None, status: dict | None = None, series=None) -> None:
         self.stop_bar.show_run(self.run_dir if summary else None, summary, status, series)
         resumable = summary is not None and summary.resumable
-        self.resume_button.setEnabled(resumable)
+        # A start from the queue that failed has no checkpoint to resume: it goes back into the queue instead.
+        requeue = summary is not None and summary.kind == QUEUED_KIND and summary.state == "failed"
+        self.resume_button.setText("Queue again" if requeue else "Resume")
+        self.resume_button.setToolTip(REQUEUE_TIP if requeue else RESUME_TIP)
+        self.resume_button.setEnabled(resumable or requeue)
         self.resume_elsewhere.setEnabled(resumable)
         for widget in (self.tensorboard_button, self.output_button, self.auto_recover):
             widget.setEnabled(summary is not None)
@@ -246,8 +253,12 @@ class MonitorPage(QWidget):
 
     # -- controls ----------------------------------------------------------------------
     def resume_selected(self, target_name: str | None, reason: str = "resumed by the user") -> None:
-        """Start the selected run again (it continues from its newest complete checkpoint)."""
-        if self.run_dir is not None:
+        """Start the selected run again (it continues from its newest complete checkpoint); a run whose start
+        from the queue failed goes back into the queue."""
+        listed = next((r for r in self.model.runs if r.path == self.run_dir), None)
+        if listed is not None and listed.kind == QUEUED_KIND:
+            self.requeueQueued.emit(str(self.run_dir))
+        elif self.run_dir is not None:
             self._recover(self.run_dir, target_name, reason)
 
     def _resume_on_other_target(self) -> None:

@@ -73,6 +73,7 @@ class Workbench(QTabWidget):
         # The Runs list shows the queued runs too, as the dispatcher last read the queue.
         self.fleet.snapshotReady.connect(lambda snapshot: self.monitor.show_queue(snapshot.queue))
         self.monitor.cancelQueued.connect(self.fleet_page.cancel_run)
+        self.monitor.requeueQueued.connect(self.fleet_page.requeue_run)
         self._queued_here: str | None = None  # the run this page's Start queued last (its note follows it)
         for page in (self.train_stack, self.monitor, self.fleet_page):
             # A tab widget is as wide as its widest page's minimum; without this, the Train

@@ -214,8 +214,34 @@ def test_a_queued_run_whose_start_failed_is_listed_as_failed_with_why_and_cannot
         "copy it to models/; fix it, then Queue again in the Fleet tab")
     page.table.selectRow(0)
     assert page.error.isVisible() and page.error.text().startswith("Its start from the queue failed: the base model")
-    assert not page.resume_button.isEnabled()  # nothing ran: there is no checkpoint to resume from
     assert page.stop_button.text() == "Cancel…" and page.stop_button.isEnabled()
+    # Nothing ran, so there is no checkpoint to resume from: the button puts it back into the queue.
+    assert page.resume_button.text() == "Queue again" and not page.resume_elsewhere.isEnabled()
+    with qtbot.waitSignal(page.requeueQueued, timeout=5000) as asked:
+        page.resume_button.click()
+    assert asked.args == [str(run_dir)]
+
+
+def test_queue_again_on_the_runs_page_puts_a_failed_start_back_into_the_queue(qtbot, window, workspace, app_home):
+    from dataclasses import replace
+    from lora_studio.fleet.queue import read_entry, write_entry
+    save_settings(settings_file(), TargetSettings(targets=[LocalTarget(), SshTarget(name="gpu-01", host="h", user="u")]))
+    pretend_running(workspace / "runs" / "portrait-v3", "gpu-01")  # busy: the run waits once it is queued again
+    enqueue(write_config(workspace, "style-a"), workspace, Needs(targets=("gpu-01",)), "alice@desk-7")
+    run_dir = workspace / "runs" / "style-a"
+    write_entry(replace(read_entry(run_dir), state="failed", error={"message": "gpu-01 cannot see the dataset"}))
+    bench = window.workbench
+    fake_launches(bench.fleet)
+    _open(qtbot, window, workspace)
+    bench.show_runs()
+    monitor = bench.monitor
+    qtbot.waitUntil(lambda: ("style-a", "failed", "gpu-01") in _runs_rows(window), timeout=20_000)
+    monitor.table.selectRow([r[0] for r in _runs_rows(window)].index("style-a"))
+    assert monitor.resume_button.text() == "Queue again"
+    monitor.resume_button.click()
+    qtbot.waitUntil(lambda: ("style-a", "queued", "gpu-01") in _runs_rows(window), timeout=20_000)
+    assert [(e.name, e.state) for e in list_queue(workspace)] == [("style-a", "queued")]
+    assert monitor.resume_button.text() == "Resume" and not monitor.resume_button.isEnabled()
 
 
 def test_the_queue_model_passes_the_model_tester(qtmodeltester, workspace):
