@@ -220,8 +220,8 @@ class MonitorPage(QWidget):
         total = summary.total_steps or 0
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(min(summary.step, max(total, 1)))
-        self.progress.setFormat(f"step {summary.step} of {total}" if total else
-                                "not started: in the queue" if summary.kind == QUEUED_KIND else f"step {summary.step}")
+        self.progress.setFormat(f"step {summary.step} of {total}" if total else _not_started(summary)
+                                if summary.kind == QUEUED_KIND else f"step {summary.step}")
         placement = placement_of(summary.info)
         self.details.setText(details_text(summary, status, series, placement))
         self.placement.show_placement(placement)
@@ -357,3 +357,8 @@ class MonitorPage(QWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Export metrics", f"{self.run_dir.name}.csv", "CSV (*.csv)")
         if path:
             self.plot.export_csv(self.run_dir.name, Path(path))
+
+
+def _not_started(summary: RunSummary) -> str:
+    """The progress bar's words for a run in the queue (no step yet)."""
+    return "not started: its start failed" if summary.state == "failed" else "not started: in the queue"

@@ -25,7 +25,7 @@ def queued_summary(row: QueueRow) -> RunSummary:
     if entry.state == FAILED:
         problems = [str(p) for p in (entry.error or {}).get("problems") or [] if p]
         error = {"message": f"Its start from the queue failed: {row.status}",
-                 "hint": "; ".join([*problems[1:], "fix it, then Queue again in the Fleet tab"])}
+                 "hint": "; ".join([*problems[1:], "fix it, then Queue again"])}
         note = "its start from the queue failed"
     else:
         note = f"#{row.place} in the queue: {row.status}"

@@ -25,6 +25,8 @@ def _eta(seconds: float | None) -> str:
 
 def details_text(summary: RunSummary, status: dict, series: MetricSeries | None, placement: Placement | None) -> str:
     """The details line: where the run is and how fast it goes, its parts joined by " · "."""
+    if summary.kind == "queued" and summary.state == "failed":  # its start from the queue failed: the error says why
+        return f"{summary.note}: it waits for you (Queue again once it is fixed, or Cancel…)"
     if summary.kind == "queued":  # in the fleet's queue: no trainer, no target yet
         return f"{summary.note} · it starts by itself when a target frees up (the Fleet tab moves it in the queue)"
     parts = [f"epoch {status.get('epoch', '—')} of {status.get('total_epochs', '—')}"]

@@ -108,6 +108,14 @@ def main() -> int:
 
         def grab_runs() -> None:
             shots.append(str(save_screen(ROOT / "tests" / "artifacts" / "runs-queue.png", window)))
+            monitor = bench.monitor  # the run whose start failed: its reasons, Cancel… and Queue again
+            failed = str(workspace / "runs" / "logo-icons-v1")
+            row = next(r for r in range(monitor.proxy.rowCount()) if monitor.proxy.index(r, 0).data(RUN_ROLE) == failed)
+            monitor.table.selectRow(row)
+            QTimer.singleShot(800, grab_failed)
+
+        def grab_failed() -> None:
+            shots.append(str(save_screen(ROOT / "tests" / "artifacts" / "runs-queue-failed.png", window)))
             window.close()
             app.quit()
 

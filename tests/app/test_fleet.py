@@ -211,7 +211,7 @@ def test_a_queued_run_whose_start_failed_is_listed_as_failed_with_why_and_cannot
     assert page.proxy.index(0, 1).data() == "failed"
     assert page.proxy.index(0, 0).data(Qt.ItemDataRole.ToolTipRole) == (
         "Its start from the queue failed: the base model is missing\n"
-        "copy it to models/; fix it, then Queue again in the Fleet tab")
+        "copy it to models/; fix it, then Queue again")
     page.table.selectRow(0)
     assert page.error.isVisible() and page.error.text().startswith("Its start from the queue failed: the base model")
     assert page.stop_button.text() == "Cancel…" and page.stop_button.isEnabled()
