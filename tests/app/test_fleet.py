@@ -178,6 +178,16 @@ def test_queued_runs_are_listed_on_the_runs_page_where_cancel_takes_them_out_of_
     assert not monitor.resume_button.isEnabled()
     assert monitor.stop_button.text() == "Cancel…" and monitor.stop_button.isEnabled()
 
+    # While another desk starts it (its claim), Cancel… waits: that desk's start would refuse the change anyway.
+    from lora_studio.fleet.claim import release, try_claim
+    claim = try_claim(workspace / "runs" / "style-b", "ben@desk-3", "start", "gpu-01")
+    bench.fleet.refresh()
+    qtbot.waitUntil(lambda: not monitor.stop_button.isEnabled(), timeout=20_000)
+    assert monitor.stop_button.toolTip() == "It is being started on gpu-01 by ben@desk-3: wait a moment"
+    release(workspace / "runs" / "style-b", claim)
+    bench.fleet.refresh()
+    qtbot.waitUntil(monitor.stop_button.isEnabled, timeout=20_000)
+
     asked = []
     monkeypatch.setattr(QMessageBox, "question", lambda *args, **kw: asked.append(args[2]) or QMessageBox.StandardButton.Yes)
     monitor.stop_button.click()
