@@ -200,9 +200,16 @@ def _restart_on_nodes(summary: RunSummary, placement: Placement, verdict: Verdic
                       state: _Pass) -> RecoveryOutcome:
     """A run over several nodes: on all of them again, with the processes each had, once they are all free."""
     run_dir, source = summary.path, _source(summary)
-    missing = [name for name in placement.targets if name not in {t.name for t in state.targets}]
+    nodes = {t.name: t for t in state.targets if t.name in placement.targets}
+    missing = [name for name in placement.targets if name not in nodes]
     if missing:
         return _failed(run_dir, attempt, source, verdict, [f"{', '.join(missing)}: not set up on this desk"])
+    # A node's VM that vCenter reports off may come back (vSphere HA): the run waits for it, without an attempt.
+    keys = {key for t in nodes.values() if (key := target_vm(t)) is not None and key not in state.vms}
+    vms = {**state.vms, **vm_states(state.ctx, keys)} if keys and state.ask else state.vms
+    down = nodes_down(list(nodes.values()), vms)
+    if down:
+        return RecoveryOutcome(run_dir, WAITS, source, reason=verdict.reason, message="; ".join(down))
     loads = target_loads(state.targets, state.runs, list_queue(state.workspace))
     busy = [loads[name] for name in placement.targets if not loads[name].free]
     if busy:
@@ -221,6 +228,13 @@ def _restart_on_nodes(summary: RunSummary, placement: Placement, verdict: Verdic
     record_event(run_dir, RECOVERY_EVENT, attempt=attempt, reason=verdict.reason, step=step, target=source,
                  **{"from": source, "to": source})
     return RecoveryOutcome(run_dir, STARTED, source, source, verdict.reason)
+
+
+def nodes_down(nodes: list[Target], vms: dict[VmKey, VmState]) -> list[str]:
+    """What vCenter says of each node whose VM is powered off or suspended (a node that is no VM, or was
+    not asked about, is left to the launch's preflight)."""
+    states = [vms.get(key) for node in nodes if (key := target_vm(node)) is not None]
+    return [state.describe() for state in states if state is not None and not state.error and state.powered_down]
 
 
 def _source(summary: RunSummary) -> str:

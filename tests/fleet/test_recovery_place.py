@@ -207,3 +207,17 @@ def test_resume_of_a_multi_node_run_names_a_node_this_desk_no_longer_has(tmp_pat
                         tmp_path / "known_hosts")
     with pytest.raises(TargetConfigError, match="no target is called 'gpu-b'"):
         recover(run, ctx, workspace)  # it would go on one node only: said, not done
+
+
+def test_a_multi_node_runs_nodes_that_vcenter_reports_off_are_named_for_the_pass_to_wait_for():
+    from lora_studio.fleet.recovery_pass import nodes_down
+
+    a = VSphereTarget("gpu-a", "lab", "vm-a", ssh_user="t")
+    b = VSphereTarget("gpu-b", "lab", "vm-b", ssh_user="t")
+    states = {("lab", "vm-a"): VmState("lab", "vm-a", "poweredOn", "esx-1", "connected"),
+              ("lab", "vm-b"): VmState("lab", "vm-b", "poweredOff", "esx-2", "connected")}
+    assert nodes_down([a, b], states) == ["VM vm-b is poweredOff (vCenter lab)"]
+    assert nodes_down([a, b], {}) == []  # not asked: the launch's preflight will say
+    assert nodes_down([a, SshTarget(name="gpu-c", host="c", user="t")], states) == []  # an SSH host is no VM
+    asked_wrongly = {("lab", "vm-b"): VmState("lab", "vm-b", "", "", "", error="timed out")}
+    assert nodes_down([b], asked_wrongly) == []  # vCenter could not say: not taken for off
