@@ -74,7 +74,6 @@ def main() -> int:
     from app_helpers import save_screen, temporary_scene
     with temporary_scene(build) as (app, window, workspace):
         from PySide6.QtCore import QTimer
-        from lora_studio.monitor.runs_model import RUN_ROLE
 
         bench = window.workbench
 
@@ -100,18 +99,13 @@ def main() -> int:
             shots.append(str(save_screen(out, window)))
             # The Runs list shows the queue too, above the run folders: the same flux run selected there.
             bench.show_runs()
-            monitor = bench.monitor
-            flux = str(workspace / "runs" / "flux-brand-style")
-            row = next(r for r in range(monitor.proxy.rowCount()) if monitor.proxy.index(r, 0).data(RUN_ROLE) == flux)
-            monitor.table.selectRow(row)
+            bench.monitor._select_path(str(workspace / "runs" / "flux-brand-style"))
             QTimer.singleShot(800, grab_runs)
 
         def grab_runs() -> None:
             shots.append(str(save_screen(ROOT / "tests" / "artifacts" / "runs-queue.png", window)))
-            monitor = bench.monitor  # the run whose start failed: its reasons, Cancel… and Queue again
-            failed = str(workspace / "runs" / "logo-icons-v1")
-            row = next(r for r in range(monitor.proxy.rowCount()) if monitor.proxy.index(r, 0).data(RUN_ROLE) == failed)
-            monitor.table.selectRow(row)
+            # The run whose start failed: its reasons, Cancel… and Queue again.
+            bench.monitor._select_path(str(workspace / "runs" / "logo-icons-v1"))
             QTimer.singleShot(800, grab_failed)
 
         def grab_failed() -> None:
