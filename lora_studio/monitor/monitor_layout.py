@@ -106,6 +106,7 @@ def _run_head(page: MonitorPage) -> QGroupBox:
     page.progress.setTextVisible(True)
     page.details = QLabel(page)
     page.details.setObjectName("runDetails")
+    page.details.setWordWrap(True)  # a queued run's reasons are long: wrapped, they never squeeze the runs list
     page.placement = PlacementLabel(page)  # the nodes of a multi-node run
     page.error = QLabel(page)
     page.error.setWordWrap(True)
