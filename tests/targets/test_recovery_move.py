@@ -1,7 +1,8 @@
 """A lost run comes back by itself on another machine: the vCenter simulator powers its VM off, its
 trainer is SIGKILLed (it kills itself at a known step), and a recovery pass starts it again on a second
 SSH target from its last checkpoint. Two desks pass at once; exactly one restarts it. The run ends
-with weights bit-identical to an uninterrupted run, and its curve has every step once.
+with weights bit-identical to an uninterrupted run, and its curve has every step once. A lost run over
+two VMs waits while the simulator reports one of them off.
 
 Both SSH targets are the one sshd of the fixture (the VM's guest IP is 127.0.0.1 in the simulator),
 defined twice with different path mappings: each sees the share at a folder of its own, so the
@@ -136,3 +137,39 @@ def test_a_run_whose_vm_is_powered_off_resumes_on_another_target_bit_identical(s
     expected, got = load_file(tmp_path / "reference" / "lora.safetensors"), load_file(run_dir / "lora.safetensors")
     assert expected.keys() == got.keys() and expected
     assert all(torch.equal(expected[key], got[key]) for key in expected)
+
+
+def test_a_lost_two_node_run_waits_while_vcenter_reports_one_of_its_vms_off(vcsim, tmp_path, powered_off_later):
+    """Its nodes' VMs are asked in the pass: while one is off (vSphere HA may bring it back) the run waits,
+    with vCenter's words, and no attempt is spent on a start that could not reach that node."""
+    import os
+    import time
+
+    from lora_studio.fleet.recovery_settings import recovery_events
+    from lora_studio.targets.placement import Node, Placement
+    from lora_studio.targets.runinfo import RunInfo, write_run_info
+
+    vcenter, powered_off = powered_off_later
+    other_vm = "DC0_C0_RP0_VM1"
+    nodes = [VSphereTarget(name, "lab", vm, launch="ssh", ssh_user="t") for name, vm in (("vm-a", VM), ("vm-b", other_vm))]
+    store_password(vcenter.secret_account(), vcsim.password)
+    ctx = TargetContext(TargetSettings(vcenters=[vcenter], targets=nodes), tmp_path / "known_hosts")
+    run_dir = tmp_path / "share" / "runs" / "wide"
+    run_dir.mkdir(parents=True)
+    quiet = time.time() - 90  # its heartbeat stopped a while ago, and (the probe says) no torchrun is left
+    (run_dir / "status.json").write_text(json.dumps({"state": "training", "step": 40, "total_steps": 100,
+                                                     "heartbeat": quiet, "pid": os.getpid(), "host": "10.0.0.11"}))
+    placement = Placement((Node("vm-a", "10.0.0.11", 4101, 1, "train.log"), Node("vm-b", "10.0.0.12", 5202, 1,
+                                                                                 "train.node2.log")), "10.0.0.11:29400", "r", 3)
+    write_run_info(run_dir, RunInfo("vsphere", "vm-a", "10.0.0.11", 4101, ["torchrun"], quiet - 600, "0", "ssh",
+                                    str(run_dir), str(run_dir / "config.yaml"), vm=VM, vcenter="lab",
+                                    extra={"kind": "train", "placement": placement.to_json()}))
+    save_settings(run_dir, RecoverySettings(enabled=True, stale_after_s=60))
+    with connect(vcenter, ctx) as session:
+        powered_off.append(other_vm)
+        session.wait(session.find_vm(other_vm).PowerOffVM_Task(), 30, "powering off")
+
+    [outcome] = recovery_pass(tmp_path / "share", ctx, "desk-1", probe=lambda *_: False)
+    assert (outcome.kind, outcome.source) == ("waits", "vm-a + vm-b")
+    assert outcome.message == f"VM {other_vm} is poweredOff (vCenter lab)"
+    assert recovery_events(run_dir) == []  # no attempt spent
