@@ -24,12 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainer.rundir import CONFIG_FILE
+
 from ..targets.model import Target
 from ..targets.preflight import PreflightReport
 from ..targets.prepare import PreparedRun
 from ..targets.runs import RunSummary
 from .claim import release, try_claim
-from .queue import QUEUED, QueueEntry, read_entry
+from .queue import QUEUED, QUEUED_CONFIG, QueueEntry, read_entry
 
 # Prepare the next run when the running one should end within this: soon enough that little can
 # change before the start, early enough for a preflight of seconds to finish first.
@@ -56,11 +58,15 @@ class ReadyStart:
         """Whether it passed (a failed one only keeps the pass from trying again at once)."""
         return self.prepared is not None and self.report.ok
 
+    def fresh(self, now: float, fresh_s: float) -> bool:
+        """Whether it is younger than ``fresh_s`` at ``now`` (older, the start checks everything again)."""
+        return now - self.made_at < fresh_s
+
 
 def configs_digest(run_dir: Path) -> str:
     """What a start checks was not rewritten since its preflight: the queued config and ``config.yaml``."""
     digest = hashlib.sha256()
-    for name in ("queued-config.yaml", "config.yaml"):
+    for name in (QUEUED_CONFIG, CONFIG_FILE):
         try:
             digest.update((run_dir / name).read_bytes())
         except OSError:
@@ -108,7 +114,7 @@ class StartsAhead:
         now = time.time() if now is None else now
         with self._lock:
             made = self._ready.get(entry.run_dir)
-        return made is None or made.target != target or now - made.made_at >= self.fresh_s
+        return made is None or made.target != target or not made.fresh(now, self.fresh_s)
 
     def prepare(self, entry: QueueEntry, target: Target, desk: str, check: Check) -> ReadyStart | None:
         """Preflight ``entry`` for ``target`` under the run's claim and keep the result.
@@ -139,14 +145,14 @@ class StartsAhead:
         now = time.time() if now is None else now
         with self._lock:
             made = self._ready.get(entry.run_dir)
-        return made.target if made is not None and made.ok and now - made.made_at < self.fresh_s else None
+        return made.target if made is not None and made.ok and made.fresh(now, self.fresh_s) else None
 
     def take(self, entry: QueueEntry, target: Target, now: float | None = None) -> ReadyStart | None:
         """The passing preflight made ahead for ``entry`` on ``target``, if it still holds; it is used up."""
         now = time.time() if now is None else now
         with self._lock:
             made = self._ready.pop(entry.run_dir, None)
-        if made is None or not made.ok or made.target != target or now - made.made_at >= self.fresh_s:
+        if made is None or not made.ok or made.target != target or not made.fresh(now, self.fresh_s):
             return None
         if configs_digest(entry.run_dir) != made.digest:
             return None  # another desk (or the user) rewrote the run's config since: check it again
@@ -156,7 +162,7 @@ class StartsAhead:
         """Whether a passing preflight waits for its target to free up (the app then looks more often)."""
         now = time.time() if now is None else now
         with self._lock:
-            return any(made.ok and now - made.made_at < self.fresh_s for made in self._ready.values())
+            return any(made.ok and made.fresh(now, self.fresh_s) for made in self._ready.values())
 
     def forget_except(self, run_dirs: set[Path]) -> None:
         """Drop what was made for runs that no longer wait in the queue (started elsewhere, cancelled)."""

@@ -155,8 +155,9 @@ def _recover_if_lost(run_dir: Path, settings: RecoverySettings, state: _Pass) ->
 
 def _restart(summary: RunSummary, verdict: Verdict, attempt: int, state: _Pass) -> RecoveryOutcome:
     """Start the lost run again on the first place that passes its preflight (the caller holds its claim)."""
-    if placement_of(summary.info) is not None:
-        return _restart_on_nodes(summary, placement_of(summary.info), verdict, attempt, state)
+    placement = placement_of(summary.info)
+    if placement is not None:
+        return _restart_on_nodes(summary, placement, verdict, attempt, state)
     run_dir, targets = summary.path, state.targets
     home = home_of(summary, targets)
     source = _source(summary)

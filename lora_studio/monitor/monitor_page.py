@@ -61,7 +61,6 @@ class MonitorPage(QWidget):
         self.pending_selection: str | None = None  # a run just launched: select it when it appears
         self._folder_runs: list[RunSummary] = []  # the run folders, as the last scan found them
         self._queue_rows: list = []                # the queue, as the fleet dispatcher last read it (QueueRow)
-        self._claimed: dict[str, str] = {}         # queued runs being started or checked: what the queue says
         self.recovery = RecoveryWatch(runner, lambda: self.context(), self)
         # A run started again shows at once; one that waits for a target must not make the list spin.
         self.recovery.passed.connect(lambda outcomes: any(o.kind == "started" for o in outcomes) and self.refresh_runs())
@@ -81,7 +80,7 @@ class MonitorPage(QWidget):
     def set_workspace(self, workspace: Path | None) -> None:
         """Watch the runs of ``workspace`` (None stops watching)."""
         self.workspace = workspace
-        self._folder_runs, self._queue_rows, self._claimed = [], [], {}
+        self._folder_runs, self._queue_rows = [], []
         self.model.set_runs([])
         self.show_run(None)
         if workspace is None:
@@ -108,8 +107,6 @@ class MonitorPage(QWidget):
     def show_queue(self, rows: list) -> None:
         """List the queued runs of ``rows`` (the fleet dispatcher's QueueRows) with the run folders."""
         self._queue_rows = list(rows)
-        # Runs a desk is starting (or checking ahead) right now: their claim keeps every change out meanwhile.
-        self._claimed = {str(r.entry.run_dir): r.status for r in rows if r.entry.claim is not None}
         if self.workspace is not None:
             self._show_rows(self._folder_runs)
             if self.run_dir is not None:
@@ -242,8 +239,10 @@ class MonitorPage(QWidget):
         self.resume_button.setToolTip(REQUEUE_TIP if requeue else RESUME_TIP)
         self.resume_button.setEnabled(resumable or requeue)
         self.resume_elsewhere.setEnabled(resumable)
-        held = self._claimed.get(str(summary.path)) if summary is not None and summary.kind == QUEUED_KIND else None
-        if held:  # Cancel… and Queue again would be refused until that desk is done
+        # A desk starting (or checking ahead) a queued run holds its claim: Cancel… and Queue again would be refused.
+        held = next((r.status for r in self._queue_rows if summary is not None and summary.kind == QUEUED_KIND
+                     and r.entry.run_dir == summary.path and r.entry.claim is not None), None)
+        if held:
             for button in (self.stop_button, self.resume_button):
                 button.setEnabled(False)
                 button.setToolTip(f"It is {held}: wait a moment")
