@@ -78,6 +78,24 @@ def test_every_problem_is_reported_at_once_with_line_and_hint(tmp_path):
     assert f"{path}:1: train_data_dir: {tmp_path / 'nowhere'} does not exist" in text
 
 
+def test_a_datastore_path_copied_from_vcenter_is_named_as_such_with_what_to_write(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train_data_dir: data\nbase_model: '[vsanDatastore] lora/models/base.safetensors'\n"
+                    "output_dir: out\n", encoding="utf-8")
+    (tmp_path / "data").mkdir()
+    config, problems = load_config(path)
+    assert config is None and len(problems) == 1
+    text = str(problems[0])
+    assert text.startswith(f"{path}:2: base_model: '[vsanDatastore] lora/models/base.safetensors' is a datastore path")
+    assert "give the path where this computer or the VM mounts the datastore" in text
+    # A folder whose name starts with a bracket is still a path where there is one.
+    (tmp_path / "[v2] models").mkdir()
+    (tmp_path / "[v2] models/base.safetensors").write_bytes(b"")
+    config, problems = validate_mapping({"train_data_dir": "data", "output_dir": "o",
+                                         "base_model": "[v2] models/base.safetensors"}, tmp_path)
+    assert not [p for p in problems if p.option == "base_model"]
+
+
 def test_yaml_syntax_error_names_the_line(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("lora_rank: 8\nbatch_size: [4\nepochs: 3\n", encoding="utf-8")

@@ -27,6 +27,9 @@ from .stop_bar import StopBar
 
 # The Resume button's two tips: a run that ran, and one whose start from the queue failed.
 RESUME_TIP = "Start the run again where its last checkpoint left off"
+AUTO_RECOVER_TEXT = "Recover automatically when lost"
+# A queued run has no machine to lose yet: the choice is kept in its folder and holds from its start.
+AUTO_RECOVER_QUEUED_TEXT = "Recover automatically when lost, once it has started"
 REQUEUE_TIP = "Put the run back into the queue (after fixing what its start said): it starts when a target frees up"
 
 if TYPE_CHECKING:
@@ -125,7 +128,7 @@ def _run_head(page: MonitorPage) -> QGroupBox:
     page.tensorboard_button.clicked.connect(page.open_tensorboard)
     page.output_button = QPushButton("Output folder", page)
     page.output_button.clicked.connect(page.open_folder)
-    page.auto_recover = QCheckBox("Recover automatically when lost", page)
+    page.auto_recover = QCheckBox(AUTO_RECOVER_TEXT, page)
     page.auto_recover.setToolTip("When this run's machine dies (or vCenter reports its VM powered off), start it "
                                  "again from its last checkpoint: on the same target once it is back, else on "
                                  "another free target that sees the run folder (at most 3 times)")

@@ -27,7 +27,7 @@ from ..targets_ui.store import app_context
 from ..workers.tasks import TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
 from ..targets.placement import placement_of
-from .monitor_layout import REQUEUE_TIP, RESUME_TIP, build_monitor_page
+from .monitor_layout import AUTO_RECOVER_QUEUED_TEXT, AUTO_RECOVER_TEXT, REQUEUE_TIP, RESUME_TIP, build_monitor_page
 from .queued_runs import QUEUED_KIND, with_queue
 from .recovery import load_settings as load_recovery, recover, resume_from_checkpoint
 from .recovery import save_settings as save_recovery
@@ -248,6 +248,8 @@ class MonitorPage(QWidget):
                 button.setToolTip(f"It is {held}: wait a moment")
         for widget in (self.tensorboard_button, self.output_button, self.auto_recover):
             widget.setEnabled(summary is not None)
+        queued = summary is not None and summary.kind == QUEUED_KIND
+        self.auto_recover.setText(AUTO_RECOVER_QUEUED_TEXT if queued else AUTO_RECOVER_TEXT)
 
     def _refresh_checkpoints(self) -> None:
         self.checkpoints.clear()

@@ -177,6 +177,11 @@ def test_queued_runs_are_listed_on_the_runs_page_where_cancel_takes_them_out_of_
     assert monitor.progress.text() == "not started: in the queue"
     assert not monitor.resume_button.isEnabled()
     assert monitor.stop_button.text() == "Cancel…" and monitor.stop_button.isEnabled()
+    # Recovery can be chosen ahead: it is kept with the run and holds from its start.
+    monitor.table.selectRow(0)
+    assert monitor.auto_recover.text() == "Recover automatically when lost, once it has started"
+    monitor.auto_recover.setChecked(True)
+    monitor.table.selectRow(1)
 
     # While another desk starts it (its claim), Cancel… waits: that desk's start would refuse the change anyway.
     from lora_studio.fleet.claim import release, try_claim
@@ -203,6 +208,7 @@ def test_queued_runs_are_listed_on_the_runs_page_where_cancel_takes_them_out_of_
     assert [r[0] for r in _runs_rows(window)].count("style-a") == 1
     monitor.table.selectRow([r[0] for r in _runs_rows(window)].index("style-a"))
     assert monitor.stop_button.text() == "Stop"
+    assert monitor.auto_recover.text() == "Recover automatically when lost" and monitor.auto_recover.isChecked()
 
 
 def test_a_queued_run_whose_start_failed_is_listed_as_failed_with_why_and_cannot_be_resumed(qtbot, monitor_page,

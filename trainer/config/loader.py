@@ -18,7 +18,8 @@ from trainer.config.cross_checks import adapt_bucket_range, cross_checks
 from trainer.config.migrate import migrate
 from trainer.config.family_checks import configured_model, family_checks, family_defaults
 from trainer.config.schema import OPTIONS, OPTIONS_BY_NAME, SCHEMA_VERSION, defaults
-from trainer.config.value_checks import check_bounds, check_path, coerce, hint_for, resolve_path
+from trainer.config.value_checks import (DATASTORE_PATH_HINT, check_bounds, check_path, coerce, datastore_path_problem,
+                                         hint_for, resolve_path)
 from trainer.problems import Problem
 
 # Keys that are not options but may appear at the top of a config file.
@@ -185,7 +186,12 @@ def validate_mapping(raw: Any, base_dir: Path | None = None, *, file: str | None
             problem(option.name, error, hint_for(option))
             continue
         if option.type == "path":
-            coerced = str(resolve_path(coerced, base_dir))
+            resolved = resolve_path(coerced, base_dir)
+            error = None if resolved.exists() else datastore_path_problem(coerced)
+            if error is not None:
+                problem(option.name, error, DATASTORE_PATH_HINT)
+                continue
+            coerced = str(resolved)
         values[option.name] = coerced
 
     for option in OPTIONS:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,21 @@ def hint_for(option: Option) -> str:
     if option.type == "choice":
         return "use one of: " + "; ".join(f"{c.value} = {c.description.rstrip('.')}" for c in option.choices)
     return option.help
+
+
+# vCenter's name for a file, "[vsanDatastore] lora/models/base.safetensors": copied from the vSphere Client or
+# the datastore browser, it reads like a path but no program outside vCenter can open it.
+DATASTORE_PATH = re.compile(r"^\[[^\]/\\]+\]\s")
+DATASTORE_PATH_HINT = ("give the path where this computer or the VM mounts the datastore, such as /mnt/vsan/lora/...; "
+                       "Training > Targets... > vSphere > Datastores > Copy path gives it for a target with a "
+                       "path mapping")
+
+
+def datastore_path_problem(value: str) -> str | None:
+    """Why ``value`` is no path the trainer can open when it is a datastore path, else None."""
+    if DATASTORE_PATH.match(value):
+        return f"{value!r} is a datastore path (vCenter's name for the file), which no program can open"
+    return None
 
 
 def resolve_path(value: str, base_dir: Path | None) -> Path:
