@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QSlider,
+                               QVBoxLayout, QWidget)
 
 from .count_axis import CountAxis
 from .series import MetricSeries
@@ -28,6 +28,10 @@ COUNTED = {"step", "epoch"}  # x axes of whole numbers: no ticks between them
 PALETTE = ("#3b82f6", "#f97316", "#10b981", "#e11d48", "#8b5cf6", "#a16207")
 # The eval loss of the run with the same index: none of these is a loss colour.
 EVAL_PALETTE = ("#c026d3", "#0891b2", "#ca8a04", "#4b5563", "#db2777", "#65a30d")
+# What the empty plot says: no run chosen, or a run that has logged no step yet (queued, starting up).
+NO_RUN_HINT = "Select a run to see its loss curve"
+NO_STEPS_HINT = "No steps logged yet: the curve starts with the run's first step"
+READING_HINT = "Reading the run's curve…"  # a long history is read in a worker
 
 
 class RunCurves:
@@ -134,22 +138,31 @@ class LossPlot(QWidget):
         bar.addWidget(self.log_scale)
         bar.addStretch(1)
         bar.addWidget(reset)
+        self.empty_hint = QLabel(NO_RUN_HINT, self)
+        self.empty_hint.setObjectName("hint")  # the theme's secondary text
+        self.empty_hint.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        over = QGridLayout()  # the hint lies over the middle of the graph, in the same cell
+        over.addWidget(self.graph, 0, 0)
+        over.addWidget(self.empty_hint, 0, 0, Qt.AlignmentFlag.AlignCenter)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(bar)
-        layout.addWidget(self.graph, 1)
+        layout.addLayout(over, 1)
         layout.addWidget(self.readout)
 
     # -- runs --------------------------------------------------------------------------
-    def add_run(self, name: str, metrics_path: Path) -> MetricSeries:
-        """Show a run (overlaid on the others); returns its series."""
+    def add_run(self, name: str, metrics_path: Path, loading: bool = False) -> MetricSeries:
+        """Show a run (overlaid on the others); returns its series. ``loading``: a worker reads its history
+        (the plot skips it until :meth:`loaded`)."""
         if name in self.series:
             return self.series[name]
         series = MetricSeries(metrics_path, self.smoothing.value() / 100)
+        series.loading = loading
         self.series[name] = series
         index = len(self.curves)
         self.curves[name] = RunCurves(self.plot, self.lr_box, name, PALETTE[index % len(PALETTE)],
                                       EVAL_PALETTE[index % len(EVAL_PALETTE)])
+        self._show_hint()
         return series
 
     def remove_run(self, name: str) -> None:
@@ -164,9 +177,17 @@ class LossPlot(QWidget):
             self.legend.removeItem(curves.smooth)
             if curves.eval_in_legend:
                 self.legend.removeItem(curves.eval)
+        self._show_hint()
 
     def runs(self) -> list[str]:
         return list(self.series)
+
+    def _show_hint(self) -> None:
+        """Say why the plot is empty, while it is."""
+        has_points = any(len(series) for series in self.series.values())
+        loading = any(series.loading for series in self.series.values())
+        self.empty_hint.setText(READING_HINT if loading else NO_STEPS_HINT if self.series else NO_RUN_HINT)
+        self.empty_hint.setVisible(not has_points)
 
     def set_recoveries(self, name: str, steps: list[int]) -> None:
         """Steps where a run was resumed or recovered (drawn as markers on its curve)."""
@@ -184,6 +205,7 @@ class LossPlot(QWidget):
                 self._draw(name)
         if arrived:
             self._follow()
+            self._show_hint()
         return arrived
 
     def loaded(self, name: str) -> None:
@@ -192,6 +214,7 @@ class LossPlot(QWidget):
             self.series[name].loading = False
             self._draw(name)
             self._follow()
+            self._show_hint()
 
     def redraw(self) -> None:
         for name in self.series:

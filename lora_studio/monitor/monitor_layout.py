@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSortFilterProxyModel, Qt
-from PySide6.QtGui import QFontMetrics
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
-                               QLineEdit, QListWidget, QProgressBar, QPushButton, QSizePolicy, QSplitter, QTableView,
-                               QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtGui import QFontMetrics, QPalette
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QHeaderView,
+                               QLabel, QLineEdit, QListWidget, QProgressBar, QPushButton, QSizePolicy, QSplitter,
+                               QStackedWidget, QTableView, QTabWidget, QVBoxLayout, QWidget)
 
 from ..boxes import column, push_button
 from ..workers.thumbnails import ThumbnailLoader
@@ -31,6 +31,11 @@ AUTO_RECOVER_TEXT = "Recover automatically when lost"
 # A queued run has no machine to lose yet: the choice is kept in its folder and holds from its start.
 AUTO_RECOVER_QUEUED_TEXT = "Recover automatically when lost, once it has started"
 REQUEUE_TIP = "Put the run back into the queue (after fixing what its start said): it starts when a target frees up"
+# What the runs list says while it has no rows: before the first scan, and when the workspace has no runs yet.
+LOOKING_FOR_RUNS = "Looking for runs…"
+NO_RUNS = ("<b>No runs yet.</b><br>Open a config on the Train tab and press <i>Start training</i>: the run appears "
+           "here with its live loss curve, samples and log. Runs started from another desk or from the command line "
+           "into this workspace show up by themselves.")
 
 if TYPE_CHECKING:
     from .monitor_page import MonitorPage
@@ -80,14 +85,28 @@ def _runs_list(page: MonitorPage) -> QWidget:
     page.overlay = QCheckBox("Overlay selected runs", page)
     page.overlay.setToolTip("Select several runs (Ctrl+click) to compare their loss curves")
     page.overlay.setChecked(True)
-    open_folder = push_button("Open folder", page, page.open_folder)
-    delete = push_button("Move to trash", page, page.delete_selected)
-    left = column(page, page.filter, (page.table, 1))
+    page.open_folder_button = push_button("Open folder", page, page.open_folder)
+    page.trash_button = push_button("Move to trash", page, page.delete_selected)
+    for button in (page.open_folder_button, page.trash_button):
+        button.setEnabled(False)  # until a run is selected
+    page.no_runs = QLabel(LOOKING_FOR_RUNS, page)
+    page.no_runs.setObjectName("noRuns")
+    page.no_runs.setWordWrap(True)
+    page.no_runs.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    page.no_runs.setMargin(40)
+    # Framed on the list's own background: the words sit where the runs will be listed.
+    page.no_runs.setFrameShape(QFrame.Shape.StyledPanel)
+    page.no_runs.setBackgroundRole(QPalette.ColorRole.Base)
+    page.no_runs.setAutoFillBackground(True)
+    page.runs_stack = QStackedWidget(page)  # the empty list's words, or the runs table
+    page.runs_stack.addWidget(page.no_runs)
+    page.runs_stack.addWidget(page.table)
+    left = column(page, page.filter, (page.runs_stack, 1))
     left_layout = left.layout()
     buttons = QHBoxLayout()
     buttons.addWidget(page.overlay, 1)
-    buttons.addWidget(open_folder)
-    buttons.addWidget(delete)
+    buttons.addWidget(page.open_folder_button)
+    buttons.addWidget(page.trash_button)
     left_layout.addLayout(buttons)
     return left
 

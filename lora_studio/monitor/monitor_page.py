@@ -8,6 +8,7 @@ the per-second refresh reads only new bytes.
 
 from __future__ import annotations
 
+import html
 import shutil
 import subprocess
 import time
@@ -27,7 +28,8 @@ from ..targets_ui.store import app_context
 from ..workers.tasks import TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
 from ..targets.placement import placement_of
-from .monitor_layout import AUTO_RECOVER_QUEUED_TEXT, AUTO_RECOVER_TEXT, REQUEUE_TIP, RESUME_TIP, build_monitor_page
+from .monitor_layout import (AUTO_RECOVER_QUEUED_TEXT, AUTO_RECOVER_TEXT, LOOKING_FOR_RUNS, NO_RUNS, REQUEUE_TIP,
+                             RESUME_TIP, build_monitor_page)
 from .queued_runs import QUEUED_KIND, with_queue
 from .recovery import load_settings as load_recovery, recover, resume_from_checkpoint
 from .recovery import save_settings as save_recovery
@@ -82,6 +84,8 @@ class MonitorPage(QWidget):
         self.workspace = workspace
         self._folder_runs, self._queue_rows = [], []
         self.model.set_runs([])
+        self.no_runs.setText(LOOKING_FOR_RUNS)
+        self.runs_stack.setCurrentWidget(self.no_runs)
         self.show_run(None)
         if workspace is None:
             self.timer.stop()
@@ -103,6 +107,7 @@ class MonitorPage(QWidget):
     def _runs_failed(self, message: str) -> None:
         self._listing = False
         self.details.setText(f"The run folders could not be read: {message}")
+        self.no_runs.setText(f"<b>The run folders could not be read.</b><br>{html.escape(message)}")
 
     def show_queue(self, rows: list) -> None:
         """List the queued runs of ``rows`` (the fleet dispatcher's QueueRows) with the run folders."""
@@ -115,6 +120,7 @@ class MonitorPage(QWidget):
     def _runs_listed(self, runs: list[RunSummary]) -> None:
         self._listing = False
         self._folder_runs = runs
+        self.no_runs.setText(NO_RUNS)
         self._show_rows(runs)
         # Lost runs with automatic recovery on start again, here or on another target (in a worker).
         self.recovery.check(self.workspace, [r for r in runs if str(r.path) not in self._recovering])
@@ -123,6 +129,7 @@ class MonitorPage(QWidget):
         runs = with_queue(folder_runs, self._queue_rows)
         selected = {str(p) for p in self.selected_runs()}
         self.model.set_runs(runs)
+        self.runs_stack.setCurrentWidget(self.table if runs else self.no_runs)
         if self.pending_selection and any(str(r.path) == self.pending_selection for r in runs):
             self.table.clearSelection()
             self._select_path(self.pending_selection)
@@ -155,6 +162,8 @@ class MonitorPage(QWidget):
 
     def _selection_changed(self) -> None:
         runs = self.selected_runs()
+        for button in (self.open_folder_button, self.trash_button):
+            button.setEnabled(bool(runs))
         self.show_run(runs[0] if runs else None, overlay=runs[1:] if self.overlay.isChecked() else [])
 
     def show_run(self, run_dir: Path | None, overlay: list[Path] | None = None) -> None:
@@ -167,9 +176,8 @@ class MonitorPage(QWidget):
         self.log_view.follow_run(run_dir)
         if run_dir is not None:
             for folder in [run_dir, *(overlay or [])]:
-                series = self.plot.add_run(folder.name, folder / METRICS_FILE)
                 # The history of a long run (a million lines) is read off the UI thread.
-                series.loading = True
+                series = self.plot.add_run(folder.name, folder / METRICS_FILE, loading=True)
                 self.runner.start(series.refresh, on_done=lambda _n, name=folder.name: self.plot.loaded(name),
                                   on_error=lambda _m, name=folder.name: self.plot.loaded(name))
             self.auto_recover.blockSignals(True)
@@ -182,6 +190,7 @@ class MonitorPage(QWidget):
     # -- the per-second refresh --------------------------------------------------------
     def refresh(self) -> None:
         """New points, log lines, events and status of the shown run(s)."""
+        self.progress.setVisible(self.run_dir is not None)  # no run, no steps: an empty bar says nothing
         if self.run_dir is None:
             self._set_controls(None)
             self.placement.show_placement(None)

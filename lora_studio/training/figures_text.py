@@ -39,22 +39,28 @@ def figures_html(analysis: Analysis) -> str:
 
 # Common training GPUs by memory (GB), for "fits on": the smallest class the estimate fits with
 # a margin for the estimate's error and the allocator's fragmentation.
-GPU_CLASSES = ((8, "8 GB (RTX 3070/4060)"), (12, "12 GB (RTX 3060/4070)"), (16, "16 GB (RTX 4080, A4000)"),
-               (24, "24 GB (RTX 3090/4090, L4)"), (32, "32 GB (RTX 5090, V100 32GB)"), (40, "40 GB (A100 40GB)"),
-               (48, "48 GB (RTX A6000, L40S)"), (80, "80 GB (A100/H100)"), (141, "141 GB (H200)"))
+GPU_CLASSES = ((8, "RTX 3070/4060"), (12, "RTX 3060/4070"), (16, "RTX 4080, A4000"), (24, "RTX 3090/4090, L4"),
+               (32, "RTX 5090, V100 32GB"), (40, "A100 40GB"), (48, "RTX A6000, L40S"), (80, "A100/H100"),
+               (141, "H200"))
 FIT_MARGIN = 0.9  # use at most 90 % of a card
 
 
 def gpu_class(total_gb: float) -> tuple[int, str] | None:
-    """(GB, name) of the smallest common GPU class the estimate fits on; None when it fits on none."""
+    """(GB, example GPUs) of the smallest common GPU class the estimate fits on; None when it fits on none."""
     return next(((size, name) for size, name in GPU_CLASSES if total_gb <= size * FIT_MARGIN), None)
 
 
+def a_gpu(size_gb: int) -> str:
+    """"a 24 GB", "an 8 GB": the article as the number is spoken."""
+    return f"{'an' if str(size_gb).startswith('8') or size_gb in (11, 18) else 'a'} {size_gb} GB"
+
+
 def fits_text(total_gb: float) -> str:
-    """The smallest common GPU class the estimate fits on, or that it fits on none of them."""
+    """The smallest common GPU class the estimate fits on, or that it fits on none of them (HTML)."""
     fit = gpu_class(total_gb)
     if fit is not None:
-        return f"fits a {fit[1]} GPU"
+        # The class stays on one line: cut anywhere ("(RTX" | "3070/4060) GPU") it reads as two things.
+        return "fits " + f"{a_gpu(fit[0])} ({fit[1]}) GPU".replace(" ", "&nbsp;")
     return "more than any single GPU holds: lower the batch size or resolution, or turn on gradient checkpointing"
 
 
@@ -69,7 +75,7 @@ def levers_html(levers: tuple[MemoryLever, ...]) -> str:
         return ""
     rows = []
     for lever, fit in zip(levers, fits):
-        cells = (lever.label, f"{lever.total_gb:.1f} GB", f"→ a {fit[0]} GB GPU" if fit else "→ no single GPU")
+        cells = (lever.label, f"{lever.total_gb:.1f} GB", f"→ {a_gpu(fit[0])} GPU" if fit else "→ no single GPU")
         bold = ("<b>", "</b>") if lever.current else ("", "")
         # The figures never wrap (a number apart from its unit reads badly); the setting's name may.
         styles = ("", _NOWRAP, _NOWRAP)

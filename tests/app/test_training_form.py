@@ -63,6 +63,8 @@ def test_valid_demo_config_shows_steps_and_enables_start(page, qtbot):
     assert page.start_button.isEnabled()
     assert page.analysis.figures.images == 36 and page.analysis.figures.total_steps == 36
     assert "36</b> steps" in page.figures.text() and "GPU memory" in page.memory.text()
+    # SD 1.x at 64 px: the smallest class, its article as spoken, on one line (no breaking spaces).
+    assert ": fits an&nbsp;8&nbsp;GB&nbsp;(RTX&nbsp;3070/4060)&nbsp;GPU" in page.memory.text()
     screenshot(page, "training_form_basic")
     page.form.show_advanced.setChecked(True)
     qtbot.wait(200)  # let the groups lay out their new rows
@@ -380,7 +382,7 @@ def test_a_flux_model_shows_which_settings_fit_which_gpu(page, qtbot, workspace)
     settle(qtbot, page)
     assert page.form.base_model_editor.badge.text() == "Flux.1" and page.start_button.isEnabled(), _problem_texts(page)
     text = page.memory.text()
-    assert "about <b>16.9 GB</b>: fits a 24 GB (RTX 3090/4090, L4) GPU" in text
+    assert "about <b>16.9 GB</b>: fits a&nbsp;24&nbsp;GB&nbsp;(RTX&nbsp;3090/4090,&nbsp;L4)&nbsp;GPU" in text
     rows = [">bf16<", ">35.7 GB<", ">→ a 40 GB GPU<", ">+ gradient checkpointing<", ">27.9 GB<", ">→ a 32 GB GPU<",
             "<b>+ 8-bit base weights</b>", "<b>16.9 GB</b>", "<b>→ a 24 GB GPU</b>"]
     _headline, table = text.split("Which settings fit which GPU (these settings in bold):")
