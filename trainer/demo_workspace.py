@@ -128,7 +128,8 @@ def create_demo_workspace(root: Path, make_model: bool = True, count: int = 36) 
         name = f"shape_{index:03d}.png"
         if not (dataset / name).exists():
             _draw(shape, _COLOURS[colour], _BACKGROUNDS[background], size, rng).save(dataset / name)
-        captions[name] = f"a {colour} {shape} on a {background} background, flat style"
+        article = "an" if colour[0] in "aeiou" else "a"
+        captions[name] = f"{article} {colour} {shape} on a {background} background, flat style"
     if not (dataset / "metadata.csv").exists():
         write_captions(dataset, captions, CaptionFormat.CSV)
     chats = root / TEXT_DATASET
