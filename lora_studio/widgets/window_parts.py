@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from .main_window import MainWindow
 
 
+PROBLEMS_HEIGHT = 110  # the Problems dock's height: a few lines, the grid keeps the rest
+
+
 def _dock(window: MainWindow, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
     # The object name is what saveState/restoreState know the dock by.
     dock = QDockWidget(title, window)
@@ -39,12 +42,18 @@ def build_docks(window: MainWindow) -> None:
                     "problems": _dock(window, "Problems", window.problems, bottom)}
     set_min_widths(window.docks)
     window.resizeDocks([window.docks["workspace"], window.docks["details"]], [260, 380], Qt.Orientation.Horizontal)
-    window.resizeDocks([window.docks["problems"]], [110], Qt.Orientation.Vertical)
+    window.resizeDocks([window.docks["problems"]], [PROBLEMS_HEIGHT], Qt.Orientation.Vertical)
     from ..targets_ui.panel import TargetsPanel  # the Targets dock: hidden until Training > Targets…
     window.targets_panel = TargetsPanel(window.runner, lambda: window.workspace, window)
     window.targets_panel.targetsChanged.connect(lambda: window.workbench.offer_targets())
     window.docks["targets"] = _dock(window, "Targets", window.targets_panel, bottom)
+    # A tab beside Problems: side by side, the two halves left neither the targets' columns nor the checks room.
+    window.tabifyDockWidget(window.docks["problems"], window.docks["targets"])
     window.docks["targets"].hide()
+    # Closed (not merely behind the Problems tab), it gives the grid back the height it took.
+    window.docks["targets"].visibilityChanged.connect(
+        lambda _visible: window.docks["targets"].isHidden() and window.resizeDocks(
+            [window.docks["problems"]], [PROBLEMS_HEIGHT], Qt.Orientation.Vertical))
 
 
 def build_pages(window: MainWindow) -> None:

@@ -266,7 +266,16 @@ def test_targets_dock_is_in_the_menus(qtbot, window):
     dock = window.docks["targets"]
     assert not dock.isVisible() and dock.widget() is window.targets_panel
     training = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Training")
+    problems = window.docks["problems"]
     next(a for a in training.actions() if a.text() == "&Targets…").trigger()
+    assert dock.isVisible()
+    # It opens as a tab beside Problems (the whole width for its columns and checks), taller than Problems was.
+    assert window.tabifiedDockWidgets(problems) == [dock]
+    qtbot.waitUntil(lambda: dock.height() >= 300)
+    # Closed, it gives the grid back its room: Problems is a few lines again.
+    dock.close()
+    qtbot.waitUntil(lambda: problems.isVisible() and problems.height() < 200)
+    dock.toggleViewAction().trigger()
     assert dock.isVisible()
     view = next(a.menu() for a in window.menuBar().actions() if a.text() == "&View")
     assert dock.toggleViewAction() in view.actions()
