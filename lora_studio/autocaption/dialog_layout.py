@@ -43,6 +43,7 @@ def build_dialog(dialog: AutoCaptionDialog) -> None:
     dialog.progress.setTextVisible(False)
     dialog.progress.setRange(0, 1)
     dialog.progress.setValue(0)
+    dialog.progress.hide()  # until a job runs: an empty bar says nothing
     dialog.state_label = QLabel("Start proposes captions here; nothing changes until you apply them.", dialog)
     dialog.state_label.setObjectName("hint")
     dialog.state_label.setWordWrap(True)

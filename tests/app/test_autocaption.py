@@ -98,7 +98,9 @@ def test_fill_keeps_hand_edits_applies_as_one_undo_step(qtbot, qtmodeltester, wi
     assert dialog.settings.mode() == "fill"
     assert dialog.summary.text() == "Will caption 3 images of 4 (the others have a caption and are kept)."
     dialog.settings.trigger.setText("zz")
+    assert not dialog.progress.isVisible()  # no job yet: no empty bar
     dialog.start_button.click()
+    assert dialog.progress.isVisible()
     job = dialog.job
     # status.json exists once the job has read the captions (b.png empty); typed in the grid
     # after that, while the job runs or before apply, "fill" must keep it.
