@@ -28,7 +28,7 @@ The last line printed is one JSON object with the figures (seconds unless named 
   and save_gc_max_ms: the longest Python garbage collection meanwhile (it holds every
   thread, the UI's included);
 - peak_rss_mb: the app process's peak resident memory (target < 500 MB). Images are
-  generated in a child process so they do not count.
+  generated in a child process (bench/grid_dataset.py) so they do not count.
 
 The machine matters (these share 2 cores with other work); compare figures from one run.
 """
@@ -37,10 +37,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import io
 import json
 import os
-import random
 import resource
 import subprocess
 import sys
@@ -49,52 +47,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZES = [(256, 256), (512, 384), (768, 1024), (1024, 1024), (1600, 1200), (2048, 1536), (4000, 3000), (3000, 4000)]
-WORDS = ["painting", "portrait", "landscape", "woman", "man", "cat", "dog", "forest", "city", "night", "sunset",
-         "red", "blue", "green", "detailed", "masterpiece", "sketch", "photo", "studio lighting", "smiling"]
-
-
-def generate(folder: Path, count: int) -> None:
-    """Write ``count`` JPEGs (a few distinct encodes per size, copied) and a metadata.csv."""
-    from PIL import Image, ImageDraw
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(0)
-    encoded: list[bytes] = []
-    for w, h in SIZES:
-        for variant in range(2):
-            image = Image.new("RGB", (w, h), (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
-            draw = ImageDraw.Draw(image)
-            for _ in range(12):
-                x, y = rng.randrange(w), rng.randrange(h)
-                r = rng.randrange(max(8, w // 10), max(16, w // 3))
-                draw.ellipse([x - r, y - r, x + r, y + r], fill=(rng.randrange(256), rng.randrange(256), rng.randrange(256)))
-            buffer = io.BytesIO()
-            image.save(buffer, "JPEG", quality=85)
-            encoded.append(buffer.getvalue())
-    lines = ["filename,prompt"]
-    for i in range(count):
-        name = f"img_{i:05d}.jpg"
-        # Weighted towards small and medium images, as real datasets are.
-        data = encoded[min(len(encoded) - 1, int(rng.random() ** 1.6 * len(encoded)))]
-        (folder / name).write_bytes(data)
-        tags = rng.sample(WORDS, 6)
-        lines.append(f'{name},"{", ".join(tags)}"')
-    (folder / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def generate_txt_twin(folder: Path, twin: Path) -> None:
-    """The same images (hard links) with the same captions as ``.txt`` sidecars."""
-    import csv
-
-    twin.mkdir(parents=True, exist_ok=True)
-    with open(folder / "metadata.csv", encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f):
-            name = row["filename"]
-            os.link(folder / name, twin / name)
-            (twin / name).with_suffix(".txt").write_text(row["prompt"], encoding="utf-8")
-
-
 def wait_until(app, predicate, timeout: float) -> bool:
     """Process events until ``predicate()`` or timeout."""
     deadline = time.perf_counter() + timeout
@@ -386,17 +338,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1,000 images instead of 10,000")
     parser.add_argument("--count", type=int, help="number of images")
     parser.add_argument("--threads", type=int, default=2, help="thumbnail decoder threads (default 2)")
-    parser.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     count = args.count or (1000 if args.quick else 10_000)
-    if args.generate:
-        generate(args.generate, count)
-        generate_txt_twin(args.generate, args.generate.parent / "dataset-txt")
-        return 0
     with tempfile.TemporaryDirectory(prefix="grid-scale-") as tmp:
         folder = Path(tmp) / "dataset"
         t = time.perf_counter()
-        subprocess.run([sys.executable, __file__, "--generate", str(folder), "--count", str(count)], check=True)
+        subprocess.run([sys.executable, str(ROOT / "bench" / "grid_dataset.py"), str(folder), str(count)], check=True)
         generated = time.perf_counter() - t
         os.environ["LORA_STUDIO_HOME"] = str(Path(tmp) / "app-home")  # a cold thumbnail cache
         result = measure(folder, args.threads)
