@@ -85,10 +85,9 @@ def _runs_list(page: MonitorPage) -> QWidget:
     page.overlay = QCheckBox("Overlay selected runs", page)
     page.overlay.setToolTip("Select several runs (Ctrl+click) to compare their loss curves")
     page.overlay.setChecked(True)
-    page.open_folder_button = push_button("Open folder", page, page.open_folder)
+    # The selected run's folder opens from its head ("Output folder"); the list's own button acts on the selection.
     page.trash_button = push_button("Move to trash", page, page.delete_selected)
-    for button in (page.open_folder_button, page.trash_button):
-        button.setEnabled(False)  # until a run is selected
+    page.trash_button.setEnabled(False)  # until a run is selected
     page.no_runs = QLabel(LOOKING_FOR_RUNS, page)
     page.no_runs.setObjectName("noRuns")
     page.no_runs.setWordWrap(True)
@@ -105,7 +104,6 @@ def _runs_list(page: MonitorPage) -> QWidget:
     left_layout = left.layout()
     buttons = QHBoxLayout()
     buttons.addWidget(page.overlay, 1)
-    buttons.addWidget(page.open_folder_button)
     buttons.addWidget(page.trash_button)
     left_layout.addLayout(buttons)
     return left

@@ -162,8 +162,7 @@ class MonitorPage(QWidget):
 
     def _selection_changed(self) -> None:
         runs = self.selected_runs()
-        for button in (self.open_folder_button, self.trash_button):
-            button.setEnabled(bool(runs))
+        self.trash_button.setEnabled(bool(runs))
         self.show_run(runs[0] if runs else None, overlay=runs[1:] if self.overlay.isChecked() else [])
 
     def show_run(self, run_dir: Path | None, overlay: list[Path] | None = None) -> None:

@@ -92,14 +92,14 @@ def test_a_workspace_without_runs_says_how_to_start_one_until_a_run_appears(page
     assert page.no_runs.isVisible() and not page.table.isVisible()
     assert "press <i>Start training</i>" in page.no_runs.text()
     assert not page.progress.isVisible()  # no run selected: no empty progress bar
-    assert not page.trash_button.isEnabled() and not page.open_folder_button.isEnabled()
+    assert not page.trash_button.isEnabled() and not page.output_button.isEnabled()
     assert page.plot.empty_hint.isVisible() and page.plot.empty_hint.text() == "Select a run to see its loss curve"
     run = pretend_running(workspace / "runs" / "from-the-cli", "gpu-01")  # started elsewhere: found by the scan
     qtbot.waitUntil(page.table.isVisible, timeout=20_000)  # the page rescans by itself
     assert not page.no_runs.isVisible()
     qtbot.waitUntil(lambda: page.run_dir == run, timeout=20_000)  # the only run is shown
     assert page.progress.isVisible() and page.progress.text() == "step 3 of 10"
-    assert page.trash_button.isEnabled() and page.open_folder_button.isEnabled()
+    assert page.trash_button.isEnabled() and page.output_button.isEnabled()
     assert page.plot.empty_hint.text().startswith("No steps logged yet") and page.plot.empty_hint.isVisible()
     (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 0.5, "lr": 1e-4, "time": 1}) + "\n")
     qtbot.waitUntil(lambda: not page.plot.empty_hint.isVisible(), timeout=20_000)  # the first point: the curve
