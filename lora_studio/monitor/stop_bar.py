@@ -206,7 +206,9 @@ class StopBar(QFrame):
         queued = summary is not None and summary.kind == QUEUED_KIND
         stoppable = summary is not None and (queued or summary.state in (*ACTIVE_STATES, "queued"))
         self.stop_button.setEnabled(stoppable and not pending)
-        self.stop_button.setText("Stopping…" if pending else "Cancel…" if queued else "Stop")
+        # The run folder may say it is over before the stop's worker notices (it polls): it no longer "stops" then.
+        stopping = pending and not (summary is not None and summary.state in FINAL_STATES)
+        self.stop_button.setText("Stopping…" if stopping else "Cancel…" if queued else "Stop")
         self.stop_button.setToolTip(CANCEL_TIP if queued else STOP_TIP)
         lines = self._lines(entry, summary) if entry is not None else []
         if not lines:
@@ -215,9 +217,8 @@ class StopBar(QFrame):
         self.text.setText("<br>".join(f"<span style='color: {color}'>{html.escape(text)}</span>" if color
                                       else f"<b>{html.escape(text)}</b>" for text, color in lines))
         can_signal = summary is not None and summary.info is not None
-        pending = pending and not (summary is not None and summary.state in FINAL_STATES)
-        self.stop_now_button.setVisible(pending)
-        self.stop_now_button.setEnabled(pending and entry.stage == "stop_file" and not entry.hurried and can_signal)
+        self.stop_now_button.setVisible(stopping)
+        self.stop_now_button.setEnabled(stopping and entry.stage == "stop_file" and not entry.hurried and can_signal)
         self.stop_now_button.setToolTip(STOP_NOW_TIP if can_signal else
                                         "This run was not started by LoRA Studio, so it cannot be signalled from "
                                         "here: it stops after this step, or end it on its machine")

@@ -101,6 +101,8 @@ def test_stop_says_how_long_the_current_step_still_takes(page, qtbot, tmp_path):
     qtbot.waitUntil(lambda: "STOPPED" in page.state.text()
                     and _bar_text(page) == "The trainer saved a checkpoint and stopped.", timeout=10_000)
     assert not page.stop_bar.stop_now_button.isVisible() and page.resume_button.isEnabled()
+    # Over, though the stop's worker may not have noticed yet: the button no longer says it is stopping.
+    assert page.stop_button.text() == "Stop" and not page.stop_button.isEnabled()
     assert page.stop_bar.tone == "done"
 
 
