@@ -214,6 +214,8 @@ class MonitorPage(QWidget):
             summary = combine_ray(summary, listed.ray_job)  # as the list saw Ray last (no request here)
         if listed is not None and listed.state != summary.state:
             self.refresh_runs()  # the list is rescanned every few seconds; this run just changed
+        if listed is not None:
+            self.model.update_run(summary)
         series = self.plot.series.get(self.run_dir.name)
         if series is not None and len(series):
             self.model.set_last_loss(str(self.run_dir), float(series.ema[-1]))

@@ -101,6 +101,14 @@ class RunsModel(QAbstractTableModel):
         self.runs = runs
         self.endResetModel()
 
+    def update_run(self, summary: RunSummary) -> None:
+        """The row of ``summary``'s run as the page read it just now: the shown run's step and state in the list
+        match its head between the list's rescans."""
+        for row, run in enumerate(self.runs):
+            if run.path == summary.path and run.kind == summary.kind:
+                self.runs[row] = summary
+                self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+
     def set_last_loss(self, run_path: str, loss: float) -> None:
         self.last_loss[run_path] = loss
         for row, run in enumerate(self.runs):

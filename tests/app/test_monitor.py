@@ -4,6 +4,7 @@ resumed runs with overlapping steps, Stop, and automatic recovery of a killed ru
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,12 @@ def test_a_workspace_without_runs_says_how_to_start_one_until_a_run_appears(page
     qtbot.waitUntil(lambda: page.run_dir == run, timeout=20_000)  # the only run is shown
     assert page.progress.isVisible() and page.progress.text() == "step 3 of 10"
     assert page.trash_button.isEnabled() and page.output_button.isEnabled()
+    # Between the list's rescans, the shown run's row follows its head (the page reads it every refresh).
+    page.runs_timer.stop()
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "step": 5, "heartbeat": time.time()}))
+    qtbot.waitUntil(lambda: page.progress.text() == "step 5 of 10", timeout=20_000)
+    assert page.table.model().index(0, 2).data() == "5 / 10"
     assert page.plot.empty_hint.text().startswith("No steps logged yet") and page.plot.empty_hint.isVisible()
     (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 0.5, "lr": 1e-4, "time": 1}) + "\n")
     qtbot.waitUntil(lambda: not page.plot.empty_hint.isVisible(), timeout=20_000)  # the first point: the curve
