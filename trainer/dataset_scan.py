@@ -36,6 +36,7 @@ from trainer.captions import (
     sidecar_path,
 )
 from trainer.images import DEFAULT_MAX_IMAGE_PIXELS, check_full_decode
+from trainer.wording import plural
 
 _REPEAT_FOLDER = re.compile(r"^(\d+)_(.+)$")
 _MAX_CHECK_THREADS = 8
@@ -89,9 +90,6 @@ class DatasetScan:
 
     def summary(self) -> str:
         """One line for logs and status bars."""
-        def plural(n: int, word: str) -> str:
-            return f"{n} {word}{'' if n == 1 else 's'}"
-
         return (
             f"{plural(self.image_count, 'image')} ({self.total_repeats} per epoch with repeats), "
             f"{plural(len(self.errors), 'error')}, {plural(len(self.warnings), 'warning')}"

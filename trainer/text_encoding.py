@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from trainer.wording import plural
+
 
 @dataclass
 class Conditioning:
@@ -135,6 +137,7 @@ def long_caption_warning(prompts: PromptEncoder, samples) -> tuple[str, str] | N
     if not long:
         return None
     names = ", ".join(s.image_path.name for s in long[:5]) + (" ..." if len(long) > 5 else "")
-    return (f"{len(long)} caption(s) are longer than {limit} {prompts.token_encoder} tokens and will be cut off: "
+    return (f"{plural(len(long), 'caption is', 'captions are')} longer than {limit} {prompts.token_encoder} tokens "
+            "and will be cut off: "
             f"{names}",
             f"shorten those captions; words past {limit} tokens are ignored")

@@ -19,6 +19,7 @@ from pathlib import Path
 from trainer import __version__
 from trainer.config import ConfigProblem, TrainConfig, config_to_yaml, load_config
 from trainer.fsutil import atomic_write_text
+from trainer.wording import plural
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 log = logging.getLogger("trainer")
@@ -103,7 +104,7 @@ def validate_command(config_path: Path, as_json: bool = False, check_images: boo
             print(f"{config_path}: valid ({', '.join(f'{n} {what}' for what, n in counts.items())})")
         else:
             errors = sum(r["severity"] == "error" for r in records)
-            print(f"{config_path}: {errors} problem(s) must be fixed before training", file=sys.stderr)
+            print(f"{config_path}: {plural(errors, 'problem')} must be fixed before training", file=sys.stderr)
     return EXIT_OK if ok else EXIT_INVALID
 
 

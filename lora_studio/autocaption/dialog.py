@@ -14,12 +14,14 @@ from typing import Any
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QDialog, QWidget
 
+from trainer.wording import plural
+
 from ..jobs.follow import RunFolderJob
 from ..jobs.places import Place
 from ..workers.tasks import TaskRunner
 from .captioners import CaptionerChoice
 from .dialog_layout import build_dialog
-from .dialog_text import ACTIVE_PHASES, errors_html, plural, progress_text, row_detail_html
+from .dialog_text import ACTIVE_PHASES, errors_html, progress_text, row_detail_html
 from .job import FORCE_AFTER_MS, JobEnd, LabelJob
 from .plan import ApplyPlan, plan_changes, undo_name
 from .reattach import PendingJob, mark_handled

@@ -20,11 +20,6 @@ def duration(seconds: float) -> str:
     return f"{seconds} s" if seconds < 90 else f"{seconds // 60} min {seconds % 60:02d} s"
 
 
-def plural(count: int, word: str) -> str:
-    """``1 image``, ``1,234 images``."""
-    return f"{count:,} {word}{'s' if count != 1 else ''}"
-
-
 def progress_text(status: dict[str, Any]) -> str:
     """The line under the progress bar while the job captions: done of total, speed, time left."""
     total, step = int(status.get("total_steps") or 0), int(status.get("step") or 0)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from trainer.fsutil import atomic_write_text
+from trainer.wording import plural
 
 _NOTES_LOCK = threading.Lock()  # one writer of the notes file at a time in this process
 
@@ -134,7 +135,8 @@ def misfit(needs: Needs, note: GpuNote | None) -> tuple[str, str] | None:
     if note is None or needs.gpus <= 0:
         return None
     if len(note.gpus) < needs.gpus:
-        return ("no GPU", "it has no GPU") if not note.gpus else ("too few GPUs", f"it has {len(note.gpus)} GPU(s)")
+        return ("no GPU", "it has no GPU") if not note.gpus else \
+            ("too few GPUs", f"it has {plural(len(note.gpus), 'GPU')}")
     if needs.memory_gb and note.biggest_gb and note.biggest_gb < needs.memory_gb:
         return "GPU too small", f"its GPU has {note.biggest_gb:.0f} GiB, this run needs ~{needs.memory_gb:.1f} GiB"
     return None

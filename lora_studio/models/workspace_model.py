@@ -5,6 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 
+from trainer.wording import plural
+
 from ..resources import icon
 from ..storage.workspace_scan import FolderInfo
 
@@ -50,7 +52,7 @@ class WorkspaceModel(QStandardItemModel):
             name.setIcon(icon("warning"))
             shown = "\n".join(info.problems[:10])
             more = f"\n… and {len(info.problems) - 10} more" if len(info.problems) > 10 else ""
-            name.setToolTip(f"{len(info.problems)} problem(s):\n{shown}{more}")
+            name.setToolTip(f"{plural(len(info.problems), 'problem')}:\n{shown}{more}")
             count.setText(f"{count.text()} ⚠{len(info.problems)}")
         elif info.text_files:
             name.setIcon(icon("dataset"))
@@ -59,7 +61,7 @@ class WorkspaceModel(QStandardItemModel):
             count.setToolTip("A text dataset: open it to see its examples")
         else:
             name.setIcon(icon("dataset" if info.is_dataset else "folder"))
-            name.setToolTip(f"{info.path}\n{info.image_count} image(s) in this folder")
+            name.setToolTip(f"{info.path}\n{plural(info.image_count, 'image')} in this folder")
         if top and not info.error and not info.problems:
             name.setIcon(icon("open"))
         for child in info.children:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog, QListWidgetItem, QMessa
 
 from trainer.checkpoint import list_checkpoints
 from trainer.rundir import EVENTS_FILE, METRICS_FILE, JsonlTail, read_status
+from trainer.wording import plural
 
 from ..targets.ray_state import combine as combine_ray, list_runs_seen
 from ..targets.runs import RunSummary, summarize_run
@@ -342,7 +343,7 @@ class MonitorPage(QWidget):
         runs = self.selected_runs()
         if not runs:
             return
-        answer = QMessageBox.question(self, "Move to trash", f"Move {len(runs)} run folder(s) to the trash?\n" +
+        answer = QMessageBox.question(self, "Move to trash", f"Move {plural(len(runs), 'run folder')} to the trash?\n" +
                                       "\n".join(str(r) for r in runs))
         if answer != QMessageBox.StandardButton.Yes:
             return

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainer import __version__ as APP_TRAINER_VERSION
+from trainer.wording import plural
 
 from . import commands
 from .launch import target_python
@@ -138,7 +139,7 @@ def check_trainer(shell: Shell, target: Target, prepared: PreparedRun, report: P
     gpus = doctor.get("gpus") or []
     if gpus:
         names = ", ".join(f"{g.get('name')} ({g.get('free_gb')} GiB free)" for g in gpus)
-        report.add("gpu", OK, f"{len(gpus)} GPU(s): {names}")
+        report.add("gpu", OK, f"{plural(len(gpus), 'GPU')}: {names}")
     else:
         report.add("gpu", WARNING, f"no CUDA GPU is visible on {shell.host}: training would run on the CPU (very slow)",
                    "check the GPU driver there (nvidia-smi), the VM's PCI passthrough/vGPU, and that torch is a CUDA build")

@@ -9,6 +9,8 @@ in ``train.log`` and the Ray job's log instead.
 
 from __future__ import annotations
 
+from trainer.wording import plural
+
 from .errors import TargetError
 from .model import RayTarget
 from .preflight import ERROR, OK, SKIPPED, WARNING, PreflightReport
@@ -33,12 +35,14 @@ def check_resources(nodes: list[RayNode], target: RayTarget, address: str, repor
     if not fits:
         gpus, cpus = max(n.gpus for n in nodes), max(n.cpus for n in nodes)
         report.add("resources", ERROR,
-                   f"no node of the Ray cluster at {address} has {need} for a run (its {len(nodes)} node(s) have at "
+                   f"no node of the Ray cluster at {address} has {need} for a run "
+                   f"(its {plural(len(nodes), 'node has', 'nodes have')} at "
                    f"most {_amount(gpus, 'GPU')} and {_amount(cpus, 'CPU')}); Ray would keep the run waiting",
                    "lower the GPUs or CPUs per run in the target's settings, or add a node that has them to the cluster")
         return False
-    report.add("resources", OK, f"{len(fits)} of {len(nodes)} node(s) have {need}: Ray starts the run on one of them "
-               f"once they are free, and queues it until then ({START_TIMEOUT_NOTE})")
+    has = "has" if len(fits) == 1 else "have"
+    report.add("resources", OK, f"{len(fits)} of {plural(len(nodes), 'node')} {has} {need}: Ray starts the run on one "
+               f"of them once they are free, and queues it until then ({START_TIMEOUT_NOTE})")
     if target.num_gpus == 0:
         report.add("gpu", WARNING, "the run asks Ray for no GPU: it would train on the CPU (very slow)",
                    "set the GPUs per run in the target's settings (1 for one GPU)")

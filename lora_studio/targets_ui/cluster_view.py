@@ -14,6 +14,8 @@ from PySide6.QtCore import Signal
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import QHBoxLayout, QHeaderView, QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
+from trainer.wording import plural
+
 from ..boxes import push_button
 from ..targets import TargetContext, VCenter
 from ..vsphere import ClusterView, HostView
@@ -132,7 +134,7 @@ class ClusterViewPage(QWidget):
         self.tree.expandAll()
         hosts = sum(len(c.hosts) for c in view)
         gpus = [g for c in view for h in c.hosts for g in h.gpus.passthrough]
-        self.status.setText(f"{sum(not c.standalone for c in view)} cluster(s), {hosts} host(s), "
+        self.status.setText(f"{plural(sum(not c.standalone for c in view), 'cluster')}, {plural(hosts, 'host')}, "
                             f"{sum(g.free for g in gpus)} of {len(gpus)} passthrough GPUs free.")
         self.loaded.emit(len(view))
 

@@ -18,6 +18,8 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (QComboBox, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QStyle, QTreeWidget, QTreeWidgetItem,
                                QVBoxLayout, QWidget)
 
+from trainer.wording import plural
+
 from ..boxes import push_button
 from ..targets import Target, TargetConfigError, TargetContext, VCenter
 from ..vsphere import Entry
@@ -198,7 +200,8 @@ class DatastoreBrowser(QWidget):
             item.setData(0, Qt.ItemDataRole.UserRole, entry.path)
             item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         folders = sum(e.is_folder for e in self.entries)
-        self.status.setText(f"{folders} folder(s), {len(self.entries) - folders} file(s). Double-click a folder to "
+        self.status.setText(f"{plural(folders, 'folder')}, {plural(len(self.entries) - folders, 'file')}. "
+                            "Double-click a folder to "
                             "open it; select a file or folder to see where the VMs find it. Read-only."
                             if self.entries else "This folder is empty.")
         self.show_selection()

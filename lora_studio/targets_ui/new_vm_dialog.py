@@ -17,6 +17,8 @@ from typing import Callable
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
+from trainer.wording import plural
+
 from ..targets import TargetContext, VCenter
 from ..vsphere import BadInput, Cancelled, MadeVm
 from ..vsphere.choices import NewVmChoices
@@ -93,7 +95,8 @@ class NewVmDialog(QDialog):
         self.form.setEnabled(True)
         self.create_button.setEnabled(bool(choices.sources))
         templates = sum(s.template for s in choices.sources)
-        self._say(f"{templates} template(s), {len(choices.placements)} hosts and clusters on {self.vcenter.name}. "
+        self._say(f"{plural(templates, 'template')}, {len(choices.placements)} hosts and clusters on "
+                  f"{self.vcenter.name}. "
                   "Fields left as they are keep the template's values." if choices.sources else
                   "This vCenter has no template (or VM with a snapshot) to clone: make one in vSphere Client first.")
         self.choicesLoaded.emit()

@@ -19,6 +19,8 @@ from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFormLayout
                                QInputDialog, QLabel, QLineEdit, QMessageBox, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
                                QWidget)
 
+from trainer.wording import plural
+
 from ..boxes import push_button
 from ..targets import TargetContext, VCenter
 from ..vsphere import SnapshotRow
@@ -182,7 +184,7 @@ class SnapshotPanel(QWidget):
         if selected and selected in items:
             self.tree.setCurrentItem(items[selected])
         if self.vm:
-            self._say(f"{len(rows)} snapshot(s). The VM runs on top of the one marked ◀." if rows else
+            self._say(f"{plural(len(rows), 'snapshot')}. The VM runs on top of the one marked ◀." if rows else
                       f"{html.escape(self.vm)} has no snapshots yet: take one before an experiment, to come back to.")
         self._update_buttons()
         self.listed.emit(len(rows))

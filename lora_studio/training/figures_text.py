@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from trainer.estimate import MemoryEstimate, MemoryLever
+from trainer.wording import plural
 
 from .analysis import Analysis
 
@@ -25,9 +26,9 @@ def figures_html(analysis: Analysis) -> str:
         amount = f"<b>{figures.images}</b> examples to train on{held}"
     else:
         amount = (f"<b>{figures.images}</b> images ({figures.images_with_repeats} with repeats) in "
-                  f"{figures.buckets} bucket(s)")
+                  f"{plural(figures.buckets, 'bucket')}")
     text = (f"{amount}<br><b>{figures.steps_per_epoch}</b> steps per epoch, "
-            f"<b>{figures.total_steps}</b> steps in {figures.epochs} epoch(s)")
+            f"<b>{figures.total_steps}</b> steps in {plural(figures.epochs, 'epoch')}")
     processes = analysis.processes
     if processes.count > 1:
         text += (f"<br>Over <b>{processes.count}</b> processes ({processes.how}): each step trains "

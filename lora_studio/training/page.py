@@ -18,6 +18,7 @@ from trainer.config.migrate import migrate
 from trainer.config.schema import OPTIONS_BY_NAME, SCHEMA_VERSION, defaults
 from trainer.config.yaml_edit import update_yaml_text
 from trainer.fsutil import atomic_write_text
+from trainer.wording import plural
 
 from ..workers.tasks import TaskRunner
 from .analysis import Analysis, Processes, analyse, this_computer_has_cuda
@@ -311,7 +312,8 @@ class TrainingPage(QWidget):
         errors = sum(1 for severity, _, _ in entries if severity == "error")
         ready = not errors and self.config_path is not None
         self.start_button.setEnabled(ready)
-        self.start_reason.setText("" if ready else f"Start is off until {errors} problem(s) are fixed:")
+        waiting = plural(errors, "problem is", "problems are")
+        self.start_reason.setText("" if ready else f"Start is off until {waiting} fixed:")
 
     def _show_figures(self, analysis: Analysis) -> None:
         self.figures.setText(figures_html(analysis))

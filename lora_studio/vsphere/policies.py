@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 from pyVmomi import SoapStubAdapter, pbm, vim, vmodl
 
+from trainer.wording import plural
+
 from ..targets.preflight import OK, WARNING, Check
 from ..targets.vsphere import VCenterSession
 from .errors import BadInput, VSphereError, choices, fault_text
@@ -143,7 +145,8 @@ def create_vsan_policy(spbm: Spbm, name: str, *, failures_to_tolerate: int = 1, 
         capabilities.append(_capability("iopsLimit", iops_limit))
     sub = pbm.profile.SubProfileCapabilityConstraints.SubProfile(name="VSAN sub-profile", capability=capabilities)
     spec = pbm.profile.CapabilityBasedProfileCreateSpec(
-        name=name, description=description or f"LoRA Studio: vSAN, {failures_to_tolerate} failure(s) to tolerate",
+        name=name,
+        description=description or f"LoRA Studio: vSAN, {plural(failures_to_tolerate, 'failure')} to tolerate",
         category="REQUIREMENT", resourceType=pbm.profile.ResourceType(resourceType="STORAGE"),
         constraints=pbm.profile.SubProfileCapabilityConstraints(subProfiles=[sub]))
     profile_id = call(f"creating storage policy {name}", spbm.profiles.PbmCreate, createSpec=spec)
@@ -192,7 +195,7 @@ def protection_checks(policies: dict[str, Policy | None], cluster: str, ha: bool
                                 "one failed host or disk loses checkpoints: apply a policy with hostFailuresToTolerate 1"))
         else:
             ftt = "the datastore's redundancy" if policy.failures_to_tolerate is None else \
-                f"{policy.failures_to_tolerate} failure(s) tolerated"
+                f"{plural(policy.failures_to_tolerate, 'failure')} tolerated"
             checks.append(Check("storage_policy", OK, f"{label}: policy {policy.name}, {ftt}"))
     if not cluster:
         checks.append(Check("ha", WARNING, "the VM's host is in no cluster: no vSphere HA restarts it",

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPlainTextEdit, QSplitter, Q
 
 from ..resources import icon
 from trainer.model_family import FAMILIES_BY_ID, SD
+from trainer.wording import plural
 
 from ..boxes import column
 from ..tokens import count_tokens, token_cutoff, word_count
@@ -171,7 +172,8 @@ class DetailPane(QWidget):
         self.highlighter.set_cutoff(token_cutoff(text, limit) if over else None)
         self.warning.setVisible(over)
         if over:
-            self.warning.setText(f"⚠ {tokens - limit} token(s) past the {limit}-token {encoder} limit are ignored "
+            past = plural(tokens - limit, "token")
+            self.warning.setText(f"⚠ {past} past the {limit}-token {encoder} limit: ignored "
                                  f"by {self.family.label} training (greyed out above). Shorten the caption or move "
                                  "key words to the front.")
 

@@ -7,6 +7,8 @@ from pathlib import Path
 from PySide6.QtCore import QMimeData, QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QWidget
 
+from trainer.wording import plural
+
 from ..storage.file_ops import copy_images_into, move_to_trash
 from ..storage.names import is_image
 from ..workers.tasks import TaskRunner
@@ -45,7 +47,7 @@ class FileActions(QObject):
 
         def added(files: list[Path]) -> None:
             self.datasets.reload()
-            self.status.show_message(f"Added {len(files)} image(s) to {session.root.name}", 5000)
+            self.status.show_message(f"Added {plural(len(files), 'image')} to {session.root.name}", 5000)
 
         self.runner.start(copy_images_into, session.root, paths, on_done=added,
                           on_error=lambda m: self.status.warn("Images not added", m))
@@ -66,7 +68,7 @@ class FileActions(QObject):
                              "not have one; delete them in your file manager): "
                              + ", ".join(p.name for p in failed[:10]))
         else:
-            self.status.show_message(f"Moved {len(entries)} image(s) to the trash", 5000)
+            self.status.show_message(f"Moved {plural(len(entries), 'image')} to the trash", 5000)
 
     @staticmethod
     def accepts(mime: QMimeData) -> bool:

@@ -120,7 +120,7 @@ def test_a_job_on_an_ssh_target_runs_there_with_mapped_paths(qtbot, window, shar
                           ("--run-dir", run_dir), ("--images", run_dir / "images.txt")):
         assert command[command.index(option) + 1] == str(local).replace(str(tmp_path / "ws"), view)
     assert info["run_dir"].startswith(view + "/")
-    assert "4/4 image(s) captioned" in (run_dir / "train.log").read_text()  # its output is in the run folder
+    assert "done: 4 of 4 images captioned" in (run_dir / "train.log").read_text()  # its output is in the run folder
 
     assert dialog.apply_button.text() == "Apply to 4 images"
     qtbot.wait(50)

@@ -78,7 +78,7 @@ def test_invalid_value_is_shown_on_its_field_and_blocks_start(page, qtbot):
     row = page.form.rows["learning_rate"]
     assert row.error.isVisible() and "must be > 0 and <= 1 (got 2)" in row.error.text()
     assert not page.start_button.isEnabled()
-    assert "1 problem(s)" in page.start_reason.text()
+    assert "Start is off until 1 problem is fixed" in page.start_reason.text()
     assert "learning_rate: 2.0" in page.yaml_edit.toPlainText()
     screenshot(page, "training_form_error")
     editor.line.setText("abc")

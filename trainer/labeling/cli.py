@@ -28,6 +28,7 @@ from trainer.labeling.captions_io import CaptionTarget, read_existing, resolve_t
 from trainer.labeling.errors import LabelFailure, LabelInputError, LabelInputErrors
 from trainer.labeling.merge import needs_caption, tag_key
 from trainer.labeling.reporter import JobReporter
+from trainer.wording import plural
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 WRITE_EVERY_S = 30.0  # captions reach the caption file at least this often during a long job
@@ -220,8 +221,8 @@ def execute(plan: LabelPlan) -> int:
         log.warning("warning: %s", warning)
         reporter.event("warning", message=warning)
     if plan.kept:
-        log.info("%d selected image(s) already have a caption and are kept (--mode fill); "
-                 "use --mode append, prepend or replace to change them", plan.kept)
+        log.info("%s already captioned, kept (--mode fill); use --mode append, prepend or replace to change them",
+                 plural(plan.kept, "selected image"))
     if not plan.items:
         log.info("nothing to caption")
         reporter.status(state="completed", eta_s=0, phase="done")
@@ -342,11 +343,11 @@ def _finish(plan: LabelPlan, reporter: JobReporter, outcome: Any, written: list[
                     written=len(written), skipped=len(outcome.skipped), summary=summary)
     reporter.event("label_done", state=state, **summary)
     where = ("nothing written (dry run)" if args.dry_run
-             else f"{len(written)} caption(s) written to {plan.target.describe()}")
-    log.info("%s: %d/%d image(s) captioned, %s", "stopped on request" if outcome.stopped else "done",
-             len(outcome.results), len(plan.items), where)
+             else f"{plural(len(written), 'caption')} written to {plan.target.describe()}")
+    log.info("%s: %d of %s captioned, %s", "stopped on request" if outcome.stopped else "done",
+             len(outcome.results), plural(len(plan.items), "image"), where)
     if outcome.skipped:
-        log.warning("%d image(s) could not be read and were skipped:", len(outcome.skipped))
+        log.warning("%s could not be read, skipped:", plural(len(outcome.skipped), "image"))
         for problem in outcome.skipped:
             log.warning("  %s: %s (%s)", problem.path, problem.message, problem.hint)
     return EXIT_OK

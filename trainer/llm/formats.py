@@ -39,6 +39,7 @@ from pathlib import Path
 from trainer.captions.paths import is_skipped_name
 from trainer.captions.text import BOM, decode_text
 from trainer.problems import Problem
+from trainer.wording import plural
 
 from .rows import ROW_EXAMPLES, ROW_FORMATS, Turn, check_row, json_type, row_format
 
@@ -101,9 +102,6 @@ class TextDataset:
 
     def summary(self) -> str:
         """One line for logs and status bars."""
-        def plural(n: int, word: str) -> str:
-            return f"{n} {word}{'' if n == 1 else 's'}"
-
         shapes = ", ".join(sorted(set(self.formats.values()))) or "no rows"
         return (f"{plural(len(self.examples), 'example')} in {plural(len(self.formats), 'file')} ({shapes}), "
                 f"{plural(len(self.errors), 'error')}")
