@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 
 from trainer.captions import CaptionFormat, write_captions
 from trainer.fsutil import atomic_write_text
+from trainer.wording import with_article
 
 DATASET = "datasets/shapes"
 TEXT_DATASET = "datasets/text-demo/chats.jsonl"  # a language model's examples (sharegpt), for the app's text view
@@ -77,25 +78,20 @@ _CORNERS = {"circle": ("no", "one curved side"), "square": ("four", "four equal 
             "triangle": ("three", "three sides")}
 
 
-def _with_article(word: str) -> str:
-    """"a red", "an orange": the demo's texts are the first a new user reads."""
-    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
-
-
 def text_demo_rows() -> list[dict]:
     """About twenty sharegpt chats about the demo's shapes: one-turn descriptions and two-turn questions."""
     system = "You describe simple flat shapes in one short sentence."
     rows: list[dict] = []
     for index, (shape, colour) in enumerate(list(zip(_SHAPES * 4, list(_COLOURS) * 2))[:11]):
         background = list(_BACKGROUNDS)[index % len(_BACKGROUNDS)]
-        chat = [{"from": "human", "value": f"Describe {_with_article(colour)} {shape} on a {background} background."},
+        chat = [{"from": "human", "value": f"Describe {with_article(colour)} {shape} on a {background} background."},
                 {"from": "gpt", "value": f"A flat {colour} {shape}, centred on a plain {background} background."}]
         row = {"conversations": chat, "id": f"describe-{index:02d}"}
         rows.append({"system": system, **row} if index % 3 == 0 else row)
     for shape, (corners, sides) in _CORNERS.items():
         for colour in list(_COLOURS)[:3]:
             rows.append({"conversations": [
-                {"from": "human", "value": f"How many corners does {_with_article(colour)} {shape} have?"},
+                {"from": "human", "value": f"How many corners does {with_article(colour)} {shape} have?"},
                 {"from": "gpt", "value": f"A {shape} has {corners} corners, whatever its colour."},
                 {"from": "human", "value": "And how many sides?"},
                 {"from": "gpt", "value": f"It has {sides}."}], "id": f"corners-{shape}-{colour}"})
@@ -133,7 +129,7 @@ def create_demo_workspace(root: Path, make_model: bool = True, count: int = 36) 
         name = f"shape_{index:03d}.png"
         if not (dataset / name).exists():
             _draw(shape, _COLOURS[colour], _BACKGROUNDS[background], size, rng).save(dataset / name)
-        captions[name] = f"{_with_article(colour)} {shape} on a {background} background, flat style"
+        captions[name] = f"{with_article(colour)} {shape} on a {background} background, flat style"
     if not (dataset / "metadata.csv").exists():
         write_captions(dataset, captions, CaptionFormat.CSV)
     chats = root / TEXT_DATASET

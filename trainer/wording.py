@@ -1,9 +1,20 @@
-"""Counts in words, the one way the trainer and the app write them: "1 image", "1,234 images".
+"""Counts and articles in words, the one way the trainer and the app write them: "1 image", "1,234 images",
+"an 8 GB GPU".
 
 Torch-free and Qt-free: the app's messages use it as the trainer's do.
 """
 
 from __future__ import annotations
+
+
+def with_article(phrase: str) -> str:
+    """``phrase`` after "a" or "an" as it is spoken: "a red circle", "an orange one", "an 8 GB GPU", "a 24 GB GPU"."""
+    first = phrase.split(" ", 1)[0]
+    if first.isdigit():  # eight, eighty, eleven, eighteen: a vowel sound
+        vowel = first.startswith("8") or first in ("11", "18")
+    else:
+        vowel = first[:1].lower() in "aeiou"
+    return f"{'an' if vowel else 'a'} {phrase}"
 
 
 def plural(count: int, word: str, many: str = "") -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from trainer.estimate import MemoryEstimate, MemoryLever
-from trainer.wording import plural
+from trainer.wording import plural, with_article
 
 from .analysis import Analysis
 
@@ -51,17 +51,12 @@ def gpu_class(total_gb: float) -> tuple[int, str] | None:
     return next(((size, name) for size, name in GPU_CLASSES if total_gb <= size * FIT_MARGIN), None)
 
 
-def a_gpu(size_gb: int) -> str:
-    """"a 24 GB", "an 8 GB": the article as the number is spoken."""
-    return f"{'an' if str(size_gb).startswith('8') or size_gb in (11, 18) else 'a'} {size_gb} GB"
-
-
 def fits_text(total_gb: float) -> str:
     """The smallest common GPU class the estimate fits on, or that it fits on none of them (HTML)."""
     fit = gpu_class(total_gb)
     if fit is not None:
         # The class stays on one line: cut anywhere ("(RTX" | "3070/4060) GPU") it reads as two things.
-        return "fits " + f"{a_gpu(fit[0])} ({fit[1]}) GPU".replace(" ", "&nbsp;")
+        return "fits " + with_article(f"{fit[0]} GB ({fit[1]}) GPU").replace(" ", "&nbsp;")
     return "more than any single GPU holds: lower the batch size or resolution, or turn on gradient checkpointing"
 
 
@@ -76,7 +71,8 @@ def levers_html(levers: tuple[MemoryLever, ...]) -> str:
         return ""
     rows = []
     for lever, fit in zip(levers, fits):
-        cells = (lever.label, f"{lever.total_gb:.1f} GB", f"→ {a_gpu(fit[0])} GPU" if fit else "→ no single GPU")
+        gpu = f"→ {with_article(f'{fit[0]} GB GPU')}" if fit else "→ no single GPU"
+        cells = (lever.label, f"{lever.total_gb:.1f} GB", gpu)
         bold = ("<b>", "</b>") if lever.current else ("", "")
         # The figures never wrap (a number apart from its unit reads badly); the setting's name may.
         styles = ("", _NOWRAP, _NOWRAP)

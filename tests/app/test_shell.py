@@ -149,6 +149,9 @@ def test_demo_workspace_opens(qtbot, window, tmp_path):
     assert window.session.root == root / "datasets" / "shapes"
     assert window.model.rowCount() >= 30
     assert (root / "configs" / "demo.yaml").exists()
+    # The first captions a new user reads are English: "an orange triangle", never "a orange".
+    captions = window.session.captions
+    assert any(c.startswith("an orange ") for c in captions) and not any(c.startswith("a orange") for c in captions)
 
 
 def test_main_opens_workspace_from_command_line(tmp_path):
