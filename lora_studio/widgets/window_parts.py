@@ -50,10 +50,13 @@ def build_docks(window: MainWindow) -> None:
     # A tab beside Problems: side by side, the two halves left neither the targets' columns nor the checks room.
     window.tabifyDockWidget(window.docks["problems"], window.docks["targets"])
     window.docks["targets"].hide()
-    # Closed (not merely behind the Problems tab), it gives the grid back the height it took.
-    window.docks["targets"].visibilityChanged.connect(
-        lambda _visible: window.docks["targets"].isHidden() and window.resizeDocks(
-            [window.docks["problems"]], [PROBLEMS_HEIGHT], Qt.Orientation.Vertical))
+
+    def give_height_back(_visible: bool) -> None:
+        # Closed (not merely behind the Problems tab), it gives the grid back the height it took.
+        if window.docks["targets"].isHidden():
+            window.resizeDocks([window.docks["problems"]], [PROBLEMS_HEIGHT], Qt.Orientation.Vertical)
+
+    window.docks["targets"].visibilityChanged.connect(give_height_back)
 
 
 def build_pages(window: MainWindow) -> None:

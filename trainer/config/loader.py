@@ -187,8 +187,8 @@ def validate_mapping(raw: Any, base_dir: Path | None = None, *, file: str | None
             continue
         if option.type == "path":
             resolved = resolve_path(coerced, base_dir)
-            error = None if resolved.exists() else datastore_path_problem(coerced)
-            if error is not None:
+            error = datastore_path_problem(coerced)
+            if error is not None and not resolved.exists():  # a folder named "[v2] models" is still a path
                 problem(option.name, error, DATASTORE_PATH_HINT)
                 continue
             coerced = str(resolved)
