@@ -32,7 +32,8 @@ from pathlib import Path
 from trainer.checkpoint import list_checkpoints
 from trainer.rundir import read_status
 
-from ..targets.api import TargetContext, is_running, preflight, start
+from ..targets.api import TargetContext, preflight, start
+from ..targets.run_control import is_running
 from ..targets.errors import TargetError
 from ..targets.lost_mark import lost_mark, mark_lost
 from ..targets.model import Target

@@ -21,7 +21,8 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from trainer.rundir import FINAL_STATES, STATUS_FILE, is_stale, read_status
 
-from ..targets.api import RunProbe, TargetContext, start_job, stop_now
+from ..targets.api import TargetContext, start_job
+from ..targets.run_control import RunProbe, stop_now
 from ..targets.errors import TargetError, UntrustedHostKey
 from ..targets.launch import PathsNotVisible, TrainerJob
 from ..targets.model import Target

@@ -188,6 +188,7 @@ class LossPlot(QWidget):
         loading = any(series.loading for series in self.series.values())
         self.empty_hint.setText(READING_HINT if loading else NO_STEPS_HINT if self.series else NO_RUN_HINT)
         self.empty_hint.setVisible(not has_points)
+        self.legend.setVisible(has_points)  # a legend of curves not drawn yet only clutters the hint
 
     def set_recoveries(self, name: str, steps: list[int]) -> None:
         """Steps where a run was resumed or recovered (drawn as markers on its curve)."""

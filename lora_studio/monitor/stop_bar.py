@@ -21,7 +21,8 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from trainer.rundir import FINAL_STATES
 
-from ..targets.api import TargetContext, stop, stop_now
+from ..targets.api import TargetContext
+from ..targets.run_control import stop, stop_now
 from ..targets.runs import RunSummary
 from ..targets.stop import STAGES, StopResult
 from ..workers.tasks import TaskRunner

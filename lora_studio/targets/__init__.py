@@ -11,7 +11,8 @@ data and gets dataclasses back. Modules, one job each:
 - :mod:`.vsphere` vCenter TLS pinning, inventory, power-on; :mod:`.guestops` Guest Operations
 - :mod:`.preflight` checks before launch; :mod:`.launch` a trainer command (train, label) mapped for a
   target, started detached in its run folder, and run.json (:func:`.api.start_job` is the one entry)
-- :mod:`.control` / :mod:`.stop` liveness and the staged stop; :mod:`.runs` re-attach, and how a run ended
+- :mod:`.run_control` a started run's liveness and stop over its channel (:mod:`.control` / :mod:`.stop`
+  the process signals and the staged stop); :mod:`.runs` re-attach, and how a run ended
 - :mod:`.install` the trainer from a wheel on the shared storage
 - :mod:`.ray_client` Ray's Jobs REST API; :mod:`.ray_jobs` a command as a Ray job, its liveness and stop;
   :mod:`.ray_preflight` the cluster's checks; :mod:`.ray_state` Ray's word on a job beside the run folder's
@@ -19,8 +20,8 @@ data and gets dataclasses back. Modules, one job each:
   between its nodes; :mod:`.placement` its nodes as run.json records them; :mod:`.node_control` their stop
 """
 
-from .api import (LaunchOutcome, RunProbe, TargetContext, inventory, install_trainer, is_running, launch, pin_vcenter,
-                  power_on, preflight, start, start_job, stop, stop_now, trust_ssh_host, vcenter_certificate)
+from .api import (LaunchOutcome, TargetContext, inventory, install_trainer, launch, pin_vcenter, power_on, preflight,
+                  start, start_job, trust_ssh_host, vcenter_certificate)
 from .credentials import forget_password, load_password, store_password
 from .errors import (CertificateChanged, ConnectionFailed, HostKeyChanged, LaunchFailed, TargetConfigError, TargetError,
                      UntrustedCertificate, UntrustedHostKey)
@@ -31,6 +32,7 @@ from .model import (LocalTarget, SshTarget, Target, TargetSettings, VCenter, VSp
                     save_settings)
 from .pathmap import PathMapper, PathMapping
 from .preflight import Check, PreflightReport
+from .run_control import RunProbe, is_running, stop, stop_now
 from .runinfo import RunInfo, read_run_info
 from .runs import RunSummary, list_runs
 from .stop import StopResult, request_stop

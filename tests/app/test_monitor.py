@@ -108,8 +108,10 @@ def test_a_workspace_without_runs_says_how_to_start_one_until_a_run_appears(page
     qtbot.waitUntil(lambda: page.progress.text() == "step 5 of 10", timeout=20_000)
     assert page.table.model().index(0, 2).data() == "5 / 10"
     assert page.plot.empty_hint.text().startswith("No steps logged yet") and page.plot.empty_hint.isVisible()
+    assert not page.plot.legend.isVisible()  # no legend for a curve that is not there yet
     (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 0.5, "lr": 1e-4, "time": 1}) + "\n")
     qtbot.waitUntil(lambda: not page.plot.empty_hint.isVisible(), timeout=20_000)  # the first point: the curve
+    assert page.plot.legend.isVisible()
 
 
 @pytest.mark.slow

@@ -13,9 +13,10 @@ import time
 import pytest
 
 from lora_studio.fleet.api import fleet_snapshot
-from lora_studio.targets.api import TargetContext, is_running, launch, preflight, start, stop, stop_now
+from lora_studio.targets.api import TargetContext, launch, preflight, start
 from lora_studio.targets.errors import ConnectionFailed
 from lora_studio.targets.model import RayTarget, TargetSettings
+from lora_studio.targets.run_control import is_running, stop, stop_now
 from lora_studio.targets.preflight import ERROR, OK
 from lora_studio.targets.ray_client import PENDING, STOPPED, SUCCEEDED, RayJobsClient
 from lora_studio.targets.ray_jobs import RAY_LAUNCH, control_of

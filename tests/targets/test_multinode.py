@@ -26,7 +26,8 @@ from lora_studio.targets import (LocalTarget, NodesOptions, Placement, Preflight
                                  TargetSettings, VSphereTarget, is_running, launch_nodes, list_runs, placement_of,
                                  preflight_nodes, read_run_info, stop)
 from lora_studio.targets import commands
-from lora_studio.targets.api import RunProbe, open_shell
+from lora_studio.targets.api import open_shell
+from lora_studio.targets.run_control import RunProbe
 from lora_studio.targets.launch import LOG_FILE, MappedJob
 from lora_studio.targets.multinode import node_env, target_problems, torchrun_argv
 from lora_studio.targets.placement import Node
