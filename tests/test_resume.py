@@ -264,3 +264,37 @@ def test_a_second_trainer_on_a_running_folder_is_refused(sd_setup):
     finally:
         process.kill()
         process.wait()
+
+
+def test_a_trainer_on_a_machine_whose_clock_is_behind_keeps_its_folder(sd_setup):
+    """Another machine's heartbeat, read with this machine's clock, looks an hour old when that
+    machine's clock is an hour behind: while it still changes, the folder is not taken over; once
+    it stops changing, the run is resumed."""
+    import threading
+
+    folder, model, data, reference = sd_setup
+    out = folder / "skewed"
+    out.mkdir()
+    config = write_config(folder, model, data, out, max_train_steps=2, save_steps=0)
+    stop = threading.Event()
+
+    def other_machines_trainer() -> None:  # rewrites its status like RunWriter's heartbeat thread
+        while not stop.is_set():
+            status = {"state": "training", "step": 5, "pid": 4242, "host": "gpu-vm-07", "heartbeat": time.time() - 3600}
+            (out / "status.tmp").write_text(json.dumps(status))
+            (out / "status.tmp").replace(out / "status.json")
+            stop.wait(0.2)
+
+    beating = threading.Thread(target=other_machines_trainer)
+    beating.start()
+    try:
+        result = trainer_cli("train", "--config", str(config))
+    finally:
+        stop.set()
+        beating.join()
+    assert result.returncode == 2
+    assert "in use by a trainer that is still running (pid 4242 on host gpu-vm-07, whose clock runs" in result.stderr
+    assert json.loads((out / "status.json").read_text())["host"] == "gpu-vm-07"  # the folder was left alone
+    result = trainer_cli("train", "--config", str(config))  # its heartbeat is still now: that trainer is gone
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "status.json").read_text())["state"] == "completed"

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainer.checkpoint import ADAPTER_FILE, COMPLETE_MARKER, TRAINER_STATE_FILE, TRAINING_STATE_FILE, checkpoint_folders
 from trainer.config import TrainConfig
 from trainer.problems import ExplainedError
-from trainer.rundir import ACTIVE_STATES, is_stale, local_pid_alive, read_status
+from trainer.rundir import ACTIVE_STATES, heartbeat_moves, is_stale, local_pid_alive, read_status
 
 @dataclass
 class ResumePlan:
@@ -55,11 +56,13 @@ def checkpoint_problem(folder: Path) -> str | None:
     return None
 
 
-def _live_owner(status: dict | None) -> str | None:
+def _live_owner(root: Path, status: dict | None) -> str | None:
     """Who is training in this folder right now, if anyone ("pid 12 on host gpu-01").
 
-    On this host the process table decides; for another host a fresh heartbeat does (its
-    process cannot be seen from here), so a dead VM's run becomes usable once it is stale.
+    On this host the process table decides; for another host its heartbeat does (its process
+    cannot be seen from here), so a dead VM's run becomes usable once it is stale. A heartbeat
+    that looks stale by this machine's clock is watched before it is believed: the other
+    machine's clock may be behind, while its trainer still beats.
     """
     if not status or status.get("state") not in ACTIVE_STATES:
         return None
@@ -68,7 +71,11 @@ def _live_owner(status: dict | None) -> str | None:
         if pid == os.getpid() or not local_pid_alive(pid):
             return None
     elif is_stale(status):
-        return None
+        beating = heartbeat_moves(root, status.get("heartbeat"))
+        if beating is None:
+            return None
+        behind = time.time() - float(beating.get("heartbeat") or 0)
+        return f"pid {pid} on host {host}, whose clock runs {behind:.0f} s behind this one's; its heartbeat still changes"
     return f"pid {pid} on host {host}"
 
 
@@ -94,7 +101,7 @@ def plan_resume(config: TrainConfig) -> ResumePlan:
     if not used:
         return ResumePlan(None)
     status = read_status(root)
-    owner = _live_owner(status)
+    owner = _live_owner(root, status)
     if owner:
         raise ResumeRefused(f"output_dir {root} is in use by a trainer that is still running ({owner})",
                             "stop that run first (STOP file or the app's Stop button), or wait for it to finish")

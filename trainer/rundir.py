@@ -36,6 +36,10 @@ ACTIVE_STATES = ("starting", "preparing", "training", "sampling", "saving")
 # A run that has not written a heartbeat for this long (and whose process is gone) is lost.
 HEARTBEAT_INTERVAL_S = 5.0
 STALE_AFTER_S = 60.0
+# A heartbeat written on another machine is read with this machine's clock, and the two clocks
+# may differ by more than STALE_AFTER_S. Before a folder is taken over on the word of the clocks,
+# its heartbeat is watched this long: a living trainer rewrites it every HEARTBEAT_INTERVAL_S.
+CONFIRM_STALE_S = 2.5 * HEARTBEAT_INTERVAL_S
 
 
 def _member(name: str) -> property:
@@ -215,6 +219,22 @@ def is_stale(status: dict[str, Any], now: float | None = None, stale_after_s: fl
         return False
     heartbeat = status.get("heartbeat") or 0
     return (now if now is not None else time.time()) - heartbeat > stale_after_s
+
+
+def heartbeat_moves(root: Path | str, heartbeat: Any, within_s: float = CONFIRM_STALE_S,
+                    poll_s: float = 0.5) -> dict[str, Any] | None:
+    """The run's status once its heartbeat differs from ``heartbeat`` (within ``within_s``), else None.
+
+    Which clock wrote the heartbeat does not matter: only whether it still changes.
+    """
+    deadline = time.monotonic() + within_s
+    while True:
+        status = read_status(root)
+        if status is not None and status.get("heartbeat") != heartbeat:
+            return status
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(poll_s)
 
 
 @dataclass

@@ -15,12 +15,21 @@ from .series import MetricSeries
 # The states in which the trainer works towards its last step, so a time left means something.
 _WORKING = ("training", "sampling", "saving", "preparing")
 _ENDED = ("completed", "stopped", "failed")
+# A heartbeat this far in the future is not a rounding matter: the two machines' clocks differ.
+CLOCK_AHEAD_NOTICE_S = 10.0
 
 
 def _eta(seconds: float | None) -> str:
     if not seconds or math.isnan(seconds):
         return "—"
     return age_text(seconds)
+
+
+def _heartbeat_text(age_s: float) -> str:
+    """How old the heartbeat is; one from the future was written by a clock ahead of this computer's."""
+    if age_s < -CLOCK_AHEAD_NOTICE_S:
+        return f"heartbeat just now (its machine's clock is {age_text(-age_s)} ahead of this computer's)"
+    return f"heartbeat {age_text(max(age_s, 0.0))} ago"
 
 
 def details_text(summary: RunSummary, status: dict, series: MetricSeries | None, placement: Placement | None) -> str:
@@ -44,7 +53,7 @@ def details_text(summary: RunSummary, status: dict, series: MetricSeries | None,
     if summary.state in _WORKING:
         parts.append(f"ETA {_eta(status.get('eta_s'))}")
     if summary.heartbeat_age_s is not None and summary.state not in _ENDED:
-        parts.append(f"heartbeat {age_text(summary.heartbeat_age_s)} ago")
+        parts.append(_heartbeat_text(summary.heartbeat_age_s))
     if placement is not None:  # a multi-node run: its nodes are listed below the line
         parts.append(f"on {placement.describe()} (below)")
     elif summary.target:
