@@ -72,7 +72,7 @@ def _live_owner(root: Path, status: dict | None) -> str | None:
             return None
     elif is_stale(status):
         beating = heartbeat_moves(root, status.get("heartbeat"))
-        if beating is None:
+        if beating is None or beating.get("state") not in ACTIVE_STATES:  # gone, or it just ended
             return None
         behind = time.time() - float(beating.get("heartbeat") or 0)
         return f"pid {pid} on host {host}, whose clock runs {behind:.0f} s behind this one's; its heartbeat still changes"
