@@ -6,6 +6,9 @@ run's summary, status and metrics; the page (:mod:`.monitor_page`) puts it in it
 from __future__ import annotations
 
 import math
+import socket
+
+from trainer.rundir import ACTIVE_STATES, STALE_AFTER_S
 
 from ..targets.placement import Placement
 from ..targets.runs import RunSummary
@@ -25,10 +28,14 @@ def _eta(seconds: float | None) -> str:
     return age_text(seconds)
 
 
-def _heartbeat_text(age_s: float) -> str:
-    """How old the heartbeat is; one from the future was written by a clock ahead of this computer's."""
+def _heartbeat_text(summary: RunSummary) -> str:
+    """How old the heartbeat is, or which way the trainer machine's clock is off from this computer's."""
+    age_s = summary.heartbeat_age_s or 0.0
     if age_s < -CLOCK_AHEAD_NOTICE_S:
         return f"heartbeat just now (its machine's clock is {age_text(-age_s)} ahead of this computer's)"
+    if age_s > STALE_AFTER_S and summary.state in ACTIVE_STATES and summary.host != socket.gethostname():
+        # Stale by the clocks, yet not lost: this desk saw its heartbeat change (targets/heartbeats.py).
+        return f"heartbeat still changes (its machine's clock is {age_text(age_s)} behind this computer's)"
     return f"heartbeat {age_text(max(age_s, 0.0))} ago"
 
 
@@ -53,7 +60,7 @@ def details_text(summary: RunSummary, status: dict, series: MetricSeries | None,
     if summary.state in _WORKING:
         parts.append(f"ETA {_eta(status.get('eta_s'))}")
     if summary.heartbeat_age_s is not None and summary.state not in _ENDED:
-        parts.append(_heartbeat_text(summary.heartbeat_age_s))
+        parts.append(_heartbeat_text(summary))
     if placement is not None:  # a multi-node run: its nodes are listed below the line
         parts.append(f"on {placement.describe()} (below)")
     elif summary.target:

@@ -3,7 +3,8 @@
 No connection is needed to watch: status.json and run.json are on the shared storage.
 A run whose heartbeat is stale is ``lost`` (the trainer died or its machine did; resume
 it); on this machine the process is checked too, so a stale but live run (a long hang)
-stays in its state. A detached trainer has no parent to report its exit code to, so
+stays in its state, and a heartbeat seen changing is alive however the clocks differ
+(:mod:`.heartbeats`). A detached trainer has no parent to report its exit code to, so
 :func:`exit_code_of` reads it from the run folder.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from trainer.rundir import (ACTIVE_STATES, LOG_FILE, RUN_FILE, STALE_AFTER_S, STATUS_FILE, is_stale, local_pid_alive,
                             read_status)
 
+from .heartbeats import SEEN
 from .ray_client import RayJob
 from .placement import placement_of, run_targets
 from .lost_mark import lost_mark
@@ -98,7 +100,9 @@ def _summarize(run_dir: Path, status: dict | None, info: RunInfo | None, now: fl
         # heartbeat can tell that the trainer (or its machine) is gone. Not for a run over several
         # nodes: its status names rank 0's worker, which torchrun replaces after a failure.
         local = host == socket.gethostname() and isinstance(pid, int) and placement_of(info) is None
-        if (local and not local_pid_alive(pid)) or (not local and is_stale(status, now, stale_after_s)):
+        # A heartbeat this desk saw change lately is alive, even when the two machines' clocks differ.
+        beating = not local and SEEN.changed_within(run_dir, heartbeat, now, stale_after_s)
+        if (local and not local_pid_alive(pid)) or (not local and not beating and is_stale(status, now, stale_after_s)):
             state = "lost"
         elif not local and lost_mark(run_dir, status) is not None:  # a desk found its VM powered off (lost_mark.py)
             state = "lost"

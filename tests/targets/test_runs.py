@@ -93,3 +93,19 @@ def test_run_json_round_trip_ignores_newer_fields(tmp_path):
     assert read_run_info(tmp_path) == record
     (tmp_path / "run.json").write_text("{half")
     assert read_run_info(tmp_path) is None
+
+
+def test_a_remote_run_whose_clock_is_behind_is_not_lost_while_its_heartbeat_changes(tmp_path):
+    """Its machine's clock is an hour behind this desk's, so every heartbeat reads an hour old."""
+    from lora_studio.monitor.run_details import details_text
+
+    run = tmp_path / "runs" / "slow-clock"
+    behind = time.time() - 3600
+    status(run, heartbeat=behind)
+    assert [r.state for r in list_runs(tmp_path)] == ["lost"]  # one reading: only the clocks can tell
+    status(run, heartbeat=behind + 5)  # its next beat
+    [summary] = list_runs(tmp_path)
+    assert summary.state == "training"
+    assert "heartbeat still changes (its machine's clock is 60 min behind this computer's)" in \
+        details_text(summary, {}, None, None)
+    assert [r.state for r in list_runs(tmp_path, now=time.time() + 61)] == ["lost"]  # no beat for a minute
