@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QHBoxLayout, Q
                                QVBoxLayout, QWidget)
 
 from .count_axis import CountAxis
+from .rate_axis import RateAxis
 from .series import MetricSeries
 
 X_AXES = {"Steps": "step", "Epochs": "epoch", "Wall time (min)": "time"}
@@ -69,7 +70,7 @@ class LossPlot(QWidget):
         self._lr_top = 0.0  # the highest learning rate shown: the LR axis goes from 0 to just above it
 
         self.x_ticks = CountAxis("bottom")
-        self.graph = pg.PlotWidget(self, axisItems={"bottom": self.x_ticks})
+        self.graph = pg.PlotWidget(self, axisItems={"bottom": self.x_ticks, "right": RateAxis("right")})
         self.graph.setObjectName("lossPlot")
         palette = self.palette()
         # Follow the app's light/dark theme rather than pyqtgraph's black default.
@@ -86,6 +87,7 @@ class LossPlot(QWidget):
             # minor grid lines cost more than the curves themselves at a million points.
             self.plot.getAxis(side).setStyle(maxTickLevel=0)
         self.plot.setLabel("left", "loss")
+        self.plot.getAxis("left").enableAutoSIPrefix(False)  # 0.35, not 350 with "(x0.001)" in the label
         self.plot.setLabel("bottom", "step")
         self.legend = self.plot.addLegend(offset=(-10, 10))
         self.legend.setLabelTextColor(foreground)  # pyqtgraph's light grey is faint on a light theme

@@ -148,9 +148,9 @@ def test_the_runs_list_shows_every_column_at_the_default_window_size(qtbot, tmp_
     _close(win)
 
 
-def _tick_labels(plot) -> list[str]:
-    """The labels the step axis paints now."""
-    axis = plot.plot.getAxis("bottom")
+def _tick_labels(plot, side: str = "bottom") -> list[str]:
+    """The labels an axis of the plot paints now (the step axis unless ``side`` says another)."""
+    axis = plot.plot.getAxis(side)
     image = QImage(10, 10, QImage.Format.Format_ARGB32)
     painter = QPainter(image)
     try:
@@ -183,3 +183,29 @@ def test_the_step_axis_of_a_short_run_has_whole_number_ticks(qtbot, tmp_path):
     plot.x_axis.setCurrentText("Wall time (min)")
     labels = _tick_labels(plot)
     assert labels and any(float(text) != int(float(text)) for text in labels), labels
+
+
+def test_the_loss_and_learning_rate_axes_read_as_the_numbers_in_a_config(qtbot, tmp_path):
+    """Losses of 0.35 are ticked 0.35, not 350 "(x0.001)"; learning rates are ticked 5e-5, not 50 "(x1e-06)"."""
+    import re
+
+    from lora_studio.monitor.loss_plot import LossPlot
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps({"step": s, "epoch": 1, "loss": 0.35 + 0.13 * 0.97 ** s,
+                                           "lr": 1e-4 * min(1.0, s / 50), "time": s}) + "\n" for s in range(1, 121)),
+                       encoding="utf-8")
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.resize(900, 500)
+    plot.show()
+    plot.add_run("warmup", metrics)
+    assert plot.refresh() == 120
+    qtbot.waitUntil(lambda: plot.plot.getAxis("right").geometry().height() > 300)
+    losses = _tick_labels(plot, "left")
+    assert losses and all(0.3 <= float(text) <= 0.5 for text in losses), losses
+    rates = _tick_labels(plot, "right")
+    assert rates and all(re.fullmatch(r"0|\d(\.\d+)?e-\d+", text) for text in rates), rates
+    assert "1e-4" in rates and all(0 <= float(text) <= 1.2e-4 for text in rates), rates  # the rate the run warms up to
+    for side in ("left", "right"):
+        assert "(x" not in plot.plot.getAxis(side).labelString()  # no scale factor moved into the label
