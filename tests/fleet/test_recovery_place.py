@@ -47,16 +47,21 @@ def test_a_run_is_lost_when_its_vm_is_off_or_its_process_is_gone_not_when_it_is_
     assert verdict.lost and verdict.home_down and "VM gpu-07 is poweredOff (vCenter lab)" in verdict.reason
     # A fresh heartbeat on a host vCenter cannot reach: the VM may run on (only its management is cut off).
     assert not judge(summary(age=2), 60, vm=vm(connection="notResponding")).lost
-    stale_on_dead_host = judge(summary(age=90), 60, vm=vm(connection="notResponding"))
+    # (A run on another machine whose heartbeat is stale is summarized "lost", unless this desk saw it change.)
+    stale_on_dead_host = judge(summary("lost", age=90), 60, vm=vm(connection="notResponding"))
     assert stale_on_dead_host.lost and stale_on_dead_host.home_down and "notResponding" in stale_on_dead_host.reason
     # Stale elsewhere: the target is asked; a trainer that still runs (hung) is left alone.
-    assert not judge(summary(age=90), 60).lost  # not asked yet
-    assert not judge(summary(age=90), 60, process_alive=lambda: True).lost
-    gone = judge(summary(age=90), 60, process_alive=lambda: False)
+    assert not judge(summary("lost", age=90), 60).lost  # not asked yet
+    assert not judge(summary("lost", age=90), 60, process_alive=lambda: True).lost
+    gone = judge(summary("lost", age=90), 60, process_alive=lambda: False)
     assert gone.lost and not gone.home_down and gone.reason == "no heartbeat for 90 s and its trainer is gone from gpu-07"
-    assert "cannot be reached" in judge(summary(age=90), 60, process_alive=lambda: None).reason
+    assert "cannot be reached" in judge(summary("lost", age=90), 60, process_alive=lambda: None).reason
     assert not judge(summary(age=30), 60, process_alive=lambda: False).lost  # within the threshold
-    assert judge(summary(age=30), 20, process_alive=lambda: False).lost      # the run's own, shorter threshold
+    assert judge(summary("lost", age=30), 20, process_alive=lambda: False).lost  # the run's own, shorter threshold
+    # Its machine's clock is behind: the heartbeat reads old, but this desk saw it change (the summary is not lost),
+    # so an unreachable target does not make it lost.
+    behind = judge(summary(age=3600), 60, process_alive=lambda: None)
+    assert not behind.lost and "still changes" in behind.reason
     # On this machine the process table answers (the summary says lost when the pid is gone).
     assert judge(summary("lost", age=1, host=HERE), 60, this_host=HERE).lost
     assert not judge(summary(age=90, host=HERE), 60, this_host=HERE).lost
