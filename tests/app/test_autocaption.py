@@ -136,7 +136,7 @@ def test_fill_keeps_hand_edits_applies_as_one_undo_step(qtbot, qtmodeltester, wi
     assert window.model.index(window.session.row_of["a.png"], COL_CAPTION).data() in ("", None)
     window.redo_action.trigger()
     assert captions_of(window) == expected
-    qtbot.waitUntil(lambda: not window.session.is_dirty(), timeout=5000)
+    qtbot.waitUntil(lambda: not window.session.is_dirty(), timeout=20_000)
     on_disk = open_dataset(data)
     assert dict(zip([e.rel for e in on_disk.entries], on_disk.captions)) == expected
     # The app ran the model in another process only (other test files may have loaded them already).

@@ -120,7 +120,7 @@ def test_unreadable_folder_says_so(qtbot, window, tmp_path, monkeypatch):
 
         monkeypatch.setattr(names.os, "scandir", refuse)
     try:
-        with qtbot.waitSignal(window.datasetFailed, timeout=5000) as blocker:
+        with qtbot.waitSignal(window.datasetFailed, timeout=20_000) as blocker:
             window.open_dataset_folder(folder)
         assert blocker.args[0] == f"{folder} cannot be read (permission denied). Ask for read access or copy the dataset."
     finally:
@@ -128,7 +128,7 @@ def test_unreadable_folder_says_so(qtbot, window, tmp_path, monkeypatch):
 
 
 def test_missing_folder_says_so(qtbot, window, tmp_path):
-    with qtbot.waitSignal(window.datasetFailed, timeout=5000) as blocker:
+    with qtbot.waitSignal(window.datasetFailed, timeout=20_000) as blocker:
         window.open_dataset_folder(tmp_path / "nope")
     assert "is not a folder" in blocker.args[0]
 

@@ -26,7 +26,7 @@ def test_inline_edit_is_undoable_and_autosaved(qtbot, window, dataset_factory):
     assert window.model.setData(index, "a new caption")
     assert window.undo_action.text() == "&Undo Edit caption of img_002.png"
     assert window.session.is_dirty()
-    qtbot.waitUntil(lambda: not window.session.is_dirty(), timeout=5000)  # autosave after 200 ms
+    qtbot.waitUntil(lambda: not window.session.is_dirty(), timeout=20_000)  # autosave after 200 ms
     assert disk_captions(folder)[2] == "a new caption"
     window.undo_action.trigger()
     assert window.session.captions[2] == ""
@@ -195,7 +195,7 @@ def test_inline_edit_with_the_keyboard_in_both_views(qtbot, window, dataset_fact
         qtbot.keyClicks(editor, text)
         qtbot.wait(20)  # let the view finish opening the editor, as it does before a person types
         qtbot.keyClick(editor, Qt.Key.Key_Return)  # Qt commits on the next event-loop turn
-        qtbot.waitUntil(lambda: window.session.captions[row] == text, timeout=2000)
+        qtbot.waitUntil(lambda: window.session.captions[row] == text, timeout=20_000)
     assert window.undo_action.text() == "&Undo Edit caption of img_005.png"
 
 
@@ -210,10 +210,10 @@ def test_inline_typing_is_committed_before_enter(qtbot, window, dataset_factory)
     editor = window.grid.table_view.findChildren(QLineEdit)[0]
     qtbot.wait(20)
     qtbot.keyClicks(editor, "half typed")
-    qtbot.waitUntil(lambda: window.session.captions[2] == "half typed", timeout=2000)  # no Enter yet
+    qtbot.waitUntil(lambda: window.session.captions[2] == "half typed", timeout=20_000)  # no Enter yet
     qtbot.keyClicks(editor, " and more")
     qtbot.keyClick(editor, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: window.session.captions[2] == "half typed and more", timeout=2000)
+    qtbot.waitUntil(lambda: window.session.captions[2] == "half typed and more", timeout=20_000)
     assert window.session.undo_stack.count() == 1  # one edit, one undo step
 
 

@@ -233,7 +233,7 @@ def test_a_queued_run_whose_start_failed_is_listed_as_failed_with_why_and_cannot
     assert page.stop_button.text() == "Cancel…" and page.stop_button.isEnabled()
     # Nothing ran, so there is no checkpoint to resume from: the button puts it back into the queue.
     assert page.resume_button.text() == "Queue again" and not page.resume_elsewhere.isEnabled()
-    with qtbot.waitSignal(page.requeueQueued, timeout=5000) as asked:
+    with qtbot.waitSignal(page.requeueQueued, timeout=20_000) as asked:
         page.resume_button.click()
     assert asked.args == [str(run_dir)]
 

@@ -76,7 +76,7 @@ def test_trainer_reads_what_the_app_writes(tmp_path, fmt):
 def test_convert_in_the_app(qtbot, window, dataset_factory):
     folder = dataset_factory("txt")
     open_folder(qtbot, window, folder)
-    with qtbot.waitSignal(window.session.converted, timeout=5000):
+    with qtbot.waitSignal(window.session.converted, timeout=20_000):
         window.datasets.convert_to("csv")
     assert window.session.format == "csv" and window.status.format_label.text() == "Format: csv"
     assert open_dataset(folder).format == "csv"

@@ -26,7 +26,7 @@ def test_cards_fill_the_width_at_two_window_sizes(qtbot, window, tmp_path):
     seen = {}
     for width in (1400, 1111):
         window.resize(width, 860)
-        qtbot.waitUntil(lambda: view.verticalScrollBar().isVisible(), timeout=5_000)
+        qtbot.waitUntil(lambda: view.verticalScrollBar().isVisible(), timeout=20_000)
         qtbot.wait(50)  # Qt lays items out on a zero timer after the resize
         columns, gap, card = row_layout(view)
         seen[width] = (columns, card)
@@ -43,7 +43,7 @@ def test_thumbnail_zoom_keeps_the_width_filled(qtbot, window, tmp_path):
     make_images(folder, 40)
     open_folder(qtbot, window, folder)
     view = window.grid.icon_view
-    qtbot.waitUntil(lambda: view.verticalScrollBar().isVisible(), timeout=5_000)
+    qtbot.waitUntil(lambda: view.verticalScrollBar().isVisible(), timeout=20_000)
     before, _, small_card = row_layout(view)
     pos = QPointF(view.viewport().rect().center())
     event = QWheelEvent(pos, view.viewport().mapToGlobal(pos), QPoint(), QPoint(0, 120 * 3),

@@ -67,7 +67,7 @@ def test_docks_stay_readable_when_the_window_comes_back_smaller(qtbot, tmp_path)
         zoom = win.detail.zoom_label
         assert zoom.text() and zoom.width() >= zoom.sizeHint().width(), (zoom.text(), zoom.width())
 
-    qtbot.waitUntil(readable, timeout=5_000)  # the docks and the tree settle over a few layout passes
+    qtbot.waitUntil(readable, timeout=20_000)  # the docks and the tree settle over a few layout passes
     screenshot(win, "docks_small")
     _close(win)
 
@@ -88,7 +88,7 @@ def test_dock_sizes_come_back_with_the_window_and_share_a_narrower_one_like_the_
         assert narrow.docks["workspace"].width() >= READABLE["workspace"]
         assert grid.width() > grid.minimumSizeHint().width()  # the grid is not squeezed to its minimum either
 
-    qtbot.waitUntil(shared_like_the_first_layout, timeout=5_000)  # the docks move on the next layout pass
+    qtbot.waitUntil(shared_like_the_first_layout, timeout=20_000)  # the docks move on the next layout pass
     _close(narrow)
 
 
@@ -143,7 +143,7 @@ def test_the_runs_list_shows_every_column_at_the_default_window_size(qtbot, tmp_
             assert header.sectionSize(column) >= needed and right <= table.viewport().width(), \
                 (header.model().headerData(column, Qt.Orientation.Horizontal), header.sectionSize(column), needed)
 
-    qtbot.waitUntil(every_column_fits, timeout=5_000)
+    qtbot.waitUntil(every_column_fits, timeout=20_000)
     screenshot(win, "runs_list")
     _close(win)
 

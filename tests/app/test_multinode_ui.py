@@ -44,7 +44,7 @@ def _choose_several(qtbot, bench):
     assert index >= 0
     box.setCurrentIndex(index)
     box.activated.emit(index)
-    qtbot.waitUntil(lambda: bench.node_choice.dialog is not None and bench.node_choice.dialog.isVisible(), timeout=5000)
+    qtbot.waitUntil(lambda: bench.node_choice.dialog is not None and bench.node_choice.dialog.isVisible(), timeout=20_000)
     return bench.node_choice.dialog
 
 

@@ -131,6 +131,6 @@ def test_garbage_made_by_workers_is_collected_on_the_ui_thread(qtbot, window):
     thread.join()
     assert gc.get_count()[0] > gc.get_threshold()[0]  # a collection is due ...
     assert seen == []  # ... and did not run in the worker
-    qtbot.waitUntil(lambda: seen == ["MainThread"], timeout=5000)
+    qtbot.waitUntil(lambda: seen == ["MainThread"], timeout=20_000)
     window.close()
     assert gc.isenabled()  # the interpreter collects again once the window is gone

@@ -39,7 +39,7 @@ def test_outside_change_reloads_when_clean(qtbot, window, dataset_factory):
     text = (folder / "metadata.csv").read_text()
     (folder / "metadata.csv").write_text(text.replace("sketch, dog", "sketch, dog, edited elsewhere"))
     window.session.check_disk()
-    qtbot.waitUntil(lambda: window.session.captions[5] == "sketch, dog, edited elsewhere", timeout=5000)
+    qtbot.waitUntil(lambda: window.session.captions[5] == "sketch, dog, edited elsewhere", timeout=20_000)
     assert not window.session.is_dirty()
     assert window.session.pending_conflicts == []
 
@@ -51,11 +51,11 @@ def test_outside_change_to_other_image_keeps_my_edit(qtbot, window, dataset_fact
     window.session.set_captions({"img_000.png": "mine"}, "edit")
     (folder / "img_001.txt").write_text("theirs")
     window.datasets.reload()  # F5; the folder is re-read in a worker
-    qtbot.waitUntil(lambda: window.session.captions[1] == "theirs", timeout=5000)
+    qtbot.waitUntil(lambda: window.session.captions[1] == "theirs", timeout=20_000)
     assert window.session.captions[0] == "mine"
     assert window.session.pending_conflicts == []
     window.save()
-    qtbot.waitUntil(lambda: not window.session.is_dirty(), timeout=5000)
+    qtbot.waitUntil(lambda: not window.session.is_dirty(), timeout=20_000)
     assert open_dataset(folder).captions[:2] == ["mine", "theirs"]
 
 
@@ -65,7 +65,7 @@ def test_new_image_added_elsewhere_appears(qtbot, window, dataset_factory):
     open_folder(qtbot, window, folder)
     make_images(folder, 1, start=50)
     window.session.check_disk()
-    qtbot.waitUntil(lambda: window.model.rowCount() == 7, timeout=5000)
+    qtbot.waitUntil(lambda: window.model.rowCount() == 7, timeout=20_000)
 
 
 def make_conflict(qtbot, window, folder):
@@ -75,7 +75,7 @@ def make_conflict(qtbot, window, folder):
     text = text.replace("a painting of a red fox, forest", "fox, theirs").replace("a photo of a cat, indoors", "cat, theirs")
     (folder / "metadata.csv").write_text(text)
     window.session.check_disk()
-    qtbot.waitUntil(lambda: window.datasets.conflict_dialog is not None, timeout=5000)
+    qtbot.waitUntil(lambda: window.datasets.conflict_dialog is not None, timeout=20_000)
     # while the conflict is open nothing is written over their file
     assert window.session.save(blocking=True) is False
     assert "fox, theirs" in (folder / "metadata.csv").read_text()
@@ -101,7 +101,7 @@ def test_conflict_dialog_choices(qtbot, window, dataset_factory, choice):
         dialog.apply.click()
         expected = ["fox, theirs", "cat, mine, theirs"]
     assert window.session.captions[:2] == expected
-    qtbot.waitUntil(lambda: not window.session.is_dirty(), timeout=5000)
+    qtbot.waitUntil(lambda: not window.session.is_dirty(), timeout=20_000)
     assert open_dataset(folder).captions[:2] == expected
     assert window.session.pending_conflicts == []
 

@@ -172,7 +172,7 @@ def test_detail_pane_zoom_and_fit(qtbot, window, dataset_factory):
     folder = dataset_factory("csv")
     open_folder(qtbot, window, folder)
     viewer = window.detail.viewer
-    qtbot.waitUntil(viewer.has_image, timeout=5000)
+    qtbot.waitUntil(viewer.has_image, timeout=20_000)
     fitted = viewer.transform().m11()
     viewer.zoom(1.25)
     assert viewer.transform().m11() == pytest.approx(fitted * 1.25)
@@ -200,7 +200,7 @@ def test_a_workspace_scan_can_be_cancelled(window, tmp_path, qtbot):
     workspace_scan.direct_images = slow
     try:
         window.open_workspace(tmp_path / "share")
-        qtbot.waitUntil(window.status.cancel_scan.isVisible, timeout=5_000)
+        qtbot.waitUntil(window.status.cancel_scan.isVisible, timeout=20_000)
         window.status.cancel_scan.click()
         qtbot.waitUntil(lambda: not window.status.cancel_scan.isVisible(), timeout=10_000)
         assert "cancelled" in window.statusBar().currentMessage()
@@ -256,7 +256,7 @@ def slow_share(monkeypatch, tmp_path):
 
 def wait_for_stall(qtbot, window, share) -> None:
     qtbot.waitUntil(share.stalled.is_set, timeout=10_000)
-    qtbot.waitUntil(lambda: "512/1,200" in window.statusBar().currentMessage(), timeout=5_000)
+    qtbot.waitUntil(lambda: "512/1,200" in window.statusBar().currentMessage(), timeout=20_000)
 
 
 def test_opening_a_dataset_shows_progress_and_can_be_cancelled(qtbot, window, dataset_factory, slow_share):

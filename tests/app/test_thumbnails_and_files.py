@@ -81,7 +81,7 @@ def test_drop_copies_images_in_and_trash_removes(qtbot, window, dataset_factory,
     event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                        Qt.KeyboardModifier.NoModifier)
     window.dropEvent(event)
-    qtbot.waitUntil(lambda: window.model.rowCount() == 8, timeout=5000)
+    qtbot.waitUntil(lambda: window.model.rowCount() == 8, timeout=20_000)
     assert (folder / "img_040.png").exists() and not (folder / "readme.md").exists()
     assert (outside / "img_040.png").exists()  # copied, not moved
 

@@ -102,14 +102,14 @@ def test_yaml_with_comments_round_trips_unchanged(page, workspace, qtbot):
 def test_yaml_edits_show_in_the_form_and_back(page, qtbot):
     text = page.yaml_edit.toPlainText().replace("lora_rank: 4", "lora_rank: 12  # more capacity")
     page.yaml_edit.setPlainText(text)
-    qtbot.waitUntil(lambda: page.form.rows["lora_rank"].editor.value() == 12, timeout=5_000)
+    qtbot.waitUntil(lambda: page.form.rows["lora_rank"].editor.value() == 12, timeout=20_000)
     page.tabs.setCurrentIndex(1)
     screenshot(page, "training_form_yaml")
     page.form.rows["batch_size"].editor.spin.setValue(2)
     assert "lora_rank: 12  # more capacity" in page.yaml_edit.toPlainText()
     assert "batch_size: 2" in page.yaml_edit.toPlainText()
     page.yaml_edit.setPlainText("lora_rank: [1\n")
-    qtbot.waitUntil(lambda: "cannot be read at line" in page.problem_list.item(0).text(), timeout=5_000)
+    qtbot.waitUntil(lambda: "cannot be read at line" in page.problem_list.item(0).text(), timeout=20_000)
     assert not page.start_button.isEnabled()
 
 
