@@ -16,19 +16,22 @@ class HeartbeatChanges:
     """When each run's heartbeat was last seen taking a new value (thread-safe: listings run in workers)."""
 
     def __init__(self) -> None:
-        self._seen: dict[Path, tuple[object, float | None]] = {}
+        self._seen: dict[Path, tuple[float, float | None]] = {}
         self._lock = threading.Lock()
 
     def changed_within(self, run_dir: Path, heartbeat: object, now: float, limit_s: float) -> bool:
-        """Note ``heartbeat`` as read at ``now``; True when it was seen changing at most ``limit_s`` ago.
+        """Note ``heartbeat`` as read at ``now``; True when it was seen moving on at most ``limit_s`` ago.
 
-        The first reading of a run proves nothing (no change seen yet): the clocks decide then.
+        The first reading of a run proves nothing (no change seen yet): the clocks decide then. Only
+        a later heartbeat counts: one that goes back was not written by the run's beating trainer.
         """
+        if not isinstance(heartbeat, (int, float)):
+            return False
         with self._lock:
             previous = self._seen.get(run_dir)
-            if previous is None:
+            if previous is None or heartbeat < previous[0]:
                 self._seen[run_dir] = (heartbeat, None)
-            elif previous[0] != heartbeat:
+            elif heartbeat > previous[0]:
                 self._seen[run_dir] = (heartbeat, now)
             changed_at = self._seen[run_dir][1]
         return changed_at is not None and now - changed_at <= limit_s

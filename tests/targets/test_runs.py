@@ -109,3 +109,7 @@ def test_a_remote_run_whose_clock_is_behind_is_not_lost_while_its_heartbeat_chan
     assert "heartbeat still changes (its machine's clock is 60 min behind this computer's)" in \
         details_text(summary, {}, None, None)
     assert [r.state for r in list_runs(tmp_path, now=time.time() + 61)] == ["lost"]  # no beat for a minute
+    status(run, heartbeat=behind + 10)
+    assert [r.state for r in list_runs(tmp_path)] == ["training"]
+    status(run, heartbeat=behind - 100)  # a heartbeat that goes back is no beat of that trainer
+    assert [r.state for r in list_runs(tmp_path)] == ["lost"]
