@@ -160,18 +160,24 @@ def _tick_labels(plot, side: str = "bottom") -> list[str]:
     return [text for _rect, _flags, text in texts]
 
 
-def test_the_step_axis_of_a_short_run_has_whole_number_ticks(qtbot, tmp_path):
+def _plot_of(qtbot, tmp_path: Path, records: list[dict]):
+    """A LossPlot on screen, showing one run whose metrics.jsonl holds ``records``."""
     from lora_studio.monitor.loss_plot import LossPlot
 
     metrics = tmp_path / "metrics.jsonl"
-    metrics.write_text("".join(json.dumps({"step": s, "epoch": 1, "loss": 1.0 / s, "lr": 1e-4, "time": 100 + 90 * s})
-                               + "\n" for s in (1, 2, 3)), encoding="utf-8")
+    metrics.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
     plot = LossPlot()
     qtbot.addWidget(plot)
     plot.resize(900, 500)
     plot.show()
-    plot.add_run("short", metrics)
-    assert plot.refresh() == 3
+    plot.add_run("run", metrics)
+    assert plot.refresh() == len(records)
+    return plot
+
+
+def test_the_step_axis_of_a_short_run_has_whole_number_ticks(qtbot, tmp_path):
+    plot = _plot_of(qtbot, tmp_path, [{"step": s, "epoch": 1, "loss": 1.0 / s, "lr": 1e-4, "time": 100 + 90 * s}
+                                      for s in (1, 2, 3)])
     axis = plot.plot.getAxis("bottom")
     qtbot.waitUntil(lambda: axis.geometry().width() > 500)  # laid out at the widget's width
     low, high = plot.plot.vb.viewRange()[0]
@@ -189,18 +195,8 @@ def test_the_loss_and_learning_rate_axes_read_as_the_numbers_in_a_config(qtbot, 
     """Losses of 0.35 are ticked 0.35, not 350 "(x0.001)"; learning rates are ticked 5e-5, not 50 "(x1e-06)"."""
     import re
 
-    from lora_studio.monitor.loss_plot import LossPlot
-
-    metrics = tmp_path / "metrics.jsonl"
-    metrics.write_text("".join(json.dumps({"step": s, "epoch": 1, "loss": 0.35 + 0.13 * 0.97 ** s,
-                                           "lr": 1e-4 * min(1.0, s / 50), "time": s}) + "\n" for s in range(1, 121)),
-                       encoding="utf-8")
-    plot = LossPlot()
-    qtbot.addWidget(plot)
-    plot.resize(900, 500)
-    plot.show()
-    plot.add_run("warmup", metrics)
-    assert plot.refresh() == 120
+    plot = _plot_of(qtbot, tmp_path, [{"step": s, "epoch": 1, "loss": 0.35 + 0.13 * 0.97 ** s,
+                                       "lr": 1e-4 * min(1.0, s / 50), "time": s} for s in range(1, 121)])
     qtbot.waitUntil(lambda: plot.plot.getAxis("right").geometry().height() > 300)
     losses = _tick_labels(plot, "left")
     assert losses and all(0.3 <= float(text) <= 0.5 for text in losses), losses
