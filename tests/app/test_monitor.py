@@ -108,6 +108,7 @@ def test_a_workspace_without_runs_says_how_to_start_one_until_a_run_appears(page
     (run / "status.json").write_text(json.dumps({**status, "step": 5, "heartbeat": time.time() + 600}))
     qtbot.waitUntil(lambda: page.progress.text() == "step 5 of 10", timeout=20_000)
     assert "heartbeat just now (its machine's clock is 10 min ahead of this computer's)" in page.details.text()
+    assert "epoch" not in page.details.text()  # its status names no epochs yet: no "epoch — of —"
     assert page.table.model().index(0, 2).data() == "5 / 10"
     assert page.plot.empty_hint.text().startswith("No steps logged yet") and page.plot.empty_hint.isVisible()
     assert not page.plot.legend.isVisible()  # no legend for a curve that is not there yet

@@ -106,8 +106,9 @@ def test_a_remote_run_whose_clock_is_behind_is_not_lost_while_its_heartbeat_chan
     status(run, heartbeat=behind + 5)  # its next beat
     [summary] = list_runs(tmp_path)
     assert summary.state == "training"
-    assert "heartbeat still changes (its machine's clock is 60 min behind this computer's)" in \
-        details_text(summary, {}, None, None)
+    details = details_text(summary, {"epoch": 2, "total_epochs": 4}, None, None)
+    assert details.startswith("epoch 2 of 4 · ")
+    assert "heartbeat still changes (its machine's clock is 60 min behind this computer's)" in details
     assert [r.state for r in list_runs(tmp_path, now=time.time() + 61)] == ["lost"]  # no beat for a minute
     status(run, heartbeat=behind + 10)
     assert [r.state for r in list_runs(tmp_path)] == ["training"]
