@@ -6,9 +6,6 @@ run's summary, status and metrics; the page (:mod:`.monitor_page`) puts it in it
 from __future__ import annotations
 
 import math
-import socket
-
-from trainer.rundir import ACTIVE_STATES, STALE_AFTER_S
 
 from ..targets.placement import Placement
 from ..targets.runs import RunSummary
@@ -18,8 +15,8 @@ from .series import MetricSeries
 # The states in which the trainer works towards its last step, so a time left means something.
 _WORKING = ("training", "sampling", "saving", "preparing")
 _ENDED = ("completed", "stopped", "failed")
-# A heartbeat this far in the future is not a rounding matter: the two machines' clocks differ.
-CLOCK_AHEAD_NOTICE_S = 10.0
+# Clocks this far apart are worth a word; below it, what the desk measures is mostly the delay of its looks.
+CLOCK_NOTICE_S = 30.0
 
 
 def _eta(seconds: float | None) -> str:
@@ -33,14 +30,16 @@ def _epoch_text(status: dict) -> str:
 
 
 def _heartbeat_text(summary: RunSummary) -> str:
-    """How old the heartbeat is, or which way the trainer machine's clock is off from this computer's."""
-    age_s = summary.heartbeat_age_s or 0.0
-    if age_s < -CLOCK_AHEAD_NOTICE_S:
-        return f"heartbeat just now (its machine's clock is {age_text(-age_s)} ahead of this computer's)"
-    if age_s > STALE_AFTER_S and summary.state in ACTIVE_STATES and summary.host != socket.gethostname():
-        # Stale by the clocks, yet not lost: this desk saw its heartbeat change (targets/heartbeats.py).
-        return f"heartbeat still changes (its machine's clock is {age_text(age_s)} behind this computer's)"
-    return f"heartbeat {age_text(max(age_s, 0.0))} ago"
+    """How old the heartbeat is, and how far the trainer machine's clock is off from this computer's."""
+    age_s, offset_s = summary.heartbeat_age_s or 0.0, summary.clock_offset_s
+    if age_s < 0:  # from the future by the clocks (the desk has not seen it beat yet): its clock is ahead
+        text, offset_s = "heartbeat just now", -age_s
+    else:
+        text = f"heartbeat {age_text(age_s)} ago"
+    if offset_s is not None and abs(offset_s) > CLOCK_NOTICE_S:
+        way = "ahead of" if offset_s > 0 else "behind"
+        text += f" (its machine's clock is {age_text(abs(offset_s))} {way} this computer's)"
+    return text
 
 
 def details_text(summary: RunSummary, status: dict, series: MetricSeries | None, placement: Placement | None) -> str:

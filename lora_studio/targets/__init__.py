@@ -13,7 +13,7 @@ data and gets dataclasses back. Modules, one job each:
   target, started detached in its run folder, and run.json (:func:`.api.start_job` is the one entry)
 - :mod:`.run_control` a started run's liveness and stop over its channel (:mod:`.control` / :mod:`.stop`
   the process signals and the staged stop); :mod:`.runs` re-attach, and how a run ended; :mod:`.heartbeats`
-  a heartbeat seen changing (liveness whatever the clocks say)
+  a heartbeat's age by the desk's own clock (liveness whatever the clocks say)
 - :mod:`.install` the trainer from a wheel on the shared storage
 - :mod:`.ray_client` Ray's Jobs REST API; :mod:`.ray_jobs` a command as a Ray job, its liveness and stop;
   :mod:`.ray_preflight` the cluster's checks; :mod:`.ray_state` Ray's word on a job beside the run folder's

@@ -3,8 +3,8 @@
 No connection is needed to watch: status.json and run.json are on the shared storage.
 A run whose heartbeat is stale is ``lost`` (the trainer died or its machine did; resume
 it); on this machine the process is checked too, so a stale but live run (a long hang)
-stays in its state, and a heartbeat seen changing is alive however the clocks differ
-(:mod:`.heartbeats`). A detached trainer has no parent to report its exit code to, so
+stays in its state; once the desk has seen a heartbeat move on, its age is by the desk's
+clock alone, however the two machines' clocks differ (:mod:`.heartbeats`). A detached trainer has no parent to report its exit code to, so
 :func:`exit_code_of` reads it from the run folder.
 """
 
@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from trainer.rundir import (ACTIVE_STATES, LOG_FILE, RUN_FILE, STALE_AFTER_S, STATUS_FILE, is_stale, local_pid_alive,
+from trainer.rundir import (ACTIVE_STATES, LOG_FILE, RUN_FILE, STALE_AFTER_S, STATUS_FILE, local_pid_alive,
                             read_status)
 
 from .heartbeats import SEEN
@@ -52,6 +52,9 @@ class RunSummary:
     kind: str = "train"        # "label": an auto-caption job; "queued": in the queue, its run not started yet
     ray_job: RayJob | None = None  # a Ray run's job as Ray last reported it (see ray_state.with_ray_states)
     note: str = ""             # a run in the queue: its place and what it waits for (the Fleet view's words)
+    # The trainer machine's clock minus this desk's, once the desk has seen its heartbeat move on
+    # (then heartbeat_age_s is by this desk's clock alone: see heartbeats.py).
+    clock_offset_s: float | None = None
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -95,20 +98,23 @@ def _summarize(run_dir: Path, status: dict | None, info: RunInfo | None, now: fl
         # not written its status yet, so the old one's state says nothing.
         return RunSummary(run_dir, run_dir.name, "launched", int(status.get("step") or 0), status.get("total_steps"),
                           now - heartbeat, target, host, info.pid, info.started_at, None, info)
+    age = now - heartbeat if isinstance(heartbeat, (int, float)) else None
+    offset = None
+    # On this machine the process table answers at once; elsewhere only a stale heartbeat can
+    # tell that the trainer (or its machine) is gone. Not for a run over several nodes: its
+    # status names rank 0's worker, which torchrun replaces after a failure.
+    local = host == socket.gethostname() and isinstance(pid, int) and placement_of(info) is None
+    if not local and (beat := SEEN.look(run_dir, heartbeat, now)) is not None:
+        age, offset = beat.age_s, beat.clock_offset_s  # by this desk's clock alone
     if state in ACTIVE_STATES:
-        # On this machine the process table answers at once; elsewhere only a stale
-        # heartbeat can tell that the trainer (or its machine) is gone. Not for a run over several
-        # nodes: its status names rank 0's worker, which torchrun replaces after a failure.
-        local = host == socket.gethostname() and isinstance(pid, int) and placement_of(info) is None
-        # A heartbeat this desk saw change lately is alive, even when the two machines' clocks differ.
-        beating = not local and SEEN.changed_within(run_dir, heartbeat, now, stale_after_s)
-        if (local and not local_pid_alive(pid)) or (not local and not beating and is_stale(status, now, stale_after_s)):
+        stale = age is None or age > stale_after_s
+        if (local and not local_pid_alive(pid)) or (not local and stale):
             state = "lost"
         elif not local and lost_mark(run_dir, status) is not None:  # a desk found its VM powered off (lost_mark.py)
             state = "lost"
     return RunSummary(run_dir, run_dir.name, state, int(status.get("step") or 0), status.get("total_steps"),
-                      now - heartbeat if isinstance(heartbeat, (int, float)) else None, target, host, pid,
-                      status.get("started_at") or (info.started_at if info else None), status.get("error"), info)
+                      age, target, host, pid, status.get("started_at") or (info.started_at if info else None),
+                      status.get("error"), info, clock_offset_s=offset)
 
 
 def find_run_dirs(workspace: Path | str, max_depth: int = MAX_DEPTH,

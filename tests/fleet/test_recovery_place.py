@@ -58,10 +58,6 @@ def test_a_run_is_lost_when_its_vm_is_off_or_its_process_is_gone_not_when_it_is_
     assert "cannot be reached" in judge(summary("lost", age=90), 60, process_alive=lambda: None).reason
     assert not judge(summary(age=30), 60, process_alive=lambda: False).lost  # within the threshold
     assert judge(summary("lost", age=30), 20, process_alive=lambda: False).lost  # the run's own, shorter threshold
-    # Its machine's clock is behind: the heartbeat reads old, but this desk saw it change (the summary is not lost),
-    # so an unreachable target does not make it lost.
-    behind = judge(summary(age=3600), 60, process_alive=lambda: None)
-    assert not behind.lost and "still changes" in behind.reason
     # On this machine the process table answers (the summary says lost when the pid is gone).
     assert judge(summary("lost", age=1, host=HERE), 60, this_host=HERE).lost
     assert not judge(summary(age=90, host=HERE), 60, this_host=HERE).lost

@@ -95,7 +95,7 @@ def test_run_json_round_trip_ignores_newer_fields(tmp_path):
     assert read_run_info(tmp_path) is None
 
 
-def test_a_remote_run_whose_clock_is_behind_is_not_lost_while_its_heartbeat_changes(tmp_path):
+def test_a_remote_run_whose_clock_is_behind_is_not_lost_while_its_heartbeat_moves_on(tmp_path):
     """Its machine's clock is an hour behind this desk's, so every heartbeat reads an hour old."""
     from lora_studio.monitor.run_details import details_text
 
@@ -108,9 +108,28 @@ def test_a_remote_run_whose_clock_is_behind_is_not_lost_while_its_heartbeat_chan
     assert summary.state == "training"
     details = details_text(summary, {"epoch": 2, "total_epochs": 4}, None, None)
     assert details.startswith("epoch 2 of 4 · ")
-    assert "heartbeat still changes (its machine's clock is 60 min behind this computer's)" in details
+    assert "heartbeat 0 s ago (its machine's clock is 60 min behind this computer's)" in details  # by the desk's clock
     assert [r.state for r in list_runs(tmp_path, now=time.time() + 61)] == ["lost"]  # no beat for a minute
     status(run, heartbeat=behind + 10)
     assert [r.state for r in list_runs(tmp_path)] == ["training"]
     status(run, heartbeat=behind - 100)  # a heartbeat that goes back is no beat of that trainer
     assert [r.state for r in list_runs(tmp_path)] == ["lost"]
+
+
+def test_a_remote_run_whose_clock_is_ahead_is_lost_a_minute_after_its_last_beat(tmp_path):
+    """Its machine's clock is ten minutes ahead: by the clocks its last heartbeat stays "in the future" for
+    ten minutes after the trainer died; by the desk's own clock it is stale a minute after the desk saw it."""
+    from lora_studio.monitor.run_details import details_text
+
+    run = tmp_path / "runs" / "fast-clock"
+    ahead = time.time() + 600
+    status(run, heartbeat=ahead)
+    [first] = list_runs(tmp_path)
+    assert first.state == "training"
+    assert "heartbeat just now (its machine's clock is 10 min ahead of this computer's)" in \
+        details_text(first, {}, None, None)
+    status(run, heartbeat=ahead + 5)  # its last beat, which the desk sees now
+    assert [r.state for r in list_runs(tmp_path)] == ["training"]
+    assert [r.state for r in list_runs(tmp_path, now=time.time() + 30)] == ["training"]
+    [later] = list_runs(tmp_path, now=time.time() + 61)
+    assert later.state == "lost" and later.heartbeat_age_s > 60
