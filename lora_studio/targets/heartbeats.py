@@ -20,8 +20,8 @@ from pathlib import Path
 class Beat:
     """What the desk knows of a run's heartbeat once it has seen it move on."""
 
-    age_s: float         # since this desk first saw the current heartbeat
-    clock_offset_s: float  # the trainer machine's clock minus this desk's (plus up to one look's delay)
+    age_s: float           # since this desk first saw the current heartbeat
+    clock_offset_s: float  # the trainer machine's clock minus this desk's, less up to one look's delay
 
 
 class HeartbeatChanges:

@@ -3,9 +3,10 @@
 No connection is needed to watch: status.json and run.json are on the shared storage.
 A run whose heartbeat is stale is ``lost`` (the trainer died or its machine did; resume
 it); on this machine the process is checked too, so a stale but live run (a long hang)
-stays in its state; once the desk has seen a heartbeat move on, its age is by the desk's
-clock alone, however the two machines' clocks differ (:mod:`.heartbeats`). A detached trainer has no parent to report its exit code to, so
-:func:`exit_code_of` reads it from the run folder.
+stays in its state. Once the desk has seen a heartbeat move on, its age is by the desk's
+clock alone, however the two machines' clocks differ (:mod:`.heartbeats`). A detached
+trainer has no parent to report its exit code to, so :func:`exit_code_of` reads it from the
+run folder.
 """
 
 from __future__ import annotations
