@@ -52,7 +52,7 @@ TRAINER_MODULES = ("trainer.config", "trainer.config.schema", "trainer.config.lo
                    "trainer.labeling.merge", "trainer.labeling.args", "trainer.labeling.errors",
                    "trainer.labeling.model_search", "trainer.labeling.base", "trainer.labeling.wd14",
                    "trainer.labeling.image_to_text", "trainer.llm", "trainer.llm.formats", "trainer.llm.rows",
-                   "trainer.llm.templates", "trainer.llm.tokenize", "trainer.wording")
+                   "trainer.llm.templates", "trainer.llm.tokenize", "trainer.wording", "trainer.model_size")
 # (source, destination inside the bundle): the same relative places as in a checkout, so
 # lora_studio.paths and lora_studio.tokens find them the same way.
 DATA = (("resources", "resources"),

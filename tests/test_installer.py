@@ -24,7 +24,7 @@ TRAINING_LIBS = ("torch", "diffusers", "transformers", "peft", "accelerate", "on
 HARMLESS_STDERR = (r"This plugin does not support propagateSizeHints\(\)", r"This plugin does not support raise\(\)")
 # Only these trainer modules may be in the app (torch-free; DESIGN.md section 2).
 ALLOWED_TRAINER = re.compile(r"trainer(\.(config(\..*)?|captions(\..*)?|images|dataset_scan|rundir|fsutil|buckets|estimate|"
-                             r"checkpoint|problems|model_family|family_specs|model_keys|causal_lm_folder|model_check|"
+                             r"checkpoint|problems|model_family|family_specs|model_keys|model_size|causal_lm_folder|model_check|"
                              r"demo_workspace|wording|labeling(\.(registry|merge|args|errors|model_search|base|wd14|"
                              r"image_to_text))?|llm(\.(formats|rows|templates|tokenize))?))?$")
 

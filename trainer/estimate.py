@@ -4,7 +4,8 @@ The step count uses the same buckets and batching as the trainer, so it is exact
 figure is an estimate: weights + LoRA training state + activations, with each family's
 constants (:class:`trainer.model_family.FamilySpec`: parameter counts, LoRA size per rank,
 activations at its usual resolution) taken from public reports of kohya's sd-scripts, which
-the family's ``memory.source`` names. It has not yet been calibrated against this trainer
+the family's ``memory.source`` names; given the base model, the parameters of its parts are
+counted from its files' headers instead (:mod:`trainer.model_size`). It has not yet been calibrated against this trainer
 on a GPU; treat it as +-30%.
 
 The weights counted are those on the GPU while training: the trainer moves frozen parts whose
@@ -22,11 +23,13 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Iterable
 
 from trainer.buckets import assign_bucket, buckets_for, count_batches, plan_steps
 from trainer.images import ImageProblem, image_size
 from trainer.model_family import FAMILIES_BY_ID, LLM, SD, FamilySpec, MemoryFigures
+from trainer.model_size import parts_params_m
 
 _CHECKPOINTING_FACTOR = 0.35
 _MB_PER_GIB = 2 ** 30 / 1e6  # the families' parameter counts are in millions, so their bytes in MB
@@ -124,13 +127,32 @@ def memory_levers(config: Any, spec: FamilySpec, estimate: Callable[[Any], Memor
     return tuple(rows)
 
 
-def estimate_memory(config: Any, family: str = "sd", variant: str = "") -> MemoryEstimate:
+def estimate_memory(config: Any, family: str = "sd", variant: str = "", model: Path | str | None = None) -> MemoryEstimate:
     """Peak GPU memory of a run from its config, with ``family``'s constants (see the module docstring);
-    ``variant`` (a Detection's) picks a variant's sizes where the family has several (SD3 Medium, SD3.5 Large)."""
+    ``variant`` (a Detection's) picks a variant's sizes where the family has several (SD3 Medium, SD3.5 Large).
+    ``model``: the base model, whose parts' parameters are counted from its headers where they can be
+    (:mod:`trainer.model_size`) instead of taken from the family's full-size figures."""
     spec = FAMILIES_BY_ID.get(family, SD)
-    memory = spec.memory_of(variant)
+    memory = _measured(spec.memory_of(variant), model)
     estimate = _image_memory(config, spec, memory)
     return replace(estimate, levers=memory_levers(config, spec, lambda changed: _image_memory(changed, spec, memory)))
+
+
+_PART_NAMES = {"text_encoder": "text encoder", "text_encoder_2": "second text encoder",
+               "text_encoder_3": "third text encoder", "vae": "VAE"}
+
+
+def _measured(memory: MemoryFigures, model: Path | str | None) -> MemoryFigures:
+    """The family's figures with the parts counted in ``model``'s files in place of its full-size counts."""
+    counted = {part: count for part, count in (parts_params_m(model) if model else {}).items() if part in memory.params_m}
+    if not counted:
+        return memory
+    # The fewer-bit share of the denoiser scales with it (the same blocks, fewer or narrower).
+    quantized = memory.quantized_m * counted.get("denoiser", memory.params_m["denoiser"]) / memory.params_m["denoiser"]
+    names = [_PART_NAMES.get(part, part) for part in memory.params_m if part in counted]
+    parts = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
+    return replace(memory, params_m={**memory.params_m, **counted}, quantized_m=quantized,
+                   source=f"weights of the {parts} counted in {Path(model).name}; the rest from {memory.source}")
 
 
 def trained_encoders(config: Any, spec: FamilySpec) -> set[str]:

@@ -177,7 +177,7 @@ def analyse(values: dict[str, Any], config_dir: Path, workspace: Path | None, on
                                              option="train_data_dir", line=problem.line, path=problem.path))
     result.figures = run_figures(config, scan.items, processes.count)
     result.memory = estimate_memory(config, result.family.family if result.family else "sd",
-                                    result.family.variant if result.family else "")
+                                    result.family.variant if result.family else "", model=model)
     speed = recent_speed(workspace, result.family.family if result.family else "sd")
     if speed and result.figures.total_steps:
         # Per process: the processes train their batches of a step side by side (their speed as one GPU's).
