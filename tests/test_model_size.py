@@ -59,6 +59,8 @@ def test_a_second_variant_is_not_counted_twice_and_an_uncountable_part_keeps_the
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_of("sd1").diffusers_dir, folder)
     before = parts_params_m(folder)
+    assert "weights of the denoiser, text encoder and VAE counted in model" in \
+        estimate_memory(_config(tmp_path, "sd"), "sd", model=folder).source
     [unet] = (folder / "unet").glob("*.safetensors")
     shutil.copy(unet, unet.with_name("diffusion_pytorch_model.fp16.safetensors"))  # diffusers' fp16 variant beside it
     for file in (folder / "text_encoder").glob("*.safetensors"):

@@ -5,8 +5,8 @@ figure is an estimate: weights + LoRA training state + activations, with each fa
 constants (:class:`trainer.model_family.FamilySpec`: parameter counts, LoRA size per rank,
 activations at its usual resolution) taken from public reports of kohya's sd-scripts, which
 the family's ``memory.source`` names; given the base model, the parameters of its parts are
-counted from its files' headers instead (:mod:`trainer.model_size`). It has not yet been calibrated against this trainer
-on a GPU; treat it as +-30%.
+counted from its files' headers instead (:mod:`trainer.model_size`). It has not yet been
+calibrated against this trainer on a GPU; treat it as +-30%.
 
 The weights counted are those on the GPU while training: the trainer moves frozen parts whose
 work is cached to host memory (the VAE with cached latents, the frozen text encoders with
@@ -30,6 +30,7 @@ from trainer.buckets import assign_bucket, buckets_for, count_batches, plan_step
 from trainer.images import ImageProblem, image_size
 from trainer.model_family import FAMILIES_BY_ID, LLM, SD, FamilySpec, MemoryFigures
 from trainer.model_size import parts_params_m
+from trainer.wording import listed
 
 _CHECKPOINTING_FACTOR = 0.35
 _MB_PER_GIB = 2 ** 30 / 1e6  # the families' parameter counts are in millions, so their bytes in MB
@@ -127,7 +128,8 @@ def memory_levers(config: Any, spec: FamilySpec, estimate: Callable[[Any], Memor
     return tuple(rows)
 
 
-def estimate_memory(config: Any, family: str = "sd", variant: str = "", model: Path | str | None = None) -> MemoryEstimate:
+def estimate_memory(config: Any, family: str = "sd", variant: str = "",
+                    model: Path | str | None = None) -> MemoryEstimate:
     """Peak GPU memory of a run from its config, with ``family``'s constants (see the module docstring);
     ``variant`` (a Detection's) picks a variant's sizes where the family has several (SD3 Medium, SD3.5 Large).
     ``model``: the base model, whose parts' parameters are counted from its headers where they can be
@@ -149,8 +151,7 @@ def _measured(memory: MemoryFigures, model: Path | str | None) -> MemoryFigures:
         return memory
     # The fewer-bit share of the denoiser scales with it (the same blocks, fewer or narrower).
     quantized = memory.quantized_m * counted.get("denoiser", memory.params_m["denoiser"]) / memory.params_m["denoiser"]
-    names = [_PART_NAMES.get(part, part) for part in memory.params_m if part in counted]
-    parts = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
+    parts = listed([_PART_NAMES.get(part, part) for part in memory.params_m if part in counted])
     return replace(memory, params_m={**memory.params_m, **counted}, quantized_m=quantized,
                    source=f"weights of the {parts} counted in {Path(model).name}; the rest from {memory.source}")
 

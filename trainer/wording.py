@@ -1,10 +1,12 @@
-"""Counts and articles in words, the one way the trainer and the app write them: "1 image", "1,234 images",
-"an 8 GB GPU".
+"""Counts, articles and lists in words, the one way the trainer and the app write them: "1 image",
+"1,234 images", "an 8 GB GPU", "the UNet, text encoder and VAE".
 
 Torch-free and Qt-free: the app's messages use it as the trainer's do.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 def with_article(phrase: str) -> str:
@@ -21,3 +23,10 @@ def plural(count: int, word: str, many: str = "") -> str:
     """``count`` and ``word`` agreeing: ``plural(1, "image")`` is "1 image", ``plural(3, "image")`` "3 images",
     ``plural(2, "was", "were")`` "2 were"; thousands are grouped ("1,234")."""
     return f"{count:,} {word if count == 1 else many or word + 's'}"
+
+
+def listed(words: Sequence[str]) -> str:
+    """``words`` as a sentence lists them: "VAE", "UNet and VAE", "UNet, text encoder and VAE"."""
+    if len(words) < 2:
+        return "".join(words)
+    return f"{', '.join(words[:-1])} and {words[-1]}"
