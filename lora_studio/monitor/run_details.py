@@ -25,10 +25,6 @@ def _eta(seconds: float | None) -> str:
     return age_text(seconds)
 
 
-def _epoch_text(status: dict) -> str:
-    return f"epoch {status.get('epoch') or 1} of {status['total_epochs']}"
-
-
 def _heartbeat_text(summary: RunSummary) -> str:
     """How old the heartbeat is, and how far the trainer machine's clock is off from this computer's."""
     age_s, offset_s = summary.heartbeat_age_s or 0.0, summary.clock_offset_s
@@ -48,7 +44,8 @@ def details_text(summary: RunSummary, status: dict, series: MetricSeries | None,
         return f"{summary.note}: it waits for you (Queue again once it is fixed, or Cancel…)"
     if summary.kind == "queued":  # in the fleet's queue: no trainer, no target yet
         return f"{summary.note} · it starts by itself when a target frees up (the Fleet tab moves it in the queue)"
-    parts = [_epoch_text(status)] if status.get("total_epochs") else []  # unknown while the trainer starts up
+    total_epochs = status.get("total_epochs")  # unknown while the trainer starts up
+    parts = [f"epoch {status.get('epoch') or 1} of {total_epochs}"] if total_epochs else []
     if summary.state == "queued":  # held by a Ray cluster: no trainer yet, so no epoch either
         parts = ["waits in the Ray cluster's queue for a node with the GPUs and CPUs it asks for"]
     if series is not None and len(series):
