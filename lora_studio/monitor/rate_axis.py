@@ -10,6 +10,8 @@ import math
 
 import pyqtgraph as pg
 
+SCIENTIFIC_BELOW = 0.01  # tick spacings under this read as 2e-5 …; 0.2 … stays 0.2 …
+
 
 def scientific(value: float, spacing: float) -> str:
     """``value`` as ``2.5e-5``, with just the digits that tell ticks ``spacing`` apart."""
@@ -34,7 +36,8 @@ class RateAxis(pg.AxisItem):
         self.enableAutoSIPrefix(False)
 
     def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:  # noqa: N802 - pyqtgraph's name
-        """Scientific labels (log mode keeps pyqtgraph's powers of ten)."""
-        if self.logMode:
+        """Scientific labels for rates ticked finer than 0.01; coarser ticks (Prodigy's lr 1.0, the empty
+        plot's 0 … 1) and log mode keep pyqtgraph's own."""
+        if self.logMode or spacing * scale >= SCIENTIFIC_BELOW:
             return super().tickStrings(values, scale, spacing)
         return [scientific(value * scale, spacing * scale) for value in values]
