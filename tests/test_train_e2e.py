@@ -4,13 +4,17 @@ format, its run directory, and the LoRA file loaded by diffusers into the same t
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.cli_helpers import trainer_cli
+from tests.cli_helpers import ROOT, trainer_cli
+
 CAPTIONS = {
     "red_square.png": "a red square, flat style",
     "blue_circle.png": "a blue circle, flat style",
@@ -235,3 +239,20 @@ def test_a_seed_style_config_trains_an_sdxl_single_file(tmp_path, tiny_model_of)
     pipe.unload_lora_weights()
     pipe.load_lora_weights(str(out / "diffusers"), weight_name="pytorch_lora_weights.safetensors")
     assert abs(render() - kohya).max() < 2e-2
+
+
+def test_the_demo_command_prints_only_the_runs_own_lines(tmp_path):
+    """`python -m trainer demo` in a fresh interpreter (the libraries print at import, which the
+    tests' fork server has done long before): its console holds the run's own lines, and nothing on
+    stderr. Before, torchao's "Failed to load …_C_mxfp8….so", torch's Enum deprecation, diffusers'
+    "Unable to import `torchao` Tensor objects", transformers' torchvision fallback and a "Writing
+    model shards" bar came ahead of the first step in every run's log."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "trainer", "demo", "--workspace", str(tmp_path / "ws")], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr == ""
+    assert "run completed at step 36" in result.stdout
+    assert "Failed to load" not in result.stdout and "Writing model shards" not in result.stdout
+    log = (tmp_path / "ws" / "runs" / "shapes-demo" / "train.log").read_text(encoding="utf-8")
+    assert "WARNING" not in log and "run completed at step 36" in log

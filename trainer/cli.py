@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from trainer import __version__
+from trainer.library_noise import quiet_library_noise
 
 from trainer.train_command import EXIT_INVALID, EXIT_OK
 
@@ -60,6 +61,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m trainer` and the `lora-train` script."""
+    quiet_library_noise()  # before any command imports torch and the libraries
     args = _build_parser().parse_args(argv)
     if args.command == "train":
         from trainer.train_command import run_training
@@ -77,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "make-tiny-model":
         from trainer.models.offline import enable_offline_mode
         enable_offline_mode()
+        from transformers.utils.logging import disable_progress_bar
+        disable_progress_bar()  # a tiny model is one shard: a "Writing model shards" bar tells nothing
         if args.family == "llama":
             from trainer.llm.tiny_model import make_tiny_llama
             print(f"model folder: {make_tiny_llama(args.dir, seed=args.seed)}")
