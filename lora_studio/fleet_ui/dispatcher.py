@@ -16,11 +16,10 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from ..fleet import FleetSnapshot, Outcome, QueueEntry, StartsAhead, ahead_preparer, fleet_pass, queued_launcher, this_desk
-from ..paths import app_home
 from ..targets.api import TargetContext, launch
 from ..targets.model import Target, VSphereTarget
 from ..targets.multinode import launch_nodes
-from ..targets_ui.store import app_context
+from ..targets_ui.store import app_context, gpu_notes_file
 from ..vsphere.run_snapshot import snapshot_before_run
 from ..workers.tasks import TaskRunner
 
@@ -35,11 +34,6 @@ def launch_options(entry: QueueEntry, target: Target) -> dict:
     if entry.options.get("snapshot_first") and isinstance(target, VSphereTarget):
         return {"before_start": snapshot_before_run}
     return {}
-
-
-def gpu_notes_file() -> Path:
-    """Where this desk keeps the GPUs its targets reported at their last preflight."""
-    return app_home() / "target-gpus.json"
 
 
 class FleetDispatcher(QObject):

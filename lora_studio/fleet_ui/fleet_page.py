@@ -227,7 +227,8 @@ class FleetPage(QWidget):
             item = QTreeWidgetItem(self.targets, [self._target_name(load), self._gpus(snapshot, load),
                                                   self._load_text(load), ""])
             if load.name not in snapshot.gpus:
-                item.setToolTip(1, "Its trainer reports its GPUs at the next start there from this desk")
+                item.setToolTip(1, "Its trainer reports its GPUs when you press Test / preflight on the Targets "
+                                   "tab, and at every start there from this desk")
             font = item.font(0)
             font.setBold(True)
             item.setFont(0, font)
@@ -248,7 +249,7 @@ class FleetPage(QWidget):
     @staticmethod
     def _gpus(snapshot: FleetSnapshot, load: TargetLoad) -> str:
         note = snapshot.gpus.get(load.name)
-        return note.describe() if note is not None else "not known yet"
+        return note.describe() if note is not None else "not checked yet"
 
     @staticmethod
     def _load_text(load: TargetLoad) -> str:

@@ -19,9 +19,9 @@ from ..applog import log
 from ..fleet.claim import this_desk
 from ..fleet.lost import WATCHED
 from ..fleet.recovery_pass import recovery_pass
-from ..fleet_ui.dispatcher import gpu_notes_file
 from ..targets.api import TargetContext
 from ..targets.runs import RunSummary
+from ..targets_ui.store import gpu_notes_file
 from ..workers.tasks import TaskRunner
 
 ASK_EVERY_S = 15.0  # a VM powered off is seen within this long; a login to vCenter per look is cheap at that rate

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..fleet import note_gpus
 from ..targets import (PreflightReport, Target, TargetContext, TargetError, UntrustedCertificate, UntrustedHostKey,
                        preflight)
 from ..targets.api import open_shell
@@ -95,11 +96,13 @@ def connectivity_check(target: Target, ctx: TargetContext, workspace: Path | Non
     return report
 
 
-def check_target(target: Target, ctx: TargetContext, config: Path | None, workspace: Path | None) -> PreflightReport:
+def check_target(target: Target, ctx: TargetContext, config: Path | None, workspace: Path | None,
+                 notes_path: Path | None = None) -> PreflightReport:
     """The full preflight for ``config`` on ``target``, or the connectivity check when there is no config.
 
     A vSphere VM that answered also gets the protection warnings: disks that tolerate no
     failure, a cluster with HA off (what ``python -m lora_studio.vsphere policies --check`` says).
+    The GPUs its trainer reported are noted in ``notes_path`` for the Fleet tab and the queue's fit check.
     """
     if config is None and isinstance(target, RayTarget):
         report = ray_checks(target)  # no shell there: what the cluster's Jobs API answers
@@ -110,6 +113,8 @@ def check_target(target: Target, ctx: TargetContext, config: Path | None, worksp
     reached = any(c.name == "reachable" and c.status != ERROR for c in report.checks)
     if isinstance(target, VSphereTarget) and reached:
         report.checks += protection(target, ctx)
+    if notes_path is not None:
+        note_gpus(notes_path, target.name, report.doctor)
     return report
 
 

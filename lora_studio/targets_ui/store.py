@@ -22,6 +22,11 @@ def settings_file() -> Path:
     return app_home() / "targets.json"
 
 
+def gpu_notes_file() -> Path:
+    """Where this desk keeps the GPUs its targets reported at their last preflight or check (see fleet.fit)."""
+    return app_home() / "target-gpus.json"
+
+
 def known_hosts_file() -> Path:
     """The app's own known_hosts (pinned SSH host keys)."""
     return app_home() / "known_hosts"

@@ -19,7 +19,7 @@ from ..workers.tasks import TaskRunner
 from .jobs import Captured, capture, check_target, refusal
 from .models import ROW_ROLE, ChecksModel, TargetsModel
 from .tables import make_table
-from .store import TargetStore
+from .store import TargetStore, gpu_notes_file
 from .target_dialog import Suggested, TargetDialog
 from .trust import TrustPrompts
 
@@ -249,7 +249,7 @@ class TargetsPage(QWidget):
         self.summary.setText(f"Checking the {what} on {target.name}…")
         self.checks.set_rows([])
         self.runner.start(check_target, target, self.store.context(), Path(config) if config else None,
-                          self.workspace(), on_done=partial(self._checked, target),
+                          self.workspace(), gpu_notes_file(), on_done=partial(self._checked, target),
                           on_error=partial(self._check_failed, target))
 
     def _check_failed(self, target: Target, message: str) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Qt
 
 from ..fleet import GpuNote, load_gpu_notes
-from ..fleet_ui.dispatcher import gpu_notes_file
 from ..targets.model import Target
 from ..targets_ui.nodes_dialog import NodesChoice, NodesDialog, node_capable
+from ..targets_ui.store import gpu_notes_file
 from ..training.analysis import Processes
 from ..training.page import TrainingPage
 

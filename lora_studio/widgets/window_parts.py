@@ -46,6 +46,8 @@ def build_docks(window: MainWindow) -> None:
     from ..targets_ui.panel import TargetsPanel  # the Targets dock: hidden until Training > Targets…
     window.targets_panel = TargetsPanel(window.runner, lambda: window.workspace, window)
     window.targets_panel.targetsChanged.connect(lambda: window.workbench.offer_targets())
+    # A check reads the target's GPUs: the Fleet tab shows them at once, not at its next look.
+    window.targets_panel.targets.checkFinished.connect(lambda _report: window.workbench.fleet.refresh())
     window.docks["targets"] = _dock(window, "Targets", window.targets_panel, bottom)
     # A tab beside Problems: side by side, the two halves left neither the targets' columns nor the checks room.
     window.tabifyDockWidget(window.docks["problems"], window.docks["targets"])

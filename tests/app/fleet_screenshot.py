@@ -28,7 +28,7 @@ def build(root: Path) -> Path:
     from lora_studio.fleet import Needs, enqueue, note_gpus
     from lora_studio.fleet.claim import try_claim
     from lora_studio.fleet import StartResult, dispatch
-    from lora_studio.fleet_ui.dispatcher import gpu_notes_file
+    from lora_studio.targets_ui.store import gpu_notes_file
     from lora_studio.targets.model import LocalTarget, SshTarget, TargetSettings, VSphereTarget, VCenter, save_settings
     from lora_studio.targets_ui.store import settings_file
     from tests.fleet.helpers import pretend_running, write_config

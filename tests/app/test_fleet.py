@@ -279,3 +279,22 @@ def test_a_queued_run_that_asked_for_a_vm_snapshot_gets_it_when_it_goes_out_to_a
     assert launch_options(entry, vm) == {"before_start": snapshot_before_run}
     assert launch_options(entry, SshTarget(name="gpu-01", host="h", user="u")) == {}  # not a VM: nothing to snapshot
     assert launch_options(SimpleNamespace(options={}), vm) == {}
+
+
+def test_test_preflight_on_the_targets_tab_shows_the_targets_gpus_on_the_fleet_tab(qtbot, window, workspace):
+    """This computer read "not known yet" on the Fleet tab until a run started there; a check on the
+    Targets tab runs the same doctor, so what it reports is now shown (and kept for the queue's fit check)."""
+    _open(qtbot, window, workspace)
+    fleet = window.workbench.fleet_page
+    qtbot.waitUntil(lambda: fleet.targets.topLevelItemCount() == 1, timeout=20_000)
+    row = fleet.targets.topLevelItem(0)
+    assert (row.text(0), row.text(1)) == ("This computer", "not checked yet")
+    assert "Test / preflight" in row.toolTip(1)
+    page = window.targets_panel.targets
+    page.select("This computer")
+    with qtbot.waitSignal(page.checkFinished, timeout=120_000) as checked:
+        page.run_check()
+    reported = checked.args[0].doctor["gpus"]   # the real doctor of this machine's trainer
+    expected = (f"{len(reported)} × " if reported else "no GPU (CPU only)")
+    qtbot.waitUntil(lambda: fleet.targets.topLevelItem(0).text(1).startswith(expected), timeout=20_000)
+    assert not fleet.targets.topLevelItem(0).toolTip(1)

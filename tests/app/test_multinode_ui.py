@@ -99,7 +99,7 @@ def test_several_targets_are_chosen_in_a_dialog_and_start_launches_on_them(qtbot
 
 def test_the_train_page_divides_the_steps_among_the_processes_of_the_chosen_nodes(qtbot, window, workspace):
     from lora_studio.fleet import note_gpus
-    from lora_studio.fleet_ui.dispatcher import gpu_notes_file
+    from lora_studio.targets_ui.store import gpu_notes_file
 
     bench = window.workbench
     window.open_workspace(workspace)
