@@ -9,7 +9,6 @@ the dataclass it returns. Errors are :class:`TargetError` subclasses with a ``hi
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -22,7 +21,7 @@ from .model import LocalTarget, SshTarget, Target, TargetSettings, VCenter, VSph
 from .model import RayTarget
 from .prepare import PreparedRun, prepare_run
 from .preflight import ERROR, Check, PreflightReport, check_free_slot, run_preflight
-from .runinfo import RunInfo
+from .runinfo import RunInfo, start_moment
 from .shell import LocalShell, Shell
 from .vsphere import CertificateInfo, VCenterSession, VmRow, connect_vcenter, fetch_certificate, normalize_thumbprint
 
@@ -197,9 +196,9 @@ def start_job(target: Target, job: TrainerJob, ctx: TargetContext, *, check_trai
     if isinstance(target, LocalTarget):
         if check_trainer:
             check_trainer_runs(LocalShell(), target)
-        started = time.time()
+        started = start_moment(mapped.local_run_dir)
         pid, host = start_here(target, mapped)
-        return record_start(target, mapped, pid=pid, host=host, launch="subprocess", started_at=started, extra=extra)
+        return record_start(target, mapped, pid=pid, host=host, launch="subprocess", started=started, extra=extra)
     from .ssh import SshShell
     if isinstance(target, SshTarget):
         with SshShell(target, ctx.known_hosts) as shell:
@@ -212,9 +211,9 @@ def start_job(target: Target, job: TrainerJob, ctx: TargetContext, *, check_trai
         ops = guest_ops(session, target, ctx)
         if check_trainer:
             check_trainer_runs(guest_shell(ops, mapped.prepared()), target)
-        started = time.time()
+        started = start_moment(mapped.local_run_dir)
         pid = start_in_guest(ops, target, mapped)
-        return record_start(target, mapped, pid=pid, host=ops.vm_name, launch="guest_ops", started_at=started,
+        return record_start(target, mapped, pid=pid, host=ops.vm_name, launch="guest_ops", started=started,
                             vm=target.vm, vcenter=target.vcenter, extra=extra)
 
 
@@ -222,9 +221,9 @@ def _start_over_ssh(shell: Shell, target: Target, mapped: MappedJob, check_train
                     vm: str = "", vcenter: str = "") -> RunInfo:
     if check_trainer:
         check_trainer_runs(shell, target)
-    started = time.time()
+    started = start_moment(mapped.local_run_dir)
     pid = start_with_shell(shell, target, mapped)
-    return record_start(target, mapped, pid=pid, host=shell.host, launch="ssh", started_at=started, vm=vm,
+    return record_start(target, mapped, pid=pid, host=shell.host, launch="ssh", started=started, vm=vm,
                         vcenter=vcenter, extra=extra)
 
 

@@ -25,7 +25,7 @@ from . import commands
 from .errors import LaunchFailed, TargetConfigError
 from .model import LocalTarget, Target
 from .prepare import PreparedRun
-from .runinfo import RunInfo, write_run_info
+from .runinfo import RunInfo, StartMoment, write_run_info
 from .shell import LocalShell, Shell
 
 INSTALL_HINT = ("install the trainer from the Targets panel (Install trainer from wheel…), "
@@ -166,13 +166,13 @@ def start_here(target: LocalTarget, mapped: MappedJob) -> tuple[int, str]:
     return proc.pid, shell.host
 
 
-def record_start(target: Target, mapped: MappedJob, *, pid: int, host: str, launch: str, started_at: float,
+def record_start(target: Target, mapped: MappedJob, *, pid: int, host: str, launch: str, started: StartMoment,
                  vm: str = "", vcenter: str = "", extra: Mapping[str, Any] | None = None) -> RunInfo:
     """Write ``run.json`` for a command just started (``launch``: subprocess | ssh | guest_ops)."""
     info = RunInfo(target_kind=target.kind, target_name=target.name, host=host, pid=pid,
-                   command=trainer_argv(target, mapped), started_at=started_at, app_version=APP_VERSION,
+                   command=trainer_argv(target, mapped), started_at=started.at, app_version=APP_VERSION,
                    launch=launch, run_dir=mapped.run_dir, config=mapped.config, vm=vm, vcenter=vcenter,
-                   extra=dict(extra or {}))
+                   extra=dict(extra or {}), heartbeat_before=started.heartbeat_before)
     write_run_info(mapped.local_run_dir, info)
     return info
 

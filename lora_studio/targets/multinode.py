@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from .placement import Node, Placement
 from .prepare import PreparedRun, load_for_launch, map_config, prepare_run
 from .preflight import ERROR, OK, SKIPPED, WARNING, Check, PreflightReport, run_preflight
 from .rendezvous import NodeShell, check_interface, check_rendezvous, endpoint_text
-from .runinfo import RunInfo, write_run_info
+from .runinfo import RunInfo, start_moment, write_run_info
 from .runs import active_runs_on
 
 DEFAULT_MAX_RESTARTS = 3
@@ -210,7 +209,7 @@ def _start(nodes: list[NodeShell], prepared: PreparedRun, nproc: int, port: int,
     first = nodes[0]
     mapped = map_job(train_job(prepared), first.target)
     endpoint, rdzv_id = endpoint_text(first.shell.host, port), _rdzv_id(Path(prepared.local_run_dir))
-    started_at = time.time()
+    moment = start_moment(prepared.local_run_dir)
     placed: list[tuple[NodeShell, Node, list[str]]] = []
     try:
         for index, node in enumerate(nodes):
@@ -227,9 +226,10 @@ def _start(nodes: list[NodeShell], prepared: PreparedRun, nproc: int, port: int,
     placement = Placement(tuple(node for _, node, _ in placed), endpoint, rdzv_id, options.max_restarts)
     target = first.target
     info = RunInfo(target_kind=target.kind, target_name=target.name, host=first.shell.host, pid=placed[0][1].pid,
-                   command=placed[0][2], started_at=started_at, app_version=APP_VERSION, launch="ssh",
+                   command=placed[0][2], started_at=moment.at, app_version=APP_VERSION, launch="ssh",
                    run_dir=mapped.run_dir, config=mapped.config, vm=getattr(target, "vm", ""),
-                   vcenter=getattr(target, "vcenter", ""), extra={"kind": "train", "placement": placement.to_json()})
+                   vcenter=getattr(target, "vcenter", ""), extra={"kind": "train", "placement": placement.to_json()},
+                   heartbeat_before=moment.heartbeat_before)
     write_run_info(prepared.local_run_dir, info)
     return info
 

@@ -26,7 +26,7 @@ from .errors import LaunchFailed, TargetError
 from .launch import MappedJob, record_start, trainer_argv
 from .model import RayTarget
 from .ray_client import PENDING, RayJob, RayJobsClient, RayUnreachable
-from .runinfo import RunInfo, read_run_info
+from .runinfo import RunInfo, read_run_info, start_moment
 from .stop import StopResult, request_stop, stop_now as _stop_now, stop_run
 
 RAY_LAUNCH = "ray_job"   # run.json's ``launch`` for a run started through Ray's Jobs API
@@ -100,12 +100,12 @@ def submit_run(target: RayTarget, mapped: MappedJob, extra: Mapping[str, Any] | 
     # A STOP left from an earlier stop would cancel this start at its entrypoint: this is a new start.
     (local_run_dir / STOP_FILE).unlink(missing_ok=True)
     job_name = submission_id(local_run_dir)
-    started = time.time()
+    started = start_moment(local_run_dir)
     job_id = client.submit(entrypoint(target, mapped), job_name, num_gpus=target.num_gpus, num_cpus=target.num_cpus,
                            runtime_env=target.runtime_env_dict(),
                            metadata={"lora_studio_run": local_run_dir.name, "lora_studio_target": target.name})
     host = urllib.parse.urlsplit(client.address).netloc  # the trainer's node is Ray's choice: status.json says which
-    return record_start(target, mapped, pid=0, host=host, launch=RAY_LAUNCH, started_at=started,
+    return record_start(target, mapped, pid=0, host=host, launch=RAY_LAUNCH, started=started,
                         extra={**(extra or {}), "ray_address": client.address, "ray_job_id": job_id})
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from trainer.fsutil import atomic_write_text
-from trainer.rundir import RUN_FILE
+from trainer.rundir import RUN_FILE, read_status
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,24 @@ class RunInfo:
     vm: str = ""                # the VM's name for vSphere targets
     vcenter: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # status.json's heartbeat when this start was made (0.0: there was none), so that a reader can
+    # tell the new trainer's status from the one before it without comparing two machines' clocks.
+    # None: written by an app that did not record it.
+    heartbeat_before: float | None = None
+
+
+@dataclass(frozen=True)
+class StartMoment:
+    """When the app started a trainer, by its own clock, and the heartbeat the run folder held then."""
+
+    at: float
+    heartbeat_before: float
+
+
+def start_moment(local_run_dir: Path | str) -> StartMoment:
+    """Take the moment just before a trainer is started in ``local_run_dir`` (see RunInfo.heartbeat_before)."""
+    heartbeat = (read_status(local_run_dir) or {}).get("heartbeat")
+    return StartMoment(time.time(), float(heartbeat) if isinstance(heartbeat, (int, float)) else 0.0)
 
 
 def write_run_info(local_run_dir: Path | str, info: RunInfo) -> Path:

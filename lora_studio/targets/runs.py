@@ -93,12 +93,11 @@ def _summarize(run_dir: Path, status: dict | None, info: RunInfo | None, now: fl
                           info.started_at if info else None, None, info)
     state = status.get("state", "unknown")
     heartbeat = status.get("heartbeat")
-    if info is not None and isinstance(heartbeat, (int, float)) and info.started_at > heartbeat \
-            and status.get("pid") != info.pid and now - info.started_at < stale_after_s:
-        # Started again (a resume or a recovery) after the last heartbeat: the new trainer has
-        # not written its status yet, so the old one's state says nothing.
+    if info is not None and now - info.started_at < stale_after_s and _written_before_launch(status, info):
+        # Started again (a resume or a recovery): the new trainer has not written its status
+        # yet, so the old one's state says nothing.
         return RunSummary(run_dir, run_dir.name, "launched", int(status.get("step") or 0), status.get("total_steps"),
-                          now - heartbeat, target, host, info.pid, info.started_at, None, info)
+                          None, target, host, info.pid, info.started_at, None, info)
     age = now - heartbeat if isinstance(heartbeat, (int, float)) else None
     offset = None
     # On this machine the process table answers at once; elsewhere only a stale heartbeat can
@@ -116,6 +115,19 @@ def _summarize(run_dir: Path, status: dict | None, info: RunInfo | None, now: fl
     return RunSummary(run_dir, run_dir.name, state, int(status.get("step") or 0), status.get("total_steps"),
                       age, target, host, pid, status.get("started_at") or (info.started_at if info else None),
                       status.get("error"), info, clock_offset_s=offset)
+
+
+def _written_before_launch(status: dict, info: RunInfo) -> bool:
+    """Whether ``status`` is still the one of the trainer that ran before ``info``'s launch.
+
+    Told by the heartbeat the launch saw, so the two machines' clocks do not matter. A run.json
+    of an app that did not record it is judged as before: launched after the heartbeat, by
+    the desk's clock, and another pid.
+    """
+    heartbeat = status.get("heartbeat")
+    if info.heartbeat_before is not None:
+        return heartbeat == info.heartbeat_before
+    return isinstance(heartbeat, (int, float)) and info.started_at > heartbeat and status.get("pid") != info.pid
 
 
 def find_run_dirs(workspace: Path | str, max_depth: int = MAX_DEPTH,

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from lora_studio.targets import RunInfo, list_runs
-from lora_studio.targets.runinfo import read_run_info, write_run_info
+from lora_studio.targets.runinfo import read_run_info, start_moment, write_run_info
 
 
 def status(folder: Path, **fields) -> None:
@@ -82,6 +82,42 @@ def test_a_run_started_again_is_launched_until_its_new_trainer_writes(tmp_path):
     assert [r.state for r in list_runs(tmp_path)] == ["lost"]
     info(run, started_at=time.time() - 1)  # a recovery launched a new trainer a second ago
     assert [r.state for r in list_runs(tmp_path)] == ["launched"]
+
+
+def test_a_relaunch_is_told_by_the_heartbeat_it_saw_whatever_the_clocks(tmp_path):
+    """The trainer's machine clock may differ from the desk's: the launch records the heartbeat it
+    saw, and the old status counts as the old trainer's exactly while that heartbeat is unchanged."""
+    ahead = tmp_path / "runs" / "vm-clock-ahead"
+    status(ahead, state="stopped", heartbeat=time.time() + 600, pid=4100)  # stopped, on a VM 10 min ahead
+    moment = start_moment(ahead)   # Resume, a moment later by the desk's clock
+    relaunch(ahead, moment)
+    assert _state(tmp_path, "vm-clock-ahead") == "launched"  # it read "stopped": launched before its heartbeat
+    status(ahead, state="training", heartbeat=time.time() + 605, pid=4242)  # the new trainer writes
+    assert _state(tmp_path, "vm-clock-ahead") == "training"
+
+    behind = tmp_path / "runs" / "vm-clock-behind"
+    moment = start_moment(behind)  # a first start: no status.json yet
+    assert moment.heartbeat_before == 0.0
+    relaunch(behind, moment)
+    assert _state(tmp_path, "vm-clock-behind") == "launched"
+    # Its first status, from a machine an hour behind and another pid (torchrun's worker) than the launcher's.
+    first_beat = time.time() - 3600
+    status(behind, heartbeat=first_beat, pid=5000)
+    # The new trainer's status (it read "launched" for the next minute), an hour old at first sight
+    # (runs.py: lost until a later beat shows that it moves on), then training.
+    assert _state(tmp_path, "vm-clock-behind") == "lost"
+    status(behind, heartbeat=first_beat + 5, pid=5000)
+    assert _state(tmp_path, "vm-clock-behind") == "training"
+
+
+def relaunch(folder: Path, moment) -> None:
+    """The run.json a launch at ``moment`` writes."""
+    write_run_info(folder, RunInfo("ssh", "gpu-vm-01", "10.0.0.5", 4242, ["python3"], moment.at, "0.1.0", "ssh",
+                                   str(folder), str(folder / "config.yaml"), heartbeat_before=moment.heartbeat_before))
+
+
+def _state(workspace: Path, name: str) -> str:
+    return next(r.state for r in list_runs(workspace) if r.name == name)
 
 
 def test_run_json_round_trip_ignores_newer_fields(tmp_path):
