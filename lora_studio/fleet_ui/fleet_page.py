@@ -20,6 +20,8 @@ from ..fleet import FleetSnapshot, QueueRow, TargetLoad, cancel, move, requeue
 from ..jobs.places import THIS_COMPUTER, place_label
 from ..targets.model import LocalTarget
 from ..targets.runs import RunSummary
+from ..targets_ui.jobs import check_gpus
+from ..targets_ui.store import gpu_notes_file
 from ..targets_ui.tables import make_table
 from .dispatcher import FleetDispatcher
 from .queue_model import RUN_ROLE, QueueModel
@@ -95,8 +97,19 @@ class FleetPage(QWidget):
         header.setStretchLastSection(False)
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.check_button = push_button("Check GPUs", self, self.check_gpus, name="checkGpus",
+                                        tip="Ask the targets whose GPUs are not known yet for them (all of them when "
+                                            "every one is known), as Test / preflight on the Targets tab does")
+        self.check_button.setEnabled(False)
+        self._checking = False
+        self._gpu_report = ""  # what the last Check GPUs found, under the footer's line
         targets_box = QGroupBox("Targets on this desk", self)
-        QVBoxLayout(targets_box).addWidget(self.targets)
+        targets_layout = QHBoxLayout(targets_box)
+        targets_layout.addWidget(self.targets, 1)
+        check_column = QVBoxLayout()
+        check_column.addWidget(self.check_button)
+        check_column.addStretch(1)
+        targets_layout.addLayout(check_column)
 
         self.model = QueueModel(self)
         self.table = make_table(self, self.model, "fleetQueue")
@@ -188,7 +201,7 @@ class FleetPage(QWidget):
             self.empty.setText(EMPTY_QUEUE)
             self.footer.setStyleSheet("")
             self.footer.setText(f"Looked at {time.strftime('%H:%M:%S', time.localtime(snapshot.taken_at))} · "
-                                f"this desk is {self.dispatcher.desk}")
+                                f"this desk is {self.dispatcher.desk}" + self._gpu_report)
             self._update_banner(snapshot)
         wanted = self.pending_selection or selected
         row = self.model.row_of(wanted) if wanted else -1
@@ -219,8 +232,40 @@ class FleetPage(QWidget):
         return self.model.rows[index] if index >= 0 else None
 
     # -- targets ---------------------------------------------------------------------------
+    def check_gpus(self) -> None:
+        """Ask the targets whose GPUs are not known for them (all when every one is known), in a worker."""
+        snapshot = self.dispatcher.snapshot
+        if snapshot is None or self._checking:
+            return
+        set_up = [load.target for load in snapshot.loads if load.target is not None]
+        targets = [t for t in set_up if t.name not in snapshot.gpus] or set_up
+        if not targets:
+            return
+        self._checking = True
+        self.check_button.setEnabled(False)
+        self.footer.setStyleSheet("")
+        self.footer.setText(f"Asking {', '.join(t.name for t in targets)} for {'its' if len(targets) == 1 else 'their'} "
+                            "GPUs…")
+        context, workspace, notes = self.dispatcher.context, self.dispatcher.workspace, gpu_notes_file()
+        # The saved targets are read in the worker too: an unreadable file is said in the footer.
+        self.dispatcher.runner.start(lambda: check_gpus(targets, context(), workspace, notes),
+                                     on_done=self._gpus_checked, on_error=self._gpu_check_failed, owner=self)
+
+    def _gpus_checked(self, lines: list[str]) -> None:
+        self._checking = False
+        # Kept under the looks that follow: a target that could not tell says why until the next check.
+        self._gpu_report = f"\nGPUs checked at {time.strftime('%H:%M')}: " + " · ".join(lines)
+        self.dispatcher.refresh()
+
+    def _gpu_check_failed(self, message: str) -> None:
+        self._checking = False
+        self._failed(f"The GPUs could not be checked: {message}")
+        self.check_button.setEnabled(self.dispatcher.snapshot is not None)
+
     def _fill_targets(self, snapshot: FleetSnapshot | None) -> None:
         self.targets.clear()
+        self.check_button.setEnabled(snapshot is not None and not self._checking
+                                     and any(load.target is not None for load in snapshot.loads))
         if snapshot is None:
             return
         for load in snapshot.loads:

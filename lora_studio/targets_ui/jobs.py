@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..fleet import note_gpus
+from ..fleet import GpuNote, note_gpus
+from ..fleet.fit import gpus_from_doctor
 from ..targets import (PreflightReport, Target, TargetContext, TargetError, UntrustedCertificate, UntrustedHostKey,
                        preflight)
 from ..targets.api import open_shell
@@ -116,6 +117,25 @@ def check_target(target: Target, ctx: TargetContext, config: Path | None, worksp
     if notes_path is not None:
         note_gpus(notes_path, target.name, report.doctor)
     return report
+
+
+def check_gpus(targets: list[Target], ctx: TargetContext, workspace: Path | None, notes_path: Path) -> list[str]:
+    """Check each of ``targets`` as Test / preflight does without a config, noting the GPUs in ``notes_path``.
+
+    One line per target for the Fleet tab: its GPUs, or why it could not tell them.
+    """
+    lines = []
+    for target in targets:
+        report = check_target(target, ctx, None, workspace, notes_path)
+        gpus = gpus_from_doctor(report.doctor)
+        if gpus is not None:
+            lines.append(f"{target.name}: {GpuNote(gpus, 0.0).describe()}")
+            continue
+        problem = next((c.message for c in report.checks if c.status == ERROR),
+                       "Ray places each run on a node of its own choosing" if isinstance(target, RayTarget)
+                       else "its trainer did not say")
+        lines.append(f"{target.name}: not known ({problem})")
+    return lines
 
 
 def refusal(report: PreflightReport) -> str | None:

@@ -298,3 +298,28 @@ def test_test_preflight_on_the_targets_tab_shows_the_targets_gpus_on_the_fleet_t
     expected = (f"{len(reported)} × " if reported else "no GPU (CPU only)")
     qtbot.waitUntil(lambda: fleet.targets.topLevelItem(0).text(1).startswith(expected), timeout=20_000)
     assert not fleet.targets.topLevelItem(0).toolTip(1)
+
+
+def test_check_gpus_on_the_fleet_tab_asks_the_targets_not_known_yet(qtbot, window, workspace, app_home):
+    save_settings(settings_file(), TargetSettings(targets=[
+        LocalTarget(), SshTarget(name="gpu-01", host="127.0.0.1", port=_closed_port(), user="trainer")]))
+    _open(qtbot, window, workspace)
+    fleet = window.workbench.fleet_page
+    qtbot.waitUntil(lambda: fleet.targets.topLevelItemCount() == 2 and fleet.check_button.isEnabled(), timeout=20_000)
+    fleet.check_button.click()
+    assert not fleet.check_button.isEnabled() and "Asking This computer, gpu-01 for their GPUs" in fleet.footer.text()
+    qtbot.waitUntil(lambda: "GPUs checked at" in fleet.footer.text(), timeout=120_000)
+    gpus = {fleet.targets.topLevelItem(i).text(0): fleet.targets.topLevelItem(i).text(1) for i in range(2)}
+    assert gpus["This computer"] != "not checked yet"                         # its doctor answered
+    assert gpus["gpu-01 (SSH trainer@127.0.0.1)"] == "not checked yet"       # nothing listens there
+    assert f"This computer: {gpus['This computer']}" in fleet.footer.text()
+    assert "gpu-01: not known (" in fleet.footer.text()   # why, in the words of its check
+    screenshot(fleet, "fleet_check_gpus")
+    qtbot.waitUntil(fleet.check_button.isEnabled, timeout=20_000)
+
+
+def _closed_port() -> int:
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]   # free, and closed again once the probe is gone
