@@ -20,7 +20,7 @@ from ..fleet import FleetSnapshot, QueueRow, TargetLoad, cancel, move, requeue
 from ..jobs.places import THIS_COMPUTER, place_label
 from ..targets.model import LocalTarget
 from ..targets.runs import RunSummary
-from ..targets_ui.jobs import check_gpus
+from ..targets_ui.jobs import GpuAnswer, check_gpus
 from ..targets_ui.store import gpu_notes_file
 from ..targets_ui.tables import make_table
 from .dispatcher import FleetDispatcher
@@ -103,6 +103,7 @@ class FleetPage(QWidget):
         self.check_button.setEnabled(False)
         self._checking = False
         self._gpu_report = ""  # what the last Check GPUs found, under the footer's line
+        self._untold: set[str] = set()  # the targets that last Check GPUs could not tell
         targets_box = QGroupBox("Targets on this desk", self)
         targets_layout = QHBoxLayout(targets_box)
         targets_layout.addWidget(self.targets, 1)
@@ -251,10 +252,11 @@ class FleetPage(QWidget):
         self.dispatcher.runner.start(lambda: check_gpus(targets, context(), workspace, notes),
                                      on_done=self._gpus_checked, on_error=self._gpu_check_failed, owner=self)
 
-    def _gpus_checked(self, lines: list[str]) -> None:
+    def _gpus_checked(self, answers: list[GpuAnswer]) -> None:
         self._checking = False
         # Kept under the looks that follow: a target that could not tell says why until the next check.
-        self._gpu_report = f"\nGPUs checked at {time.strftime('%H:%M')}: " + " · ".join(lines)
+        self._gpu_report = f"\nGPUs checked at {time.strftime('%H:%M')}: " + " · ".join(a.line() for a in answers)
+        self._untold = {a.target for a in answers if a.gpus is None}
         self.dispatcher.refresh()
 
     def _gpu_check_failed(self, message: str) -> None:
@@ -291,10 +293,11 @@ class FleetPage(QWidget):
             return load.name if load.name == THIS_COMPUTER else f"{load.name} (this computer)"
         return place_label(load.target)
 
-    @staticmethod
-    def _gpus(snapshot: FleetSnapshot, load: TargetLoad) -> str:
+    def _gpus(self, snapshot: FleetSnapshot, load: TargetLoad) -> str:
         note = snapshot.gpus.get(load.name)
-        return note.describe() if note is not None else "not checked yet"
+        if note is not None:
+            return note.describe()
+        return "not known (see below)" if load.name in self._untold else "not checked yet"
 
     @staticmethod
     def _load_text(load: TargetLoad) -> str:

@@ -119,23 +119,38 @@ def check_target(target: Target, ctx: TargetContext, config: Path | None, worksp
     return report
 
 
-def check_gpus(targets: list[Target], ctx: TargetContext, workspace: Path | None, notes_path: Path) -> list[str]:
-    """Check each of ``targets`` as Test / preflight does without a config, noting the GPUs in ``notes_path``.
+@dataclass(frozen=True)
+class GpuAnswer:
+    """What one target said when asked for its GPUs: them (``gpus``, described), or why it could not tell."""
 
-    One line per target for the Fleet tab: its GPUs, or why it could not tell them.
-    """
-    lines = []
+    target: str
+    gpus: str | None
+    problem: str = ""
+
+    def line(self) -> str:
+        """``gpu-01: 2 × NVIDIA L40S (45 GiB)`` or ``gpu-01: not known (why)``."""
+        return f"{self.target}: {self.gpus if self.gpus is not None else f'not known ({self.problem})'}"
+
+
+def check_gpus(targets: list[Target], ctx: TargetContext, workspace: Path | None, notes_path: Path) -> list[GpuAnswer]:
+    """Check each of ``targets`` as Test / preflight does without a config, noting the GPUs in ``notes_path``."""
+    answers = []
     for target in targets:
         report = check_target(target, ctx, None, workspace, notes_path)
         gpus = gpus_from_doctor(report.doctor)
         if gpus is not None:
-            lines.append(f"{target.name}: {GpuNote(gpus, 0.0).describe()}")
+            answers.append(GpuAnswer(target.name, GpuNote(gpus, 0.0).describe()))
             continue
-        problem = next((c.message for c in report.checks if c.status == ERROR),
-                       "Ray places each run on a node of its own choosing" if isinstance(target, RayTarget)
-                       else "its trainer did not say")
-        lines.append(f"{target.name}: not known ({problem})")
-    return lines
+        if report.trust is not None:  # trusting is a question for the user, asked by the Targets tab
+            problem = ("it is not trusted yet: Test / preflight on the Targets tab shows its fingerprint and asks"
+                       if isinstance(report.trust, UntrustedHostKey) else
+                       "its vCenter's certificate is not trusted yet: Test / preflight on the Targets tab asks")
+        else:
+            problem = next((c.message for c in report.checks if c.status == ERROR),
+                           "Ray places each run on a node of its own choosing" if isinstance(target, RayTarget)
+                           else "its trainer did not say")
+        answers.append(GpuAnswer(target.name, None, problem))
+    return answers
 
 
 def refusal(report: PreflightReport) -> str | None:

@@ -19,9 +19,10 @@ from lora_studio.targets import LaunchOutcome
 from lora_studio.targets.model import LocalTarget, SshTarget, TargetSettings, save_settings
 from lora_studio.targets.preflight import PreflightReport
 from lora_studio.targets.prepare import load_for_launch
-from lora_studio.targets_ui.store import settings_file
+from lora_studio.targets_ui.store import known_hosts_file, settings_file
 from lora_studio.widgets.run_targets import ANY_FREE_TARGET
 from tests.fleet.helpers import finish, pretend_running, write_config
+from tests.targets.conftest import sshd  # noqa: F401 - the real OpenSSH server on loopback
 from trainer.demo_workspace import create_demo_workspace
 
 
@@ -300,20 +301,27 @@ def test_test_preflight_on_the_targets_tab_shows_the_targets_gpus_on_the_fleet_t
     assert not fleet.targets.topLevelItem(0).toolTip(1)
 
 
-def test_check_gpus_on_the_fleet_tab_asks_the_targets_not_known_yet(qtbot, window, workspace, app_home):
+def test_check_gpus_on_the_fleet_tab_asks_the_targets_not_known_yet(qtbot, window, workspace, app_home, sshd):
+    """This computer's doctor answers; a host where nothing listens says why; a real SSH server met for the
+    first time is not trusted behind the user's back (the Targets tab shows its fingerprint and asks)."""
     save_settings(settings_file(), TargetSettings(targets=[
-        LocalTarget(), SshTarget(name="gpu-01", host="127.0.0.1", port=_closed_port(), user="trainer")]))
+        LocalTarget(), SshTarget(name="gpu-01", host="127.0.0.1", port=_closed_port(), user="trainer"),
+        SshTarget(name="gpu-02", host=sshd.host, port=sshd.port, user=sshd.user, key_file=str(sshd.user_key))]))
     _open(qtbot, window, workspace)
     fleet = window.workbench.fleet_page
-    qtbot.waitUntil(lambda: fleet.targets.topLevelItemCount() == 2 and fleet.check_button.isEnabled(), timeout=20_000)
+    window.workbench.setCurrentWidget(fleet)
+    qtbot.waitUntil(lambda: fleet.targets.topLevelItemCount() == 3 and fleet.check_button.isEnabled(), timeout=20_000)
     fleet.check_button.click()
-    assert not fleet.check_button.isEnabled() and "Asking This computer, gpu-01 for their GPUs" in fleet.footer.text()
+    assert not fleet.check_button.isEnabled()
+    assert "Asking This computer, gpu-01, gpu-02 for their GPUs" in fleet.footer.text()
     qtbot.waitUntil(lambda: "GPUs checked at" in fleet.footer.text(), timeout=120_000)
-    gpus = {fleet.targets.topLevelItem(i).text(0): fleet.targets.topLevelItem(i).text(1) for i in range(2)}
-    assert gpus["This computer"] != "not checked yet"                         # its doctor answered
-    assert gpus["gpu-01 (SSH trainer@127.0.0.1)"] == "not checked yet"       # nothing listens there
-    assert f"This computer: {gpus['This computer']}" in fleet.footer.text()
-    assert "gpu-01: not known (" in fleet.footer.text()   # why, in the words of its check
+    gpus = [fleet.targets.topLevelItem(i).text(1) for i in range(3)]
+    assert gpus[0] != "not checked yet" and gpus[1:] == ["not known (see below)"] * 2
+    footer = fleet.footer.text()
+    assert f"This computer: {gpus[0]}" in footer                       # its doctor answered
+    assert "gpu-01: not known (cannot connect to trainer@127.0.0.1" in footer   # why, in its check's words
+    assert "gpu-02: not known (it is not trusted yet: Test / preflight on the Targets tab" in footer
+    assert not known_hosts_file().exists()                            # nothing trusted without asking
     screenshot(fleet, "fleet_check_gpus")
     qtbot.waitUntil(fleet.check_button.isEnabled, timeout=20_000)
 
