@@ -72,3 +72,18 @@ def test_a_second_variant_is_not_counted_twice_and_an_uncountable_part_keeps_the
     estimate = estimate_memory(_config(tmp_path, "sd", cache_text_encoder_outputs=False), "sd", model=folder)
     assert "weights of the denoiser and VAE counted in model" in estimate.source
     assert estimate.parts["model weights"] > 123e6 * 2 / 2 ** 30 - 0.01
+
+
+def test_the_lora_and_activations_scale_with_a_smaller_denoiser(tiny_model_of, tmp_path):
+    """A model whose denoiser is a fraction of its family's (a distilled or a tiny one) has that fraction
+    of the family's LoRA layers and activations (the demo's estimate had 0.2 GB of activations at 64 px)."""
+    model = tiny_model_of("sd1").diffusers_dir
+    config = _config(tmp_path, "sd")
+    family = estimate_memory(config, "sd")
+    counted = estimate_memory(config, "sd", model=model)
+    ratio = parts_params_m(model)["denoiser"] / FAMILIES_BY_ID["sd"].memory.params_m["denoiser"]
+    assert ratio < 0.01
+    assert math.isclose(counted.parts["activations"], round(family.parts["activations"] * ratio, 2), abs_tol=0.01)
+    assert counted.parts["LoRA training state"] <= round(family.parts["LoRA training state"] * ratio, 2) + 0.01
+    assert counted.parts["activations"] < family.parts["activations"]
+    assert f"its LoRA and activations scaled with its denoiser ({ratio * 100:.2g}% of the family's)" in counted.source

@@ -5,7 +5,8 @@ figure is an estimate: weights + LoRA training state + activations, with each fa
 constants (:class:`trainer.model_family.FamilySpec`: parameter counts, LoRA size per rank,
 activations at its usual resolution) taken from public reports of kohya's sd-scripts, which
 the family's ``memory.source`` names; given the base model, the parameters of its parts are
-counted from its files' headers instead (:mod:`trainer.model_size`). It has not yet been
+counted from its files' headers instead (:mod:`trainer.model_size`), and the LoRA and activations
+scale with its denoiser. It has not yet been
 calibrated against this trainer on a GPU; treat it as +-30%.
 
 The weights counted are those on the GPU while training: the trainer moves frozen parts whose
@@ -140,6 +141,8 @@ def estimate_memory(config: Any, family: str = "sd", variant: str = "",
     return replace(estimate, levers=memory_levers(config, spec, lambda changed: _image_memory(changed, spec, memory)))
 
 
+# A denoiser counted within this share of the family's full size is the family's own: its figures stand.
+_SAME_SIZE = (0.95, 1.05)
 _PART_NAMES = {"text_encoder": "text encoder", "text_encoder_2": "second text encoder",
                "text_encoder_3": "third text encoder", "vae": "VAE"}
 
@@ -149,11 +152,24 @@ def _measured(memory: MemoryFigures, model: Path | str | None) -> MemoryFigures:
     counted = {part: count for part, count in (parts_params_m(model) if model else {}).items() if part in memory.params_m}
     if not counted:
         return memory
-    # The fewer-bit share of the denoiser scales with it (the same blocks, fewer or narrower).
-    quantized = memory.quantized_m * counted.get("denoiser", memory.params_m["denoiser"]) / memory.params_m["denoiser"]
     parts = listed([_PART_NAMES.get(part, part) for part in memory.params_m if part in counted])
-    return replace(memory, params_m={**memory.params_m, **counted}, quantized_m=quantized,
-                   source=f"weights of the {parts} counted in {Path(model).name}; the rest from {memory.source}")
+    source = f"weights of the {parts} counted in {Path(model).name}"
+    # What grows with the denoiser scales with it: its fewer-bit share, the LoRA on its layers and the
+    # activations. A distilled model (SSD-1B, BK-SDM) drops blocks, so these shrink with its
+    # parameters; a narrower one keeps more activations than this says.
+    ratio = counted.get("denoiser", memory.params_m["denoiser"]) / memory.params_m["denoiser"]
+    if _SAME_SIZE[0] <= ratio <= _SAME_SIZE[1]:
+        ratio = 1.0  # the family's own denoiser
+    else:
+        source += f"; its LoRA and activations scaled with its denoiser ({_share(ratio)} of the family's)"
+    return replace(memory, params_m={**memory.params_m, **counted}, quantized_m=memory.quantized_m * ratio,
+                   lora_params_per_rank_m={k: v * ratio for k, v in memory.lora_params_per_rank_m.items()},
+                   activations_gb=memory.activations_gb * ratio, source=f"{source}; the rest from {memory.source}")
+
+
+def _share(ratio: float) -> str:
+    """``52%``, or ``0.03%`` for a tiny model (a percentage that never reads 0%)."""
+    return f"{ratio:.0%}" if ratio >= 0.01 else f"{ratio * 100:.2g}%"
 
 
 def trained_encoders(config: Any, spec: FamilySpec) -> set[str]:
