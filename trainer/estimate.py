@@ -6,8 +6,8 @@ constants (:class:`trainer.model_family.FamilySpec`: parameter counts, LoRA size
 activations at its usual resolution) taken from public reports of kohya's sd-scripts, which
 the family's ``memory.source`` names; given the base model, the parameters of its parts are
 counted from its files' headers instead (:mod:`trainer.model_size`), and the LoRA and activations
-scale with its denoiser. It has not yet been
-calibrated against this trainer on a GPU; treat it as +-30%.
+scale with its denoiser. It has not yet been calibrated against this trainer on a GPU; treat it
+as +-30%.
 
 The weights counted are those on the GPU while training: the trainer moves frozen parts whose
 work is cached to host memory (the VAE with cached latents, the frozen text encoders with
