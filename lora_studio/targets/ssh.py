@@ -106,9 +106,21 @@ def connect(target: SshTarget, known_hosts: Path | str, timeout: float = CONNECT
                                "check that the machine is on and the host and port are right") from None
     except (OSError, paramiko.SSHException) as exc:
         client.close()
-        raise ConnectionFailed(f"cannot connect to {where}: {exc}",
+        raise ConnectionFailed(f"cannot connect to {where}: {_reason(exc)}",
                                "check the host name, the port and that sshd runs there") from None
     return client
+
+
+def _reason(exc: Exception) -> str:
+    """Why a connection failed, in the system's words: ``connection refused``, ``name or service not known``.
+
+    paramiko reports a refused port as "[Errno None] Unable to connect to port 22 on 10.0.0.5", with the
+    system's reasons, one per address tried, inside it.
+    """
+    errors = getattr(exc, "errors", None)  # paramiko's NoValidConnectionsError: {address: OSError}
+    causes = list(errors.values()) if isinstance(errors, dict) and errors else [exc]
+    reasons = dict.fromkeys((getattr(e, "strerror", None) or str(e)) for e in causes)
+    return "; ".join(reason[:1].lower() + reason[1:] for reason in reasons)
 
 
 class SshShell:
