@@ -32,6 +32,11 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:08d}"
 
 
+def checkpoint_step(folder: Path | str) -> int:
+    """The step of a checkpoint folder named by :func:`checkpoint_name`."""
+    return int(Path(folder).name.removeprefix("step-").removesuffix(".tmp"))
+
+
 def checkpoint_folder(run_root: Path, step: int) -> Path:
     """Where the checkpoint of ``step`` lives in a run folder."""
     return Path(run_root) / CHECKPOINTS_DIR / checkpoint_name(step)

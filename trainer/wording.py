@@ -1,5 +1,5 @@
 """Counts, articles and lists in words, the one way the trainer and the app write them: "1 image",
-"1,234 images", "an 8 GB GPU", "the UNet, text encoder and VAE".
+"1,234 images", "an 8 GB GPU", "the UNet, text encoder and VAE", "1.5 GB".
 
 Torch-free and Qt-free: the app's messages use it as the trainer's do.
 """
@@ -30,3 +30,13 @@ def listed(words: Sequence[str]) -> str:
     if len(words) < 2:
         return "".join(words)
     return f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def human_size(size: int) -> str:
+    """Bytes as a person reads them (1.5 GB, 120 KB)."""
+    value = float(size)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import shutil
 import subprocess
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from ..targets_ui.store import app_context
 from ..workers.tasks import TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
 from ..targets.placement import placement_of
+from .checkpoint_rows import checkpoint_text
 from .monitor_layout import (AUTO_RECOVER_QUEUED_TEXT, AUTO_RECOVER_TEXT, LOOKING_FOR_RUNS, NO_RUNS, REQUEUE_TIP,
                              RESUME_TIP, build_monitor_page)
 from .queued_runs import QUEUED_KIND, with_queue
@@ -267,9 +267,9 @@ class MonitorPage(QWidget):
         if self.run_dir is None:
             return
         for folder in reversed(list_checkpoints(self.run_dir)):
-            item = QListWidgetItem(f"{folder.name}  ·  {time.strftime('%Y-%m-%d %H:%M', time.localtime(folder.stat().st_mtime))}",
-                                   self.checkpoints)
+            item = QListWidgetItem(checkpoint_text(folder), self.checkpoints)
             item.setData(Qt.ItemDataRole.UserRole, str(folder))
+            item.setToolTip(str(folder))
 
     # -- controls ----------------------------------------------------------------------
     def resume_selected(self, target_name: str | None, reason: str = "resumed by the user") -> None:

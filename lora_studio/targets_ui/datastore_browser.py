@@ -18,7 +18,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (QComboBox, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QStyle, QTreeWidget, QTreeWidgetItem,
                                QVBoxLayout, QWidget)
 
-from trainer.wording import plural
+from trainer.wording import human_size, plural
 
 from ..boxes import push_button
 from ..targets import Target, TargetConfigError, TargetContext, VCenter
@@ -27,16 +27,6 @@ from ..vsphere.datastore import datastore_path
 from ..workers.tasks import TaskRunner
 from .jobs import Captured, capture
 from .vsphere_jobs import browse_folder, datastore_names
-
-
-def human_size(size: int) -> str:
-    """Bytes as a person reads them (1.5 GB, 120 KB)."""
-    value = float(size)
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} bytes"
 
 
 def seen_by(targets: list[Target], path: str) -> list[tuple[str, str]]:

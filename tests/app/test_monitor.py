@@ -133,6 +133,11 @@ def test_monitor_follows_a_real_run_to_the_end(page, demo, qtbot):
     qtbot.waitUntil(lambda: "run completed at step 18" in page.log_view.text.toPlainText(), timeout=10_000)
     assert page.samples.steps == [18, 9] and page.samples.table.columnCount() == 2
     assert page.checkpoints.count() >= 1 and not page.stop_button.isEnabled()
+    # Newest first, each with the ready-to-use LoRA of its step (what a user tries in ComfyUI), not a bare folder name.
+    # (The run saves at step 9; its end writes the final LoRA instead of a checkpoint.)
+    newest = page.checkpoints.item(0).text()
+    assert newest.startswith("step 9  ·  saved ") and f"live-step{9:08d}.safetensors (" in newest and " KB)" in newest
+    assert page.checkpoints.item(0).toolTip() == str(run_dir / "checkpoints" / "step-00000009")
     page.tabs.setCurrentIndex(1)
     qtbot.waitUntil(lambda: page.samples.table.item(0, 0) is not None and not page.samples.table.item(0, 0).icon().isNull(),
                     timeout=20_000)
