@@ -34,7 +34,7 @@ def checkpoint_name(step: int) -> str:
 
 def checkpoint_step(folder: Path | str) -> int:
     """The step of a checkpoint folder named by :func:`checkpoint_name`."""
-    return int(Path(folder).name.removeprefix("step-").removesuffix(".tmp"))
+    return int(Path(folder).name.removeprefix("step-"))
 
 
 def checkpoint_folder(run_root: Path, step: int) -> Path:

@@ -19,13 +19,13 @@ def checkpoint_text(folder: Path) -> str:
     """``step 30  ·  saved 2026-12-02 16:20  ·  shapes-demo-step00000030.safetensors (90.3 KB)``."""
     saved = time.strftime("%Y-%m-%d %H:%M", time.localtime(folder.stat().st_mtime))
     text = f"step {checkpoint_step(folder):,}  ·  saved {saved}"
-    lora = ready_lora(folder)
+    lora = _ready_lora(folder)
     if lora is not None:
         text += f"  ·  {lora.name} ({human_size(lora.stat().st_size)})"
     return text
 
 
-def ready_lora(folder: Path) -> Path | None:
+def _ready_lora(folder: Path) -> Path | None:
     """The checkpoint's ready-to-use LoRA file (not the peft adapter it resumes from), if it has one."""
     files = sorted(p for p in folder.glob("*.safetensors") if p.name != ADAPTER_FILE)
     return files[0] if files else None
