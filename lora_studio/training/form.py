@@ -18,6 +18,7 @@ from trainer.model_family import FAMILY_OPTIONS, SD, Detection, FamilySpec
 from .base_model_editor import BaseModelEditor
 from .model_finder import FoundModel
 from .option_editors import OptionEditor, make_editor
+from .presets import differing_options
 
 
 _ACRONYMS = {"lora": "LoRA", "lr": "LR", "snr": "SNR", "reso": "resolution", "n": "N", "clip": "CLIP", "l": "L", "g": "G",
@@ -32,19 +33,6 @@ def option_label(option: Option) -> str:
     if not any(c.isupper() for c in words[0]):  # an acronym keeps its own case (cuDNN)
         words[0] = words[0][:1].upper() + words[0][1:]
     return " ".join(words)
-
-
-def same_value(name: str, a: Any, b: Any) -> bool:
-    """Equal as the option's type sees it (YAML's `2e-4` text equals the number 0.0002)."""
-    option = OPTIONS_BY_NAME.get(name)
-    if option is not None and option.type == "float":
-        try:
-            return a is b or float(a) == float(b)
-        except (TypeError, ValueError):
-            return a == b
-    if option is not None and option.type == "choice" and isinstance(a, str) and isinstance(b, str):
-        return a.lower() == b.lower()
-    return a == b
 
 
 class OptionRow(QWidget):
@@ -171,9 +159,7 @@ class TrainingForm(QWidget):
 
         Paths are left out: presets never set them, they belong to the data set.
         """
-        current = self.values()
-        return {name: (self.baseline[name], value) for name, value in current.items()
-                if OPTIONS_BY_NAME[name].type != "path" and not same_value(name, value, self.baseline[name])}
+        return differing_options(self.values(), self.baseline)
 
     # -- the model family --------------------------------------------------------------
     def set_family(self, detection: Detection | None) -> None:

@@ -24,10 +24,9 @@ from ..workers.tasks import TaskRunner
 from .analysis import Analysis, Processes, analyse, this_computer_has_cuda
 from .figures_text import figures_html, memory_html
 from .model_finder import find_base_models
-from .form import same_value
 from .option_editors import relative_to
 from .page_layout import build_page
-from .presets import Preset, list_presets, save_user_preset, start_preset
+from .presets import Preset, belongs_to_one_run, closest_preset, list_presets, same_value, save_user_preset, start_preset
 
 VALIDATE_DELAY_MS = 300
 
@@ -86,6 +85,7 @@ class TrainingPage(QWidget):
             self.runner.start(find_base_models, workspace, on_done=self.form.set_models, owner=self)
         self._set_yaml(text)
         self._yaml_to_form()
+        self._compare_with(closest_preset(self.presets, self.form.values()))
         self._set_title()
 
     def new_config(self, path: Path, workspace: Path | None, values: dict[str, Any]) -> None:
@@ -96,10 +96,8 @@ class TrainingPage(QWidget):
         """
         self.open_config(path, workspace)
         preset = start_preset(self.presets)
-        if preset is not None:
-            self.preset_box.setCurrentIndex(self.preset_box.findData(preset.name))
-            self.form.set_baseline(dict(preset.values))
-        start = {k: v for k, v in (preset.values if preset else {}).items() if OPTIONS_BY_NAME[k].type != "path"}
+        self._compare_with(preset)
+        start = {k: v for k, v in (preset.values if preset else {}).items() if not belongs_to_one_run(k)}
         text = f"# Train with: python -m trainer train --config {path.name}\nschema_version: {SCHEMA_VERSION}\n"
         self._set_yaml(update_yaml_text(text, {"schema_version": SCHEMA_VERSION, **start, **values}))
         self._yaml_to_form()
@@ -160,18 +158,24 @@ class TrainingPage(QWidget):
         for preset in self.presets:
             self.preset_box.addItem(("" if preset.builtin else "★ ") + preset.description, preset.name)
 
+    def _compare_with(self, preset: Preset | None) -> None:
+        """Show ``preset`` (None: the defaults) in the preset box and mark the fields that differ from it."""
+        self.preset_box.setCurrentIndex(max(0, self.preset_box.findData(preset.name if preset else None)))
+        self.form.set_baseline(dict(preset.values) if preset else {})
+        self._refresh_differences()
+
     def _preset(self) -> Preset | None:
         name = self.preset_box.currentData()
         return next((p for p in self.presets if p.name == name), None)
 
     def _preset_chosen(self) -> None:
-        """Apply the preset's values over the current ones (paths are kept)."""
+        """Apply the preset's values over the current ones (the run's paths and name are kept)."""
         preset = self._preset()
         values = dict(preset.values) if preset else {}
         self.form.set_baseline(values)
         current = self.form.values()
         for name, value in defaults().items():
-            if OPTIONS_BY_NAME[name].type != "path":
+            if not belongs_to_one_run(name):
                 current[name] = values.get(name, value)
         self.form.set_values(current)
         self._form_edited()
@@ -182,8 +186,9 @@ class TrainingPage(QWidget):
         name, ok = QInputDialog.getText(self, "Save as preset", "Name of the preset (saved in the workspace):")
         if ok and name.strip():
             changed = {k: v for k, v in self.form.values().items() if not same_value(k, v, defaults()[k])}
-            save_user_preset(self.workspace, name.strip(), name.strip(), changed)
+            saved = save_user_preset(self.workspace, name.strip(), name.strip(), changed)
             self._reload_presets()
+            self._compare_with(next((p for p in self.presets if p.path == saved), None))
 
     # -- form <-> YAML -----------------------------------------------------------------
     def _set_yaml(self, text: str) -> None:

@@ -4,6 +4,7 @@ Built-in presets live in `resources/presets/`; a user's presets live in the work
 (`.lora_studio/presets/`), so everyone on the shared storage sees them. A workspace preset
 with `preset_for_new_trainings: true` is where New Training starts in that workspace (the
 demo's is its 64 px settings); without one, New Training starts from the schema's defaults.
+A config opened later is compared with the preset it is closest to (`closest_preset`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from trainer.config.schema import OPTIONS_BY_NAME
+from trainer.config.schema import OPTIONS_BY_NAME, defaults
 from trainer.demo_workspace import DEMO_SETTINGS, create_demo_workspace
 from trainer.fsutil import atomic_write_text
 
@@ -48,7 +49,8 @@ def _load(path: Path, builtin: bool) -> Preset | None:
         return None
     description = str(data.pop(DESCRIPTION_KEY, path.stem))
     for_new = data.pop(FOR_NEW_TRAININGS_KEY, False) is True
-    values = {k: v for k, v in data.items() if k in OPTIONS_BY_NAME}
+    # A run's own options are dropped: a preset saved by an older app could hold an output name.
+    values = {k: v for k, v in data.items() if k in OPTIONS_BY_NAME and not belongs_to_one_run(k)}
     return Preset(path.stem, description, values, path, builtin, for_new and not builtin)
 
 
@@ -66,6 +68,53 @@ def list_presets(workspace: Path | None) -> list[Preset]:
     return found
 
 
+# Options that name one run's files rather than how it trains: presets neither set nor compare them.
+RUN_OWN_OPTIONS = frozenset({"output_name"})
+
+
+def belongs_to_one_run(name: str) -> bool:
+    """Whether option ``name`` is one run's own (its paths, its LoRA's name), left out of presets."""
+    return OPTIONS_BY_NAME[name].type == "path" or name in RUN_OWN_OPTIONS
+
+
+def same_value(name: str, a: Any, b: Any) -> bool:
+    """Equal as the option's type sees it (YAML's `2e-4` text equals the number 0.0002)."""
+    option = OPTIONS_BY_NAME.get(name)
+    if option is not None and option.type == "float":
+        try:
+            return a is b or float(a) == float(b)
+        except (TypeError, ValueError):
+            return a == b
+    if option is not None and option.type == "choice" and isinstance(a, str) and isinstance(b, str):
+        return a.lower() == b.lower()
+    return a == b
+
+
+def differing_options(values: dict[str, Any], baseline: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Options whose value in ``values`` differs from ``baseline``: name -> (baseline's, its own).
+
+    Both are complete (every option). A run's own options are left out: presets never set them.
+    """
+    return {name: (baseline[name], value) for name, value in values.items()
+            if not belongs_to_one_run(name) and not same_value(name, value, baseline[name])}
+
+
+def closest_preset(presets: list[Preset], values: dict[str, Any]) -> Preset | None:
+    """The preset a config's ``values`` differ least from; None when the defaults are as close.
+
+    A config does not record the preset it was started from, so an opened config is compared
+    with the one it is nearest to: a demo config shows its few changes from the Demo preset,
+    not a dozen from the defaults. A tie keeps the defaults, then the first listed preset.
+    """
+    full = {**defaults(), **values}
+    best, fewest = None, len(differing_options(full, defaults()))
+    for preset in presets:
+        count = len(differing_options(full, {**defaults(), **preset.values}))
+        if count < fewest:
+            best, fewest = preset, count
+    return best
+
+
 def start_preset(presets: list[Preset]) -> Preset | None:
     """The workspace preset New Training starts from, if the workspace names one."""
     return next((p for p in presets if p.for_new_trainings), None)
@@ -73,10 +122,10 @@ def start_preset(presets: list[Preset]) -> Preset | None:
 
 def save_user_preset(workspace: Path, name: str, description: str, values: dict[str, Any],
                      for_new_trainings: bool = False) -> Path:
-    """Save ``values`` as a workspace preset; paths are left out (they belong to one data set)."""
+    """Save ``values`` as a workspace preset; a run's own options (paths, output name) are left out."""
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "preset"
     path = workspace / USER_PRESETS / f"{slug}.yaml"
-    kept = {k: v for k, v in values.items() if OPTIONS_BY_NAME[k].type != "path"}
+    kept = {k: v for k, v in values.items() if not belongs_to_one_run(k)}
     head = {DESCRIPTION_KEY: description, **({FOR_NEW_TRAININGS_KEY: True} if for_new_trainings else {})}
     text = yaml.safe_dump({**head, **kept}, sort_keys=False, allow_unicode=True)
     atomic_write_text(path, text)

@@ -47,6 +47,28 @@ def test_train_tab_without_a_config_says_what_to_do_and_lists_the_configs(qtbot,
     assert bench.training.config_path == demo_ws / "configs" / "demo.yaml"
 
 
+def test_an_opened_config_is_compared_with_the_preset_it_is_closest_to(qtbot, window, demo_ws):
+    _open(qtbot, window, demo_ws)
+    page = window.workbench.training
+    config = demo_ws / "configs" / "demo.yaml"
+    window.workbench.open_config(config)
+    # demo.yaml holds the Demo preset's settings: nothing reads as changed (it read 8 changes from the defaults)
+    assert page.preset_box.currentText().startswith("★ Demo: 64 px")
+    assert page.form.differences() == {}
+    assert page.diff_list.item(0).text() == "Same as the preset."
+    changed = demo_ws / "configs" / "demo-128.yaml"
+    changed.write_text(config.read_text(encoding="utf-8").replace("resolution: 64", "resolution: 128"), encoding="utf-8")
+    window.workbench.open_config(changed)
+    assert page.preset_box.currentText().startswith("★ Demo: 64 px")
+    assert page.form.differences() == {"resolution": (64, 128)}
+    plain = demo_ws / "configs" / "plain.yaml"
+    plain.write_text("schema_version: 1\nlearning_rate: 0.0002\n", encoding="utf-8")
+    window.workbench.open_config(plain)
+    # the defaults again, not the Demo preset the last config was compared with
+    assert page.preset_box.currentText() == "Defaults"
+    assert list(page.form.differences()) == ["learning_rate"]
+
+
 def test_new_training_in_the_demo_starts_from_its_64px_preset(qtbot, window, demo_ws):
     _open(qtbot, window, demo_ws)
     window.workbench.new_training_action.trigger()

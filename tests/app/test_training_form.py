@@ -128,10 +128,12 @@ def test_old_names_are_migrated_and_the_user_is_told(page, workspace, qtbot):
 def test_presets_apply_and_show_their_differences(page, qtbot):
     names = [page.preset_box.itemData(i) for i in range(page.preset_box.count())]
     assert {"sd15-style", "sd15-character", "low-vram-8gb", "quick-test"} <= set(names)
+    page.form.rows["output_name"].editor.set_value("my-style")
     page.preset_box.setCurrentIndex(names.index("low-vram-8gb"))
     page._preset_chosen()
     assert page.form.rows["gradient_checkpointing"].editor.value() is True
     assert page.form.rows["train_data_dir"].editor.value() == "../datasets/shapes"  # paths kept
+    assert page.form.rows["output_name"].editor.value() == "my-style"  # and the LoRA's name (it was wiped)
     page.form.rows["lora_rank"].editor.spin.setValue(24)
     assert "lora_rank" in page.form.differences()
     page.form.reset_option("lora_rank")
@@ -140,6 +142,21 @@ def test_presets_apply_and_show_their_differences(page, qtbot):
     page.form.rows["batch_size"].editor.spin.setValue(3)
     page.reset_all_button.click()
     assert not page.form.differences() and page.form.rows["train_data_dir"].editor.value() == "../datasets/shapes"
+
+
+def test_save_as_preset_keeps_how_it_trains_not_the_runs_names(page, workspace, monkeypatch):
+    from lora_studio.training import page as page_module
+    from lora_studio.training.presets import USER_PRESETS
+
+    page.form.rows["output_name"].editor.set_value("my-style")
+    page.form.rows["lora_rank"].editor.spin.setValue(24)
+    monkeypatch.setattr(page_module.QInputDialog, "getText", lambda *args, **kwargs: ("Rank 24 style", True))
+    page._save_as_preset()
+    saved = yaml.safe_load((workspace / USER_PRESETS / "Rank-24-style.yaml").read_text(encoding="utf-8"))
+    assert saved["lora_rank"] == 24
+    assert "output_name" not in saved and "train_data_dir" not in saved and "base_model" not in saved
+    # the form now compares with the preset just saved: nothing differs from it
+    assert page.preset_box.currentText() == "★ Rank 24 style" and page.form.differences() == {}
 
 
 def test_kohya_import_lists_what_was_left_out(page, qtbot):
@@ -192,7 +209,7 @@ def test_form_to_yaml_to_form_is_the_identity(page, values):
 
 
 def _same(a: dict, b: dict) -> bool:
-    from lora_studio.training.page import same_value
+    from lora_studio.training.presets import same_value
     different = [k for k in b if not same_value(k, a[k], b[k])]
     assert not different, {k: (a[k], b[k]) for k in different}
     return True
