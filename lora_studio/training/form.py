@@ -12,7 +12,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QScrollArea,
                                QToolButton, QVBoxLayout, QWidget)
 
-from trainer.config.schema import GROUPS, OPTIONS, OPTIONS_BY_NAME, Option, defaults
+from trainer.config.schema import GROUPS, OPTIONS, Option, defaults
 from trainer.model_family import FAMILY_OPTIONS, SD, Detection, FamilySpec
 
 from .base_model_editor import BaseModelEditor
