@@ -280,6 +280,25 @@ def test_offline_mode_context_restores_the_environment(monkeypatch):
     assert os.environ["TRANSFORMERS_OFFLINE"] == "0"
 
 
+def test_offline_mode_does_not_wake_a_lazy_module(monkeypatch):
+    """transformers 5.17's lazy modules import a submodule on any unknown attribute: switching to
+    offline mode imported an image processor that needs torchvision, and the GPU benchmark failed."""
+    import types
+
+    asked: list[str] = []
+    lazy = types.ModuleType("transformers.models.lazy_probe")
+
+    def wake(name: str):
+        asked.append(name)
+        raise ModuleNotFoundError("No module named 'torchvision'")
+
+    lazy.__getattr__ = wake  # PEP 562: what a lazy module does on an unknown name
+    monkeypatch.setitem(sys.modules, lazy.__name__, lazy)
+    with offline_mode():
+        assert is_offline_mode_enabled()
+    assert asked == []
+
+
 def test_pickle_file_loads_when_allowed(tiny, tmp_path):
     path = tmp_path / "model.ckpt"
     torch.save({"state_dict": load_file(str(tiny.single_file)), "global_step": 1}, path)

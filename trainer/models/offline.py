@@ -34,6 +34,16 @@ _MODULE_FLAGS = ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_TELEMETRY")
 _LIBRARIES = ("huggingface_hub", "diffusers", "transformers")
 
 
+def _module_flag(module: object, flag: str) -> object:
+    """``flag`` as ``module`` itself holds it, or None.
+
+    Read from the module's own namespace, not with getattr: a lazy module of transformers
+    imports a submodule on an unknown attribute (5.17 imported an image processor that needs
+    torchvision just to be asked for HF_HUB_OFFLINE).
+    """
+    return vars(module).get(flag)
+
+
 def _imported_library_modules() -> list[object]:
     return [
         module
@@ -52,7 +62,7 @@ def enable_offline_mode() -> None:
     os.environ.update(OFFLINE_ENV)
     for module in _imported_library_modules():
         for flag in _MODULE_FLAGS:
-            if isinstance(getattr(module, flag, None), bool):
+            if isinstance(_module_flag(module, flag), bool):
                 setattr(module, flag, True)
 
 
@@ -73,10 +83,10 @@ def offline_mode() -> Iterator[None]:
     """
     saved_env = {name: os.environ.get(name) for name in OFFLINE_ENV}
     saved_flags = [
-        (module, flag, getattr(module, flag))
+        (module, flag, _module_flag(module, flag))
         for module in _imported_library_modules()
         for flag in _MODULE_FLAGS
-        if isinstance(getattr(module, flag, None), bool)
+        if isinstance(_module_flag(module, flag), bool)
     ]
     enable_offline_mode()
     try:
