@@ -8,6 +8,7 @@ breaks it is caught before someone spends GPU time on it.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -22,11 +23,16 @@ FAMILIES = {"sd", "sdxl", "flux", "llm"}
 
 
 @pytest.mark.slow
-def test_quick_cpu_run_prints_sane_figures_for_every_family():
-    result = subprocess.run([sys.executable, "bench/gpu_train.py", "--quick", "--device", "cpu"], cwd=ROOT,
+def test_quick_cpu_run_prints_sane_figures_for_every_family(tmp_path):
+    # Through the device's prepared command, so the one GPU run finds it working.
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path)}
+    result = subprocess.run(["bash", "bench/on_device.sh", "--quick", "--device", "cpu"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.stdout.startswith("python 3.") and ", diffusers 0." in result.stdout.splitlines()[0]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert json.loads((tmp_path / "gpu_train.json").read_text(encoding="utf-8")) == summary
+    assert (tmp_path / "gpu_train.log").read_text(encoding="utf-8").strip().endswith(json.dumps(summary))
     assert summary["device"] == "cpu" and summary["quick"] is True and summary["peak_bf16_tflops"] is None
     assert {r["family"] for r in summary["results"]} == FAMILIES
     for record in summary["results"]:
@@ -59,6 +65,27 @@ def test_every_full_size_setting_makes_a_config_the_trainer_accepts(tmp_path):
         if setting.family != "llm":
             config = image_config(setting, tmp_path / "data", tmp_path / setting.name, "cuda")
             assert config["quantization_bit"] == setting.quantization_bit, setting.name
+
+
+def test_the_carried_wheels_are_the_versions_the_suite_pins():
+    from bench.device_wheels import CARRIED, carried_requirements
+    from importlib import metadata
+
+    requirements = carried_requirements(ROOT / "constraints.txt")
+    assert [r.split("==")[0] for r in requirements] == list(CARRIED)
+    for requirement in requirements:
+        name, version = requirement.split("==")
+        if name != "bitsandbytes":  # CUDA machines only
+            assert metadata.version(name) == version, name  # what this suite ran is what the device runs
+
+
+def test_a_carried_package_without_a_pin_is_named(tmp_path):
+    from bench.device_wheels import carried_requirements
+
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("diffusers==0.42.1\npeft==0.21.2  # comment\ntorchao==0.18.0\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="no `==` pin for bitsandbytes"):
+        carried_requirements(constraints)
 
 
 def test_known_gpus_get_their_dense_bf16_peak():
