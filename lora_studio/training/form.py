@@ -157,7 +157,7 @@ class TrainingForm(QWidget):
     def differences(self) -> dict[str, tuple[Any, Any]]:
         """Options whose value differs from the preset: name -> (preset value, current value).
 
-        Paths are left out: presets never set them, they belong to the data set.
+        A run's own options (paths, the LoRA's name) are left out: presets never set them.
         """
         return differing_options(self.values(), self.baseline)
 

@@ -41,7 +41,7 @@ def _module_flag(module: object, flag: str) -> object:
     imports a submodule on an unknown attribute (5.17 imported an image processor that needs
     torchvision just to be asked for HF_HUB_OFFLINE).
     """
-    return vars(module).get(flag)
+    return getattr(module, "__dict__", {}).get(flag)  # not every entry of sys.modules is a module
 
 
 def _imported_library_modules() -> list[object]:
