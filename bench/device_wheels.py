@@ -20,6 +20,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from installer.common import constraint_pins  # noqa: E402
 
 # What the device image lacks, or holds at a version the suite does not run.
 CARRIED = ("diffusers", "peft", "torchao", "bitsandbytes")
@@ -31,37 +34,24 @@ PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x
 TRAVEL_LIMIT_BYTES = 64 * 1024 * 1024
 
 
-def pinned_versions(constraints: Path) -> dict[str, str]:
-    """``name -> version`` of each ``name==version`` line of a constraints file (names normalised)."""
-    pins = {}
-    for line in constraints.read_text(encoding="utf-8").splitlines():
-        text = line.split("#", 1)[0].strip()
-        if "==" in text:
-            name, version = text.split("==", 1)
-            pins[normalised(name)] = version.strip()
-    return pins
-
-
-def normalised(name: str) -> str:
-    """A distribution name as pip compares them (PEP 503): `Huggingface_Hub` -> `huggingface-hub`."""
-    return "-".join(part for part in name.lower().replace("_", "-").replace(".", "-").split("-") if part)
-
-
 def carried_requirements(constraints: Path) -> list[str]:
     """``name==version`` of every carried package; a package constraints.txt does not pin is an error."""
-    pins = pinned_versions(constraints)
-    missing = [name for name in CARRIED if normalised(name) not in pins]
+    from packaging.utils import canonicalize_name
+
+    pins = constraint_pins(constraints)
+    missing = [name for name in CARRIED if canonicalize_name(name) not in pins]
     if missing:
         raise SystemExit(f"{constraints}: no `==` pin for {', '.join(missing)}; add one so the device runs a "
                          "version the suite knows")
-    return [f"{name}=={pins[normalised(name)]}" for name in CARRIED]
+    return [f"{name}=={pins[canonicalize_name(name)]}" for name in CARRIED]
 
 
 def tree_bytes() -> int:
     """Bytes of what a device call sends besides the carried paths: tracked and untracked-not-ignored files."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, check=True).stdout.split(b"\0")
-    return sum((ROOT / name.decode()).stat().st_size for name in listed if name and (ROOT / name.decode()).is_file())
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    paths = [ROOT / name for name in listed if name]
+    return sum(path.stat().st_size for path in paths if path.is_file())
 
 
 def download(requirements: list[str], dest: Path) -> None:

@@ -1,4 +1,4 @@
-"""What the build's steps share: the checkout, the app's names, a built item and the log."""
+"""What the build's steps share: the checkout, the app's names, the pinned versions, a built item and the log."""
 
 from __future__ import annotations
 
@@ -28,6 +28,19 @@ class Built:
 def log(message: str) -> None:
     """One line of the build's progress."""
     print(f"[build] {message}", flush=True)
+
+
+def constraint_pins(constraints: Path = ROOT / "constraints.txt") -> dict[str, str]:
+    """``name -> version`` of each ``name==version`` line of a constraints file, names as pip compares them."""
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, str] = {}
+    for line in constraints.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, pin = line.split("==", 1)
+            pins[canonicalize_name(name)] = pin.strip()
+    return pins
 
 
 def app_version() -> str:

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .common import ROOT, Built
+from .common import ROOT, Built, constraint_pins
 
 TRAINER_EXTRA_BASE = ("pillow", "pyyaml", "numpy")  # the trainer's needs from the base dependencies
 
@@ -23,12 +23,7 @@ def trainer_requirements(version: str) -> str:
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    pins: dict[str, str] = {}
-    for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
-        if "==" in line:
-            name, pin = line.split("==", 1)
-            pins[canonicalize_name(name)] = pin.strip()
+    pins = constraint_pins()
     project = metadata.metadata("lora-studio")
     wanted: list[Requirement] = [Requirement(r) for r in project.get_all("Requires-Dist") or []]
     roots = [r for r in wanted if r.marker and "trainer" in str(r.marker)]
