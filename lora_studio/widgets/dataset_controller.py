@@ -182,7 +182,8 @@ class DatasetController(QObject):
         self.status.show_format(session.format)
         self.sessionChanged.emit(session)  # the panes fill in before the journal's edits are replayed
         self._update_save_state()
-        QTimer.singleShot(SETTLE_MS, lambda s=session: self._settled(s))
+        # Bound to this controller: a closed window's timer must not freeze another window's garbage.
+        QTimer.singleShot(SETTLE_MS, self, lambda s=session: self._settled(s))
         recovered = session.replay_journal()
         message = f"Opened {opened.root.name}: {len(opened.entries):,} images, captions in {session.format}"
         if recovered:

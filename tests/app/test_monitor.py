@@ -4,6 +4,7 @@ resumed runs with overlapping steps, Stop, and automatic recovery of a killed ru
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -45,11 +46,20 @@ def test_log_tail_reads_only_the_end_of_a_big_log_and_then_new_bytes(tmp_path):
     assert tail.read_new() == "partial end"
 
 
-@pytest.fixture
-def demo(tmp_path):
+@pytest.fixture(scope="module")
+def built_demo(tmp_path_factory) -> Path:
+    """The demo workspace with its tiny model, built once: the model's build is ~10 s of imports."""
     from trainer.demo_workspace import create_demo_workspace
-    workspace = tmp_path / "ws"
+    workspace = tmp_path_factory.mktemp("demo") / "ws"
     create_demo_workspace(workspace)
+    return workspace
+
+
+@pytest.fixture
+def demo(built_demo, tmp_path):
+    """A fresh copy of the demo workspace for one test (its runs must not meet another test's)."""
+    workspace = tmp_path / "ws"
+    shutil.copytree(built_demo, workspace)
     return workspace
 
 
