@@ -16,21 +16,43 @@ Two problems, both seen in this app:
 from __future__ import annotations
 
 import gc
+import threading
 
 from PySide6.QtCore import QObject, QTimer
 
 COLLECT_EVERY_MS = 500
 
 
-def settle_long_lived_objects() -> None:
+def settle_long_lived_objects() -> bool:
     """Collect once, then exempt everything alive now from later collections.
 
     Call on the UI thread once a dataset is open. Frozen objects are still freed by
     reference counting; unfreezing first lets the previous dataset's cycles be collected.
+    Returns False, freezing nothing, when the collection did not run (another thread was
+    collecting: ``gc.collect`` then returns at once, and freezing would keep whatever
+    garbage exists forever); call again later.
     """
     gc.unfreeze()
-    gc.collect()
+    if not _collect_everything_here():
+        return False
     gc.freeze()
+    return True
+
+
+def _collect_everything_here() -> bool:
+    """A full collection on this thread; True if it really ran."""
+    this_thread, finished = threading.get_ident(), []
+
+    def note(phase: str, info: dict) -> None:
+        if phase == "stop" and info["generation"] == 2 and threading.get_ident() == this_thread:
+            finished.append(True)
+
+    gc.callbacks.append(note)
+    try:
+        gc.collect()
+    finally:
+        gc.callbacks.remove(note)
+    return bool(finished)
 
 
 class UiThreadCollector(QObject):

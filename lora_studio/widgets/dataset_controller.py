@@ -196,9 +196,14 @@ class DatasetController(QObject):
     def _settled(self, session: DatasetSession) -> None:
         if session is not self.session:
             return  # another dataset was opened meanwhile
-        settle_long_lived_objects()  # after the first paint: no 100 ms GC pauses later
+        self._settle_objects(session)  # after the first paint: no 100 ms GC pauses later
         self.sessionSettled.emit(session)  # the image check first (it feeds the Problems pane), then thumbnails
         self.thumbnails.prefetch([(e.path, e.file_size, e.mtime_ns) for e in session.entries])
+
+    def _settle_objects(self, session: DatasetSession) -> None:
+        if session is self.session and not settle_long_lived_objects():
+            # Another thread was collecting: try again rather than freeze its garbage.
+            QTimer.singleShot(SETTLE_MS, self, lambda: self._settle_objects(session))
 
     # -- the open dataset ----------------------------------------------------------------------
     def flush_edits(self) -> None:

@@ -134,3 +134,43 @@ def test_garbage_made_by_workers_is_collected_on_the_ui_thread(qtbot, window):
     qtbot.waitUntil(lambda: seen == ["MainThread"], timeout=20_000)
     window.close()
     assert gc.isenabled()  # the interpreter collects again once the window is gone
+
+
+def test_settling_never_freezes_garbage_while_another_thread_collects():
+    """``gc.collect`` returns at once while another thread is collecting; freezing then would
+    keep the garbage of that moment uncollected for the rest of the session."""
+    import gc
+    import threading
+
+    from lora_studio.gc_control import settle_long_lived_objects
+
+    class BlocksItsCollection:
+        def __init__(self) -> None:
+            self.me = self
+
+        def __del__(self) -> None:
+            in_collection.set()
+            may_finish.wait(timeout=60)  # waiting releases the interpreter lock mid-collection
+
+    in_collection, may_finish = threading.Event(), threading.Event()
+    seen: list[str] = []
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        BlocksItsCollection()
+        collector = threading.Thread(target=gc.collect, name="collector")
+        collector.start()
+        assert in_collection.wait(timeout=60)
+        Finalized(seen)  # garbage made while the other thread's collection is under way
+        assert settle_long_lived_objects() is False
+        assert gc.get_freeze_count() == 0
+        may_finish.set()
+        collector.join(timeout=60)
+        assert settle_long_lived_objects() is True  # nothing in the way now: collected, then frozen
+        assert seen == ["MainThread"]
+        assert gc.get_freeze_count() > 0
+    finally:
+        may_finish.set()
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
