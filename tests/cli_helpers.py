@@ -152,6 +152,39 @@ def _die_with_parent() -> None:
 _FORK_SERVER = _ForkServer()
 
 
+def ranks_trainer(config: Path, port: int, processes: int = 2, timeout: int = 600) -> subprocess.CompletedProcess:
+    """One node's ``processes`` ranks of `python -m trainer train --config F` (gloo on the CPU, one thread each).
+
+    Each rank is forked from the fork server with the variables torchrun gives its workers, so
+    the trainer's multi-process run is real, without torchrun's and every rank's start-up (~10 s
+    of CPU each). Tests of torchrun itself use :func:`torchrun_trainer`. When one rank fails,
+    the others are killed (they would wait for it) and its exit code is returned.
+    """
+    shared = {"WORLD_SIZE": str(processes), "LOCAL_WORLD_SIZE": str(processes), "GROUP_RANK": "0",
+              "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+    ranks = [trainer_process("train", "--config", str(config),
+                             env={**shared, "RANK": str(rank), "LOCAL_RANK": str(rank)}) for rank in range(processes)]
+    waiting = {process._replies: process for process in ranks}
+    try:
+        while waiting:
+            ready, _, _ = select.select(list(waiting), [], [], timeout)
+            if not ready:
+                raise subprocess.TimeoutExpired(ranks[0].args, timeout)
+            for stream in ready:
+                process = waiting.pop(stream)
+                if process.poll():  # failed: the others would wait for it at the next collective
+                    waiting.clear()
+    finally:
+        for process in ranks:
+            if process.poll() is None:
+                process.kill()
+                process.wait(60)
+    outputs = [process.output() for process in ranks]
+    returncode = next((process.returncode for process in ranks if process.returncode), 0)
+    return subprocess.CompletedProcess(ranks[0].args, returncode, "".join(out for out, _ in outputs),
+                                       "".join(err for _, err in outputs))
+
+
 def torchrun_trainer(config: Path, port: int, processes: int = 2) -> subprocess.CompletedProcess:
     """`torchrun --nproc_per_node=N -m trainer train --config F` (gloo on the CPU), one thread per process."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
