@@ -156,9 +156,9 @@ def ranks_trainer(config: Path, port: int, processes: int = 2, timeout: int = 60
     """One node's ``processes`` ranks of `python -m trainer train --config F` (gloo on the CPU, one thread each).
 
     Each rank is forked from the fork server with the variables torchrun gives its workers, so
-    the trainer's multi-process run is real, without torchrun's and every rank's start-up (~10 s
-    of CPU each). Tests of torchrun itself use :func:`torchrun_trainer`. When one rank fails,
-    the others are killed (they would wait for it) and its exit code is returned.
+    the trainer's multi-process run is real, without torchrun's and every rank's start-up (~5 s
+    of CPU each on a quiet machine). Tests of torchrun itself use :func:`torchrun_trainer`.
+    When one rank fails, the others are killed (they would wait for it) and its exit code is returned.
     """
     shared = {"WORLD_SIZE": str(processes), "LOCAL_WORLD_SIZE": str(processes), "GROUP_RANK": "0",
               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
