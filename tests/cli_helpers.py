@@ -152,6 +152,20 @@ def _die_with_parent() -> None:
 _FORK_SERVER = _ForkServer()
 
 
+def make_demo_workspace(root: Path) -> Path:
+    """The trainer's demo workspace at ``root``, as `python -m trainer demo --no-train` makes it.
+
+    Its tiny model comes from a forked `make-tiny-model` first (the demo's own call starts a
+    fresh interpreter: ~10 s of CPU in imports); the demo then finds it and makes the rest.
+    Tests of the demo command itself run it for real.
+    """
+    from trainer.demo_workspace import MODEL_DIR, MODEL_FILE, create_demo_workspace
+    made = trainer_cli("make-tiny-model", str(root / MODEL_DIR))
+    assert made.returncode == 0 and (root / MODEL_FILE).exists(), made.stderr
+    create_demo_workspace(root)
+    return root
+
+
 def ranks_trainer(config: Path, port: int, processes: int = 2, timeout: int = 600) -> subprocess.CompletedProcess:
     """One node's ``processes`` ranks of `python -m trainer train --config F` (gloo on the CPU, one thread each).
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from app_helpers import screenshot
+from tests.cli_helpers import make_demo_workspace
 from lora_studio.monitor.log_tail import LogTail
 from lora_studio.monitor.series import MetricSeries
 
@@ -48,11 +49,8 @@ def test_log_tail_reads_only_the_end_of_a_big_log_and_then_new_bytes(tmp_path):
 
 @pytest.fixture(scope="module")
 def built_demo(tmp_path_factory) -> Path:
-    """The demo workspace with its tiny model, built once: the model's build is ~10 s of imports."""
-    from trainer.demo_workspace import create_demo_workspace
-    workspace = tmp_path_factory.mktemp("demo") / "ws"
-    create_demo_workspace(workspace)
-    return workspace
+    """The demo workspace with its tiny model, built once per module."""
+    return make_demo_workspace(tmp_path_factory.mktemp("demo") / "ws")
 
 
 @pytest.fixture

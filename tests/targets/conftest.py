@@ -20,7 +20,9 @@ import keyring
 import keyring.backend
 import pytest
 
-from .helpers import ROOT, make_demo, pid_alive
+from tests.cli_helpers import make_demo_workspace
+
+from .helpers import ROOT, pid_alive
 
 SSHD = "/usr/sbin/sshd"
 VCSIM_BUILD = ROOT / "tools" / "vcsim" / "build.sh"
@@ -61,7 +63,7 @@ def memory_keyring():
 def demo_workspace(tmp_path_factory) -> Path:
     """The trainer's demo workspace (tiny model and shapes dataset), made once per session."""
     pytest.importorskip("torch", reason="the tiny model needs torch (pip install -e '.[trainer]')")
-    return make_demo(tmp_path_factory.mktemp("demo") / "workspace")
+    return make_demo_workspace(tmp_path_factory.mktemp("demo") / "workspace")
 
 
 def die_with_parent() -> None:

@@ -1,10 +1,8 @@
-"""Helpers for the targets tests: a demo workspace, configs, waiting on run state."""
+"""Helpers for the targets tests: copies of the demo workspace, configs, waiting on run state."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,16 +11,8 @@ import yaml
 from trainer.rundir import read_status
 
 ROOT = Path(__file__).resolve().parents[2]
-PYTHON = sys.executable
 # Small and quick: no sampling, no checkpoints unless asked; steps set per test.
 FAST = {"sample_every_n_steps": 0, "save_steps": 100000, "epochs": 100}
-
-
-def make_demo(root: Path) -> Path:
-    """The trainer's demo workspace (tiny model, shapes dataset) at ``root``."""
-    subprocess.run([PYTHON, "-m", "trainer", "demo", "--workspace", str(root), "--no-train"], check=True,
-                   cwd=ROOT, capture_output=True, timeout=300)
-    return root
 
 
 def copy_workspace(source: Path, dest: Path) -> Path:
