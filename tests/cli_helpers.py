@@ -62,17 +62,22 @@ class TrainerProcess:
             self._popen = subprocess.Popen(self.args, cwd=cwd, env=env, stdout=self._out, stderr=err_fd,
                                            stdin=subprocess.DEVNULL, start_new_session=True)
             self.pid, self._replies = self._popen.pid, None
+            self._pidfd = os.pidfd_open(self.pid)  # what fileno() gives select: readable once it has ended
         else:
             self._popen = None
             self.pid, self._replies = _FORK_SERVER.start(args, cwd, env, self._out.fileno(), err_fd)
         if stderr_pipe:
             os.close(err_fd)
 
+    def fileno(self) -> int:
+        """A descriptor that turns readable when the process ends, so ``select`` can wait on several."""
+        return self._replies.fileno() if self._popen is None else self._pidfd
+
     def poll(self) -> int | None:
         """The exit code once it has ended (negative: the signal that killed it), else None."""
         if self.returncode is None:
             if self._popen is not None:
-                self.returncode = self._popen.poll()
+                self._popen_ended(self._popen.poll())
             elif select.select([self._replies], [], [], 0)[0]:
                 self._read_returncode()
         return self.returncode
@@ -81,7 +86,7 @@ class TrainerProcess:
         """Wait until it ends; ``subprocess.TimeoutExpired`` after ``timeout`` seconds."""
         if self.returncode is None:
             if self._popen is not None:
-                self.returncode = self._popen.wait(timeout)
+                self._popen_ended(self._popen.wait(timeout))
             elif not select.select([self._replies], [], [], timeout)[0]:
                 raise subprocess.TimeoutExpired(self.args, timeout)
             else:
@@ -105,6 +110,11 @@ class TrainerProcess:
             file.seek(0)
             texts.append(file.read().decode("utf-8", "replace"))
         return texts[0], texts[1]
+
+    def _popen_ended(self, returncode: int | None) -> None:
+        self.returncode = returncode
+        if returncode is not None:
+            os.close(self._pidfd)
 
     def _read_returncode(self) -> None:
         line = self._replies.readline()
@@ -178,15 +188,15 @@ def ranks_trainer(config: Path, port: int, processes: int = 2, timeout: int = 60
               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
     ranks = [trainer_process("train", "--config", str(config),
                              env={**shared, "RANK": str(rank), "LOCAL_RANK": str(rank)}) for rank in range(processes)]
-    waiting = {process._replies: process for process in ranks}
+    waiting = list(ranks)
     try:
         while waiting:
-            ready, _, _ = select.select(list(waiting), [], [], timeout)
-            if not ready:
+            ended, _, _ = select.select(waiting, [], [], timeout)
+            if not ended:
                 raise subprocess.TimeoutExpired(ranks[0].args, timeout)
-            for stream in ready:
-                process = waiting.pop(stream)
-                if process.poll():  # failed: the others would wait for it at the next collective
+            for process in ended:
+                waiting.remove(process)
+                if process.wait(60):  # failed: the others would wait for it at the next collective
                     waiting.clear()
     finally:
         for process in ranks:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from app_helpers import screenshot
-from tests.cli_helpers import make_demo_workspace
 from lora_studio.monitor.log_tail import LogTail
 from lora_studio.monitor.series import MetricSeries
+from tests.cli_helpers import make_demo_workspace
 
 
 def test_series_skips_partial_lines_and_takes_the_newest_line_per_step(tmp_path):
