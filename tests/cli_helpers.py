@@ -176,7 +176,14 @@ def make_demo_workspace(root: Path) -> Path:
     return root
 
 
-def ranks_trainer(config: Path, port: int, processes: int = 2, timeout: int = 600) -> subprocess.CompletedProcess:
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now (the kernel's choice, so parallel tests do not collide)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ranks_trainer(config: Path, processes: int = 2, timeout: int = 600) -> subprocess.CompletedProcess:
     """One node's ``processes`` ranks of `python -m trainer train --config F` (gloo on the CPU, one thread each).
 
     Each rank is forked from the fork server with the variables torchrun gives its workers, so
@@ -185,7 +192,7 @@ def ranks_trainer(config: Path, port: int, processes: int = 2, timeout: int = 60
     When one rank fails, the others are killed (they would wait for it) and its exit code is returned.
     """
     shared = {"WORLD_SIZE": str(processes), "LOCAL_WORLD_SIZE": str(processes), "GROUP_RANK": "0",
-              "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+              "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
     ranks = [trainer_process("train", "--config", str(config),
                              env={**shared, "RANK": str(rank), "LOCAL_RANK": str(rank)}) for rank in range(processes)]
     waiting = list(ranks)
@@ -209,9 +216,9 @@ def ranks_trainer(config: Path, port: int, processes: int = 2, timeout: int = 60
                                        "".join(err for _, err in outputs))
 
 
-def torchrun_trainer(config: Path, port: int, processes: int = 2) -> subprocess.CompletedProcess:
+def torchrun_trainer(config: Path, processes: int = 2) -> subprocess.CompletedProcess:
     """`torchrun --nproc_per_node=N -m trainer train --config F` (gloo on the CPU), one thread per process."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
-                           f"--master_port={port}", "-m", "trainer", "train", "--config", str(config)], cwd=ROOT,
+                           f"--master_port={free_port()}", "-m", "trainer", "train", "--config", str(config)], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=600)

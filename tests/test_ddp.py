@@ -27,7 +27,7 @@ def test_two_process_ddp_trains_and_writes_the_curve_once(tmp_path, tiny_model_o
         f"train_data_dir: {data}", f"base_model: {family_model.base_model}", f"output_dir: {out}",
         "resolution: 64", "enable_bucket: false", "batch_size: 1", "max_train_steps: 4", "save_steps: 2",
         "tensorboard: false", "learning_rate: 1e-3"]) + "\n", encoding="utf-8")
-    result = torchrun_trainer(config, 29517)
+    result = torchrun_trainer(config)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 processes" in (out / "train.log").read_text()
     # 4 images at batch 1 on 2 ranks: 2 optimizer steps per epoch.

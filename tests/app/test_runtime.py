@@ -6,10 +6,12 @@ import logging
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
+from pytestqt.exceptions import TimeoutError as WaitTimedOut
 
 from app_helpers import screenshot
 from lora_studio import applog, paths
@@ -119,9 +121,10 @@ def test_garbage_made_by_workers_is_collected_on_the_ui_thread(qtbot, window):
 
     seen: list[str] = []
     kept: list[list] = []
+    made: list[weakref.ref] = []
 
     def worker() -> None:
-        Finalized(seen)  # garbage at once: a cycle only the collector can free
+        made.append(weakref.ref(Finalized(seen)))  # garbage at once: a cycle only the collector can free
         # The collector counts allocations net of frees, so only objects that stay alive push
         # the youngest generation past its threshold (with automatic collection on, right here).
         kept.extend([] for _ in range(4 * gc.get_threshold()[0]))
@@ -131,9 +134,41 @@ def test_garbage_made_by_workers_is_collected_on_the_ui_thread(qtbot, window):
     thread.join()
     assert gc.get_count()[0] > gc.get_threshold()[0]  # a collection is due ...
     assert seen == []  # ... and did not run in the worker
-    qtbot.waitUntil(lambda: seen == ["MainThread"], timeout=20_000)
+    try:
+        qtbot.waitUntil(lambda: seen == ["MainThread"], timeout=20_000)
+    except WaitTimedOut:  # seen rarely in the full suite: say which of the ways it can fail it was
+        raise AssertionError(_why_not_collected(seen, made[0])) from None
     window.close()
     assert gc.isenabled()  # the interpreter collects again once the window is gone
+
+
+def _why_not_collected(seen: list[str], cycle: weakref.ref) -> str:
+    """The collector's state when the UI thread did not collect a cycle, and the other threads' stacks."""
+    import gc
+    import threading
+    import traceback
+
+    from lora_studio.gc_control import UiThreadCollector
+
+    obj = cycle()
+    where = "already freed" if obj is None else next(
+        (f"generation {g}" for g in range(3) if any(o is obj for o in gc.get_objects(g))), "frozen (permanent)")
+    del obj
+    lines = [f"seen={seen}, the cycle: {where}; enabled={gc.isenabled()} counts={gc.get_count()} "
+             f"thresholds={gc.get_threshold()} frozen={gc.get_freeze_count()} collectors={UiThreadCollector._running}"]
+    ran: list[int] = []
+    gc.callbacks.append(lambda phase, info: ran.append(1) if phase == "start" else None)
+    try:
+        gc.collect()
+    finally:
+        gc.callbacks.pop()
+    lines.append(f"a full collection here {'ran' if ran else 'did not run (another thread is collecting)'}; "
+                 f"seen after it={seen}")
+    names = {t.ident: t.name for t in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        if ident != threading.get_ident():
+            lines.append(f"--- {names.get(ident, '?')}\n" + "".join(traceback.format_stack(frame)[-6:]))
+    return "\n".join(lines)
 
 
 def test_settling_never_freezes_garbage_while_another_thread_collects():

@@ -6,7 +6,6 @@ the session's uninterrupted run."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch

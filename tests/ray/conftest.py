@@ -23,7 +23,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.targets.conftest import free_port
+from tests.cli_helpers import free_port
 
 RAY = Path(sys.executable).with_name("ray")
 COLOURS = ("red", "blue", "green", "yellow")

@@ -23,7 +23,7 @@ from lora_studio.targets.ray_jobs import RAY_LAUNCH, control_of
 from lora_studio.targets.ray_state import QUEUED, list_runs_seen
 from lora_studio.targets.runinfo import read_run_info
 from lora_studio.targets.runs import summarize_run
-from tests.targets.conftest import free_port
+from tests.cli_helpers import free_port
 from tests.targets.helpers import tail_log, wait_for, wait_state
 from trainer.checkpoint import list_checkpoints
 from trainer.rundir import read_status

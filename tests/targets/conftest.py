@@ -20,7 +20,7 @@ import keyring
 import keyring.backend
 import pytest
 
-from tests.cli_helpers import make_demo_workspace
+from tests.cli_helpers import free_port, make_demo_workspace
 
 from .helpers import ROOT, pid_alive
 
@@ -70,12 +70,6 @@ def die_with_parent() -> None:
     """In the child before exec: SIGTERM it when pytest dies, so no server outlives a killed run."""
     import ctypes
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

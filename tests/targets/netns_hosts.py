@@ -15,7 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .conftest import SSHD, SshServer, _keygen, die_with_parent, free_port
+from tests.cli_helpers import free_port
+
+from .conftest import SSHD, SshServer, _keygen, die_with_parent
 
 
 @dataclass
