@@ -256,3 +256,14 @@ def test_the_demo_command_prints_only_the_runs_own_lines(tmp_path):
     assert "Failed to load" not in result.stdout and "Writing model shards" not in result.stdout
     log = (tmp_path / "ws" / "runs" / "shapes-demo" / "train.log").read_text(encoding="utf-8")
     assert "WARNING" not in log and "run completed at step 36" in log
+
+
+def test_the_demo_command_with_no_train_only_makes_the_workspace(tmp_path):
+    """`trainer demo --no-train`: the dataset, the config and the tiny model, ready to train, and no run."""
+    from trainer.demo_workspace import CONFIG, DATASET, MODEL_FILE, RUN_DIR
+    ws = tmp_path / "ws"
+    result = trainer_cli("demo", "--no-train", "--workspace", str(ws))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"config: {ws / CONFIG}" in result.stdout
+    assert (ws / MODEL_FILE).stat().st_size > 0 and len(list((ws / DATASET).glob("*.png"))) == 36
+    assert not (ws / RUN_DIR).exists() and "step" not in result.stdout  # nothing trained
