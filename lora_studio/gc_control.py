@@ -33,14 +33,14 @@ def settle_long_lived_objects() -> bool:
     garbage exists forever); call again later.
     """
     gc.unfreeze()
-    if not _collect_everything_here():
+    if not collect_everything_here():
         return False
     gc.freeze()
     return True
 
 
-def _collect_everything_here() -> bool:
-    """A full collection on this thread; True if it really ran."""
+def collect_everything_here() -> bool:
+    """A full collection on this thread; True if it really ran (False: another thread is collecting)."""
     this_thread, finished = threading.get_ident(), []
 
     def note(phase: str, info: dict) -> None:

@@ -156,7 +156,7 @@ def _why_not_collected(seen: list[str], cycle: weakref.ref) -> str:
     import threading
     import traceback
 
-    from lora_studio.gc_control import UiThreadCollector
+    from lora_studio.gc_control import UiThreadCollector, collect_everything_here
 
     obj = cycle()
     where = "already freed" if obj is None else next(
@@ -164,12 +164,7 @@ def _why_not_collected(seen: list[str], cycle: weakref.ref) -> str:
     del obj
     lines = [f"seen={seen}, the cycle: {where}; enabled={gc.isenabled()} counts={gc.get_count()} "
              f"thresholds={gc.get_threshold()} frozen={gc.get_freeze_count()} collectors={UiThreadCollector._running}"]
-    ran: list[int] = []
-    gc.callbacks.append(lambda phase, info: ran.append(1) if phase == "start" else None)
-    try:
-        gc.collect()
-    finally:
-        gc.callbacks.pop()
+    ran = collect_everything_here()
     lines.append(f"a full collection here {'ran' if ran else 'did not run (another thread is collecting)'}; "
                  f"seen after it={seen}")
     names = {t.ident: t.name for t in threading.enumerate()}
