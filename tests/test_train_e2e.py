@@ -67,7 +67,9 @@ def write_config(path: Path, base_model: Path, data: Path, out: Path, **extra) -
 def test_train_from_each_caption_format(tmp_path, tiny_model, fmt):
     data = make_dataset(tmp_path / "data", fmt)
     out = tmp_path / "run"
-    config = write_config(tmp_path / "config.yaml", single_file(tiny_model), data, out, output_name=f"shapes-{fmt}")
+    # Samples every 3 steps of 4: at step 3, and at the end (sample_at_end) with the LoRA handed over.
+    config = write_config(tmp_path / "config.yaml", single_file(tiny_model), data, out, output_name=f"shapes-{fmt}",
+                          sample_every_n_steps=3)
     result = trainer_cli("train", "--config", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -81,9 +83,10 @@ def test_train_from_each_caption_format(tmp_path, tiny_model, fmt):
 
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     kinds = [e["kind"] for e in events]
-    assert kinds.count("checkpoint") == 1 and kinds.count("sample") == 1 and "export" in kinds
-    sample = next(e for e in events if e["kind"] == "sample")
-    assert (out / sample["path"]).exists() and Image.open(out / sample["path"]).size == (64, 64)
+    assert kinds.count("checkpoint") == 1 and "export" in kinds
+    samples = [e for e in events if e["kind"] == "sample"]
+    assert [e["step"] for e in samples] == [3, 4]
+    assert all(Image.open(out / e["path"]).size == (64, 64) for e in samples)
 
     checkpoint = out / "checkpoints" / "step-00000002"
     assert (checkpoint / "COMPLETE").exists() and (checkpoint / "training_state.pt").exists()

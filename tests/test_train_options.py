@@ -40,7 +40,8 @@ def test_sd2_v_prediction_model_trains(tmp_path, tiny_model_of):
     data = make_dataset(tmp_path / "data", "jsonl")
     out = tmp_path / "run"
     config = write_config(tmp_path / "config.yaml", tiny_model_of("sd2").single_file, data, out,
-                          max_train_steps=2, prediction_type="v_prediction", sample_every_n_steps=2)
+                          max_train_steps=3, prediction_type="v_prediction", sample_every_n_steps=2,
+                          sample_at_end=False)
     result = trainer_cli("train", "--config", str(config))
     assert result.returncode == 0, result.stderr
     assert "(sd2, v_prediction prediction)" in (out / "train.log").read_text()
@@ -48,7 +49,8 @@ def test_sd2_v_prediction_model_trains(tmp_path, tiny_model_of):
         metadata = lora.metadata()
     assert metadata["ss_base_model_version"] == "sd_v2_v"
     assert metadata["modelspec.architecture"] == "stable-diffusion-v2-768-v/lora"
-    assert list((out / "samples").glob("*.png"))
+    # sample_at_end: false keeps to the every-2-steps samples (none of the finished LoRA at step 3).
+    assert sorted(p.name for p in (out / "samples").glob("*.png")) == ["step-00000002_p00.png"]
 
 
 def test_sdxl_v_prediction_with_only_the_second_text_encoder_trained(tmp_path, tiny_model_of):

@@ -250,7 +250,7 @@ class TrainingLoop:
                 if now - last_status >= 1.0 or self.global_step == self.total_steps:
                     self._update_progress(now)
                     last_status = now
-                if cfg.sample_every_n_steps and cfg.sample_prompts and self.global_step % cfg.sample_every_n_steps == 0:
+                if self._samples_due():
                     with self.exported_weights():
                         self.sample()
                 if cfg.save_steps and self.global_step % cfg.save_steps == 0 and self.global_step < self.total_steps:
@@ -268,6 +268,15 @@ class TrainingLoop:
             if cfg.save_every_n_epochs and self.epoch % cfg.save_every_n_epochs == 0:
                 self.save_checkpoint()
         return "completed"
+
+    def _samples_due(self) -> bool:
+        """Samples every ``sample_every_n_steps``, and of the finished LoRA at the last step (``sample_at_end``):
+        the samples a user judges a run by are those of the file it hands over."""
+        cfg = self.config
+        if not (cfg.sample_every_n_steps and cfg.sample_prompts):
+            return False
+        at_end = cfg.sample_at_end and self.global_step == self.total_steps
+        return at_end or self.global_step % cfg.sample_every_n_steps == 0
 
     def _non_finite_loss(self, loss: float) -> None:
         """Stop with an explanation, or (nan_policy: skip) drop this step's update."""

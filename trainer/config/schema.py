@@ -327,6 +327,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("sample_prompts", "str_list", [], "Prompts for sample images made during training.", _SAMPLE),
     Option("sample_every_n_steps", "int", 0, "Make sample images every this many steps; 0 turns sampling off.", _SAMPLE,
            minimum=0, maximum=10_000_000),
+    Option("sample_at_end", "bool", True, "Also make samples with the finished LoRA at the last step, when sampling is "
+           "on and the last step is not a multiple of sample_every_n_steps.", _SAMPLE, advanced=True),
     Option("max_new_tokens", "int", 128, "Language models: longest sample answer in tokens (greedy decoding).",
            _SAMPLE, advanced=True, minimum=1, maximum=8192),
     Option("sample_steps", "int", 20, "Denoising steps of each sample image.", _SAMPLE, advanced=True, minimum=1, maximum=200),
