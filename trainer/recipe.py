@@ -361,7 +361,10 @@ class LoRATrainingRecipe(TrainingLoop):
         self.files.write_kohya(path, states, self.global_step, self.epoch + 1)
         for message in self.files.loader_notes():
             self.warn(message)
-        self.files.write_diffusers(self.root, states)
-        self.run.log_event("export", path=path.name, step=self.global_step)
+        self.run.log_event("export", path=path.name, step=self.global_step, format="kohya")
+        diffusers = self.files.write_diffusers(self.root, states)
+        if diffusers is not None:
+            self.run.log_event("export", path=diffusers.relative_to(self.root).as_posix(), step=self.global_step,
+                               format="diffusers")
         log.info("saved %s", path)
         return path

@@ -1,6 +1,6 @@
 """The Runs page's widgets, made, laid out and connected to the page's handlers: the runs
 list with its filter and buttons, the selected run's head (title, state, progress, details,
-controls) and its tabs (loss, samples, log, checkpoints). What the handlers do is the page's
+controls) and its tabs (loss, samples, log, files). What the handlers do is the page's
 (:mod:`.monitor_page`); this module decides nothing.
 
 As with a Qt Designer ``setupUi``, the widgets become attributes of the page, so that the
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QSortFilterProxyModel, Qt
 from PySide6.QtGui import QFontMetrics, QPalette
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QHeaderView,
-                               QLabel, QLineEdit, QListWidget, QProgressBar, QPushButton, QSizePolicy, QSplitter,
+                               QLabel, QLineEdit, QProgressBar, QPushButton, QSizePolicy, QSplitter,
                                QStackedWidget, QTableView, QTabWidget, QVBoxLayout, QWidget)
 
 from ..boxes import column, push_button
@@ -22,6 +22,7 @@ from ..workers.thumbnails import ThumbnailLoader
 from .log_view import LogView
 from .loss_plot import LossPlot
 from .placement_view import PlacementLabel
+from .run_files_view import RunFilesView
 from .samples_view import SamplesView
 from .stop_bar import StopBar
 
@@ -172,18 +173,12 @@ def _run_head(page: MonitorPage) -> QGroupBox:
 
 
 def _run_tabs(page: MonitorPage, thumbnails: ThumbnailLoader) -> QTabWidget:
-    """The selected run's tabs: the loss curves (with export), samples, log and checkpoints."""
+    """The selected run's tabs: the loss curves (with export), samples, log, and its files and checkpoints."""
     page.plot = LossPlot(page)
     page.log_view = LogView(page)
     page.samples = SamplesView(thumbnails, page)
-    page.checkpoints = QListWidget(page)
-    page.checkpoints.setObjectName("checkpointList")
-    resume_here = QPushButton("Resume from this checkpoint", page)
-    resume_here.clicked.connect(page._resume_from_checkpoint)
-    checkpoint_page = QWidget(page)
-    checkpoint_layout = QVBoxLayout(checkpoint_page)
-    checkpoint_layout.addWidget(page.checkpoints, 1)
-    checkpoint_layout.addWidget(resume_here, 0, Qt.AlignmentFlag.AlignRight)
+    page.files = RunFilesView(page)
+    page.files.resumeFrom.connect(page._resume_from_checkpoint)
     export_row = QHBoxLayout()
     export_row.addStretch(1)
     export_row.addWidget(push_button("Export PNG…", page, page._export_png))
@@ -193,5 +188,5 @@ def _run_tabs(page: MonitorPage, thumbnails: ThumbnailLoader) -> QTabWidget:
     page.tabs.addTab(loss_page, "Loss")
     page.tabs.addTab(page.samples, "Samples")
     page.tabs.addTab(page.log_view, "Log")
-    page.tabs.addTab(checkpoint_page, "Checkpoints")
+    page.tabs.addTab(page.files, "Files")
     return page.tabs

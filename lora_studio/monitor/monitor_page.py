@@ -1,5 +1,5 @@
 """The Runs page: every run of the workspace, and the selected one live: progress, loss curves,
-log, samples and checkpoints, with Stop, Resume, TensorBoard and automatic recovery.
+log, samples, files and checkpoints, with Stop, Resume, TensorBoard and automatic recovery.
 
 Everything is read from the run folders (DESIGN.md section 3), so the page works for runs
 started anywhere, by anyone, and needs no connection to watch. Disk scans run in workers;
@@ -14,11 +14,10 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QListWidgetItem, QMessageBox, QWidget
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
 
-from trainer.checkpoint import list_checkpoints
 from trainer.rundir import EVENTS_FILE, METRICS_FILE, JsonlTail, read_status
 from trainer.wording import plural
 
@@ -28,7 +27,6 @@ from ..targets_ui.store import app_context
 from ..workers.tasks import TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
 from ..targets.placement import placement_of
-from .checkpoint_rows import checkpoint_text
 from .monitor_layout import (AUTO_RECOVER_QUEUED_TEXT, AUTO_RECOVER_TEXT, LOOKING_FOR_RUNS, NO_RUNS, REQUEUE_TIP,
                              RESUME_TIP, build_monitor_page)
 from .queued_runs import QUEUED_KIND, with_queue
@@ -173,6 +171,7 @@ class MonitorPage(QWidget):
         self.run_dir = run_dir
         self.events_tail = JsonlTail(run_dir / EVENTS_FILE) if run_dir else None
         self.samples.set_run(run_dir)
+        self.files.show_run(run_dir)
         self.log_view.follow_run(run_dir)
         if run_dir is not None:
             for folder in [run_dir, *(overlay or [])]:
@@ -208,8 +207,7 @@ class MonitorPage(QWidget):
             if marks:
                 known = self.plot.recovery_steps.get(self.run_dir.name, [])
                 self.plot.set_recoveries(self.run_dir.name, known + marks)
-            if any(e.get("kind") == "checkpoint" for e in new_events) or not self.checkpoints.count():
-                self._refresh_checkpoints()
+            self.files.add_events(new_events)
         summary = summarize_run(self.run_dir)
         if listed is not None:
             summary = combine_ray(summary, listed.ray_job)  # as the list saw Ray last (no request here)
@@ -262,15 +260,6 @@ class MonitorPage(QWidget):
         queued = summary is not None and summary.kind == QUEUED_KIND
         self.auto_recover.setText(AUTO_RECOVER_QUEUED_TEXT if queued else AUTO_RECOVER_TEXT)
 
-    def _refresh_checkpoints(self) -> None:
-        self.checkpoints.clear()
-        if self.run_dir is None:
-            return
-        for folder in reversed(list_checkpoints(self.run_dir)):
-            item = QListWidgetItem(checkpoint_text(folder), self.checkpoints)
-            item.setData(Qt.ItemDataRole.UserRole, str(folder))
-            item.setToolTip(str(folder))
-
     # -- controls ----------------------------------------------------------------------
     def resume_selected(self, target_name: str | None, reason: str = "resumed by the user") -> None:
         """Start the selected run again (it continues from its newest complete checkpoint); a run whose start
@@ -291,12 +280,11 @@ class MonitorPage(QWidget):
         if ok:
             self.resume_selected(name, f"resumed on {name} by the user")
 
-    def _resume_from_checkpoint(self) -> None:
-        """Continue the run from the checkpoint picked in the list (not necessarily the newest)."""
-        item = self.checkpoints.currentItem()
-        if item is None or self.run_dir is None:
+    def _resume_from_checkpoint(self, checkpoint: str) -> None:
+        """Continue the shown run from ``checkpoint``, picked on the Files tab (not necessarily the newest)."""
+        if self.run_dir is None:
             return
-        run_dir, checkpoint = self.run_dir, item.data(Qt.ItemDataRole.UserRole)
+        run_dir = self.run_dir
         self._recovering.add(str(run_dir))
         self.runner.start(lambda: resume_from_checkpoint(run_dir, Path(checkpoint), self.context(), self.workspace),
                           on_done=lambda outcome: self._launched(outcome, run_dir),

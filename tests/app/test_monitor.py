@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from PySide6.QtGui import QGuiApplication
+
 from app_helpers import screenshot
 from lora_studio.monitor.log_tail import LogTail
 from lora_studio.monitor.series import MetricSeries
 from tests.cli_helpers import make_demo_workspace
+from trainer.wording import human_size
 
 
 def test_series_skips_partial_lines_and_takes_the_newest_line_per_step(tmp_path):
@@ -140,16 +143,61 @@ def test_monitor_follows_a_real_run_to_the_end(page, demo, qtbot):
     # The trainer logs its last line just after it writes the final state.
     qtbot.waitUntil(lambda: "run completed at step 18" in page.log_view.text.toPlainText(), timeout=10_000)
     assert page.samples.steps == [18, 9] and page.samples.table.columnCount() == 2
-    assert page.checkpoints.count() >= 1 and not page.stop_button.isEnabled()
-    # Newest first, each with the ready-to-use LoRA of its step (what a user tries in ComfyUI), not a bare folder name.
+    assert not page.stop_button.isEnabled()
+    # The Files tab: what the run handed over, named by where it loads, then its checkpoints newest first, each
+    # with the ready-to-use LoRA of its step (what a user tries in ComfyUI), not a bare folder name.
     # (The run saves at step 9; its end writes the final LoRA instead of a checkpoint.)
-    newest = page.checkpoints.item(0).text()
+    qtbot.waitUntil(lambda: len(page.files.rows()) == 3, timeout=10_000)
+    final, diffusers, newest = page.files.rows()
+    assert final.startswith("finished LoRA for ComfyUI and A1111/Forge  ·  step 18  ·  saved ")
+    assert final.endswith(f"  ·  live.safetensors ({human_size((run_dir / 'live.safetensors').stat().st_size)})")
+    assert diffusers.startswith("finished LoRA in diffusers' layout (load_lora_weights)  ·  step 18  ·  ")
+    assert "  ·  diffusers/pytorch_lora_weights.safetensors (" in diffusers
     assert newest.startswith("step 9  ·  saved ") and f"live-step{9:08d}.safetensors (" in newest and " KB)" in newest
-    assert page.checkpoints.item(0).toolTip() == str(run_dir / "checkpoints" / "step-00000009")
+    assert page.files.list.item(2).toolTip() == str(run_dir / "checkpoints" / "step-00000009")
+    # Copy path takes any row's path; Resume starts only from a checkpoint.
+    page.files.list.setCurrentRow(0)
+    assert not page.files.resume_button.isEnabled()
+    page.files.copy_button.click()
+    assert QGuiApplication.clipboard().text() == str(run_dir / "live.safetensors")
+    page.files.list.setCurrentRow(2)
+    assert page.files.resume_button.isEnabled()
     page.tabs.setCurrentIndex(1)
     qtbot.waitUntil(lambda: page.samples.table.item(0, 0) is not None and not page.samples.table.item(0, 0).icon().isNull(),
                     timeout=20_000)
     screenshot(page, "monitor_samples")
+
+
+def test_the_files_tab_shows_only_the_shown_runs_files(page, tmp_path, qtbot):
+    """Choosing a run without checkpoints after one with them empties the list: a checkpoint of the run
+    seen before must never be offered to Resume this one."""
+    from tests.fleet.helpers import finish, pretend_running
+
+    workspace = tmp_path / "ws"
+    (workspace / "configs").mkdir(parents=True)
+    trained = pretend_running(workspace / "runs" / "trained", "gpu-01")
+    checkpoint = trained / "checkpoints" / "step-00000005"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trained-step00000005.safetensors").write_bytes(b"x" * 2048)
+    (checkpoint / "COMPLETE").write_text("")
+    (trained / "trained.safetensors").write_bytes(b"x" * 4096)
+    event = {"time": time.time(), "kind": "export", "path": "trained.safetensors", "step": 10, "format": "kohya"}
+    (trained / "events.jsonl").write_text(json.dumps(event) + "\n")
+    finish(trained)
+    fresh = pretend_running(workspace / "runs" / "fresh", "gpu-02")
+    page.set_workspace(workspace)
+    qtbot.waitUntil(lambda: page.proxy.rowCount() == 2, timeout=20_000)
+    page._select_path(str(trained))
+    qtbot.waitUntil(lambda: len(page.files.rows()) == 2, timeout=20_000)
+    assert page.files.rows()[0].endswith("  ·  trained.safetensors (4.0 KB)")
+    assert page.files.rows()[1].startswith("step 5  ·  saved ")
+    page._select_path(str(fresh))
+    qtbot.waitUntil(lambda: page.run_dir == fresh, timeout=20_000)
+    assert page.files.rows() == [] and not page.files.resume_button.isEnabled()
+    (trained / "trained.safetensors").unlink()  # moved to ComfyUI's folder since
+    page._select_path(str(trained))
+    qtbot.waitUntil(lambda: len(page.files.rows()) == 2, timeout=20_000)
+    assert page.files.rows()[0].endswith("  ·  trained.safetensors (missing: moved or deleted)")
 
 
 @pytest.mark.slow

@@ -241,13 +241,13 @@ class LLMRecipe(TrainingLoop):
         parts = EXPORT_PARTS[self.config.export]
         gguf_name = self.config.resolved_output_name if "gguf" in parts else None
         save_adapter_folder(self.lm, self.template, adapter, _model_card(self.config, self.global_step), gguf_name)
-        self.run.log_event("export", path="adapter", step=self.global_step)
+        self.run.log_event("export", path="adapter", step=self.global_step, format="peft")
         log.info("saved %s", adapter)
         if gguf_name is not None:
-            self.run.log_event("export", path="adapter/adapter.gguf", step=self.global_step)
+            self.run.log_event("export", path="adapter/adapter.gguf", step=self.global_step, format="gguf")
         if "merged" in parts:
             save_merged_folder(self.lm, self.template, self.root / "merged")
-            self.run.log_event("export", path="merged", step=self.global_step)
+            self.run.log_event("export", path="merged", step=self.global_step, format="merged")
             log.info("saved %s", self.root / "merged")
         return adapter
 
