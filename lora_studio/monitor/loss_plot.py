@@ -2,7 +2,8 @@
 
 A language-model run that holds examples out (``val_size``) also writes ``eval_loss`` every
 ``eval_steps``: it is drawn as a dashed curve with a dot per evaluation, in a colour of its own,
-and gets a legend entry once the first evaluation arrives.
+and gets a legend entry once the first evaluation arrives. The learning rate is a thin dashed line
+in the run's colour, on the right axis, with a legend entry of its own.
 
 pyqtgraph with clip-to-view and peak downsampling draws only what is on screen at screen
 resolution, so a million points stay smooth. The x axis shows steps, epochs or wall time.
@@ -49,8 +50,10 @@ class RunCurves:
         self.eval = plot.plot([], [], pen=pg.mkPen(eval_color, width=2, style=Qt.PenStyle.DashLine), symbol="o",
                               symbolSize=6, symbolBrush=pg.mkBrush(eval_color), symbolPen=pg.mkPen(None), name=None)
         self.eval.setVisible(False)
-        self.eval_label = f"{name} eval loss"
-        self.eval_in_legend = False  # added when the first evaluation arrives: image runs have none
+        # Legend entries added and taken away while the run is shown: the eval loss once the first
+        # evaluation arrives (image runs have none), the learning rate while "Learning rate" is on.
+        self.labels = {self.eval: f"{name} eval loss", self.lr: f"{name} learning rate"}
+        self.in_legend: set[pg.PlotDataItem] = set()
         for item in (self.raw, self.smooth, self.lr, self.eval):
             # The plot hands these at most a few thousand points (see LossPlot._draw).
             item.setSkipFiniteCheck(True)
@@ -177,8 +180,8 @@ class LossPlot(QWidget):
             for item in curves.items:
                 (self.lr_box if item is curves.lr else self.plot).removeItem(item)
             self.legend.removeItem(curves.smooth)
-            if curves.eval_in_legend:
-                self.legend.removeItem(curves.eval)
+            for item in curves.in_legend:
+                self.legend.removeItem(item)
         self._show_hint()
 
     def runs(self) -> list[str]:
@@ -252,6 +255,7 @@ class LossPlot(QWidget):
             curves.lr.setData(x[window], lr[window])
         curves.raw.setVisible(self.show_raw.isChecked())
         curves.lr.setVisible(self.show_lr.isChecked())
+        self._in_legend(curves, curves.lr, self.show_lr.isChecked())
         self._draw_eval(series, curves, x)
         if len(lr) and math.isfinite(lr[-1]):
             # From zero to just above the newest rate (schedules only fall after warm-up).
@@ -269,12 +273,16 @@ class LossPlot(QWidget):
         index = series.eval_indices()
         curves.eval.setData(x[index], series.column("eval_loss")[index])
         curves.eval.setVisible(bool(len(index)))
-        if bool(len(index)) != curves.eval_in_legend:
-            if curves.eval_in_legend:
-                self.legend.removeItem(curves.eval)
-            else:
-                self.legend.addItem(curves.eval, curves.eval_label)
-            curves.eval_in_legend = not curves.eval_in_legend
+        self._in_legend(curves, curves.eval, bool(len(index)))
+
+    def _in_legend(self, curves: RunCurves, item: pg.PlotDataItem, shown: bool) -> None:
+        """Give ``item`` its legend entry while it is drawn, and take it away when it is not."""
+        if shown and item not in curves.in_legend:
+            self.legend.addItem(item, curves.labels[item])
+            curves.in_legend.add(item)
+        elif not shown and item in curves.in_legend:
+            self.legend.removeItem(item)
+            curves.in_legend.discard(item)
 
     def _visible_slice(self, x: np.ndarray) -> slice | None:
         """The points inside a zoomed-in view when they are few enough to draw one by one."""

@@ -1,5 +1,5 @@
-"""The Files tab's rows: what a person picks a file by. A finished file by what it loads in, its step
-and its name; a checkpoint by its step, when it was saved and its ready-to-use LoRA.
+"""The Files tab's rows: what a person picks a file by: its name, what loads it, its step, when it
+was saved and its size. A checkpoint is shown by its ready-to-use LoRA.
 
 Each complete checkpoint folder holds a ready-to-use LoRA of its step beside the training state
 (trainer.checkpoint); its name and size are what a user looks for to try that step in ComfyUI or
@@ -10,6 +10,7 @@ filled on the UI thread.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from trainer.checkpoint import ADAPTER_FILE, checkpoint_step
@@ -18,26 +19,67 @@ from trainer.wording import human_size
 
 # What each format of the trainer's export events (docs/trainer.md, the run directory) loads in.
 EXPORT_USES = {
-    "kohya": "finished LoRA for ComfyUI and A1111/Forge",
-    "diffusers": "finished LoRA in diffusers' layout (load_lora_weights)",
-    "peft": "finished adapter (peft: transformers, vLLM)",
-    "gguf": "finished adapter as GGUF (llama.cpp, Ollama)",
-    "merged": "merged model (transformers, vLLM)",
+    "kohya": "ComfyUI, A1111/Forge",
+    "diffusers": "diffusers (load_lora_weights)",
+    "peft": "transformers (peft), vLLM",
+    "gguf": "llama.cpp, Ollama",
+    "merged": "transformers, vLLM (merged model)",
 }
+FOLDER_FORMATS = {"adapter": "peft", "merged": "merged"}  # a language model's outputs are folders
 TIME_FORMAT = "%Y-%m-%d %H:%M"
+MISSING = "missing: moved or deleted"
 
 
-def export_text(path: Path, event: dict) -> str:
-    """``finished LoRA for ComfyUI and A1111/Forge  ·  step 36  ·  saved 2026-12-03 19:01  ·  shapes-demo.safetensors
-    (90.3 KB)``, from the export event that wrote ``path``; a file gone since says so."""
-    parts = [EXPORT_USES.get(event.get("format", ""), "finished file")]
-    if "step" in event:
-        parts.append(f"step {int(event['step']):,}")
-    if "time" in event:
-        parts.append(f"saved {time.strftime(TIME_FORMAT, time.localtime(float(event['time'])))}")
+@dataclass(frozen=True)
+class FileRow:
+    """One row of the Files tab: a file (or folder) to load, and for a checkpoint the folder to resume from."""
+
+    step: str
+    saved: str
+    name: str      # as the run folder holds it (``diffusers/pytorch_lora_weights.safetensors``)
+    size: str
+    use: str       # what loads it
+    path: Path     # what Copy path copies
+    checkpoint: Path | None = None
+
+    def cells(self) -> tuple[str, str, str, str, str]:
+        """The row's columns: file, loads in, step, saved, size."""
+        return self.name, self.use, self.step, self.saved, self.size
+
+
+def export_row(run_dir: Path, event: dict) -> FileRow:
+    """The finished file an export event names; a file gone since says so instead of its size."""
+    path = run_dir / event["path"]
     size = _size(path)
-    parts.append(f"{event['path']} ({human_size(size) if size is not None else 'missing: moved or deleted'})")
-    return "  ·  ".join(parts)
+    saved = time.strftime(TIME_FORMAT, time.localtime(float(event["time"]))) if "time" in event else ""
+    return FileRow(f"{int(event['step']):,}" if "step" in event else "", saved, event["path"],
+                   human_size(size) if size is not None else MISSING, EXPORT_USES.get(export_format(event), ""), path)
+
+
+def export_format(event: dict) -> str:
+    """The event's format; runs written before export events carried one get it from the file's name,
+    which names the format in each of the trainer's outputs (docs/trainer.md)."""
+    if event.get("format"):
+        return str(event["format"])
+    name = str(event["path"])
+    if name.endswith(".gguf"):
+        return "gguf"
+    if name.startswith("diffusers/"):
+        return "diffusers"
+    if name in FOLDER_FORMATS:
+        return FOLDER_FORMATS[name]
+    return "kohya" if name.endswith(".safetensors") else ""
+
+
+def checkpoint_row(folder: Path) -> FileRow:
+    """A complete checkpoint, by its ready-to-use LoRA (the folder itself when it has none)."""
+    ready = _ready_file(folder)
+    shown = ready or folder
+    size = _size(shown)
+    use = "" if ready is None else EXPORT_USES["peft"] if ready.is_dir() else EXPORT_USES["kohya"]
+    name = shown.name if shown.is_file() else shown.relative_to(folder.parent).as_posix()  # step-00000030/adapter
+    return FileRow(f"{checkpoint_step(folder):,}", time.strftime(TIME_FORMAT, time.localtime(folder.stat().st_mtime)),
+                   name, human_size(size) if size is not None else MISSING, use, shown, checkpoint=folder)
 
 
 def _size(path: Path) -> int | None:
@@ -50,17 +92,10 @@ def _size(path: Path) -> int | None:
         return None
 
 
-def checkpoint_text(folder: Path) -> str:
-    """``step 30  ·  saved 2026-12-02 16:20  ·  shapes-demo-step00000030.safetensors (90.3 KB)``."""
-    saved = time.strftime(TIME_FORMAT, time.localtime(folder.stat().st_mtime))
-    text = f"step {checkpoint_step(folder):,}  ·  saved {saved}"
-    lora = _ready_lora(folder)
-    if lora is not None:
-        text += f"  ·  {lora.name} ({human_size(lora.stat().st_size)})"
-    return text
-
-
-def _ready_lora(folder: Path) -> Path | None:
-    """The checkpoint's ready-to-use LoRA file (not the peft adapter it resumes from), if it has one."""
+def _ready_file(folder: Path) -> Path | None:
+    """The checkpoint's ready-to-use LoRA (not the tensors it resumes from): an image model's LoRA file,
+    or a language model's peft ``adapter/`` folder."""
     files = sorted(p for p in folder.glob("*.safetensors") if p.name != ADAPTER_FILE)
-    return files[0] if files else None
+    if files:
+        return files[0]
+    return folder / "adapter" if (folder / "adapter").is_dir() else None

@@ -1,5 +1,5 @@
-"""The Runs page's Files tab: what a run handed over (its finished LoRA files, each named by where it
-loads) above its checkpoints, newest first; Copy path for any of them, and Resume from a checkpoint.
+"""The Runs page's Files tab: what a run handed over (its finished LoRA files, each with what loads
+it) above its checkpoints, newest first; Copy path for any of them, and Resume from a checkpoint.
 
 The rows are the selected run's alone: choosing another run empties the list before it is filled
 again, so a checkpoint of the run shown before can never be resumed into this one. The finished
@@ -13,16 +13,20 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QHBoxLayout, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QHeaderView, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from trainer.checkpoint import list_checkpoints
 
 from ..boxes import push_button
-from .run_file_rows import checkpoint_text, export_text
+from .run_file_rows import FileRow, checkpoint_row, export_row
 
-# Item data: the path a row stands for, and whether it is a checkpoint (which Resume can start from).
+COLUMNS = ("File", "Loads in", "Step", "Saved", "Size")
+# Item data: the path Copy path copies, and a checkpoint's folder (which Resume starts from).
 PATH_ROLE = Qt.ItemDataRole.UserRole
 CHECKPOINT_ROLE = Qt.ItemDataRole.UserRole + 1
+FINISHED_GROUP = "Finished"
+CHECKPOINT_GROUP = "Checkpoints (resume from any)"
+NO_FILES = "nothing yet: the finished LoRA appears here when the run completes"
 RESUME_TIP = "Continue the run from the checkpoint selected above (not necessarily its newest)"
 
 
@@ -35,9 +39,17 @@ class RunFilesView(QWidget):
         super().__init__(parent)
         self.run_dir: Path | None = None
         self._exports: list[dict] = []
-        self.list = QListWidget(self)
-        self.list.setObjectName("runFilesList")
-        self.list.currentItemChanged.connect(lambda *_: self._update_buttons())
+        self.tree = QTreeWidget(self)
+        self.tree.setObjectName("runFilesTree")
+        self.tree.setHeaderLabels(COLUMNS)
+        self.tree.setRootIsDecorated(False)
+        self.tree.setAlternatingRowColors(True)
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for index in range(1, len(COLUMNS)):
+            header.setSectionResizeMode(index, QHeaderView.ResizeMode.ResizeToContents)
+        self.tree.currentItemChanged.connect(lambda *_: self._update_buttons())
         self.copy_button = push_button("Copy path", self, self._copy_path, tip="Copy the selected file's path")
         self.resume_button = push_button("Resume from this checkpoint", self, self._resume, tip=RESUME_TIP)
         buttons = QHBoxLayout()
@@ -45,7 +57,7 @@ class RunFilesView(QWidget):
         buttons.addWidget(self.copy_button)
         buttons.addWidget(self.resume_button)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.list, 1)
+        layout.addWidget(self.tree, 1)
         layout.addLayout(buttons)
         self._update_buttons()
 
@@ -65,46 +77,65 @@ class RunFilesView(QWidget):
     def refresh(self) -> None:
         """List the finished files in the order the trainer wrote them, then the complete checkpoints, newest first."""
         selected = self._selected_path()
-        self.list.clear()
-        if self.run_dir is None:
-            self._update_buttons()
-            return
-        latest = {event["path"]: event for event in self._exports}  # a file written twice: its last writing
-        for name, event in latest.items():
-            path = self.run_dir / name
-            self._add_row(export_text(path, event), path, checkpoint=False)
-        for folder in reversed(list_checkpoints(self.run_dir)):
-            self._add_row(checkpoint_text(folder), folder, checkpoint=True)
-        for row in range(self.list.count()):
-            if self.list.item(row).data(PATH_ROLE) == selected:
-                self.list.setCurrentRow(row)
+        self.tree.clear()
+        if self.run_dir is not None:
+            latest = {event["path"]: event for event in self._exports}  # a file written twice: its last writing
+            self._add_group(FINISHED_GROUP, [export_row(self.run_dir, event) for event in latest.values()], selected)
+            checkpoints = [checkpoint_row(folder) for folder in reversed(list_checkpoints(self.run_dir))]
+            if checkpoints:
+                self._add_group(CHECKPOINT_GROUP, checkpoints, selected)
         self._update_buttons()
 
-    def rows(self) -> list[str]:
-        """The rows' texts, top to bottom (what the tab shows)."""
-        return [self.list.item(row).text() for row in range(self.list.count())]
+    def rows(self) -> list[tuple[str, ...]]:
+        """The file rows' cells under their groups, top to bottom (what the tab shows)."""
+        return [tuple(item.text(c) for c in range(len(COLUMNS))) for item in self._file_items()]
 
-    def _add_row(self, text: str, path: Path, checkpoint: bool) -> None:
-        item = QListWidgetItem(text, self.list)
-        item.setData(PATH_ROLE, str(path))
-        item.setData(CHECKPOINT_ROLE, checkpoint)
-        item.setToolTip(str(path))
+    def select_row(self, index: int) -> None:
+        """Make the ``index``-th file row (counted as :meth:`rows` counts) the current one."""
+        self.tree.setCurrentItem(self._file_items()[index])
+
+    def _file_items(self) -> list[QTreeWidgetItem]:
+        """The rows that stand for a file (not the headings, not the hints), top to bottom."""
+        groups = (self.tree.topLevelItem(g) for g in range(self.tree.topLevelItemCount()))
+        return [group.child(i) for group in groups for i in range(group.childCount()) if group.child(i).data(0, PATH_ROLE)]
+
+    def _add_group(self, title: str, rows: list[FileRow], selected: str | None) -> None:
+        group = QTreeWidgetItem(self.tree, [title])
+        group.setFlags(Qt.ItemFlag.ItemIsEnabled)  # a heading: not selectable, nothing to copy
+        font = group.font(0)
+        font.setBold(True)
+        group.setFont(0, font)
+        group.setFirstColumnSpanned(True)
+        for row in rows:
+            item = QTreeWidgetItem(group, list(row.cells()))
+            item.setData(0, PATH_ROLE, str(row.path))
+            item.setData(0, CHECKPOINT_ROLE, str(row.checkpoint) if row.checkpoint else None)
+            item.setToolTip(0, str(row.path))
+            for column in (2, 4):
+                item.setTextAlignment(column, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            if str(row.path) == selected:
+                self.tree.setCurrentItem(item)
+        if not rows:
+            hint = QTreeWidgetItem(group, [NO_FILES])
+            hint.setFlags(Qt.ItemFlag.NoItemFlags)
+            hint.setFirstColumnSpanned(True)
+        group.setExpanded(True)
 
     def _selected_path(self) -> str | None:
-        item = self.list.currentItem()
-        return item.data(PATH_ROLE) if item is not None else None
+        item = self.tree.currentItem()
+        return item.data(0, PATH_ROLE) if item is not None else None
 
     def _update_buttons(self) -> None:
-        item = self.list.currentItem()
-        self.copy_button.setEnabled(item is not None)
-        self.resume_button.setEnabled(item is not None and bool(item.data(CHECKPOINT_ROLE)))
+        item = self.tree.currentItem()
+        self.copy_button.setEnabled(item is not None and bool(item.data(0, PATH_ROLE)))
+        self.resume_button.setEnabled(item is not None and bool(item.data(0, CHECKPOINT_ROLE)))
 
     def _copy_path(self) -> None:
         path = self._selected_path()
-        if path is not None:
+        if path:
             QGuiApplication.clipboard().setText(path)
 
     def _resume(self) -> None:
-        item = self.list.currentItem()
-        if item is not None and item.data(CHECKPOINT_ROLE):
-            self.resumeFrom.emit(item.data(PATH_ROLE))
+        item = self.tree.currentItem()
+        if item is not None and item.data(0, CHECKPOINT_ROLE):
+            self.resumeFrom.emit(item.data(0, CHECKPOINT_ROLE))

@@ -313,7 +313,7 @@ class MainWindow(QMainWindow):
         QMessageBox.about(self, f"About {APP_NAME}", about_html(str(path) if path else None))
 
     def _mode_changed(self, captions: bool) -> None:
-        """The caption docks belong to the Captions tab; Train and Runs get the room.
+        """The caption docks and the captions toolbar belong to the Captions tab; Train and Runs get the room.
 
         The workspace tree too: it opens datasets into the Captions grid, and on the Runs
         tab its width is what the runs list needs to show every column.
@@ -325,7 +325,7 @@ class MainWindow(QMainWindow):
             else:
                 dock._was_visible = dock.isVisible()
                 dock.hide()
-        self.toolbar.setVisible(True)
+        self.caption_toolbar.setVisible(captions)  # its actions edit the open dataset
 
     # -- files dropped, closing ----------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802

@@ -1,6 +1,6 @@
 """The main window's parts, made and placed: the docks (workspace, tags, details, problems,
 and the Targets panel), the central pages (the empty state, the caption grid under its
-filter bar, the text page), the menu bar and the toolbar, from the window's actions and the
+filter bar, the text page), the menu bar and the toolbars, from the window's actions and the
 menus its controllers own. Built once; what the actions do is wired in :mod:`.main_window`.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QActionGroup, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QStackedWidget, QToolBar, QVBoxLayout, QWidget
 
 from ..resources import icon
@@ -123,18 +123,26 @@ def build_menus(window: MainWindow) -> None:
 
 
 def build_toolbar(window: MainWindow) -> None:
-    """The main toolbar (``window.toolbar``); undo, redo, reload and the view modes show only their icons."""
+    """The toolbars: the main one (``window.toolbar``: workspace and training, on every tab) and the
+    captions one (``window.caption_toolbar``, shown with the Captions tab only: its actions edit the
+    open dataset). Undo, redo, reload and the view modes show only their icons."""
     a = window.actions
-    toolbar = QToolBar("Main", window)
-    toolbar.setObjectName("toolbar-main")
+    window.workbench.new_training_action.setIcon(icon("demo"))
+    window.toolbar = _toolbar(window, "Main", "toolbar-main", [a.open_workspace, None, window.workbench.new_training_action])
+    window.caption_toolbar = _toolbar(window, "Captions", "toolbar-captions", [
+        a.save, None, window.undo_action, window.redo_action, None, a.icon_mode, a.table_mode, None, a.bulk_edit,
+        a.find_replace, window.autocaption.action, None, a.reload])
+    for action in (window.undo_action, window.redo_action, a.reload, a.icon_mode, a.table_mode):
+        window.caption_toolbar.widgetForAction(action).setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+
+
+def _toolbar(window: MainWindow, title: str, name: str, items: list[QAction | None]) -> QToolBar:
+    """A fixed toolbar of ``items`` (None: a separator), added to the window."""
+    toolbar = QToolBar(title, window)
+    toolbar.setObjectName(name)  # the window's saved state finds it by this name
     toolbar.setMovable(False)
     toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-    window.workbench.new_training_action.setIcon(icon("demo"))
-    for item in (a.open_workspace, a.save, None, window.undo_action, window.redo_action, None, a.icon_mode, a.table_mode,
-                 None, a.bulk_edit, a.find_replace, window.autocaption.action, None, a.reload, None,
-                 window.workbench.new_training_action):
+    for item in items:
         toolbar.addSeparator() if item is None else toolbar.addAction(item)
-    for action in (window.undo_action, window.redo_action, a.reload, a.icon_mode, a.table_mode):
-        toolbar.widgetForAction(action).setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
     window.addToolBar(toolbar)
-    window.toolbar = toolbar
+    return toolbar

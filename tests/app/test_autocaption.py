@@ -246,7 +246,7 @@ def test_closing_while_running_stops_the_job(qtbot, window, tmp_path, tagger):
     images = {f"i{i:03d}.png": (i % 256, 0, 255 - i % 256) for i in range(400)}
     open_folder(qtbot, window, make_workspace(tmp_path / "workspace", tagger, images, {}))
     edit_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Edit")
-    assert window.autocaption.action in edit_menu.actions() and window.autocaption.action in window.toolbar.actions()
+    assert window.autocaption.action in edit_menu.actions() and window.autocaption.action in window.caption_toolbar.actions()
     dialog = open_dialog(window)
     dialog.settings.batch.setValue(1)
     dialog.start_button.click()

@@ -65,4 +65,6 @@ def test_a_run_without_eval_loss_has_no_eval_curve_and_a_resume_cuts_its_points(
     x, y = plot.curves["text"].eval.getData()
     assert list(x) == [4, 9] and list(y) == [0.5, 0.3]
     plot.remove_run("text")
-    assert _legend(plot) == ["image loss"]
+    assert _legend(plot) == ["image loss", "image learning rate"]
+    plot.show_lr.setChecked(False)  # the dashed line goes, and its legend entry with it
+    assert not plot.curves["image"].lr.isVisible() and _legend(plot) == ["image loss"]

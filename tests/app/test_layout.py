@@ -94,11 +94,15 @@ def test_dock_sizes_come_back_with_the_window_and_share_a_narrower_one_like_the_
 
 def test_closing_on_the_runs_tab_keeps_the_caption_docks_for_the_next_start(qtbot):
     first = new_main_window(qtbot)
+    assert first.caption_toolbar.isVisible() and first.toolbar.isVisible()
     first.workbench.setCurrentWidget(first.workbench.monitor)
     assert not first.docks["tags"].isVisible()  # the Runs tab has the room
+    # Saving captions, undo, bulk edits: not on the Runs tab; opening a workspace, a new training: on every tab.
+    assert not first.caption_toolbar.isVisible() and first.toolbar.isVisible()
     _close(first)
     second = new_main_window(qtbot)
     assert all(second.docks[name].isVisible() for name in (*SIDE_DOCKS, "problems"))
+    assert second.caption_toolbar.isVisible()
     _close(second)
 
 

@@ -149,19 +149,28 @@ def test_monitor_follows_a_real_run_to_the_end(page, demo, qtbot):
     # (The run saves at step 9; its end writes the final LoRA instead of a checkpoint.)
     qtbot.waitUntil(lambda: len(page.files.rows()) == 3, timeout=10_000)
     final, diffusers, newest = page.files.rows()
-    assert final.startswith("finished LoRA for ComfyUI and A1111/Forge  ·  step 18  ·  saved ")
-    assert final.endswith(f"  ·  live.safetensors ({human_size((run_dir / 'live.safetensors').stat().st_size)})")
-    assert diffusers.startswith("finished LoRA in diffusers' layout (load_lora_weights)  ·  step 18  ·  ")
-    assert "  ·  diffusers/pytorch_lora_weights.safetensors (" in diffusers
-    assert newest.startswith("step 9  ·  saved ") and f"live-step{9:08d}.safetensors (" in newest and " KB)" in newest
-    assert page.files.list.item(2).toolTip() == str(run_dir / "checkpoints" / "step-00000009")
-    # Copy path takes any row's path; Resume starts only from a checkpoint.
-    page.files.list.setCurrentRow(0)
+    size = human_size((run_dir / "live.safetensors").stat().st_size)
+    assert final[:3] == ("live.safetensors", "ComfyUI, A1111/Forge", "18") and final[4] == size
+    assert diffusers[:3] == ("diffusers/pytorch_lora_weights.safetensors", "diffusers (load_lora_weights)", "18")
+    assert newest[:3] == (f"live-step{9:08d}.safetensors", "ComfyUI, A1111/Forge", "9") and newest[4].endswith(" KB")
+    # Copy path takes any row's file; Resume starts only from a checkpoint (its folder).
+    page.files.select_row(0)
     assert not page.files.resume_button.isEnabled()
     page.files.copy_button.click()
     assert QGuiApplication.clipboard().text() == str(run_dir / "live.safetensors")
-    page.files.list.setCurrentRow(2)
-    assert page.files.resume_button.isEnabled()
+    page.files.select_row(2)
+    page.files.copy_button.click()
+    assert QGuiApplication.clipboard().text() == str(run_dir / "checkpoints" / "step-00000009" / f"live-step{9:08d}.safetensors")
+    page.tabs.setCurrentIndex(3)
+    screenshot(page, "monitor_files")
+    # Resume from this checkpoint: the finished run trains its second epoch again, from step 9.
+    page.files.resume_button.click()
+    events = run_dir / "events.jsonl"
+    qtbot.waitUntil(lambda: '"kind": "resume"' in events.read_text(), timeout=120_000)
+    qtbot.waitUntil(lambda: _state(run_dir) == "completed", timeout=240_000)
+    resumes = [e for e in map(json.loads, events.read_text().splitlines()) if e["kind"] == "resume"]
+    assert [e["step"] for e in resumes] == [9]
+    qtbot.waitUntil(lambda: len(page.files.rows()) == 3, timeout=20_000)  # the file written again: one row
     page.tabs.setCurrentIndex(1)
     qtbot.waitUntil(lambda: page.samples.table.item(0, 0) is not None and not page.samples.table.item(0, 0).icon().isNull(),
                     timeout=20_000)
@@ -181,23 +190,29 @@ def test_the_files_tab_shows_only_the_shown_runs_files(page, tmp_path, qtbot):
     (checkpoint / "trained-step00000005.safetensors").write_bytes(b"x" * 2048)
     (checkpoint / "COMPLETE").write_text("")
     (trained / "trained.safetensors").write_bytes(b"x" * 4096)
-    event = {"time": time.time(), "kind": "export", "path": "trained.safetensors", "step": 10, "format": "kohya"}
-    (trained / "events.jsonl").write_text(json.dumps(event) + "\n")
+    (trained / "diffusers").mkdir()
+    (trained / "diffusers" / "pytorch_lora_weights.safetensors").write_bytes(b"x" * 4096)
+    events = [{"time": time.time(), "kind": "export", "path": "trained.safetensors", "step": 10, "format": "kohya"},
+              # as runs wrote it before export events carried a format: the name says where it loads
+              {"time": time.time(), "kind": "export", "path": "diffusers/pytorch_lora_weights.safetensors", "step": 10}]
+    (trained / "events.jsonl").write_text("".join(json.dumps(event) + "\n" for event in events))
     finish(trained)
     fresh = pretend_running(workspace / "runs" / "fresh", "gpu-02")
     page.set_workspace(workspace)
     qtbot.waitUntil(lambda: page.proxy.rowCount() == 2, timeout=20_000)
     page._select_path(str(trained))
-    qtbot.waitUntil(lambda: len(page.files.rows()) == 2, timeout=20_000)
-    assert page.files.rows()[0].endswith("  ·  trained.safetensors (4.0 KB)")
-    assert page.files.rows()[1].startswith("step 5  ·  saved ")
+    qtbot.waitUntil(lambda: len(page.files.rows()) == 3, timeout=20_000)
+    final, diffusers, checkpoint_row = page.files.rows()
+    assert final[:3] == ("trained.safetensors", "ComfyUI, A1111/Forge", "10") and final[4] == "4.0 KB"
+    assert diffusers[1] == "diffusers (load_lora_weights)"
+    assert checkpoint_row[0] == "trained-step00000005.safetensors" and checkpoint_row[2] == "5"
     page._select_path(str(fresh))
     qtbot.waitUntil(lambda: page.run_dir == fresh, timeout=20_000)
     assert page.files.rows() == [] and not page.files.resume_button.isEnabled()
     (trained / "trained.safetensors").unlink()  # moved to ComfyUI's folder since
     page._select_path(str(trained))
-    qtbot.waitUntil(lambda: len(page.files.rows()) == 2, timeout=20_000)
-    assert page.files.rows()[0].endswith("  ·  trained.safetensors (missing: moved or deleted)")
+    qtbot.waitUntil(lambda: len(page.files.rows()) == 3, timeout=20_000)
+    assert page.files.rows()[0][4] == "missing: moved or deleted"
 
 
 @pytest.mark.slow
