@@ -1,5 +1,6 @@
 """The Runs page's Files tab: what a run handed over (its finished LoRA files, each with what loads
-it) above its checkpoints, newest first; Copy path for any of them, and Resume from a checkpoint.
+it) above its checkpoints, newest first; Copy path and Show in folder for any of them (also on a
+right click; a double click shows the folder), and Resume from a checkpoint.
 
 The rows are the selected run's alone: choosing another run empties the list before it is filled
 again, so a checkpoint of the run shown before can never be resumed into this one. The finished
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QHBoxLayout, QHeaderView, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtCore import QPoint, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtWidgets import QHBoxLayout, QHeaderView, QMenu, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from trainer.checkpoint import list_checkpoints
 
@@ -27,6 +28,7 @@ CHECKPOINT_ROLE = Qt.ItemDataRole.UserRole + 1
 FINISHED_GROUP = "Finished"
 CHECKPOINT_GROUP = "Checkpoints (resume from any)"
 NO_FILES = "nothing yet: the finished LoRA appears here when the run completes"
+FOLDER_TIP = "Open the folder that holds the selected file in the file manager"
 RESUME_TIP = "Continue the run from the checkpoint selected above (not necessarily its newest)"
 
 
@@ -50,12 +52,16 @@ class RunFilesView(QWidget):
         for index in range(1, len(COLUMNS)):
             header.setSectionResizeMode(index, QHeaderView.ResizeMode.ResizeToContents)
         self.tree.currentItemChanged.connect(lambda *_: self._update_buttons())
+        self.tree.itemDoubleClicked.connect(lambda *_: self._show_in_folder())
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._context_menu)
         self.copy_button = push_button("Copy path", self, self._copy_path, tip="Copy the selected file's path")
+        self.folder_button = push_button("Show in folder", self, self._show_in_folder, tip=FOLDER_TIP)
         self.resume_button = push_button("Resume from this checkpoint", self, self._resume, tip=RESUME_TIP)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
-        buttons.addWidget(self.copy_button)
-        buttons.addWidget(self.resume_button)
+        for button in (self.copy_button, self.folder_button, self.resume_button):
+            buttons.addWidget(button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.tree, 1)
         layout.addLayout(buttons)
@@ -127,13 +133,32 @@ class RunFilesView(QWidget):
 
     def _update_buttons(self) -> None:
         item = self.tree.currentItem()
-        self.copy_button.setEnabled(item is not None and bool(item.data(0, PATH_ROLE)))
+        for button in (self.copy_button, self.folder_button):
+            button.setEnabled(item is not None and bool(item.data(0, PATH_ROLE)))
         self.resume_button.setEnabled(item is not None and bool(item.data(0, CHECKPOINT_ROLE)))
+
+    def _context_menu(self, position: QPoint) -> None:
+        """The buttons' actions on the row under the pointer."""
+        item = self.tree.itemAt(position)
+        if item is None or not item.data(0, PATH_ROLE):
+            return
+        self.tree.setCurrentItem(item)
+        menu = QMenu(self)
+        for button in (self.copy_button, self.folder_button, self.resume_button):
+            menu.addAction(button.text(), button.click).setEnabled(button.isEnabled())
+        menu.popup(self.tree.viewport().mapToGlobal(position))
 
     def _copy_path(self) -> None:
         path = self._selected_path()
         if path:
             QGuiApplication.clipboard().setText(path)
+
+    def _show_in_folder(self) -> None:
+        """The file manager on the folder holding the selected file (a folder row: that folder itself)."""
+        path = self._selected_path()
+        if path:
+            folder = Path(path) if Path(path).is_dir() else Path(path).parent
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
 
     def _resume(self) -> None:
         item = self.tree.currentItem()

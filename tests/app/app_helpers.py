@@ -63,6 +63,30 @@ def screenshot(widget, name: str) -> Path:
     return path
 
 
+@contextmanager
+def opened_folders() -> Iterator[list[str]]:
+    """The local paths the app hands to the desktop (QDesktopServices.openUrl) meanwhile, caught by
+    Qt's own handler hook instead of starting a file manager."""
+    from PySide6.QtCore import QObject, QUrl, Slot
+    from PySide6.QtGui import QDesktopServices
+
+    class Catcher(QObject):
+        def __init__(self) -> None:
+            super().__init__()
+            self.paths: list[str] = []
+
+        @Slot(QUrl)
+        def take(self, url: QUrl) -> None:
+            self.paths.append(url.toLocalFile())
+
+    catcher = Catcher()
+    QDesktopServices.setUrlHandler("file", catcher, "take")
+    try:
+        yield catcher.paths
+    finally:
+        QDesktopServices.unsetUrlHandler("file")
+
+
 def new_main_window(qtbot, size: tuple[int, int] | None = (1400, 860)):
     """A shown main window as the tests use it: fast autosave, no background polling.
 

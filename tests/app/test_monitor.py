@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
-from app_helpers import screenshot
+from app_helpers import opened_folders, screenshot
 from lora_studio.monitor.log_tail import LogTail
 from lora_studio.monitor.series import MetricSeries
 from tests.cli_helpers import make_demo_workspace
@@ -205,6 +206,18 @@ def test_the_files_tab_shows_only_the_shown_runs_files(page, tmp_path, qtbot):
     final, diffusers, checkpoint_row = page.files.rows()
     assert final[:3] == ("trained.safetensors", "ComfyUI, A1111/Forge", "10") and final[4] == "4.0 KB"
     assert diffusers[1] == "diffusers (load_lora_weights)"
+    # Show in folder (its button, a double click) opens the folder that holds the row's file.
+    with opened_folders() as opened:
+        page.files.select_row(1)
+        page.files.folder_button.click()
+        page.show()
+        page.tabs.setCurrentWidget(page.files)
+        qtbot.waitExposed(page)
+        tree = page.files.tree
+        where = tree.visualItemRect(page.files._file_items()[2]).center()
+        qtbot.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton, pos=where)  # a double click's first press
+        qtbot.mouseDClick(tree.viewport(), Qt.MouseButton.LeftButton, pos=where)
+    assert opened == [str(trained / "diffusers"), str(checkpoint)]
     assert checkpoint_row[0] == "trained-step00000005.safetensors" and checkpoint_row[2] == "5"
     page._select_path(str(fresh))
     qtbot.waitUntil(lambda: page.run_dir == fresh, timeout=20_000)
