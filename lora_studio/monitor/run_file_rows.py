@@ -71,15 +71,20 @@ def export_format(event: dict) -> str:
     return "kohya" if name.endswith(".safetensors") else ""
 
 
-def checkpoint_row(folder: Path) -> FileRow:
-    """A complete checkpoint, by its ready-to-use LoRA (the folder itself when it has none)."""
+def checkpoint_row(folder: Path) -> FileRow | None:
+    """A complete checkpoint, by its ready-to-use LoRA (the folder itself when it has none); None when
+    it is gone since it was listed (``keep_last_n_checkpoints`` deletes old ones while the run trains)."""
+    try:
+        saved = time.strftime(TIME_FORMAT, time.localtime(folder.stat().st_mtime))
+    except OSError:
+        return None
     ready = _ready_file(folder)
     shown = ready or folder
     size = _size(shown)
     use = "" if ready is None else EXPORT_USES["peft"] if ready.is_dir() else EXPORT_USES["kohya"]
     name = shown.name if shown.is_file() else shown.relative_to(folder.parent).as_posix()  # step-00000030/adapter
-    return FileRow(f"{checkpoint_step(folder):,}", time.strftime(TIME_FORMAT, time.localtime(folder.stat().st_mtime)),
-                   name, human_size(size) if size is not None else MISSING, use, shown, checkpoint=folder)
+    return FileRow(f"{checkpoint_step(folder):,}", saved, name, human_size(size) if size is not None else MISSING, use,
+                   shown, checkpoint=folder)
 
 
 def _size(path: Path) -> int | None:

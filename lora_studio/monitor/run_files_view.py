@@ -87,7 +87,8 @@ class RunFilesView(QWidget):
         if self.run_dir is not None:
             latest = {event["path"]: event for event in self._exports}  # a file written twice: its last writing
             self._add_group(FINISHED_GROUP, [export_row(self.run_dir, event) for event in latest.values()], selected)
-            checkpoints = [checkpoint_row(folder) for folder in reversed(list_checkpoints(self.run_dir))]
+            checkpoints = [row for folder in reversed(list_checkpoints(self.run_dir))
+                           if (row := checkpoint_row(folder)) is not None]
             if checkpoints:
                 self._add_group(CHECKPOINT_GROUP, checkpoints, selected)
         self._update_buttons()
