@@ -49,11 +49,18 @@ class FileRow:
 
 def export_row(run_dir: Path, event: dict) -> FileRow:
     """The finished file an export event names; a file gone since says so instead of its size."""
-    path = run_dir / event["path"]
+    path = run_dir / str(event["path"])
     size = _size(path)
-    saved = time.strftime(TIME_FORMAT, time.localtime(float(event["time"]))) if "time" in event else ""
-    return FileRow(f"{int(event['step']):,}" if "step" in event else "", saved, event["path"],
-                   human_size(size) if size is not None else MISSING, EXPORT_USES.get(export_format(event), ""), path)
+    try:  # written by the trainer, but a run folder is a user's to edit: a bad value leaves its cell empty
+        saved = time.strftime(TIME_FORMAT, time.localtime(float(event["time"])))
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
+        saved = ""
+    try:
+        step = f"{int(event['step']):,}"
+    except (KeyError, TypeError, ValueError):
+        step = ""
+    return FileRow(step, saved, str(event["path"]), human_size(size) if size is not None else MISSING,
+                   EXPORT_USES.get(export_format(event), ""), path)
 
 
 def export_format(event: dict) -> str:

@@ -195,7 +195,8 @@ def test_the_files_tab_shows_only_the_shown_runs_files(page, tmp_path, qtbot):
     (trained / "diffusers" / "pytorch_lora_weights.safetensors").write_bytes(b"x" * 4096)
     events = [{"time": time.time(), "kind": "export", "path": "trained.safetensors", "step": 10, "format": "kohya"},
               # as runs wrote it before export events carried a format: the name says where it loads
-              {"time": time.time(), "kind": "export", "path": "diffusers/pytorch_lora_weights.safetensors", "step": 10}]
+              # (and a time edited by hand to something that is not one: its cell stays empty)
+              {"time": "yesterday", "kind": "export", "path": "diffusers/pytorch_lora_weights.safetensors", "step": 10}]
     (trained / "events.jsonl").write_text("".join(json.dumps(event) + "\n" for event in events))
     finish(trained)
     fresh = pretend_running(workspace / "runs" / "fresh", "gpu-02")
@@ -205,7 +206,7 @@ def test_the_files_tab_shows_only_the_shown_runs_files(page, tmp_path, qtbot):
     qtbot.waitUntil(lambda: len(page.files.rows()) == 3, timeout=20_000)
     final, diffusers, checkpoint_row = page.files.rows()
     assert final[:3] == ("trained.safetensors", "ComfyUI, A1111/Forge", "10") and final[4] == "4.0 KB"
-    assert diffusers[1] == "diffusers (load_lora_weights)"
+    assert diffusers[1:4] == ("diffusers (load_lora_weights)", "10", "")
     # Show in folder (its button, a double click) opens the folder that holds the row's file.
     with opened_folders() as opened:
         page.files.select_row(1)
