@@ -27,7 +27,6 @@ from ..workers.thumbnails import ThumbnailLoader
 from .actions import create_actions
 from .bulk_edits import BulkEdits
 from .caption_grid import ICON_MODE, TABLE_MODE, CaptionGrid
-from .close_guard import may_close
 from .dataset_controller import DatasetController
 from .detail_pane import DetailPane
 from .dock_layout import fit_side_docks
@@ -43,6 +42,7 @@ from .text_docks import TextDocks
 from .text_page import TextDatasetPage
 from .theme_menu import ThemeMenu
 from .undo_actions import UndoActions
+from .unsaved_settings import may_set_aside
 from .window_parts import build_docks, build_menus, build_pages, build_toolbar
 from .workbench import Workbench
 from .workspace_controller import WorkspaceController
@@ -340,7 +340,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         """Save captions and layout, stop workers."""
-        if not may_close(self, self.workbench.training):
+        if not may_set_aside(self, self.workbench.training, "closing"):
             event.ignore()
             return
         self.autocaption.shutdown()

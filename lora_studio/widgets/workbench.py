@@ -37,6 +37,7 @@ from ..targets_ui.nodes_dialog import NodesChoice
 from .node_choice import NodeChoice
 from .run_targets import ANY_FREE_TARGET, offer_targets
 from .train_start import TrainingStartPage
+from .unsaved_settings import may_set_aside
 
 class Workbench(QTabWidget):
     """Tabs for the caption grid, the training settings, the runs and the fleet (targets and queue)."""
@@ -123,6 +124,8 @@ class Workbench(QTabWidget):
             QMessageBox.information(self, "New training", "Open a workspace first (File > Open Workspace): the "
                                     "config, the base model and the runs live in it.")
             return
+        if not may_set_aside(self, self.training, "starting a new one"):
+            return
         name = re.sub(r"[^A-Za-z0-9_-]+", "-", dataset.name if dataset else "lora").strip("-") or "lora"
         configs = self.workspace / "configs"
         path = configs / f"{name}.yaml"
@@ -149,6 +152,8 @@ class Workbench(QTabWidget):
             if not chosen:
                 return
             path = Path(chosen)
+        if not may_set_aside(self, self.training, f"opening {path.name}"):
+            return
         self.training.open_config(path, self.workspace)
         self.show_training_page()
 

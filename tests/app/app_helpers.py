@@ -87,6 +87,32 @@ def opened_folders() -> Iterator[list[str]]:
         QDesktopServices.unsetUrlHandler("file")
 
 
+@contextmanager
+def answer_prompt(name: str, button) -> Iterator[list[str]]:
+    """Within the block, click ``button`` of the modal message box named ``name`` when the app opens it
+    (it blocks in its own event loop, so the click comes from a timer there); yields the texts it asked."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    asked: list[str] = []
+    watching = [True]
+
+    def click_when_open() -> None:
+        box = QApplication.activeModalWidget()
+        if not watching[0]:
+            return
+        if isinstance(box, QMessageBox) and box.objectName() == name:
+            asked.append(box.text())
+            box.button(button).click()
+        QTimer.singleShot(20, click_when_open)  # look again on a later turn of the loop
+
+    QTimer.singleShot(0, click_when_open)
+    try:
+        yield asked
+    finally:
+        watching[0] = False  # a later test's prompt is not this block's to answer
+
+
 def new_main_window(qtbot, size: tuple[int, int] | None = (1400, 860)):
     """A shown main window as the tests use it: fast autosave, no background polling.
 

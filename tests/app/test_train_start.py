@@ -1,5 +1,6 @@
 """The Train tab before and at New Training: an empty state that says what to do, New Training
-from the workspace's start preset (the demo's 64 px settings), and the CPU-speed warning."""
+from the workspace's start preset (the demo's 64 px settings), the CPU-speed warning, and a question
+before settings that were not saved give way to another config."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+from PySide6.QtWidgets import QMessageBox
 
-from app_helpers import screenshot, write_base_model_header
+from app_helpers import answer_prompt, screenshot, write_base_model_header
 from lora_studio.training.analysis import analyse
 from lora_studio.training.presets import create_demo, list_presets, start_preset
 from trainer.demo_workspace import DEMO_SETTINGS, create_demo_workspace
@@ -85,6 +87,33 @@ def test_new_training_in_the_demo_starts_from_its_64px_preset(qtbot, window, dem
     page.resize(1400, 820)
     screenshot(window, "train-tab-demo-new-training")
     assert page.save() and "new, not saved yet" not in page.title.text()
+
+
+def test_settings_not_saved_are_kept_saved_or_let_go_as_the_user_says_before_another_config_opens(
+        qtbot, window, demo_ws):
+    _open(qtbot, window, demo_ws)
+    bench, page = window.workbench, window.workbench.training
+    demo = demo_ws / "configs" / "demo.yaml"
+    bench.open_config(demo)
+    assert not page.is_modified()  # an opened config as it was: nothing to ask
+    page.form.rows["lora_rank"].editor.spin.setValue(16)
+    assert page.is_modified()
+    # Cancel: New Training does nothing, the change stays on screen.
+    with answer_prompt("unsavedSettingsPrompt", QMessageBox.StandardButton.Cancel) as asked:
+        bench.new_training_action.trigger()
+    assert asked == ["demo.yaml has changes that are not saved. Save them before starting a new one?"]
+    assert page.config_path == demo and page.form.values()["lora_rank"] == 16
+    # Save: written to demo.yaml, then the other config opens.
+    other = demo_ws / "configs" / "other.yaml"
+    other.write_text("schema_version: 1\nlora_rank: 2\n", encoding="utf-8")
+    with answer_prompt("unsavedSettingsPrompt", QMessageBox.StandardButton.Save):
+        bench.open_config(other)
+    assert page.config_path == other and "lora_rank: 16" in demo.read_text(encoding="utf-8")
+    # Discard: the change is let go, the file keeps what it had.
+    page.form.rows["lora_rank"].editor.spin.setValue(8)
+    with answer_prompt("unsavedSettingsPrompt", QMessageBox.StandardButton.Discard):
+        bench.open_config(demo)
+    assert page.config_path == demo and other.read_text(encoding="utf-8") == "schema_version: 1\nlora_rank: 2\n"
 
 
 def test_new_training_without_a_start_preset_starts_from_the_schema_defaults(qtbot, window, tmp_path):
