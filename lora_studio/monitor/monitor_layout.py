@@ -31,6 +31,8 @@ RESUME_TIP = "Start the run again where its last checkpoint left off"
 AUTO_RECOVER_TEXT = "Recover automatically when lost"
 # A queued run has no machine to lose yet: the choice is kept in its folder and holds from its start.
 AUTO_RECOVER_QUEUED_TEXT = "Recover automatically when lost, once it has started"
+TRAIN_AGAIN_TIP = ("A new config with this run's settings, in the Train tab: change what you like and start it "
+                   "as a new run (this one stays as it is)")
 REQUEUE_TIP = "Put the run back into the queue (after fixing what its start said): it starts when a target frees up"
 # What the runs list says while it has no rows: before the first scan, and when the workspace has no runs yet.
 LOOKING_FOR_RUNS = "Looking for runs…"
@@ -142,6 +144,9 @@ def _run_head(page: MonitorPage) -> QGroupBox:
     page.resume_button.clicked.connect(lambda: page.resume_selected(None))
     page.resume_elsewhere = QPushButton("Resume on…", page)
     page.resume_elsewhere.clicked.connect(page._resume_on_other_target)
+    page.train_again_button = QPushButton("Train again…", page)
+    page.train_again_button.setToolTip(TRAIN_AGAIN_TIP)
+    page.train_again_button.clicked.connect(lambda: page.trainAgain.emit(str(page.run_dir)) if page.run_dir else None)
     page.tensorboard_button = QPushButton("TensorBoard", page)
     page.tensorboard_button.clicked.connect(page.open_tensorboard)
     page.output_button = QPushButton("Output folder", page)
@@ -152,8 +157,8 @@ def _run_head(page: MonitorPage) -> QGroupBox:
                                  "another free target that sees the run folder (at most 3 times)")
     page.auto_recover.toggled.connect(page._auto_recover_toggled)
     controls = QHBoxLayout()
-    for widget in (page.stop_button, page.resume_button, page.resume_elsewhere, page.tensorboard_button,
-                   page.output_button):
+    for widget in (page.stop_button, page.resume_button, page.resume_elsewhere, page.train_again_button,
+                   page.tensorboard_button, page.output_button):
         controls.addWidget(widget)
     controls.addStretch(1)
     head = QGroupBox(page)

@@ -1,5 +1,5 @@
 """The Runs page: every run of the workspace, and the selected one live: progress, loss curves,
-log, samples, files and checkpoints, with Stop, Resume, TensorBoard and automatic recovery.
+log, samples, files and checkpoints, with Stop, Resume, Train again, TensorBoard and automatic recovery.
 
 Everything is read from the run folders (DESIGN.md section 3), so the page works for runs
 started anywhere, by anyone, and needs no connection to watch. Disk scans run in workers;
@@ -18,7 +18,7 @@ from PySide6.QtCore import QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
 
-from trainer.rundir import EVENTS_FILE, METRICS_FILE, JsonlTail, read_status
+from trainer.rundir import CONFIG_FILE, EVENTS_FILE, METRICS_FILE, JsonlTail, read_status
 from trainer.wording import plural
 
 from ..targets.ray_state import combine as combine_ray, list_runs_seen
@@ -47,6 +47,7 @@ class MonitorPage(QWidget):
     runSelected = Signal(str)
     cancelQueued = Signal(str)   # Cancel… on a queued run: the window asks, then takes it out of the queue
     requeueQueued = Signal(str)  # Queue again on a run whose start from the queue failed
+    trainAgain = Signal(str)     # Train again…: the run folder whose settings a new config starts from
 
     def __init__(self, runner: TaskRunner, thumbnails: ThumbnailLoader, parent: QWidget | None = None,
                  context=app_context, refresh_ms: int = REFRESH_MS, runs_refresh_ms: int = RUNS_REFRESH_MS) -> None:
@@ -258,6 +259,8 @@ class MonitorPage(QWidget):
         for widget in (self.tensorboard_button, self.output_button, self.auto_recover):
             widget.setEnabled(summary is not None)
         queued = summary is not None and summary.kind == QUEUED_KIND
+        self.train_again_button.setEnabled(not queued and self.run_dir is not None
+                                           and (self.run_dir / CONFIG_FILE).is_file())
         self.auto_recover.setText(AUTO_RECOVER_QUEUED_TEXT if queued else AUTO_RECOVER_TEXT)
 
     # -- controls ----------------------------------------------------------------------

@@ -88,19 +88,24 @@ class TrainingPage(QWidget):
         self._compare_with(closest_preset(self.presets, self.form.values()))
         self._set_title()
 
-    def new_config(self, path: Path, workspace: Path | None, values: dict[str, Any]) -> None:
+    def new_config(self, path: Path, workspace: Path | None, values: dict[str, Any], *,
+                   from_run: Path | None = None) -> None:
         """Start a new config at ``path`` with ``values`` (for example the dataset just picked).
 
         It starts from the workspace's start preset when it has one (the demo's 64 px
-        settings), else from the schema's defaults; the preset box says which.
+        settings), else from the schema's defaults; the preset box says which. A config
+        ``from_run`` holds that run's settings (``values``, every one that is not a default)
+        and is compared with the preset closest to them.
         """
         self.open_config(path, workspace)
-        preset = start_preset(self.presets)
-        self._compare_with(preset)
+        preset = None if from_run is not None else start_preset(self.presets)
         start = {k: v for k, v in (preset.values if preset else {}).items() if not belongs_to_one_run(k)}
         text = f"# Train with: python -m trainer train --config {path.name}\nschema_version: {SCHEMA_VERSION}\n"
+        if from_run is not None:
+            text = f"# The settings of run {from_run.name} ({from_run}), for a new run.\n" + text
         self._set_yaml(update_yaml_text(text, {"schema_version": SCHEMA_VERSION, **start, **values}))
         self._yaml_to_form()
+        self._compare_with(preset if from_run is None else closest_preset(self.presets, self.form.values()))
 
     def save(self) -> bool:
         """Write the YAML view's text to the config file, atomically."""

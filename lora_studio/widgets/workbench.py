@@ -9,8 +9,6 @@ the app sends it when a target frees up.
 from __future__ import annotations
 
 import functools
-import re
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from ..monitor.monitor_page import MonitorPage
 from ..vsphere.run_snapshot import snapshot_before_run
 from ..targets_ui.store import app_context
 from ..training.model_finder import find_base_models
+from ..training.new_configs import config_name, free_config_path, fresh_output_dir, settings_of_run
 from ..training.option_editors import relative_to
 from ..training.page import TrainingPage
 from ..workers.tasks import TaskRunner
@@ -74,6 +73,7 @@ class Workbench(QTabWidget):
         # The Runs list shows the queued runs too, as the dispatcher last read the queue.
         self.fleet.snapshotReady.connect(lambda snapshot: self.monitor.show_queue(snapshot.queue))
         self.monitor.cancelQueued.connect(self.fleet_page.cancel_run)
+        self.monitor.trainAgain.connect(lambda run_dir: self.train_again(Path(run_dir)))
         self.monitor.requeueQueued.connect(self.fleet_page.requeue_run)
         self._queued_here: str | None = None  # the run this page's Start queued last (its note follows it)
         for page in (self.train_stack, self.monitor, self.fleet_page):
@@ -126,22 +126,38 @@ class Workbench(QTabWidget):
             return
         if not may_set_aside(self, self.training, "starting a new one"):
             return
-        name = re.sub(r"[^A-Za-z0-9_-]+", "-", dataset.name if dataset else "lora").strip("-") or "lora"
+        name = config_name(dataset.name if dataset else "lora")
         configs = self.workspace / "configs"
-        path = configs / f"{name}.yaml"
-        counter = 2
-        while path.exists():
-            path = configs / f"{name}-{counter}.yaml"
-            counter += 1
+        path = free_config_path(configs, name)
         values: dict = {}
         if dataset is not None:
             values["train_data_dir"] = relative_to(dataset, configs, allow_parent=True)
         models = find_base_models(self.workspace)
         if models:
             values["base_model"] = relative_to(models[0].path, configs, allow_parent=True)
-        values["output_dir"] = f"../runs/{name}-{time.strftime('%Y%m%d-%H%M')}"
+        values["output_dir"] = fresh_output_dir(self.workspace / "runs", name, configs)
         values["output_name"] = name
         self.training.new_config(path, self.workspace, values)
+        self.show_training_page()
+
+    def train_again(self, run_dir: Path) -> None:
+        """A new config in `<workspace>/configs/` with the settings of the run in ``run_dir`` (a folder of
+        its own beside that run's, nothing resumed), to change and start from the Train tab."""
+        if self.workspace is None:
+            QMessageBox.information(self, "Train again", "Open a workspace first (File > Open Workspace): the new "
+                                    "config goes into its configs folder.")
+            return
+        configs = self.workspace / "configs"
+        try:
+            values = settings_of_run(run_dir, configs)
+        except ValueError as exc:
+            QMessageBox.warning(self, "Train again", str(exc))
+            return
+        if not may_set_aside(self, self.training, f"opening the settings of {run_dir.name}"):
+            return
+        name = config_name(str(values.get("output_name") or run_dir.name))
+        values["output_dir"] = fresh_output_dir(run_dir.parent, name, configs)
+        self.training.new_config(free_config_path(configs, name), self.workspace, values, from_run=run_dir)
         self.show_training_page()
 
     def open_config(self, path: Path | None = None) -> None:

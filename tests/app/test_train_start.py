@@ -5,6 +5,7 @@ before settings that were not saved give way to another config."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,62 @@ def test_a_check_that_reports_after_the_page_closed_is_dropped(qtbot, demo_ws):
     qtbot.waitUntil(lambda: not shiboken6.isValid(page), timeout=10_000)
     assert runner.pool.waitForDone(10_000)
     qtbot.wait(100)  # deliver the worker's queued report: pytest-qt fails the test on an exception in it
+
+
+def test_train_again_opens_the_runs_settings_as_a_new_config_with_a_folder_of_its_own(qtbot, window, demo_ws):
+    from tests.fleet.helpers import finish, pretend_running
+    from trainer.config.loader import config_to_yaml, load_config
+    from trainer.fsutil import atomic_write_text
+
+    configs = demo_ws / "configs"
+    run_dir = pretend_running(demo_ws / "runs" / "shapes-demo", "This computer")
+    finish(run_dir)
+    # The run folder's config.yaml as the trainer writes it: every option, absolute paths; this run was
+    # resumed from a checkpoint and had its rank and rate changed from the demo's.
+    config, problems = load_config(configs / "demo.yaml", check_paths=False)
+    assert config is not None, problems
+    ran = config.replace(lora_rank=16, learning_rate=0.0005, resume=str(run_dir / "checkpoints" / "step-00000010"))
+    atomic_write_text(run_dir / "config.yaml", config_to_yaml(ran, "Resolved config of a LoRA Studio run."))
+    bare = pretend_running(demo_ws / "runs" / "no-config", "This computer")  # started without a config
+    finish(bare)
+    _open(qtbot, window, demo_ws)
+    bench, monitor, page = window.workbench, window.workbench.monitor, window.workbench.training
+    bench.show_runs()
+    monitor.refresh_runs()
+    qtbot.waitUntil(lambda: monitor.proxy.rowCount() == 2, timeout=20_000)
+    monitor._select_path(str(bare))
+    qtbot.waitUntil(lambda: monitor.run_dir == bare, timeout=10_000)
+    qtbot.waitUntil(lambda: not monitor.train_again_button.isEnabled(), timeout=10_000)
+    monitor._select_path(str(run_dir))
+    qtbot.waitUntil(lambda: monitor.run_dir == run_dir and monitor.train_again_button.isEnabled(), timeout=10_000)
+
+    monitor.train_again_button.click()
+    assert bench.currentWidget() is bench.train_stack and bench.train_stack.currentWidget() is page
+    assert page.config_path == configs / "shapes-demo.yaml" and not page.config_path.exists()  # not saved yet
+    values = page.form.values()
+    assert (values["lora_rank"], values["learning_rate"], values["resolution"]) == (16, 0.0005, 64)
+    # Its paths relative to configs/ again, a run folder of its own beside the old one, nothing resumed.
+    assert values["train_data_dir"] == "../datasets/shapes"
+    assert values["base_model"] == "../models/tiny-sd/tiny-sd-v1.safetensors"
+    assert re.fullmatch(r"\.\./runs/shapes-demo-\d{8}-\d{4}", values["output_dir"]), values["output_dir"]
+    assert values["resume"] == "auto" and values["output_name"] == "shapes-demo"
+    assert page.yaml_edit.toPlainText().startswith("# The settings of run shapes-demo (")
+    # Compared with the preset it is closest to: the two changes show, nothing else.
+    assert page.preset_box.currentText().startswith("★ Demo: 64 px")
+    assert set(page.form.differences()) == {"lora_rank", "learning_rate"}
+    assert page.save()
+    saved, problems = load_config(page.config_path)
+    assert saved is not None, problems
+    assert (Path(saved.output_dir).parent, saved.lora_rank) == (demo_ws / "runs", 16)
+
+
+def test_train_again_says_why_a_runs_settings_cannot_be_read(tmp_path):
+    from lora_studio.training.new_configs import settings_of_run
+
+    run_dir = tmp_path / "runs" / "broken"
+    with pytest.raises(ValueError, match="config.yaml is not there: this run was not started with a config"):
+        settings_of_run(run_dir, tmp_path / "configs")
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("lora_rank: [16\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"broken/config.yaml:2: is not valid YAML: .* \(fix the syntax at that line"):
+        settings_of_run(run_dir, tmp_path / "configs")

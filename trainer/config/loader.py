@@ -112,7 +112,8 @@ def _key_lines(text: str) -> dict[str, int]:
     return {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
 
 
-def _parse_yaml(text: str, file: str) -> tuple[Any, list[ConfigProblem]]:
+def parse_yaml(text: str, file: str) -> tuple[Any, list[ConfigProblem]]:
+    """The mapping (or whatever) a config's text holds, or None and the problem that says where it breaks."""
     try:
         return yaml.safe_load(text), []
     except yaml.YAMLError as exc:
@@ -242,7 +243,7 @@ def load_config(path: str | Path, *, check_paths: bool = True) -> tuple[TrainCon
         return None, [ConfigProblem("is not UTF-8 text", "save the file as UTF-8", path=file)]
     except OSError as exc:
         return None, [ConfigProblem(f"cannot be read: {exc.strerror}", "check the file's permissions", path=file)]
-    raw, problems = _parse_yaml(text, file)
+    raw, problems = parse_yaml(text, file)
     if problems:
         return None, problems
     lines = _key_lines(text)
