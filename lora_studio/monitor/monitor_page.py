@@ -27,6 +27,7 @@ from ..targets_ui.store import app_context
 from ..workers.tasks import TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
 from ..targets.placement import placement_of
+from .event_fields import event_int
 from .monitor_layout import (AUTO_RECOVER_QUEUED_TEXT, AUTO_RECOVER_TEXT, LOOKING_FOR_RUNS, NO_RUNS, REQUEUE_TIP,
                              RESUME_TIP, build_monitor_page)
 from .queued_runs import QUEUED_KIND, with_queue
@@ -204,7 +205,8 @@ class MonitorPage(QWidget):
         new_events = self.events_tail.read_new() if self.events_tail else []
         if new_events:
             self.samples.add_samples(new_events)
-            marks = [int(e.get("step", 0)) for e in new_events if e.get("kind") in ("resume", "recovery")]
+            marks = [step for e in new_events if e.get("kind") in ("resume", "recovery")
+                     and (step := event_int(e, "step")) is not None]
             if marks:
                 known = self.plot.recovery_steps.get(self.run_dir.name, [])
                 self.plot.set_recoveries(self.run_dir.name, known + marks)

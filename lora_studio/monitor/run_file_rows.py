@@ -16,6 +16,8 @@ from pathlib import Path
 from trainer.checkpoint import ADAPTER_FILE, checkpoint_step
 from trainer.wording import human_size
 
+from .event_fields import event_int
+
 
 # What each format of the trainer's export events (docs/trainer.md, the run directory) loads in.
 EXPORT_USES = {
@@ -55,11 +57,8 @@ def export_row(run_dir: Path, event: dict) -> FileRow:
         saved = time.strftime(TIME_FORMAT, time.localtime(float(event["time"])))
     except (KeyError, TypeError, ValueError, OverflowError, OSError):
         saved = ""
-    try:
-        step = f"{int(event['step']):,}"
-    except (KeyError, TypeError, ValueError):
-        step = ""
-    return FileRow(step, saved, str(event["path"]), human_size(size) if size is not None else MISSING,
+    step = event_int(event, "step")
+    return FileRow(f"{step:,}" if step is not None else "", saved, str(event["path"]), human_size(size) if size is not None else MISSING,
                    EXPORT_USES.get(export_format(event), ""), path)
 
 

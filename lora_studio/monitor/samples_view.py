@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QDialog, QHBoxLayout, QLabel, 
                                QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ..workers.thumbnails import ThumbnailLoader
+from .event_fields import event_int
 
 CELL = 132
 TEXT_CELL_WIDTH = 300  # a text answer's card: wide enough for a sentence per line
@@ -65,9 +66,9 @@ class SamplesView(QWidget):
     def add_samples(self, events: list[dict]) -> None:
         """Place `sample` events in the grid (newest step on top)."""
         for event in events:
-            if event.get("kind") != "sample" or self.run_dir is None:
+            step, index = event_int(event, "step"), event_int(event, "prompt_index") or 0
+            if event.get("kind") != "sample" or self.run_dir is None or step is None or index < 0:
                 continue
-            step, index = int(event.get("step", 0)), int(event.get("prompt_index", 0))
             self.prompts.setdefault(index, str(event.get("prompt", "")))
             if step not in self.steps:
                 self.steps.append(step)

@@ -9,7 +9,6 @@ beyond the last one, the series is cut back to just before it (newest line per s
 from __future__ import annotations
 
 import bisect
-import json
 import math
 from pathlib import Path
 
@@ -137,23 +136,6 @@ class MetricSeries:
             lines.append(",".join("" if math.isnan(v) else (str(int(v)) if i == 0 else repr(float(v)))
                                   for i, v in enumerate(row)))
         return "\n".join(lines) + "\n"
-
-
-def read_events(path: Path | str) -> list[dict]:
-    """Every complete event of a run (small files: read whole)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError:
-        return []
-    events = []
-    for line in text.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict):
-            events.append(event)
-    return events
 
 
 class Decimated:

@@ -234,6 +234,35 @@ def test_the_files_tab_shows_only_the_shown_runs_files(page, tmp_path, qtbot):
     assert checkpoint_row(checkpoint) is None
 
 
+def test_events_edited_by_hand_are_left_out_and_the_others_still_show(page, tmp_path, qtbot):
+    """A step that is not a number (a run folder merged or edited by hand) costs that event only."""
+    from PIL import Image
+
+    from tests.fleet.helpers import finish, pretend_running
+
+    workspace = tmp_path / "ws"
+    (workspace / "configs").mkdir(parents=True)
+    run = pretend_running(workspace / "runs" / "edited", "gpu-01")
+    (run / "samples").mkdir()
+    Image.new("RGB", (16, 16), "red").save(run / "samples" / "step-00000004_p00.png")
+    (run / "edited.safetensors").write_bytes(b"x" * 1024)
+    now = time.time()
+    events = [{"time": now, "kind": "resume", "step": "four"},
+              {"time": now, "kind": "sample", "step": "ten", "prompt_index": 0, "prompt": "a red square",
+               "path": "samples/step-00000010_p00.png"},
+              {"time": now, "kind": "sample", "step": 4, "prompt_index": 0, "prompt": "a red square",
+               "path": "samples/step-00000004_p00.png"},
+              {"time": now, "kind": "export", "path": "edited.safetensors", "step": None, "format": "kohya"}]
+    (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    finish(run)
+    page.set_workspace(workspace)
+    qtbot.waitUntil(lambda: page.proxy.rowCount() == 1, timeout=20_000)
+    page._select_path(str(run))
+    qtbot.waitUntil(lambda: len(page.files.rows()) == 1, timeout=20_000)
+    assert page.files.rows()[0][:3] == ("edited.safetensors", "ComfyUI, A1111/Forge", "")
+    assert page.samples.steps == [4] and page.plot.recovery_steps.get(run.name, []) == []
+
+
 @pytest.mark.slow
 def test_stop_button_stops_the_run_with_a_checkpoint(page, demo, qtbot):
     config = _config(demo, "to-stop", epochs=40, sample_every_n_steps=0, save_steps=0)
