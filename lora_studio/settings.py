@@ -87,6 +87,16 @@ class Settings:
     def thumb_size(self, value: int) -> None:
         self.q.setValue("view/thumbSize", int(value))
 
+    @property
+    def copy_folder(self) -> str | None:
+        """The folder a finished LoRA was last copied to (ComfyUI's models/loras, as a rule)."""
+        value = self.q.value("runs/copyFolder")
+        return str(value) if value else None
+
+    @copy_folder.setter
+    def copy_folder(self, value: str) -> None:
+        self.q.setValue("runs/copyFolder", value)
+
     def sync(self) -> None:
         """Write to disk now."""
         self.q.sync()

@@ -182,7 +182,7 @@ def _run_tabs(page: MonitorPage, thumbnails: ThumbnailLoader) -> QTabWidget:
     page.plot = LossPlot(page)
     page.log_view = LogView(page)
     page.samples = SamplesView(thumbnails, page)
-    page.files = RunFilesView(page)
+    page.files = RunFilesView(page.runner, page)
     page.files.resumeFrom.connect(page._resume_from_checkpoint)
     export_row = QHBoxLayout()
     export_row.addStretch(1)

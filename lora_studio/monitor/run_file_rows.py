@@ -28,6 +28,8 @@ EXPORT_USES = {
     "merged": "transformers, vLLM (merged model)",
 }
 FOLDER_FORMATS = {"adapter": "peft", "merged": "merged"}  # a language model's outputs are folders
+# The trainer's output names that are the same in every run.
+GENERIC_NAMES = frozenset({"adapter", "merged", "adapter.gguf", "pytorch_lora_weights.safetensors"})
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 MISSING = "missing: moved or deleted"
 
@@ -42,6 +44,7 @@ class FileRow:
     size: str
     use: str       # what loads it
     path: Path     # what Copy path copies
+    copy_as: str   # its name once copied out (Copy to…): a generic name gets the run's in front
     checkpoint: Path | None = None
 
     def cells(self) -> tuple[str, str, str, str, str]:
@@ -58,8 +61,9 @@ def export_row(run_dir: Path, event: dict) -> FileRow:
     except (KeyError, TypeError, ValueError, OverflowError, OSError):
         saved = ""
     step = event_int(event, "step")
-    return FileRow(f"{step:,}" if step is not None else "", saved, str(event["path"]), human_size(size) if size is not None else MISSING,
-                   EXPORT_USES.get(export_format(event), ""), path)
+    return FileRow(f"{step:,}" if step is not None else "", saved, str(event["path"]),
+                   human_size(size) if size is not None else MISSING, EXPORT_USES.get(export_format(event), ""), path,
+                   _copy_name(run_dir.name, path))
 
 
 def export_format(event: dict) -> str:
@@ -90,7 +94,13 @@ def checkpoint_row(folder: Path) -> FileRow | None:
     use = "" if ready is None else EXPORT_USES["peft"] if ready.is_dir() else EXPORT_USES["kohya"]
     name = shown.name if shown.is_file() else shown.relative_to(folder.parent).as_posix()  # step-00000030/adapter
     return FileRow(f"{checkpoint_step(folder):,}", saved, name, human_size(size) if size is not None else MISSING, use,
-                   shown, checkpoint=folder)
+                   shown, _copy_name(f"{folder.parent.parent.name}-{folder.name}", shown), checkpoint=folder)
+
+
+def _copy_name(owner: str, path: Path) -> str:
+    """``path``'s name in a folder of LoRAs from many runs: its own when it names its run (the kohya
+    files do), else ``<owner>-<name>`` (``mychat-adapter``, ``mychat-step-00000030-adapter``)."""
+    return f"{owner}-{path.name}" if path.name in GENERIC_NAMES else path.name
 
 
 def _size(path: Path) -> int | None:

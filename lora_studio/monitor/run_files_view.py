@@ -1,6 +1,7 @@
 """The Runs page's Files tab: what a run handed over (its finished LoRA files, each with what loads
-it) above its checkpoints, newest first; Copy path and Show in folder for any of them (also on a
-right click; a double click shows the folder), and Resume from a checkpoint.
+it) above its checkpoints, newest first; Copy path, Show in folder and Copy to… (into ComfyUI's
+LoRA folder, say) for any of them (also on a right click; a double click shows the folder), and
+Resume from a checkpoint.
 
 The rows are the selected run's alone: choosing another run empties the list before it is filled
 again, so a checkpoint of the run shown before can never be resumed into this one. The finished
@@ -10,24 +11,32 @@ from the folder listing (``trainer.checkpoint``).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from PySide6.QtCore import QPoint, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication
-from PySide6.QtWidgets import QHBoxLayout, QHeaderView, QMenu, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QHeaderView, QLabel, QMenu, QMessageBox, QSizePolicy,
+                               QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from trainer.checkpoint import list_checkpoints
 
 from ..boxes import push_button
+from ..settings import Settings
+from ..storage.file_ops import copy_into
+from ..workers.tasks import TaskRunner
 from .run_file_rows import FileRow, checkpoint_row, export_row
 
 COLUMNS = ("File", "Loads in", "Step", "Saved", "Size")
 # Item data: the path Copy path copies, and a checkpoint's folder (which Resume starts from).
 PATH_ROLE = Qt.ItemDataRole.UserRole
 CHECKPOINT_ROLE = Qt.ItemDataRole.UserRole + 1
+COPY_NAME_ROLE = Qt.ItemDataRole.UserRole + 2
 FINISHED_GROUP = "Finished"
 CHECKPOINT_GROUP = "Checkpoints (resume from any)"
 NO_FILES = "nothing yet: the finished LoRA appears here when the run completes"
+COPY_TIP = ("Copy the selected file into a folder: ComfyUI's models/loras, A1111's models/Lora, a share "
+            "(the last folder is remembered)")
 FOLDER_TIP = "Open the folder that holds the selected file in the file manager"
 RESUME_TIP = "Continue the run from the checkpoint selected above (not necessarily its newest)"
 
@@ -37,8 +46,9 @@ class RunFilesView(QWidget):
 
     resumeFrom = Signal(str)  # the checkpoint folder to continue the run from
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, runner: TaskRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.runner = runner
         self.run_dir: Path | None = None
         self._exports: list[dict] = []
         self.tree = QTreeWidget(self)
@@ -57,13 +67,21 @@ class RunFilesView(QWidget):
         self.tree.customContextMenuRequested.connect(self._context_menu)
         self.copy_button = push_button("Copy path", self, self._copy_path, tip="Copy the selected file's path")
         self.folder_button = push_button("Show in folder", self, self._show_in_folder, tip=FOLDER_TIP)
+        self.copy_to_button = push_button("Copy to…", self, self._choose_copy_folder, tip=COPY_TIP)
         self.resume_button = push_button("Resume from this checkpoint", self, self._resume, tip=RESUME_TIP)
+        self.copy_note = QLabel(self)  # what the last Copy to… did; wrapped, a long path never widens the pane
+        self.copy_note.setObjectName("hint")
+        self.copy_note.setWordWrap(True)
+        self.copy_note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # a path has no spaces
+        self.copy_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.copy_note.hide()
         buttons = QHBoxLayout()
         buttons.addStretch(1)
-        for button in (self.copy_button, self.folder_button, self.resume_button):
+        for button in (self.copy_button, self.folder_button, self.copy_to_button, self.resume_button):
             buttons.addWidget(button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.tree, 1)
+        layout.addWidget(self.copy_note)
         layout.addLayout(buttons)
         self._update_buttons()
 
@@ -71,6 +89,7 @@ class RunFilesView(QWidget):
         """Show ``run_dir``'s files (none yet: its events arrive through :meth:`add_events`)."""
         self.run_dir = run_dir
         self._exports = []
+        self.copy_note.hide()  # it spoke of the run shown before
         self.refresh()
 
     def add_events(self, events: list[dict]) -> None:
@@ -117,6 +136,7 @@ class RunFilesView(QWidget):
             item = QTreeWidgetItem(group, list(row.cells()))
             item.setData(0, PATH_ROLE, str(row.path))
             item.setData(0, CHECKPOINT_ROLE, str(row.checkpoint) if row.checkpoint else None)
+            item.setData(0, COPY_NAME_ROLE, row.copy_as)
             item.setToolTip(0, str(row.path))
             for column in (2, 4):
                 item.setTextAlignment(column, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -134,7 +154,7 @@ class RunFilesView(QWidget):
 
     def _update_buttons(self) -> None:
         item = self.tree.currentItem()
-        for button in (self.copy_button, self.folder_button):
+        for button in (self.copy_button, self.folder_button, self.copy_to_button):
             button.setEnabled(item is not None and bool(item.data(0, PATH_ROLE)))
         self.resume_button.setEnabled(item is not None and bool(item.data(0, CHECKPOINT_ROLE)))
 
@@ -145,7 +165,7 @@ class RunFilesView(QWidget):
             return
         self.tree.setCurrentItem(item)
         menu = QMenu(self)
-        for button in (self.copy_button, self.folder_button, self.resume_button):
+        for button in (self.copy_button, self.folder_button, self.copy_to_button, self.resume_button):
             menu.addAction(button.text(), button.click).setEnabled(button.isEnabled())
         menu.popup(self.tree.viewport().mapToGlobal(position))
 
@@ -160,6 +180,48 @@ class RunFilesView(QWidget):
         if path:
             folder = Path(path) if Path(path).is_dir() else Path(path).parent
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    def _choose_copy_folder(self) -> None:
+        start = Settings().copy_folder or str(Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Copy to folder", start)
+        if folder:
+            self.copy_to(Path(folder))
+
+    def copy_to(self, folder: Path) -> None:
+        """Copy the selected file (or adapter folder) into ``folder`` in a worker; a file of that name
+        there is replaced, or both are kept, as the user says."""
+        item = self.tree.currentItem()
+        if item is None or not item.data(0, PATH_ROLE):
+            return
+        source, name = Path(item.data(0, PATH_ROLE)), str(item.data(0, COPY_NAME_ROLE))
+        if not source.exists():
+            self._note(f"{source.name} is not there any more: it was moved or deleted")
+            return
+        replace = False
+        if (folder / name).exists():
+            box = QMessageBox(QMessageBox.Icon.Question, "Copy to folder", f"{folder} already has {name}. Replace it "
+                              "with this one, or keep both (this one gets a number)?", parent=self)
+            box.setObjectName("copyClashPrompt")
+            replace_button = box.addButton("Replace", QMessageBox.ButtonRole.AcceptRole)
+            box.addButton("Keep both", QMessageBox.ButtonRole.ActionRole)
+            box.addButton(QMessageBox.StandardButton.Cancel)
+            box.exec()
+            if box.clickedButton() is box.button(QMessageBox.StandardButton.Cancel):
+                return
+            replace = box.clickedButton() is replace_button
+        self._note(f"Copying {name} to {folder}…")
+        self.runner.start(functools.partial(copy_into, folder, source, name=name, replace=replace), owner=self,
+                          on_done=lambda copied: self._copied(folder, copied),
+                          on_error=lambda message: self._note(f"Not copied to {folder}: {message}"))
+
+    def _copied(self, folder: Path, copied: Path) -> None:
+        Settings().copy_folder = str(folder)
+        self._note(f"Copied to {copied}")
+
+    def _note(self, text: str) -> None:
+        self.copy_note.setText(text)
+        self.copy_note.setToolTip(text)
+        self.copy_note.show()
 
     def _resume(self) -> None:
         item = self.tree.currentItem()

@@ -128,7 +128,8 @@ def build_toolbar(window: MainWindow) -> None:
     open dataset). Undo, redo, reload and the view modes show only their icons."""
     a = window.actions
     window.workbench.new_training_action.setIcon(icon("demo"))
-    window.toolbar = _toolbar(window, "Main", "toolbar-main", [a.open_workspace, None, window.workbench.new_training_action])
+    window.toolbar = _toolbar(window, "Main", "toolbar-main",
+                              [a.open_workspace, None, window.workbench.new_training_action])
     window.caption_toolbar = _toolbar(window, "Captions", "toolbar-captions", [
         a.save, None, window.undo_action, window.redo_action, None, a.icon_mode, a.table_mode, None, a.bulk_edit,
         a.find_replace, window.autocaption.action, None, a.reload])

@@ -89,8 +89,9 @@ def opened_folders() -> Iterator[list[str]]:
 
 @contextmanager
 def answer_prompt(name: str, button) -> Iterator[list[str]]:
-    """Within the block, click ``button`` of the modal message box named ``name`` when the app opens it
-    (it blocks in its own event loop, so the click comes from a timer there); yields the texts it asked."""
+    """Within the block, click ``button`` (a standard button, or a button's text) of the modal message box
+    named ``name`` when the app opens it (it blocks in its own event loop, so the click comes from a timer
+    there); yields the texts it asked."""
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -103,7 +104,8 @@ def answer_prompt(name: str, button) -> Iterator[list[str]]:
             return
         if isinstance(box, QMessageBox) and box.objectName() == name:
             asked.append(box.text())
-            box.button(button).click()
+            chosen = next(b for b in box.buttons() if b.text() == button) if isinstance(button, str) else box.button(button)
+            chosen.click()
         QTimer.singleShot(20, click_when_open)  # look again on a later turn of the loop
 
     QTimer.singleShot(0, click_when_open)

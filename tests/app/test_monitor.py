@@ -12,8 +12,9 @@ import pytest
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QMessageBox
 
-from app_helpers import opened_folders, screenshot
+from app_helpers import answer_prompt, opened_folders, screenshot
 from lora_studio.monitor.log_tail import LogTail
 from lora_studio.monitor.series import MetricSeries
 from tests.cli_helpers import make_demo_workspace
@@ -232,6 +233,52 @@ def test_the_files_tab_shows_only_the_shown_runs_files(page, tmp_path, qtbot):
     from lora_studio.monitor.run_file_rows import checkpoint_row
     shutil.rmtree(checkpoint)
     assert checkpoint_row(checkpoint) is None
+
+
+def test_copy_to_puts_a_file_into_a_folder_under_a_name_that_says_its_run_and_asks_before_replacing(
+        page, tmp_path, qtbot):
+    from lora_studio.settings import Settings
+    from tests.fleet.helpers import finish, pretend_running
+
+    workspace, loras = tmp_path / "ws", tmp_path / "ComfyUI" / "models" / "loras"
+    (workspace / "configs").mkdir(parents=True)
+    loras.mkdir(parents=True)
+    run = pretend_running(workspace / "runs" / "style", "gpu-01")
+    (run / "style.safetensors").write_bytes(b"first" * 1000)
+    (run / "diffusers").mkdir()
+    (run / "diffusers" / "pytorch_lora_weights.safetensors").write_bytes(b"d" * 1000)
+    events = [{"kind": "export", "path": "style.safetensors", "step": 10, "format": "kohya"},
+              {"kind": "export", "path": "diffusers/pytorch_lora_weights.safetensors", "step": 10, "format": "diffusers"}]
+    (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    finish(run)
+    page.set_workspace(workspace)
+    qtbot.waitUntil(lambda: page.proxy.rowCount() == 1, timeout=20_000)
+    page._select_path(str(run))
+    qtbot.waitUntil(lambda: len(page.files.rows()) == 2, timeout=20_000)
+    files = page.files
+
+    def copy(row: int, expected: Path) -> None:
+        files.select_row(row)
+        files.copy_to(loras)
+        qtbot.waitUntil(lambda: files.copy_note.text() == f"Copied to {expected}", timeout=20_000)
+
+    copy(0, loras / "style.safetensors")
+    assert (loras / "style.safetensors").read_bytes() == b"first" * 1000 and Settings().copy_folder == str(loras)
+    copy(1, loras / "style-pytorch_lora_weights.safetensors")  # diffusers' name is every run's: the run's goes first
+    # The same name again: Keep both numbers this one; Replace writes over the old copy; Cancel does nothing.
+    (run / "style.safetensors").write_bytes(b"second" * 1000)
+    with answer_prompt("copyClashPrompt", "Keep both") as asked:
+        copy(0, loras / "style-1.safetensors")
+    assert asked == [f"{loras} already has style.safetensors. Replace it with this one, or keep both (this one gets "
+                     "a number)?"]
+    with answer_prompt("copyClashPrompt", "Replace"):
+        copy(0, loras / "style.safetensors")
+    assert (loras / "style.safetensors").read_bytes() == b"second" * 1000
+    with answer_prompt("copyClashPrompt", QMessageBox.StandardButton.Cancel):
+        files.copy_to(loras)
+    assert files.copy_note.text() == f"Copied to {loras / 'style.safetensors'}"  # nothing new happened
+    assert sorted(p.name for p in loras.iterdir()) == ["style-1.safetensors", "style-pytorch_lora_weights.safetensors",
+                                                       "style.safetensors"]  # no partial copy left about
 
 
 def test_events_edited_by_hand_are_left_out_and_the_others_still_show(page, tmp_path, qtbot):

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
 from app_helpers import make_images, open_folder
+from lora_studio.storage.file_ops import copy_into
 from lora_studio.workers.thumbnails import ThumbnailLoader
 
 
@@ -97,3 +100,20 @@ def test_drop_copies_images_in_and_trash_removes(qtbot, window, dataset_factory,
         assert not (folder / "img_000.txt").exists()  # its caption went along
     else:  # no trash on this platform: the app says so instead of deleting
         assert "could not be moved to the trash" in window.status.last_error
+
+
+def test_a_copy_that_fails_midway_leaves_nothing_in_the_folder(tmp_path):
+    """A language model's adapter folder copied out (Copy to… on the Runs page's Files tab) with a file
+    that cannot be read: the copy fails, and neither the folder nor a hidden partial copy is left."""
+    adapter, out = tmp_path / "run" / "adapter", tmp_path / "out"
+    adapter.mkdir(parents=True)
+    out.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"w" * 4096)
+    (adapter / "tokenizer.json").symlink_to(tmp_path / "gone.json")  # points at nothing: reading it fails
+    with pytest.raises(shutil.Error):
+        copy_into(out, adapter, name="chat-adapter")
+    assert list(out.iterdir()) == []
+    (adapter / "tokenizer.json").unlink()
+    assert copy_into(out, adapter, name="chat-adapter") == out / "chat-adapter"
+    assert (out / "chat-adapter" / "adapter_model.safetensors").read_bytes() == b"w" * 4096
+    assert copy_into(out, adapter, name="chat-adapter") == out / "chat-adapter-1"  # a folder numbers as a whole
