@@ -15,7 +15,7 @@ import functools
 from pathlib import Path
 
 from PySide6.QtCore import QPoint, Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QHeaderView, QLabel, QMenu, QMessageBox, QSizePolicy,
                                QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
@@ -64,6 +64,11 @@ class RunFilesView(QWidget):
         self.tree.currentItemChanged.connect(lambda *_: self._update_buttons())
         self.tree.itemDoubleClicked.connect(lambda *_: self._show_in_folder())
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        copy_key = QAction("Copy path", self.tree)  # Ctrl+C in the list copies the path, as in a file manager
+        copy_key.setShortcut(QKeySequence.StandardKey.Copy)
+        copy_key.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+        copy_key.triggered.connect(self._copy_path)
+        self.tree.addAction(copy_key)
         self.tree.customContextMenuRequested.connect(self._context_menu)
         self.copy_button = push_button("Copy path", self, self._copy_path, tip="Copy the selected file's path")
         self.folder_button = push_button("Show in folder", self, self._show_in_folder, tip=FOLDER_TIP)

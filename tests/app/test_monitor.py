@@ -233,6 +233,14 @@ def test_the_files_tab_shows_only_the_shown_runs_files(page, tmp_path, qtbot):
     from lora_studio.monitor.run_file_rows import checkpoint_row
     shutil.rmtree(checkpoint)
     assert checkpoint_row(checkpoint) is None
+    # Ctrl+C in the list copies the selected row's path, as in a file manager.
+    page.activateWindow()
+    qtbot.waitActive(page)
+    tree.setFocus()
+    page.files.select_row(1)
+    QGuiApplication.clipboard().clear()
+    qtbot.keyClick(tree, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    assert QGuiApplication.clipboard().text() == str(trained / "diffusers" / "pytorch_lora_weights.safetensors")
 
 
 def test_copy_to_puts_a_file_into_a_folder_under_a_name_that_says_its_run_and_asks_before_replacing(
