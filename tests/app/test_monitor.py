@@ -243,10 +243,23 @@ def test_the_files_tab_shows_only_the_shown_runs_files(page, tmp_path, qtbot):
     assert QGuiApplication.clipboard().text() == str(trained / "diffusers" / "pytorch_lora_weights.safetensors")
 
 
+def _show_finished_run(page, qtbot, run: Path, events: list[dict], file_rows: int) -> None:
+    """Show the pretend run ``run`` (alone in its workspace), finished with ``events``, once its Files tab
+    lists ``file_rows`` files."""
+    from tests.fleet.helpers import finish
+
+    (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    finish(run)
+    page.set_workspace(run.parent.parent)
+    qtbot.waitUntil(lambda: page.proxy.rowCount() == 1, timeout=20_000)
+    page._select_path(str(run))
+    qtbot.waitUntil(lambda: len(page.files.rows()) == file_rows, timeout=20_000)
+
+
 def test_copy_to_puts_a_file_into_a_folder_under_a_name_that_says_its_run_and_asks_before_replacing(
         page, tmp_path, qtbot):
     from lora_studio.settings import Settings
-    from tests.fleet.helpers import finish, pretend_running
+    from tests.fleet.helpers import pretend_running
 
     workspace, loras = tmp_path / "ws", tmp_path / "ComfyUI" / "models" / "loras"
     (workspace / "configs").mkdir(parents=True)
@@ -257,12 +270,7 @@ def test_copy_to_puts_a_file_into_a_folder_under_a_name_that_says_its_run_and_as
     (run / "diffusers" / "pytorch_lora_weights.safetensors").write_bytes(b"d" * 1000)
     events = [{"kind": "export", "path": "style.safetensors", "step": 10, "format": "kohya"},
               {"kind": "export", "path": "diffusers/pytorch_lora_weights.safetensors", "step": 10, "format": "diffusers"}]
-    (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
-    finish(run)
-    page.set_workspace(workspace)
-    qtbot.waitUntil(lambda: page.proxy.rowCount() == 1, timeout=20_000)
-    page._select_path(str(run))
-    qtbot.waitUntil(lambda: len(page.files.rows()) == 2, timeout=20_000)
+    _show_finished_run(page, qtbot, run, events, file_rows=2)
     files = page.files
 
     def copy(row: int, expected: Path) -> None:
@@ -293,7 +301,7 @@ def test_events_edited_by_hand_are_left_out_and_the_others_still_show(page, tmp_
     """A step that is not a number (a run folder merged or edited by hand) costs that event only."""
     from PIL import Image
 
-    from tests.fleet.helpers import finish, pretend_running
+    from tests.fleet.helpers import pretend_running
 
     workspace = tmp_path / "ws"
     (workspace / "configs").mkdir(parents=True)
@@ -308,12 +316,7 @@ def test_events_edited_by_hand_are_left_out_and_the_others_still_show(page, tmp_
               {"time": now, "kind": "sample", "step": 4, "prompt_index": 0, "prompt": "a red square",
                "path": "samples/step-00000004_p00.png"},
               {"time": now, "kind": "export", "path": "edited.safetensors", "step": None, "format": "kohya"}]
-    (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
-    finish(run)
-    page.set_workspace(workspace)
-    qtbot.waitUntil(lambda: page.proxy.rowCount() == 1, timeout=20_000)
-    page._select_path(str(run))
-    qtbot.waitUntil(lambda: len(page.files.rows()) == 1, timeout=20_000)
+    _show_finished_run(page, qtbot, run, events, file_rows=1)
     assert page.files.rows()[0][:3] == ("edited.safetensors", "ComfyUI, A1111/Forge", "")
     assert page.samples.steps == [4] and page.plot.recovery_steps.get(run.name, []) == []
 
