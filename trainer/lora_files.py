@@ -14,9 +14,9 @@ import torch
 
 from trainer.lora import AdapterStates, lora_state_dict, save_safetensors, to_diffusers
 from trainer.lora_metadata import captions_by_folder, kohya_metadata, tag_frequency
+from trainer.rundir import DIFFUSERS_LORA
 
 SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-DIFFUSERS_FILE = Path("diffusers") / "pytorch_lora_weights.safetensors"
 
 
 class LoraFiles:
@@ -59,7 +59,7 @@ class LoraFiles:
         cfg = self.config
         if cfg.lora_type != "lora":
             return None
-        path = root / DIFFUSERS_FILE
+        path = root / DIFFUSERS_LORA
         save_safetensors(path, to_diffusers(states, self.model.diffusers_name, cfg.lora_rank, cfg.lora_scale_alpha,
                                             self.dtype), {"format": "pt"})
         return path

@@ -29,6 +29,13 @@ STOP_FILE = "STOP"
 CHECKPOINTS_DIR = "checkpoints"
 SAMPLES_DIR = "samples"
 TENSORBOARD_DIR = "tb"
+# What a finished run hands over besides `<output_name>.safetensors` (docs/trainer.md): an image
+# run's LoRA in diffusers' layout; a language model's peft adapter folder, the GGUF inside it and
+# the merged model. A checkpoint of a language model holds an adapter folder of its step too.
+DIFFUSERS_LORA = "diffusers/pytorch_lora_weights.safetensors"
+ADAPTER_DIR = "adapter"
+GGUF_FILE = "adapter.gguf"
+MERGED_DIR = "merged"
 
 STATES = ("starting", "preparing", "training", "sampling", "saving", "completed", "stopped", "failed")
 FINAL_STATES = ("completed", "stopped", "failed")

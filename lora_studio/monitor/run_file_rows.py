@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trainer.checkpoint import ADAPTER_FILE, checkpoint_step
+from trainer.rundir import ADAPTER_DIR, DIFFUSERS_LORA, GGUF_FILE, MERGED_DIR
 from trainer.wording import human_size
 
 from .event_fields import event_int
@@ -27,9 +28,9 @@ EXPORT_USES = {
     "gguf": "llama.cpp, Ollama",
     "merged": "transformers, vLLM (merged model)",
 }
-FOLDER_FORMATS = {"adapter": "peft", "merged": "merged"}  # a language model's outputs are folders
+FOLDER_FORMATS = {ADAPTER_DIR: "peft", MERGED_DIR: "merged"}  # a language model's outputs are folders
 # The trainer's output names that are the same in every run.
-GENERIC_NAMES = frozenset({"adapter", "merged", "adapter.gguf", "pytorch_lora_weights.safetensors"})
+GENERIC_NAMES = frozenset({ADAPTER_DIR, MERGED_DIR, GGUF_FILE, Path(DIFFUSERS_LORA).name})
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 MISSING = "missing: moved or deleted"
 
@@ -74,11 +75,9 @@ def export_format(event: dict) -> str:
     name = str(event["path"])
     if name.endswith(".gguf"):
         return "gguf"
-    if name.startswith("diffusers/"):
+    if name == DIFFUSERS_LORA:
         return "diffusers"
-    if name in FOLDER_FORMATS:
-        return FOLDER_FORMATS[name]
-    return "kohya" if name.endswith(".safetensors") else ""
+    return FOLDER_FORMATS.get(name) or ("kohya" if name.endswith(".safetensors") else "")
 
 
 def checkpoint_row(folder: Path) -> FileRow | None:
@@ -119,4 +118,4 @@ def _ready_file(folder: Path) -> Path | None:
     files = sorted(p for p in folder.glob("*.safetensors") if p.name != ADAPTER_FILE)
     if files:
         return files[0]
-    return folder / "adapter" if (folder / "adapter").is_dir() else None
+    return folder / ADAPTER_DIR if (folder / ADAPTER_DIR).is_dir() else None

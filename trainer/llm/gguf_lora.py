@@ -41,7 +41,6 @@ import numpy as np
 from trainer.fsutil import fsync_dir
 from trainer.problems import ExplainedError
 
-GGUF_FILE = "adapter.gguf"  # beside adapter_model.safetensors in adapter/
 _PEFT_PREFIX = "base_model.model."
 _LORA_SUFFIXES = {".lora_A.weight": "a", ".lora_B.weight": "b"}
 

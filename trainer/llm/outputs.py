@@ -20,6 +20,7 @@ from trainer.fsutil import replace_folder
 from trainer.llm.model import LoadedLM
 from trainer.llm.templates import ChatTemplate
 from trainer.models.errors import ModelLoadError
+from trainer.rundir import GGUF_FILE
 
 
 # What each `export` choice writes besides adapter/ (the schema's choices).
@@ -53,7 +54,7 @@ def save_adapter_folder(lm: LoadedLM, template: ChatTemplate, folder: Path, card
     if card:
         (staging / "README.md").write_text(card, encoding="utf-8")
     if gguf_name is not None:
-        from trainer.llm.gguf_lora import GGUF_FILE, write_gguf_lora
+        from trainer.llm.gguf_lora import write_gguf_lora
 
         write_gguf_lora(staging, lm.model.config.to_dict(), staging / GGUF_FILE, gguf_name)
     replace_folder(staging, folder)

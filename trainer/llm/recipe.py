@@ -38,7 +38,7 @@ from trainer.optim import make_optimizer, make_scheduler
 from trainer.precision import autocast
 from trainer.problems import ExplainedError
 from trainer.rng_state import seed_everything
-from trainer.rundir import RunWriter
+from trainer.rundir import ADAPTER_DIR, GGUF_FILE, MERGED_DIR, RunWriter
 from trainer.tensorboard_log import tensorboard_writer
 
 log = logging.getLogger("trainer")
@@ -203,7 +203,7 @@ class LLMRecipe(TrainingLoop):
 
         save_safetensors(folder / ADAPTER_FILE, get_peft_model_state_dict(self.lm.model))
         with self.exported_weights():  # the adapter to try is what the run would export now
-            save_adapter_folder(self.lm, self.template, folder / "adapter")
+            save_adapter_folder(self.lm, self.template, folder / ADAPTER_DIR)
 
     def load_adapter(self, folder: Path) -> None:
         """The LoRA tensors of a checkpoint."""
@@ -234,21 +234,21 @@ class LLMRecipe(TrainingLoop):
 
     def export(self) -> Path:
         """``adapter/`` (peft format, with the tokenizer and chat template), and ``merged/`` when asked (rank 0)."""
-        adapter = self.root / "adapter"
+        adapter = self.root / ADAPTER_DIR
         if not self.dist.is_main:
             return adapter
         self.run.set_state("saving")
         parts = EXPORT_PARTS[self.config.export]
         gguf_name = self.config.resolved_output_name if "gguf" in parts else None
         save_adapter_folder(self.lm, self.template, adapter, _model_card(self.config, self.global_step), gguf_name)
-        self.run.log_event("export", path="adapter", step=self.global_step, format="peft")
+        self.run.log_event("export", path=ADAPTER_DIR, step=self.global_step, format="peft")
         log.info("saved %s", adapter)
         if gguf_name is not None:
-            self.run.log_event("export", path="adapter/adapter.gguf", step=self.global_step, format="gguf")
+            self.run.log_event("export", path=f"{ADAPTER_DIR}/{GGUF_FILE}", step=self.global_step, format="gguf")
         if "merged" in parts:
-            save_merged_folder(self.lm, self.template, self.root / "merged")
-            self.run.log_event("export", path="merged", step=self.global_step, format="merged")
-            log.info("saved %s", self.root / "merged")
+            save_merged_folder(self.lm, self.template, self.root / MERGED_DIR)
+            self.run.log_event("export", path=MERGED_DIR, step=self.global_step, format="merged")
+            log.info("saved %s", self.root / MERGED_DIR)
         return adapter
 
 
